@@ -1,0 +1,36 @@
+# Fresh machine: `make demo` runs the example experiment, `make test` the whole test suite.
+# Both create .venv with the base python3 first (once; again when pyproject.toml changes).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev,examples]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/automl run trials/digits_mlp.yml
+	$(BIN)/automl export digits-mlp --best
+
+test: install
+	$(BIN)/python -m pytest -q -ra
+
+lint: install
+	$(BIN)/ruff check automl tui tests bench trials
+
+bench: install
+	$(BIN)/python bench/launch_overhead.py
+	$(BIN)/python bench/tpe_suggest.py
+	$(BIN)/python bench/digits_demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

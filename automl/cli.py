@@ -1,0 +1,259 @@
+"""The `automl` command line: run, ls, show, export.
+
+Exit codes: 0 success, 2 a user error (bad config, unknown experiment),
+130 interrupted with Ctrl-C, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import UserError
+
+log = logging.getLogger("automl")
+
+
+def home() -> Path:
+    """The data directory: $AUTOML_HOME, default ~/.local/share/automl."""
+    return Path(os.environ.get("AUTOML_HOME") or Path.home() / ".local" / "share" / "automl").expanduser()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="automl: %(message)s")
+    try:
+        return args.handler(args)
+    except UserError as e:
+        print(f"automl: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="automl", description="Hyperparameter search over PyTorch trial scripts.")
+    parser.add_argument("--version", action="version", version=f"automl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run an experiment in the foreground, with live progress")
+    run.add_argument("config", help="experiment config (YAML or JSON; NNI v2 config.yml files work too)")
+    run.set_defaults(handler=_cmd_run)
+
+    ls = sub.add_parser("ls", help="list experiments")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(handler=_cmd_ls)
+
+    show = sub.add_parser("show", help="one experiment: status, best trial, every trial")
+    show.add_argument("experiment", help="experiment id, unique id prefix, or name")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(handler=_cmd_show)
+
+    export = sub.add_parser("export", help="export the best configs")
+    export.add_argument("experiment", help="experiment id, unique id prefix, or name")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--best", action="store_true", help="the best trial's params")
+    which.add_argument("--top", type=_positive_int, metavar="K", help="the K best trials")
+    which.add_argument("--all", action="store_true", help="every trial")
+    export.add_argument("--format", choices=("yaml", "json", "csv", "args"), help="default: from -o's suffix, "
+                        "else yaml")
+    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    export.set_defaults(handler=_cmd_export)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+# run
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .store import Store
+    from .tuners import create_tuner
+
+    config, warnings = load_config(args.config)
+    for warning in warnings:
+        print(f"automl: warning: {warning}", file=sys.stderr)
+    tuner = create_tuner(config.tuner.name, config.tuner.args, config.search_space, config.objective.mode)
+    store = Store(home())
+    experiment_id = store.create_experiment(config.name, config.model_dump(mode="json"),
+                                            str(Path(args.config).resolve()))
+    experiment = store.find_experiment(experiment_id)
+    _log_to(store.home / "experiments" / experiment_id / "experiment.log")
+    print(f"experiment {config.name} [{experiment_id}]: {config.max_trials or 'unlimited'} trials, "
+          f"tuner {config.tuner.name}, {config.concurrency} at a time", flush=True)
+    try:
+        status, interrupted, best = asyncio.run(_run_loop(store, experiment, config, tuner))
+    finally:
+        store.close()
+    if best is not None:
+        print(f"best: trial {best.id}, {config.objective.metric}={best.value:.6g}, params {json.dumps(best.params)}")
+        print(f"export it: automl export {experiment_id} --best -o best.yaml")
+    print(f"experiment {experiment_id} {status}")
+    if interrupted:
+        return 130
+    return 0 if status == "done" else 1
+
+
+async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tuple[str, bool, Any]:
+    from .experiment import ExperimentLoop
+    from .gpu_pool import make_pool
+    from .nvml import gpu_count
+    from .progress import Progress
+
+    detected = gpu_count() if config.resources.gpus > 0 else 0
+    pool = make_pool(config.gpu.indices, config.resources.gpus, config.gpu.max_trials_per_gpu, detected)
+    cpus = config.resources.cpus or max(1, (os.cpu_count() or 1) // config.concurrency)
+    loop = ExperimentLoop(store, experiment, config, tuner, pool, cpus_per_trial=cpus)
+    progress = Progress(loop)
+    loop.listeners.append(progress)
+    interrupts = 0
+
+    def on_signal() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            progress.finish()
+            print(f"stopping: ending {loop.running} running trial(s); Ctrl-C again to kill them at once",
+                  file=sys.stderr, flush=True)
+            loop.stop()
+        else:
+            loop.grace = 0.0
+            loop.stop()
+
+    aio = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        aio.add_signal_handler(sig, on_signal)
+    ticker = aio.create_task(progress.tick())
+    try:
+        status = await loop.run()
+    finally:
+        ticker.cancel()
+        progress.finish()
+    return status, interrupts > 0, loop.best
+
+
+def _log_to(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("automl")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+
+
+# reading the store
+
+def _open_store() -> Any:
+    from .store import Store
+
+    return Store.open_for_reading(home())
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from .views import experiment_summary
+
+    store = _open_store()
+    rows = [] if store is None else [experiment_summary(e, store.trials(e.id)) for e in store.experiments()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no experiments yet; start one with `automl run CONFIG`")
+        return 0
+    print(f"{'ID':<10} {'NAME':<24} {'STATUS':<8} {'TRIALS':>8} {'BEST':>12}  CREATED")
+    for r in rows:
+        total = f"{r['trials']}/{r['max_trials'] or '-'}"
+        best = "-" if r["best_value"] is None else f"{r['best_value']:.6g}"
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+        print(f"{r['id']:<10} {r['name'][:24]:<24} {r['status']:<8} {total:>8} {best:>12}  {created}")
+    return 0
+
+
+def _find(ref: str) -> tuple[Any, Any]:
+    store = _open_store()
+    if store is None:
+        raise UserError(f"no experiment {ref!r}: no experiments exist yet under {home()}")
+    return store, store.find_experiment(ref)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .views import experiment_view
+
+    store, experiment = _find(args.experiment)
+    view = experiment_view(store, experiment)
+    if args.json:
+        print(json.dumps(view, indent=2))
+        return 0
+    print(f"experiment {view['name']} [{view['id']}]  status {view['status']}")
+    print(f"config     {view['config_path']}")
+    print(f"tuner      {view['tuner']['name']}  objective: {view['objective']['mode']} "
+          f"{view['objective']['metric']}")
+    if view["error"]:
+        print(f"error      {view['error']}")
+    best = view["best"]
+    print("best       " + ("-" if best is None else f"trial {best['id']}: {best['value']:.6g} "
+                                                    f"{json.dumps(best['params'])}"))
+    print()
+    print(f"{'TRIAL':>5} {'STATUS':<13} {'VALUE':>10} {'STEPS':>5} {'TIME':>7}  PARAMS / ERROR")
+    for t in view["trials"]:
+        value = "-" if t["value"] is None else f"{t['value']:.6g}"
+        took = "-" if not (t["started"] and t["ended"]) else f"{t['ended'] - t['started']:.1f}s"
+        detail = json.dumps(t["params"]) if not t["error"] else f"{json.dumps(t['params'])}  ! {t['error']}"
+        print(f"{t['id']:>5} {t['status']:<13} {value:>10} {t['steps']:>5} {took:>7}  {detail}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import ranked, render_best, render_many
+
+    fmt = args.format or _format_from_suffix(args.output)
+    store, experiment = _find(args.experiment)
+    trials = store.trials(experiment.id)
+    order = ranked(trials, experiment.config["objective"]["mode"])
+    if (args.best or args.top) and not order:
+        print(f"automl: experiment {experiment.id} has no succeeded trial yet", file=sys.stderr)
+        return 1
+    if args.best:
+        text = render_best(order[0], fmt)
+    elif args.top:
+        text = render_many(order[: args.top], fmt)
+    else:
+        text = render_many(trials, fmt, with_status=True)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    _write_atomically(Path(args.output), text)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _format_from_suffix(output: str | None) -> str:
+    suffix = Path(output).suffix.lower() if output else ""
+    return {".json": "json", ".csv": "csv", ".txt": "args", ".args": "args"}.get(suffix, "yaml")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {e.strerror}") from None

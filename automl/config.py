@@ -1,0 +1,238 @@
+"""Experiment configuration: the pydantic model, loading from YAML/JSON, and the checks done before anything runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from . import search_space
+from .errors import UserError
+from .launcher import trial_path
+from .tuners import TUNER_NAMES
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from a number or a string like '90s', '10m', '1.5h', '2d'."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    raise ValueError(f"expected seconds or a duration such as '90s', '10m', '2h', '1d'; got {value!r}")
+
+
+Duration = Annotated[float | None, BeforeValidator(parse_duration), Field(default=None, gt=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Objective(_Model):
+    """Which reported metric is optimized, and in which direction."""
+
+    metric: str = "default"
+    mode: Literal["maximize", "minimize"] = "maximize"
+
+
+class TunerSpec(_Model):
+    """An NNI builtin tuner by name, with its classArgs."""
+
+    name: str = "TPE"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_name(self) -> TunerSpec:
+        canonical = {n.lower(): n for n in TUNER_NAMES}
+        if self.name.lower() not in canonical:
+            raise ValueError(f"unknown tuner {self.name!r}; available: {', '.join(TUNER_NAMES)}")
+        self.name = canonical[self.name.lower()]
+        return self
+
+
+class Resources(_Model):
+    """What one trial gets: CPU threads (its OMP_NUM_THREADS) and GPUs."""
+
+    cpus: int | None = Field(default=None, ge=1)
+    gpus: float = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _whole_or_fraction(self) -> Resources:
+        if self.gpus > 1 and not float(self.gpus).is_integer():
+            raise ValueError(f"gpus must be a whole number, or a fraction below 1 to share a GPU; got {self.gpus}")
+        return self
+
+
+class GpuPolicy(_Model):
+    """Which GPUs trials may use and how many trials one GPU takes."""
+
+    indices: list[int] | None = None
+    max_trials_per_gpu: int = Field(default=1, ge=1)
+    use_active_gpu: bool = False
+
+
+class ExperimentConfig(_Model):
+    """One experiment, as written in its config file (paths already resolved)."""
+
+    name: str = Field(min_length=1)
+    command: str | list[str]
+    working_dir: Path = Path(".")
+    search_space: dict[str, Any] | None = None
+    search_space_file: Path | None = None
+    objective: Objective = Field(default_factory=Objective)
+    tuner: TunerSpec = Field(default_factory=TunerSpec)
+    max_trials: int | None = Field(default=None, ge=1)
+    max_duration: Duration = None
+    concurrency: int = Field(default=1, ge=1)
+    trial_timeout: Duration = None
+    retries: int = Field(default=0, ge=0)
+    resources: Resources = Field(default_factory=Resources)
+    gpu: GpuPolicy = Field(default_factory=GpuPolicy)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_search_space(self) -> ExperimentConfig:
+        if (self.search_space is None) == (self.search_space_file is None):
+            raise ValueError("give exactly one of search_space (inline) or search_space_file")
+        if isinstance(self.command, list) and not self.command:
+            raise ValueError("command must not be empty")
+        if isinstance(self.command, str) and not self.command.strip():
+            raise ValueError("command must not be empty")
+        return self
+
+    def argv(self) -> list[str]:
+        """The trial command as an argument vector (a string goes through `sh -c` only if it uses shell syntax)."""
+        if isinstance(self.command, list):
+            return list(self.command)
+        if _uses_shell_syntax(self.command):
+            return ["/bin/sh", "-c", self.command]
+        return shlex.split(self.command)
+
+
+def load_config(path: str | os.PathLike[str]) -> tuple[ExperimentConfig, list[str]]:
+    """Read, translate (NNI v2 files), validate and resolve a config file; returns it and any warnings."""
+    path = Path(path)
+    raw = _read_mapping(path)
+    warnings: list[str] = []
+    if _looks_like_nni(raw):
+        from .nni_config import translate
+
+        raw, warnings = translate(raw, str(path))
+    raw.setdefault("name", path.stem)
+    return build_config(raw, path.parent, str(path)), warnings
+
+
+def build_config(raw: dict[str, Any], base_dir: Path, source: str) -> ExperimentConfig:
+    """Validate a config mapping whose relative paths are relative to `base_dir`, then check it is runnable."""
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(_format_validation_error(source, e)) from None
+    base_dir = base_dir.resolve()
+    config.working_dir = (base_dir / config.working_dir).resolve()
+    if not config.working_dir.is_dir():
+        raise UserError(f"{source}: field 'working_dir': folder {config.working_dir} does not exist")
+    if config.search_space_file is not None:
+        space_path = (base_dir / config.search_space_file).resolve()
+        config.search_space = _read_search_space(space_path, source)
+        config.search_space_file = space_path
+    search_space.validate(config.search_space, f"{source}: search space")
+    _check_command(config, source)
+    return config
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read config file ({e})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the config must be a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def _read_search_space(path: Path, source: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"{source}: field 'search_space_file': cannot read {path} ({e.strerror})") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: search space is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: "
+                        f"{e}") from None
+
+
+def _looks_like_nni(raw: dict[str, Any]) -> bool:
+    return any(key in raw for key in ("trialCommand", "trialConcurrency", "searchSpaceFile", "searchSpace",
+                                      "trainingService", "experimentName"))
+
+
+def _check_command(config: ExperimentConfig, source: str) -> None:
+    argv = config.argv()
+    if argv[0] == "/bin/sh":
+        return
+    program = argv[0]
+    if os.sep in program:
+        if not (config.working_dir / program).exists():
+            raise UserError(f"{source}: field 'command': program {program} not found in {config.working_dir}")
+    elif shutil.which(program, path=trial_path()) is None:
+        raise UserError(f"{source}: field 'command': program {program!r} not found on PATH")
+    scripts = [a for a in argv[1:] if a.endswith(".py") and not a.startswith("-")]
+    if scripts and Path(program).name.startswith("python"):
+        script = config.working_dir / scripts[0]
+        if not script.is_file():
+            raise UserError(f"{source}: field 'command': script {script} does not exist")
+
+
+def _uses_shell_syntax(command: str) -> bool:
+    try:
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+        tokens = list(lexer)
+    except ValueError:
+        return True
+    return any(t and all(c in "();<>|&" for c in t) for t in tokens) or any(c in command for c in "$`*?~")
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"{source}: invalid config"]
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            parent = item["loc"][:-1]
+            allowed = _allowed_fields(parent)
+            lines.append(f"  field '{field}': unknown field; allowed here: {', '.join(allowed)}")
+        elif item["type"] == "missing":
+            lines.append(f"  field '{field}': required")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            got = item.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  field '{field}': {message}{shown}")
+    return "\n".join(lines)
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

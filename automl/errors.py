@@ -1,0 +1,7 @@
+"""Errors a user can cause: reported as one clear message and exit code 2."""
+
+
+class UserError(Exception):
+    """A mistake in the user's input (config, search space, command line); nothing was started."""
+
+    exit_code = 2

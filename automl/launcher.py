@@ -1,0 +1,134 @@
+"""Starting trial processes on this machine, and ending them with their whole process tree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .trial import METRICS_ENV, PARAMS_ENV
+
+NNI_CHANNEL = "import://automl.nni_channel.TrialChannel"
+PARAMS_FILE = "params.json"
+METRICS_FILE = "metrics.jsonl"
+STDOUT_FILE = "stdout.log"
+STDERR_FILE = "stderr.log"
+
+
+@dataclass
+class TrialSpec:
+    """Everything needed to start one trial process."""
+
+    experiment_id: str
+    trial_id: int
+    argv: list[str]
+    working_dir: Path
+    trial_dir: Path
+    params: dict[str, Any]
+    cpus: int
+    gpus: list[int]
+    env: dict[str, str]
+
+
+def trial_path() -> str:
+    """PATH for trials: this interpreter's folder first, so `python` means the environment automl runs in."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+def trial_env(spec: TrialSpec) -> dict[str, str]:
+    """The environment of a trial: ours, then NNI's for unmodified NNI scripts, then the config's own."""
+    trial_dir = str(spec.trial_dir)
+    env = dict(os.environ)
+    env.update({
+        "PATH": trial_path(),
+        "PYTHONUNBUFFERED": "1",
+        "AUTOML_EXPERIMENT_ID": spec.experiment_id,
+        "AUTOML_TRIAL_ID": str(spec.trial_id),
+        "AUTOML_TRIAL_DIR": trial_dir,
+        PARAMS_ENV: str(spec.trial_dir / PARAMS_FILE),
+        METRICS_ENV: str(spec.trial_dir / METRICS_FILE),
+        "CUDA_VISIBLE_DEVICES": ",".join(map(str, spec.gpus)),
+        "OMP_NUM_THREADS": str(spec.cpus),
+        "NNI_PLATFORM": "local",
+        "NNI_TRIAL_COMMAND_CHANNEL": NNI_CHANNEL,
+        "NNI_EXP_ID": spec.experiment_id,
+        "NNI_TRIAL_JOB_ID": str(spec.trial_id),
+        "NNI_TRIAL_SEQ_ID": str(spec.trial_id),
+        "NNI_SYS_DIR": trial_dir,
+        "NNI_OUTPUT_DIR": trial_dir,
+    })
+    env.update(spec.env)
+    return env
+
+
+class LocalLauncher:
+    """Runs each trial as a subprocess in its own process session, so a signal to us does not reach it."""
+
+    async def start(self, spec: TrialSpec) -> asyncio.subprocess.Process:
+        """Write the trial's folder (params, empty metrics file) and start its process."""
+        spec.trial_dir.mkdir(parents=True, exist_ok=True)
+        (spec.trial_dir / PARAMS_FILE).write_text(json.dumps(spec.params, indent=2) + "\n")
+        (spec.trial_dir / METRICS_FILE).touch()
+        with open(spec.trial_dir / STDOUT_FILE, "ab") as out, open(spec.trial_dir / STDERR_FILE, "ab") as err:
+            return await asyncio.create_subprocess_exec(
+                *spec.argv, cwd=spec.working_dir, env=trial_env(spec), stdin=asyncio.subprocess.DEVNULL,
+                stdout=out, stderr=err, start_new_session=True)
+
+
+async def terminate_tree(pid: int, grace: float) -> None:
+    """SIGTERM a trial's whole process tree, then SIGKILL whatever is left after `grace` seconds."""
+    procs = _tree(pid)
+    _signal_all(pid, procs, signal.SIGTERM)
+    _, alive = await asyncio.to_thread(psutil.wait_procs, procs, timeout=grace)
+    if alive:
+        _signal_all(pid, alive, signal.SIGKILL)
+        await asyncio.to_thread(psutil.wait_procs, alive, timeout=grace)
+
+
+def describe_exit(code: int) -> str:
+    """'exited with code 3' or 'killed by signal SIGSEGV' for a subprocess return code."""
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def stderr_tail(trial_dir: Path, max_chars: int = 300) -> str:
+    """The last non-empty line of a trial's stderr (usually the exception), shortened."""
+    try:
+        with open(trial_dir / STDERR_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][-max_chars:] if lines else ""
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal_all(pid: int, procs: list[psutil.Process], sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass

@@ -1,0 +1,274 @@
+"""The SQLite store (WAL mode, one file per data directory): experiments, trials and every reported metric.
+
+One process writes (the experiment loop's host); any number read. Every
+metric is committed before anything acts on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+SCHEMA_VERSION = 1
+DB_NAME = "automl.db"
+
+EXPERIMENT_STATUSES = ("running", "paused", "done", "stopped", "failed")
+TRIAL_STATUSES = ("waiting", "running", "succeeded", "failed", "early_stopped", "killed", "interrupted")
+ACTIVE_TRIAL_STATUSES = ("waiting", "running")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    config_path TEXT,
+    created REAL NOT NULL,
+    ended REAL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS trials (
+    experiment_id TEXT NOT NULL REFERENCES experiments(id),
+    id INTEGER NOT NULL,
+    params TEXT NOT NULL,
+    status TEXT NOT NULL,
+    retry_of INTEGER,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    pid INTEGER,
+    gpus TEXT NOT NULL DEFAULT '[]',
+    exit_code INTEGER,
+    error TEXT,
+    value REAL,
+    metrics_offset INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (experiment_id, id)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    experiment_id TEXT NOT NULL,
+    trial_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    step INTEGER,
+    value REAL,
+    raw TEXT NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (experiment_id, trial_id, seq)
+);
+"""
+
+
+@dataclass
+class Experiment:
+    """An experiment row; `config` is the resolved config as a plain mapping."""
+
+    id: str
+    name: str
+    status: str
+    config: dict[str, Any]
+    config_path: str | None
+    created: float
+    ended: float | None
+    error: str | None
+
+
+@dataclass
+class Trial:
+    """A trial row. A retry is a trial of its own whose `retry_of` names the first attempt."""
+
+    experiment_id: str
+    id: int
+    params: dict[str, Any]
+    status: str
+    retry_of: int | None = None
+    attempt: int = 0
+    created: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    pid: int | None = None
+    gpus: list[int] = field(default_factory=list)
+    exit_code: int | None = None
+    error: str | None = None
+    value: float | None = None
+    metrics_offset: int = 0
+    steps: int = 0
+
+
+@dataclass
+class Metric:
+    """One line of a trial's metrics file: its objective `value` (None if not numeric) and the record as written."""
+
+    seq: int
+    kind: str
+    step: int | None
+    value: float | None
+    raw: dict[str, Any]
+    time: float
+
+
+class Store:
+    """Access to one data directory's database."""
+
+    def __init__(self, home: Path, readonly: bool = False):
+        self.home = home
+        self.path = home / DB_NAME
+        if readonly:
+            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+        else:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            with self._tx():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self.conn.row_factory = sqlite3.Row
+
+    @classmethod
+    def open_for_reading(cls, home: Path) -> Store | None:
+        """A read-only handle, or None when the data directory holds no database yet (nothing is created)."""
+        if not (home / DB_NAME).exists():
+            return None
+        return cls(home, readonly=True)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # experiments
+
+    def create_experiment(self, name: str, config: dict[str, Any], config_path: str | None) -> str:
+        """Insert a running experiment and return its new id."""
+        with self._tx():
+            while True:
+                exp_id = secrets.token_hex(4)
+                if not self.conn.execute("SELECT 1 FROM experiments WHERE id=?", (exp_id,)).fetchone():
+                    break
+            self.conn.execute(
+                "INSERT INTO experiments (id, name, status, config, config_path, created) VALUES (?,?,?,?,?,?)",
+                (exp_id, name, "running", json.dumps(config), config_path, time.time()))
+        return exp_id
+
+    def set_experiment_status(self, exp_id: str, status: str, error: str | None = None) -> None:
+        """Record the experiment's status; a final one also records when it ended."""
+        ended = time.time() if status in ("done", "stopped", "failed") else None
+        with self._tx():
+            self.conn.execute("UPDATE experiments SET status=?, ended=?, error=? WHERE id=?",
+                              (status, ended, error, exp_id))
+
+    def experiments(self) -> list[Experiment]:
+        """All experiments, oldest first."""
+        rows = self.conn.execute("SELECT * FROM experiments ORDER BY created").fetchall()
+        return [_experiment(r) for r in rows]
+
+    def find_experiment(self, ref: str) -> Experiment:
+        """An experiment by id, unique id prefix, or name (the newest of that name); UserError if none."""
+        row = self.conn.execute("SELECT * FROM experiments WHERE id=?", (ref,)).fetchone()
+        if row is None:
+            rows = self.conn.execute("SELECT * FROM experiments WHERE id LIKE ? ORDER BY created",
+                                     (ref.replace("%", "").replace("_", "") + "%",)).fetchall()
+            if len(rows) > 1:
+                raise UserError(f"experiment id prefix {ref!r} is ambiguous: {', '.join(r['id'] for r in rows)}")
+            row = rows[0] if rows else None
+        if row is None:
+            row = self.conn.execute("SELECT * FROM experiments WHERE name=? ORDER BY created DESC LIMIT 1",
+                                    (ref,)).fetchone()
+        if row is None:
+            raise UserError(f"no experiment {ref!r}; `automl ls` lists them")
+        return _experiment(row)
+
+    # trials
+
+    def add_trial(self, exp_id: str, params: dict[str, Any], retry_of: int | None = None,
+                  attempt: int = 0) -> Trial:
+        """Insert a waiting trial with the next id of its experiment."""
+        now = time.time()
+        with self._tx():
+            (last,) = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM trials WHERE experiment_id=?",
+                                        (exp_id,)).fetchone()
+            trial = Trial(exp_id, last + 1, params, "waiting", retry_of, attempt, now)
+            self.conn.execute(
+                "INSERT INTO trials (experiment_id, id, params, status, retry_of, attempt, created) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (exp_id, trial.id, json.dumps(params), trial.status, retry_of, attempt, now))
+        return trial
+
+    def trial_started(self, trial: Trial, pid: int, gpus: list[int]) -> None:
+        """Mark a trial running under process `pid`."""
+        trial.status, trial.pid, trial.gpus, trial.started = "running", pid, gpus, time.time()
+        with self._tx():
+            self.conn.execute("UPDATE trials SET status=?, pid=?, gpus=?, started=? WHERE experiment_id=? AND id=?",
+                              (trial.status, pid, json.dumps(gpus), trial.started, trial.experiment_id, trial.id))
+
+    def add_metrics(self, trial: Trial, metrics: Iterable[Metric], offset: int) -> None:
+        """Persist newly read metric lines and how far the metrics file has been read, in one transaction."""
+        with self._tx():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
+                [(trial.experiment_id, trial.id, m.seq, m.kind, m.step, _finite_or_none(m.value),
+                  json.dumps(m.raw), m.time) for m in metrics])
+            self.conn.execute("UPDATE trials SET metrics_offset=? WHERE experiment_id=? AND id=?",
+                              (offset, trial.experiment_id, trial.id))
+        trial.metrics_offset = offset
+
+    def trial_ended(self, trial: Trial, status: str, exit_code: int | None = None,
+                    error: str | None = None, value: float | None = None) -> None:
+        """Record how a trial ended."""
+        trial.status, trial.exit_code, trial.error, trial.value = status, exit_code, error, value
+        trial.ended = time.time()
+        with self._tx():
+            self.conn.execute(
+                "UPDATE trials SET status=?, exit_code=?, error=?, value=?, ended=? WHERE experiment_id=? AND id=?",
+                (status, exit_code, error, value, trial.ended, trial.experiment_id, trial.id))
+
+    def trials(self, exp_id: str) -> list[Trial]:
+        """An experiment's trials in id order, each with its number of intermediate reports."""
+        rows = self.conn.execute(
+            "SELECT t.*, (SELECT COUNT(*) FROM metrics m WHERE m.experiment_id=t.experiment_id "
+            "AND m.trial_id=t.id AND m.kind='intermediate') AS steps "
+            "FROM trials t WHERE experiment_id=? ORDER BY id", (exp_id,)).fetchall()
+        return [_trial(r) for r in rows]
+
+    def metrics(self, exp_id: str, trial_id: int) -> list[Metric]:
+        """One trial's metrics in the order they were reported."""
+        rows = self.conn.execute("SELECT * FROM metrics WHERE experiment_id=? AND trial_id=? ORDER BY seq",
+                                 (exp_id, trial_id)).fetchall()
+        return [Metric(r["seq"], r["kind"], r["step"], r["value"], json.loads(r["raw"]), r["time"]) for r in rows]
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+
+def _experiment(row: sqlite3.Row) -> Experiment:
+    return Experiment(row["id"], row["name"], row["status"], json.loads(row["config"]), row["config_path"],
+                      row["created"], row["ended"], row["error"])
+
+
+def _trial(row: sqlite3.Row) -> Trial:
+    return Trial(row["experiment_id"], row["id"], json.loads(row["params"]), row["status"], row["retry_of"],
+                 row["attempt"], row["created"], row["started"], row["ended"], row["pid"], json.loads(row["gpus"]),
+                 row["exit_code"], row["error"], row["value"], row["metrics_offset"], row["steps"])
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

@@ -1,0 +1,51 @@
+"""A single daemon thread that runs every call into one tuner, so slow suggestions never block the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class TunerWorker:
+    """Serializes calls into a tuner (they are not thread-safe) on a thread that never delays process exit."""
+
+    def __init__(self, tuner: Any):
+        self.tuner = tuner
+        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]] | None]
+        self._calls = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="automl-tuner", daemon=True)
+        self._thread.start()
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` on the worker thread and wait for its result."""
+        future = asyncio.get_running_loop().create_future()
+        self._calls.put((fn, args, future))
+        return await future
+
+    def close(self) -> None:
+        """Let the thread end after the calls already queued."""
+        self._calls.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            fn, args, future = item
+            try:
+                outcome: tuple[Any, BaseException | None] = (fn(*args), None)
+            except BaseException as e:  # handed to the awaiting coroutine
+                outcome = (None, e)
+            try:
+                future.get_loop().call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:  # the event loop is gone: nobody waits for this answer
+                pass
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -1,0 +1,36 @@
+"""The one interface every search strategy sits behind: propose parameters, learn from results."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+Mode = Literal["maximize", "minimize"]
+
+
+class NoMoreTrials(Exception):
+    """The strategy has nothing left to propose, ever (e.g. a finished grid)."""
+
+
+class Tuner(ABC):
+    """Proposes parameter sets and learns from finished trials.
+
+    Not thread-safe: the experiment loop calls one tuner from one worker
+    thread at a time, so a slow `ask` never blocks the loop itself.
+    Parameter sets are plain JSON-serializable dicts in NNI's format
+    (a nested choice is a dict with a `_name` key).
+    """
+
+    @abstractmethod
+    def ask(self, key: int) -> dict[str, Any] | None:
+        """Parameters for the trial numbered `key`.
+
+        Returns None when nothing can be proposed until a running trial
+        ends (e.g. Evolution waiting for its population); raises
+        NoMoreTrials when the space is exhausted. Never returns a set it
+        returned before.
+        """
+
+    @abstractmethod
+    def tell(self, key: int, value: float | None) -> None:
+        """Trial `key` ended with objective `value`, or None when it failed."""

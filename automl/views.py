@@ -1,0 +1,62 @@
+"""The JSON shapes of experiments and trials that `ls --json`, `show --json` and later tooling rely on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .export import ranked
+from .store import Experiment, Store, Trial
+
+
+def trial_view(trial: Trial) -> dict[str, Any]:
+    """One trial as a plain mapping."""
+    return {
+        "id": trial.id,
+        "status": trial.status,
+        "params": trial.params,
+        "value": trial.value,
+        "steps": trial.steps,
+        "gpus": trial.gpus,
+        "started": trial.started,
+        "ended": trial.ended,
+        "exit_code": trial.exit_code,
+        "error": trial.error,
+        "attempt": trial.attempt,
+        "retry_of": trial.retry_of,
+    }
+
+
+def experiment_summary(experiment: Experiment, trials: list[Trial]) -> dict[str, Any]:
+    """An experiment's headline figures: what `ls` shows."""
+    best = best_trial(experiment, trials)
+    return {
+        "id": experiment.id,
+        "name": experiment.name,
+        "status": experiment.status,
+        "created": experiment.created,
+        "ended": experiment.ended,
+        "trials": len(trials),
+        "max_trials": experiment.config.get("max_trials"),
+        "best_value": None if best is None else best.value,
+    }
+
+
+def experiment_view(store: Store, experiment: Experiment) -> dict[str, Any]:
+    """An experiment with all its trials: what `show --json` prints."""
+    trials = store.trials(experiment.id)
+    best = best_trial(experiment, trials)
+    return {
+        **experiment_summary(experiment, trials),
+        "error": experiment.error,
+        "config_path": experiment.config_path,
+        "objective": experiment.config["objective"],
+        "tuner": experiment.config["tuner"],
+        "best": None if best is None else trial_view(best),
+        "trials": [trial_view(t) for t in trials],
+    }
+
+
+def best_trial(experiment: Experiment, trials: list[Trial]) -> Trial | None:
+    """The succeeded trial with the best objective value, or None."""
+    order = ranked(trials, experiment.config["objective"]["mode"])
+    return order[0] if order else None
