@@ -134,8 +134,7 @@ async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tup
                   file=sys.stderr, flush=True)
             loop.stop()
         else:
-            loop.grace = 0.0
-            loop.stop()
+            loop.kill_now()
 
     aio = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

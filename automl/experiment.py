@@ -20,7 +20,15 @@ from typing import Any
 from . import metrics_file
 from .config import ExperimentConfig
 from .gpu_pool import GpuPool
-from .launcher import METRICS_FILE, LocalLauncher, TrialSpec, describe_exit, stderr_tail, terminate_tree
+from .launcher import (
+    METRICS_FILE,
+    LocalLauncher,
+    TrialSpec,
+    describe_exit,
+    kill_tree,
+    stderr_tail,
+    terminate_tree,
+)
 from .store import Experiment, Store, Trial
 from .tuner_worker import TunerWorker
 from .tuners.base import NoMoreTrials
@@ -75,6 +83,7 @@ class ExperimentLoop:
         self._exhausted = False
         self._tuner_waiting = False
         self._stop_reason: str | None = None
+        self._error: BaseException | None = None  # raised by a task; ends the experiment as failed
         self._wake = asyncio.Event()
         self._started = 0.0
 
@@ -94,18 +103,29 @@ class ExperimentLoop:
             self._stop_reason = reason
             self._wake.set()
 
+    def kill_now(self) -> None:
+        """SIGKILL every running trial's process tree at once (a second Ctrl-C)."""
+        self.stop()
+        for running in self._running.values():
+            if running.pid is not None:
+                kill_tree(running.pid)
+
     async def run(self) -> str:
         """Run until the experiment ends and return its final status."""
         self._started = time.monotonic()
         status, error = "done", None
         try:
             while self._stop_reason is None and not self._finished():
+                if self._error is not None:
+                    raise self._error
                 if self._out_of_time():
                     log.info("experiment %s reached max_duration", self.experiment.id)
                     self._stop_reason = "max_duration reached"
                     break
                 self._launch_what_fits()
                 await self._sleep_until_something_happens()
+            if self._error is not None:
+                raise self._error
             if self._stop_reason is not None and self._stop_reason != "max_duration reached":
                 status = "stopped"
         except Exception as e:
@@ -149,17 +169,19 @@ class ExperimentLoop:
         return not (self._asking or self._exhausted or self._tuner_waiting or self._budget_spent())
 
     async def _ask(self, key: int) -> None:
+        params = None
         try:
             params = await self._worker.call(self._worker.tuner.ask, key)
         except NoMoreTrials:
             log.info("experiment %s: the tuner has no more configurations", self.experiment.id)
             self._exhausted = True
-            params = None
+        except Exception as e:
+            self._error = e
         finally:
             self._asking = False
             self._wake.set()
         if params is None:
-            self._tuner_waiting = not self._exhausted
+            self._tuner_waiting = not (self._exhausted or self._error)
             return
         self.configs_started += 1
         self._ready.append(_Request(params, key))
@@ -180,7 +202,15 @@ class ExperimentLoop:
         trial = self.store.add_trial(self.experiment.id, request.params, request.retry_of, request.attempt)
         running = _Running(trial, request.key, gpus)
         self._running[trial.id] = running
-        running.task = asyncio.get_running_loop().create_task(self._follow(running))
+        running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
+
+    async def _guarded(self, work: Any) -> None:
+        """Run a background task; an unexpected error in it ends the experiment as failed, never silently."""
+        try:
+            await work
+        except Exception as e:
+            self._error = self._error or e
+            self._wake.set()
 
     async def _follow(self, running: _Running) -> None:
         trial = running.trial
@@ -249,7 +279,7 @@ class ExperimentLoop:
             self._ready.append(_Request(trial.params, running.key, trial.retry_of or trial.id, trial.attempt + 1))
         else:
             self.configs_ended += 1
-            asyncio.get_running_loop().create_task(self._tell(running.key, value))
+            asyncio.get_running_loop().create_task(self._guarded(self._tell(running.key, value)))
         self._wake.set()
 
     async def _tell(self, key: int, value: float | None) -> None:
@@ -274,9 +304,9 @@ class ExperimentLoop:
         """Where a trial's params, metrics and logs live."""
         return self.store.home / "experiments" / self.experiment.id / "trials" / str(trial_id)
 
-    def _emit(self, kind: str, **data: Any) -> None:
+    def _emit(self, event: str, **data: Any) -> None:
         for listener in self.listeners:
-            listener(kind, data)
+            listener(event, data)
 
 
 def _with_tail(reason: str, trial_dir: Path) -> str:

@@ -92,6 +92,11 @@ async def terminate_tree(pid: int, grace: float) -> None:
         await asyncio.to_thread(psutil.wait_procs, alive, timeout=grace)
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a trial's whole process tree now."""
+    _signal_all(pid, _tree(pid), signal.SIGKILL)
+
+
 def describe_exit(code: int) -> str:
     """'exited with code 3' or 'killed by signal SIGSEGV' for a subprocess return code."""
     if code < 0:

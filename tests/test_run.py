@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -40,7 +41,9 @@ REASONS = {
 
 
 def _experiment_id(stdout: str) -> str:
-    return stdout.split("[", 1)[1].split("]", 1)[0]
+    match = re.search(r"^experiment \S+ \[([0-9a-f]{8})\]", stdout, re.MULTILINE)
+    assert match, stdout
+    return match.group(1)
 
 
 def test_plain_python_trials_run_and_everything_is_stored(tmp_path, home):
@@ -155,7 +158,7 @@ def test_ctrl_c_ends_every_trial_process_tree_and_leaves_the_store_consistent(tm
     pid_files = _wait_for(lambda: (lambda f: f if len(f) == 2 else None)(list(exp_dir.glob("trials/*/child.pid"))))
     _wait_for(lambda: all(t["steps"] == 1 for t in show(exp_dir.name)["trials"]) or None)
     pids = [int(f.read_text()) for f in pid_files]
-    trial_pids = [t["pid"] for t in Store(home, readonly=True).trials(exp_dir.name)]
+    trial_pids = [t.pid for t in Store(home, readonly=True).trials(exp_dir.name)]
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

@@ -1,0 +1,113 @@
+"""The experiment loop with hand-made tuners: slow suggestions, deferred ones, broken ones. Real trial processes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+
+from automl.config import build_config
+from automl.experiment import ExperimentLoop
+from automl.gpu_pool import GpuPool
+from automl.store import Store
+from automl.tuners.base import NoMoreTrials, Tuner
+from tests.conftest import write_trial
+
+
+class SlowSecondAsk(Tuner):
+    """Answers the first ask at once and the second only once `release` is set (or after 30 s)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def ask(self, key):
+        if key >= 2:
+            self.release.wait(30)
+        if key > 2:
+            raise NoMoreTrials
+        return {"x": key / 10}
+
+    def tell(self, key, value):
+        pass
+
+
+class WaitsForResults(Tuner):
+    """Like Evolution: proposes two configs, then nothing until it has heard a result."""
+
+    def __init__(self) -> None:
+        self.told = 0
+        self.answered = 0
+
+    def ask(self, key):
+        if self.answered >= 2 + 2 * self.told:
+            return None
+        self.answered += 1
+        return {"x": key / 10}
+
+    def tell(self, key, value):
+        self.told += 1
+
+
+class Broken(Tuner):
+    def ask(self, key):
+        raise ZeroDivisionError("tuner bug")
+
+    def tell(self, key, value):
+        pass
+
+
+def _loop(tmp_path, tuner, **fields):
+    write_trial(tmp_path, "for i in range(3):\n    trial.report(i)\n    time.sleep(0.1)\n"
+                          "trial.report_final(params['x'])\n")
+    raw = {"name": "loop", "command": [sys.executable, "trial.py"], "concurrency": 2,
+           "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}}, **fields}
+    config = build_config(raw, tmp_path, "test")
+    store = Store(tmp_path / "home")
+    experiment = store.find_experiment(store.create_experiment("loop", config.model_dump(mode="json"), None))
+    return store, ExperimentLoop(store, experiment, config, tuner, GpuPool([], 0, 1))
+
+
+def test_a_slow_suggestion_does_not_stop_trials_from_being_followed(tmp_path):
+    tuner = SlowSecondAsk()
+    store, loop = _loop(tmp_path, tuner, max_trials=5)
+    loop.listeners.append(lambda event, data: event == "trial_ended" and tuner.release.set())
+    assert asyncio.run(loop.run()) == "done"
+    first, second = store.trials(loop.experiment.id)
+    assert first.status == second.status == "succeeded"
+    assert first.steps == 3
+    assert first.ended < second.created, "trial 1 was followed to its end while the second ask was running"
+
+
+def test_a_tuner_that_waits_for_results_gets_them_and_goes_on(tmp_path):
+    tuner = WaitsForResults()
+    store, loop = _loop(tmp_path, tuner, max_trials=6)
+    assert asyncio.run(loop.run()) == "done"
+    trials = store.trials(loop.experiment.id)
+    assert [t.status for t in trials] == ["succeeded"] * 6
+    assert tuner.told == 6
+
+
+def test_a_broken_tuner_fails_the_experiment_with_its_error(tmp_path):
+    store, loop = _loop(tmp_path, Broken(), max_trials=3)
+    assert asyncio.run(loop.run()) == "failed"
+    experiment = store.find_experiment(loop.experiment.id)
+    assert (experiment.status, experiment.error) == ("failed", "ZeroDivisionError: tuner bug")
+    assert store.trials(loop.experiment.id) == []
+
+
+def test_stop_kills_running_trials_and_marks_the_experiment_stopped(tmp_path):
+    write_trial(tmp_path, "trial.report(1)\ntime.sleep(60)\n", name="hang.py")
+    store, loop = _loop(tmp_path, WaitsForResults(), max_trials=4, command=[sys.executable, "hang.py"])
+
+    async def stop_when_both_report():
+        task = asyncio.ensure_future(loop.run())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(t.steps for t in store.trials(loop.experiment.id)) < 2:
+            await asyncio.sleep(0.05)
+        loop.stop()
+        return await task
+
+    assert asyncio.run(stop_when_both_report()) == "stopped"
+    assert [(t.status, t.error, t.steps) for t in store.trials(loop.experiment.id)] == [
+        ("killed", "stopped by user", 1)] * 2
