@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from . import search_space
 from .errors import UserError
 from .launcher import trial_path
-from .tuners import TUNER_NAMES
+from .tuners import canonical_tuner_name
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -53,10 +53,10 @@ class TunerSpec(_Model):
 
     @model_validator(mode="after")
     def _known_name(self) -> TunerSpec:
-        canonical = {n.lower(): n for n in TUNER_NAMES}
-        if self.name.lower() not in canonical:
-            raise ValueError(f"unknown tuner {self.name!r}; available: {', '.join(TUNER_NAMES)}")
-        self.name = canonical[self.name.lower()]
+        try:
+            self.name = canonical_tuner_name(self.name)
+        except UserError as e:
+            raise ValueError(str(e)) from None
         return self
 
 
