@@ -34,3 +34,11 @@ class Tuner(ABC):
     @abstractmethod
     def tell(self, key: int, value: float | None) -> None:
         """Trial `key` ended with objective `value`, or None when it failed."""
+
+    def restore(self, history: list[tuple[dict[str, Any], float | None]]) -> None:  # noqa: B027
+        """Feed results of earlier trials, e.g. when an experiment resumes.
+
+        A None value marks a set that failed or is still running: it is not
+        learned from, but it is never proposed again. Strategies that cannot
+        learn from history may ignore it.
+        """
