@@ -14,9 +14,11 @@ import math
 import os
 import sys
 import time
-from numbers import Real
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # importing `typing` would cost a few ms on every trial start
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 __all__ = ["get_params", "report", "report_final", "trial_id", "experiment_id", "trial_dir"]
 
@@ -77,6 +79,8 @@ def experiment_id() -> str | None:
 
 def trial_dir() -> Path:
     """The folder for this trial's outputs (checkpoints, plots); the current one when standalone."""
+    from pathlib import Path
+
     return Path(os.environ.get("AUTOML_TRIAL_DIR") or os.getcwd())
 
 
@@ -91,7 +95,7 @@ def _checked(value: Any) -> float | dict[str, float]:
 def _number(value: Any, what: str) -> float:
     if isinstance(value, (str, bytes, bool)) or value is None:
         raise TypeError(f"{what} must be a number, got {value!r}")
-    if isinstance(value, Real) or hasattr(value, "__float__"):
+    if hasattr(value, "__float__"):
         try:
             return float(value)
         except (TypeError, ValueError) as e:
