@@ -96,6 +96,7 @@ class ExperimentConfig(_Model):
     concurrency: int = Field(default=1, ge=1)
     trial_timeout: Duration = None
     retries: int = Field(default=0, ge=0)
+    rerun_interrupted: bool = True
     resources: Resources = Field(default_factory=Resources)
     gpu: GpuPolicy = Field(default_factory=GpuPolicy)
     env: dict[str, str] = Field(default_factory=dict)

@@ -1,8 +1,11 @@
 """The experiment loop: ask the tuner, place and launch trials, follow their metrics, learn from their results.
 
-One loop, hosted by `automl run` in the foreground (and by the daemon for
-many experiments at once). Trials are asyncio tasks; the tuner runs on a
-worker thread so a slow suggestion never stalls metric collection.
+One loop, hosted by `automl run` in the foreground and by the daemon for
+many experiments at once. Trials are asyncio tasks; the tuner runs on a
+worker thread so a slow suggestion never stalls metric collection. A loop
+can resume an experiment from the store: trials still running are
+re-attached, trials that ended meanwhile are concluded from their recorded
+exit status, and trials a reboot took are marked interrupted (and re-run).
 """
 
 from __future__ import annotations
@@ -12,20 +15,23 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import metrics_file
 from .config import ExperimentConfig
+from .errors import UserError
 from .gpu_pool import GpuPool
 from .launcher import (
     METRICS_FILE,
     LocalLauncher,
     TrialSpec,
     describe_exit,
+    is_alive,
     kill_tree,
+    recorded_exit,
     stderr_tail,
     terminate_tree,
 )
@@ -36,11 +42,13 @@ from .tuners.base import NoMoreTrials
 log = logging.getLogger("automl")
 
 Listener = Callable[[str, dict[str, Any]], None]
+MAX_DURATION_REACHED = "max_duration reached"
+DETACHED = "detached"
 
 
 @dataclass
 class _Request:
-    """A parameter set waiting for a free slot: a new config from the tuner, or a retry of a failed one."""
+    """A parameter set waiting for a free slot: a new config from the tuner, or a re-run of an earlier one."""
 
     params: dict[str, Any]
     key: int
@@ -56,7 +64,8 @@ class _Running:
     pid: int | None = None
     final: float | None = None
     seq: int = 0  # metric lines read so far
-    ending: tuple[str, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop
+    recovered: bool = False  # re-attached after a restart: the current tuner never handed it out
+    ending: tuple[str, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
     terminating: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -75,6 +84,7 @@ class ExperimentLoop:
         self.best: Trial | None = None
         self.configs_started = 0
         self.configs_ended = 0
+        self.paused = experiment.status == "paused"
         self._worker = TunerWorker(tuner)
         self._keys = itertools.count(1)
         self._ready: deque[_Request] = deque()
@@ -85,7 +95,6 @@ class ExperimentLoop:
         self._stop_reason: str | None = None
         self._error: BaseException | None = None  # raised by a task; ends the experiment as failed
         self._wake = asyncio.Event()
-        self._started = 0.0
 
     @property
     def running(self) -> int:
@@ -94,14 +103,20 @@ class ExperimentLoop:
 
     @property
     def elapsed(self) -> float:
-        """Seconds since the loop started."""
-        return time.monotonic() - self._started if self._started else 0.0
+        """Seconds since the experiment was created (what max_duration is measured against)."""
+        return time.time() - self.experiment.created
+
+    # control
 
     def stop(self, reason: str = "stopped by user") -> None:
         """End the experiment: no new trials, running ones are terminated (their status: killed)."""
         if self._stop_reason is None:
             self._stop_reason = reason
             self._wake.set()
+
+    def detach(self) -> None:
+        """Leave the experiment as it is, its trials running, for a later loop to resume (daemon shutdown)."""
+        self.stop(DETACHED)
 
     def kill_now(self) -> None:
         """SIGKILL every running trial's process tree at once (a second Ctrl-C)."""
@@ -110,36 +125,80 @@ class ExperimentLoop:
             if running.pid is not None:
                 kill_tree(running.pid)
 
+    def pause(self) -> None:
+        """Start no new trials; running ones go on."""
+        self._set_paused(True)
+
+    def resume(self) -> None:
+        """Start trials again after a pause."""
+        self._set_paused(False)
+
+    def kill_trial(self, trial_id: int) -> None:
+        """Terminate one running trial (status killed); the experiment goes on."""
+        running = self._running.get(trial_id)
+        if running is None:
+            raise UserError(f"trial {trial_id} of experiment {self.experiment.id} is not running")
+        running.ending = running.ending or ("killed", "killed by user")
+        self._wake.set()
+
+    def update(self, concurrency: int | None = None, max_trials: int | None = None,
+               max_duration: float | None = None) -> None:
+        """Change the experiment's limits while it runs; the new ones are stored and apply at once."""
+        for name, value in (("concurrency", concurrency), ("max_trials", max_trials), ("max_duration", max_duration)):
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be at least 1, got {value}")
+        if concurrency is not None:
+            self.config.concurrency = concurrency
+        if max_trials is not None:
+            self.config.max_trials = max_trials
+        if max_duration is not None:
+            self.config.max_duration = max_duration
+        self.store.update_config(self.experiment.id, self.config.model_dump(mode="json"))
+        self._emit("experiment_updated", concurrency=self.config.concurrency, max_trials=self.config.max_trials,
+                   max_duration=self.config.max_duration)
+        self._wake.set()
+
+    # the loop
+
     async def run(self) -> str:
-        """Run until the experiment ends and return its final status."""
-        self._started = time.monotonic()
+        """Run until the experiment ends and return its final status ('detached' if handed over)."""
         status, error = "done", None
         try:
+            await self._resume_from_store()
             while self._stop_reason is None and not self._finished():
                 if self._error is not None:
                     raise self._error
                 if self._out_of_time():
                     log.info("experiment %s reached max_duration", self.experiment.id)
-                    self._stop_reason = "max_duration reached"
+                    self._stop_reason = MAX_DURATION_REACHED
                     break
                 self._launch_what_fits()
                 await self._sleep_until_something_happens()
             if self._error is not None:
                 raise self._error
-            if self._stop_reason is not None and self._stop_reason != "max_duration reached":
+            if self._stop_reason not in (None, MAX_DURATION_REACHED):
                 status = "stopped"
         except Exception as e:
             log.exception("experiment %s failed", self.experiment.id)
             status, error = "failed", f"{type(e).__name__}: {e}"
             self._stop_reason = self._stop_reason or "experiment failed"
         finally:
-            await self._end_running_trials()
+            if self._stop_reason == DETACHED:
+                await self._let_go()
+            else:
+                await self._end_running_trials()
             self._worker.close()
-            self.store.set_experiment_status(self.experiment.id, status, error)
-            self._emit("experiment_status", status=status, error=error)
+        if self._stop_reason == DETACHED:
+            return DETACHED
+        self.store.set_experiment_status(self.experiment.id, status, error)
+        self._emit("experiment_status", status=status, error=error)
         return status
 
-    # deciding what runs
+    def _set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.store.set_experiment_status(self.experiment.id, "paused" if paused else "running")
+        self._emit("experiment_status", status="paused" if paused else "running", error=None)
+        self._wake.set()
 
     def _finished(self) -> bool:
         if self._running or self._ready or self._asking:
@@ -153,7 +212,7 @@ class ExperimentLoop:
         return self.config.max_duration is not None and self.elapsed >= self.config.max_duration
 
     def _launch_what_fits(self) -> None:
-        while len(self._running) < self.config.concurrency:
+        while not self.paused and len(self._running) < self.config.concurrency:
             if self._ready:
                 gpus = self.gpus.acquire()
                 if gpus is None:
@@ -199,12 +258,13 @@ class ExperimentLoop:
     # one trial
 
     def _start(self, request: _Request, gpus: list[int]) -> None:
-        trial = self.store.add_trial(self.experiment.id, request.params, request.retry_of, request.attempt)
+        trial = self.store.add_trial(self.experiment.id, request.params, request.key, request.retry_of,
+                                     request.attempt)
         running = _Running(trial, request.key, gpus)
         self._running[trial.id] = running
         running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
 
-    async def _guarded(self, work: Any) -> None:
+    async def _guarded(self, work: Awaitable[None]) -> None:
         """Run a background task; an unexpected error in it ends the experiment as failed, never silently."""
         try:
             await work
@@ -224,23 +284,39 @@ class ExperimentLoop:
         running.pid = process.pid
         self.store.trial_started(trial, process.pid, running.gpus)
         self._emit("trial_started", trial=trial.id, params=trial.params, gpus=running.gpus)
-        deadline = None if self.config.trial_timeout is None else time.monotonic() + self.config.trial_timeout
-        exit_wait = asyncio.ensure_future(process.wait())
+        await self._watch(running, asyncio.ensure_future(process.wait()))
+
+    async def _watch(self, running: _Running, exit_code: asyncio.Future[int | None]) -> None:
+        """Collect metrics until the process ends; enforce the timeout and our decided endings; conclude."""
+        trial = running.trial
+        deadline = None if self.config.trial_timeout is None else (trial.started or 0) + self.config.trial_timeout
         while True:
-            done, _ = await asyncio.wait({exit_wait}, timeout=self.poll_interval)
+            done, _ = await asyncio.wait({exit_code}, timeout=self.poll_interval)
             self._collect(running)
             if done:
                 break
-            if running.ending is None and deadline is not None and time.monotonic() >= deadline:
+            if running.ending is None and deadline is not None and time.time() >= deadline:
                 running.ending = ("failed", f"timed out after {self.config.trial_timeout:g} s")
-            if running.ending is not None and not running.terminating:
+            if running.ending is not None and not running.terminating and running.pid is not None:
                 running.terminating = True
-                asyncio.get_running_loop().create_task(terminate_tree(process.pid, self.grace))
-        code = exit_wait.result()
+                asyncio.get_running_loop().create_task(terminate_tree(running.pid, self.grace))
+        self._conclude(running, exit_code.result())
+
+    async def _exit_of_foreign(self, running: _Running) -> int | None:
+        """Wait for a re-attached trial (no longer our child) to end; its wrapper recorded the exit status."""
+        pid = running.pid
+        assert pid is not None, "only trials with a known process are re-attached"
+        while is_alive(pid, running.trial.started):
+            await asyncio.sleep(self.poll_interval)
+        return recorded_exit(self.trial_dir(running.trial.id))
+
+    def _conclude(self, running: _Running, code: int | None) -> None:
         if running.ending is not None:
             status, reason = running.ending
+        elif code is None:
+            status, reason = "failed", "ended while automl was not running; its exit status is unknown"
         elif code != 0:
-            status, reason = "failed", _with_tail(describe_exit(code), spec.trial_dir)
+            status, reason = "failed", _with_tail(describe_exit(code), self.trial_dir(running.trial.id))
         elif running.final is None:
             status, reason = "failed", "exited without reporting a final result (call report_final)"
         else:
@@ -270,20 +346,29 @@ class ExperimentLoop:
         self.store.trial_ended(trial, status, code, reason, value)
         self.gpus.release(running.gpus)
         del self._running[trial.id]
-        if status == "succeeded" and (self.best is None or self._better(value, self.best.value)):
-            self.best = trial
         self._emit("trial_ended", trial=trial.id, status=status, value=value, error=reason)
-        if status == "failed" and self._stop_reason is None and trial.attempt < self.config.retries:
-            log.info("trial %d failed (%s); retrying (attempt %d of %d)", trial.id, reason, trial.attempt + 1,
-                     self.config.retries)
-            self._ready.append(_Request(trial.params, running.key, trial.retry_of or trial.id, trial.attempt + 1))
-        else:
-            self.configs_ended += 1
-            asyncio.get_running_loop().create_task(self._guarded(self._tell(running.key, value)))
+        self._after_end(trial, running.key, recovered=running.recovered)
         self._wake.set()
 
-    async def _tell(self, key: int, value: float | None) -> None:
-        await self._worker.call(self._worker.tuner.tell, key, value)
+    def _after_end(self, trial: Trial, key: int, recovered: bool) -> None:
+        """Retry a failed or re-run an interrupted trial, or else tell the tuner its configuration's outcome."""
+        if trial.status == "succeeded" and (self.best is None or self._better(trial.value, self.best.value)):
+            self.best = trial
+        rerun = trial.status == "interrupted" and self.config.rerun_interrupted
+        retry = trial.status == "failed" and trial.attempt < self.config.retries
+        if (rerun or retry) and self._stop_reason is None:
+            log.info("trial %d %s (%s); running it again", trial.id, trial.status, trial.error)
+            self._ready.append(_Request(trial.params, key, trial.retry_of or trial.id, trial.attempt + 1))
+            return
+        self.configs_ended += 1
+        if recovered:
+            outcome = self._worker.call(self._worker.tuner.restore, [(trial.params, trial.value)])
+        else:
+            outcome = self._worker.call(self._worker.tuner.tell, key, trial.value)
+        asyncio.get_running_loop().create_task(self._guarded(self._learned(outcome)))
+
+    async def _learned(self, outcome: Awaitable[None]) -> None:
+        await outcome
         self._tuner_waiting = False
         self._wake.set()
 
@@ -294,6 +379,68 @@ class ExperimentLoop:
         tasks = [r.task for r in self._running.values() if r.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _let_go(self) -> None:
+        """Stop following trials without touching them; the store keeps them as running."""
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # resuming
+
+    async def _resume_from_store(self) -> None:
+        """Take up where the store says this experiment was: counts, best, tuner history, live trials."""
+        trials = self.store.trials(self.experiment.id)
+        if not trials:
+            return
+        self._keys = itertools.count(max(t.tuner_key for t in trials) + 1)
+        last_attempts: dict[int, Trial] = {}
+        for trial in trials:
+            last_attempts[trial.tuner_key] = trial
+        history: list[tuple[dict[str, Any], float | None]] = []
+        for key, trial in last_attempts.items():
+            self.configs_started += 1
+            if trial.status in ("waiting", "running"):
+                history.append((trial.params, None))
+                self._recover(trial, key)
+            elif trial.status in ("failed", "interrupted") and self._would_run_again(trial):
+                history.append((trial.params, None))
+                self._ready.append(_Request(trial.params, key, trial.retry_of or trial.id, trial.attempt + 1))
+            else:
+                history.append((trial.params, trial.value))
+                self.configs_ended += 1
+                if trial.status == "succeeded" and (self.best is None or self._better(trial.value, self.best.value)):
+                    self.best = trial
+        await self._worker.call(self._worker.tuner.restore, history)
+        log.info("experiment %s resumed: %d configurations, %d ended, %d trials re-attached", self.experiment.id,
+                 self.configs_started, self.configs_ended, len(self._running))
+
+    def _would_run_again(self, trial: Trial) -> bool:
+        if trial.status == "interrupted":
+            return self.config.rerun_interrupted
+        return trial.attempt < self.config.retries
+
+    def _recover(self, trial: Trial, key: int) -> None:
+        """A trial the store says is running: re-attach it, conclude it, or mark it interrupted."""
+        running = _Running(trial, key, trial.gpus, trial.pid, self.store.final_value(trial.experiment_id, trial.id),
+                           trial.metric_lines, recovered=True)
+        if trial.status == "running" and trial.pid is not None and is_alive(trial.pid, trial.started):
+            self.gpus.claim(trial.gpus)
+            self._running[trial.id] = running
+            exit_code = asyncio.ensure_future(self._exit_of_foreign(running))
+            running.task = asyncio.get_running_loop().create_task(self._guarded(self._watch(running, exit_code)))
+            return
+        code = recorded_exit(self.trial_dir(trial.id)) if trial.status == "running" else None
+        self.gpus.claim(trial.gpus)
+        self._running[trial.id] = running
+        if code is not None:
+            self._collect(running)
+            self._conclude(running, code)
+        else:
+            why = ("its process was gone when automl restarted (machine restart?)" if trial.status == "running"
+                   else "automl stopped before it started")
+            self._finish(running, "interrupted", None, why)
 
     def _better(self, value: float | None, than: float | None) -> bool:
         if value is None or than is None:

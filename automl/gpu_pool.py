@@ -35,10 +35,17 @@ class GpuPool:
             self.load[index] += 1
         return chosen
 
+    def claim(self, indices: list[int]) -> None:
+        """Count GPUs already held by a trial that was re-attached after a restart."""
+        for index in indices:
+            if index in self.load:
+                self.load[index] += 1
+
     def release(self, indices: list[int]) -> None:
         """Give a finished trial's GPUs back."""
         for index in indices:
-            self.load[index] -= 1
+            if index in self.load:
+                self.load[index] -= 1
 
 
 def make_pool(indices: list[int] | None, gpus_per_trial: float, max_trials_per_gpu: int,

@@ -20,6 +20,16 @@ PARAMS_FILE = "params.json"
 METRICS_FILE = "metrics.jsonl"
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
+EXIT_FILE = "exit_code"
+
+# Runs the trial and records its exit status in a file (its first argument), so the status is known
+# even to a daemon that restarted and is no longer the trial's parent. A trial killed by a signal
+# re-raises it, so a parent that is still there sees the signal too. A constant: user values are
+# only ever passed as arguments.
+_RECORD_EXIT = (
+    '"$@"; code=$?; echo "$code" > "$0.tmp" && mv "$0.tmp" "$0"; '
+    'if [ "$code" -gt 128 ]; then kill -$((code - 128)) $$; fi; exit "$code"'
+)
 
 
 @dataclass
@@ -76,10 +86,32 @@ class LocalLauncher:
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
         (spec.trial_dir / PARAMS_FILE).write_text(json.dumps(spec.params, indent=2) + "\n")
         (spec.trial_dir / METRICS_FILE).touch()
+        (spec.trial_dir / EXIT_FILE).unlink(missing_ok=True)
+        argv = ["/bin/sh", "-c", _RECORD_EXIT, str(spec.trial_dir / EXIT_FILE), *spec.argv]
         with open(spec.trial_dir / STDOUT_FILE, "ab") as out, open(spec.trial_dir / STDERR_FILE, "ab") as err:
             return await asyncio.create_subprocess_exec(
-                *spec.argv, cwd=spec.working_dir, env=trial_env(spec), stdin=asyncio.subprocess.DEVNULL,
+                *argv, cwd=spec.working_dir, env=trial_env(spec), stdin=asyncio.subprocess.DEVNULL,
                 stdout=out, stderr=err, start_new_session=True)
+
+
+def recorded_exit(trial_dir: Path) -> int | None:
+    """The exit status the trial's wrapper recorded (signals as -N), or None if it recorded none."""
+    try:
+        code = int((trial_dir / EXIT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return -(code - 128) if code > 128 else code
+
+
+def is_alive(pid: int, started: float | None) -> bool:
+    """Whether `pid` is still the trial process started at `started` (not a reused pid, not a zombie)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 10
+    except psutil.NoSuchProcess:
+        return False
 
 
 async def terminate_tree(pid: int, grace: float) -> None:

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     status TEXT NOT NULL,
     config TEXT NOT NULL,
     config_path TEXT,
+    host TEXT NOT NULL DEFAULT 'foreground',
     created REAL NOT NULL,
     ended REAL,
     error TEXT
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS trials (
     status TEXT NOT NULL,
     retry_of INTEGER,
     attempt INTEGER NOT NULL DEFAULT 0,
+    tuner_key INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     started REAL,
     ended REAL,
@@ -79,6 +81,7 @@ class Experiment:
     status: str
     config: dict[str, Any]
     config_path: str | None
+    host: str
     created: float
     ended: float | None
     error: str | None
@@ -94,6 +97,7 @@ class Trial:
     status: str
     retry_of: int | None = None
     attempt: int = 0
+    tuner_key: int = 0
     created: float = 0.0
     started: float | None = None
     ended: float | None = None
@@ -104,6 +108,7 @@ class Trial:
     value: float | None = None
     metrics_offset: int = 0
     steps: int = 0
+    metric_lines: int = 0
 
 
 @dataclass
@@ -150,16 +155,17 @@ class Store:
 
     # experiments
 
-    def create_experiment(self, name: str, config: dict[str, Any], config_path: str | None) -> str:
-        """Insert a running experiment and return its new id."""
+    def create_experiment(self, name: str, config: dict[str, Any], config_path: str | None,
+                          host: str = "foreground") -> str:
+        """Insert a running experiment and return its new id; `host` says who runs it (foreground or daemon)."""
         with self._tx():
             while True:
                 exp_id = secrets.token_hex(4)
                 if not self.conn.execute("SELECT 1 FROM experiments WHERE id=?", (exp_id,)).fetchone():
                     break
             self.conn.execute(
-                "INSERT INTO experiments (id, name, status, config, config_path, created) VALUES (?,?,?,?,?,?)",
-                (exp_id, name, "running", json.dumps(config), config_path, time.time()))
+                "INSERT INTO experiments (id, name, status, config, config_path, host, created) VALUES (?,?,?,?,?,?,?)",
+                (exp_id, name, "running", json.dumps(config), config_path, host, time.time()))
         return exp_id
 
     def set_experiment_status(self, exp_id: str, status: str, error: str | None = None) -> None:
@@ -168,6 +174,11 @@ class Store:
         with self._tx():
             self.conn.execute("UPDATE experiments SET status=?, ended=?, error=? WHERE id=?",
                               (status, ended, error, exp_id))
+
+    def update_config(self, exp_id: str, config: dict[str, Any]) -> None:
+        """Replace an experiment's stored config (after a live change of its limits)."""
+        with self._tx():
+            self.conn.execute("UPDATE experiments SET config=? WHERE id=?", (json.dumps(config), exp_id))
 
     def experiments(self) -> list[Experiment]:
         """All experiments, oldest first."""
@@ -192,18 +203,18 @@ class Store:
 
     # trials
 
-    def add_trial(self, exp_id: str, params: dict[str, Any], retry_of: int | None = None,
+    def add_trial(self, exp_id: str, params: dict[str, Any], tuner_key: int, retry_of: int | None = None,
                   attempt: int = 0) -> Trial:
-        """Insert a waiting trial with the next id of its experiment."""
+        """Insert a waiting trial with the next id of its experiment; `tuner_key` is what its tuner knows it by."""
         now = time.time()
         with self._tx():
             (last,) = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM trials WHERE experiment_id=?",
                                         (exp_id,)).fetchone()
-            trial = Trial(exp_id, last + 1, params, "waiting", retry_of, attempt, now)
+            trial = Trial(exp_id, last + 1, params, "waiting", retry_of, attempt, tuner_key, now)
             self.conn.execute(
-                "INSERT INTO trials (experiment_id, id, params, status, retry_of, attempt, created) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (exp_id, trial.id, json.dumps(params), trial.status, retry_of, attempt, now))
+                "INSERT INTO trials (experiment_id, id, params, status, retry_of, attempt, tuner_key, created) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (exp_id, trial.id, json.dumps(params), trial.status, retry_of, attempt, tuner_key, now))
         return trial
 
     def trial_started(self, trial: Trial, pid: int, gpus: list[int]) -> None:
@@ -238,9 +249,16 @@ class Store:
         """An experiment's trials in id order, each with its number of intermediate reports."""
         rows = self.conn.execute(
             "SELECT t.*, (SELECT COUNT(*) FROM metrics m WHERE m.experiment_id=t.experiment_id "
-            "AND m.trial_id=t.id AND m.kind='intermediate') AS steps "
+            "AND m.trial_id=t.id AND m.kind='intermediate') AS steps, "
+            "(SELECT COUNT(*) FROM metrics m WHERE m.experiment_id=t.experiment_id AND m.trial_id=t.id) AS lines "
             "FROM trials t WHERE experiment_id=? ORDER BY id", (exp_id,)).fetchall()
         return [_trial(r) for r in rows]
+
+    def final_value(self, exp_id: str, trial_id: int) -> float | None:
+        """The objective of a trial's first valid final report, if it made one."""
+        row = self.conn.execute("SELECT value FROM metrics WHERE experiment_id=? AND trial_id=? AND kind='final' "
+                                "AND value IS NOT NULL ORDER BY seq LIMIT 1", (exp_id, trial_id)).fetchone()
+        return None if row is None else row[0]
 
     def metrics(self, exp_id: str, trial_id: int) -> list[Metric]:
         """One trial's metrics in the order they were reported."""
@@ -261,13 +279,14 @@ class Store:
 
 def _experiment(row: sqlite3.Row) -> Experiment:
     return Experiment(row["id"], row["name"], row["status"], json.loads(row["config"]), row["config_path"],
-                      row["created"], row["ended"], row["error"])
+                      row["host"], row["created"], row["ended"], row["error"])
 
 
 def _trial(row: sqlite3.Row) -> Trial:
     return Trial(row["experiment_id"], row["id"], json.loads(row["params"]), row["status"], row["retry_of"],
-                 row["attempt"], row["created"], row["started"], row["ended"], row["pid"], json.loads(row["gpus"]),
-                 row["exit_code"], row["error"], row["value"], row["metrics_offset"], row["steps"])
+                 row["attempt"], row["tuner_key"], row["created"], row["started"], row["ended"], row["pid"],
+                 json.loads(row["gpus"]), row["exit_code"], row["error"], row["value"], row["metrics_offset"],
+                 row["steps"], row["lines"])
 
 
 def _finite_or_none(value: float | None) -> float | None:

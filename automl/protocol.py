@@ -1,0 +1,169 @@
+"""The control protocol of the daemon's Unix socket, version 1: newline-delimited JSON requests, replies and events.
+
+Documented for users in docs/protocol.md. Requests are validated with pydantic; replies and events are plain dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 1024 * 1024
+SUBSCRIBE = "subscribe"
+
+BAD_REQUEST = "bad_request"
+TOO_LARGE = "too_large"
+UNSUPPORTED_VERSION = "unsupported_version"
+USER_ERROR = "user_error"
+INTERNAL = "internal"
+FORBIDDEN = "forbidden"
+OVERFLOW = "overflow"
+ERROR_CODES = (BAD_REQUEST, TOO_LARGE, UNSUPPORTED_VERSION, USER_ERROR, INTERNAL, FORBIDDEN, OVERFLOW)
+
+RequestId = int | str
+
+
+class ProtocolError(Exception):
+    """A request that cannot be served: the error code, the message, and the request's id when it could be read."""
+
+    def __init__(self, code: str, message: str, request_id: RequestId | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+class Request(BaseModel):
+    """One request line."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: StrictInt = Field(description=f"must be the protocol version, the integer {PROTOCOL_VERSION}")
+    id: StrictInt | StrictStr = Field(description="must be an integer or a string")
+    op: StrictStr = Field(min_length=1, description="must be a non-empty string naming the operation")
+    args: dict[str, Any] = Field(default_factory=dict, description="must be an object")
+
+
+class SubscribeArgs(BaseModel):
+    """The arguments of `subscribe`: which experiment (None: all) and which event kinds (None: all)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    experiment: StrictStr | None = Field(default=None, description="must be an experiment id or null")
+    events: list[StrictStr] | None = Field(default=None, description="must be a list of event kinds or null")
+
+
+def parse_request(line: bytes) -> Request:
+    """Decode and validate one request line; raises ProtocolError saying what is wrong and what is allowed."""
+    try:
+        obj = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ProtocolError(BAD_REQUEST, f"not valid UTF-8 JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(BAD_REQUEST, f"a request must be a JSON object, not {_json_type(obj)}")
+    request_id = obj.get("id") if _is_id(obj.get("id")) else None
+    version = obj.get("v")
+    if _is_int(version) and version != PROTOCOL_VERSION:
+        raise ProtocolError(UNSUPPORTED_VERSION, f"protocol version {version} is not supported; "
+                                                 f"this daemon speaks version {PROTOCOL_VERSION}", request_id)
+    try:
+        return Request.model_validate(obj)
+    except ValidationError as e:
+        raise ProtocolError(BAD_REQUEST, "invalid request: " + _describe(Request, e), request_id) from None
+
+
+def parse_subscribe_args(args: dict[str, Any]) -> SubscribeArgs:
+    """Validate the arguments of `subscribe`; raises ProtocolError (bad_request) saying what is allowed."""
+    try:
+        return SubscribeArgs.model_validate(args)
+    except ValidationError as e:
+        raise ProtocolError(BAD_REQUEST, f"invalid args for {SUBSCRIBE}: " + _describe(SubscribeArgs, e)) from None
+
+
+def request_message(request_id: RequestId, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A request, as a client sends it."""
+    return {"v": PROTOCOL_VERSION, "id": request_id, "op": op, "args": args}
+
+
+def ok_reply(request_id: RequestId, result: Any) -> dict[str, Any]:
+    """A successful reply carrying the operation's result."""
+    return {"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result}
+
+
+def error_reply(request_id: RequestId | None, code: str, message: str) -> dict[str, Any]:
+    """A failed reply; `request_id` is None when the request's id could not be read."""
+    return {"v": PROTOCOL_VERSION, "id": request_id, "ok": False, "error": {"code": code, "message": message}}
+
+
+def event_message(kind: str, experiment: str | None, data: dict[str, Any], at: float | None = None) -> dict[str, Any]:
+    """An event pushed to subscribers; `at` is its Unix time (now by default)."""
+    return {"v": PROTOCOL_VERSION, "event": kind, "experiment": experiment,
+            "time": time.time() if at is None else at, "data": data}
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One line of ASCII JSON with its newline; NaN and infinities become null, since JSON has no such numbers."""
+    try:
+        text = json.dumps(message, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(message), separators=(",", ":"), allow_nan=False)
+    return text.encode("ascii") + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """Parse one reply or event line; raises ValueError unless it is a JSON object."""
+    obj = json.loads(line.decode("utf-8"))
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {_json_type(obj)}")
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_id(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, str)
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _describe(model: type[BaseModel], error: ValidationError) -> str:
+    """One sentence per offending field, saying what the field must be (from the model's field descriptions)."""
+    fields = model.model_fields
+    parts: dict[str, str] = {}
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else ""
+        if name in parts:
+            continue
+        if item["type"] == "missing":
+            parts[name] = f"missing field '{name}'"
+        elif item["type"] == "extra_forbidden":
+            parts[name] = f"unknown field '{name}' (allowed: {', '.join(fields)})"
+        elif name in fields:
+            parts[name] = f"'{name}' {fields[name].description}"
+        else:
+            parts[name] = item["msg"]
+    return "; ".join(parts.values())
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
