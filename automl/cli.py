@@ -113,12 +113,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tuple[str, bool, Any]:
     from .experiment import ExperimentLoop
-    from .gpu_pool import make_pool
+    from .gpu_pool import GpuPool
     from .nvml import gpu_count
     from .progress import Progress
 
     detected = gpu_count() if config.resources.gpus > 0 else 0
-    pool = make_pool(config.gpu.indices, config.resources.gpus, config.gpu.max_trials_per_gpu, detected)
+    pool = GpuPool(detected).slots(config.gpu.indices, config.resources.gpus, config.gpu.max_trials_per_gpu)
     cpus = config.resources.cpus or max(1, (os.cpu_count() or 1) // config.concurrency)
     loop = ExperimentLoop(store, experiment, config, tuner, pool, cpus_per_trial=cpus)
     progress = Progress(loop)

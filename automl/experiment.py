@@ -23,7 +23,7 @@ from typing import Any
 from . import metrics_file
 from .config import ExperimentConfig
 from .errors import UserError
-from .gpu_pool import GpuPool
+from .gpu_pool import GpuSlots
 from .launcher import (
     METRICS_FILE,
     LocalLauncher,
@@ -74,7 +74,7 @@ class ExperimentLoop:
     """Runs one experiment to its end: done (budget or space exhausted), stopped, or failed."""
 
     def __init__(self, store: Store, experiment: Experiment, config: ExperimentConfig, tuner: Any,
-                 gpus: GpuPool, *, launcher: LocalLauncher | None = None, poll_interval: float = 0.1,
+                 gpus: GpuSlots, *, launcher: LocalLauncher | None = None, poll_interval: float = 0.1,
                  grace: float = 5.0, cpus_per_trial: int = 1):
         self.store, self.experiment, self.config = store, experiment, config
         self.gpus = gpus
@@ -95,6 +95,7 @@ class ExperimentLoop:
         self._stop_reason: str | None = None
         self._error: BaseException | None = None  # raised by a task; ends the experiment as failed
         self._wake = asyncio.Event()
+        gpus.bind(running=lambda: len(self._running), wake=self._wake.set)
 
     @property
     def running(self) -> int:

@@ -65,7 +65,7 @@ def _loop(tmp_path, tuner, **fields):
     config = build_config(raw, tmp_path, "test")
     store = Store(tmp_path / "home")
     experiment = store.find_experiment(store.create_experiment("loop", config.model_dump(mode="json"), None))
-    return store, ExperimentLoop(store, experiment, config, tuner, GpuPool([], 0, 1))
+    return store, ExperimentLoop(store, experiment, config, tuner, GpuPool(0).slots(None, 0, 1))
 
 
 def test_a_slow_suggestion_does_not_stop_trials_from_being_followed(tmp_path):
