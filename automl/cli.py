@@ -19,20 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_daemon import add_commands as add_daemon_commands
 from .errors import UserError
+from .paths import home
 
 log = logging.getLogger("automl")
-
-
-def home() -> Path:
-    """The data directory: $AUTOML_HOME, default ~/.local/share/automl."""
-    return Path(os.environ.get("AUTOML_HOME") or Path.home() / ".local" / "share" / "automl").expanduser()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="automl: %(message)s")
+    _log_warnings_to_stderr()
     try:
         return args.handler(args)
     except UserError as e:
@@ -70,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                         "else yaml")
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     export.set_defaults(handler=_cmd_export)
+
+    add_daemon_commands(sub)
     return parser
 
 
@@ -95,7 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     experiment_id = store.create_experiment(config.name, config.model_dump(mode="json"),
                                             str(Path(args.config).resolve()))
     experiment = store.find_experiment(experiment_id)
-    _log_to(store.home / "experiments" / experiment_id / "experiment.log")
+    log_to(store.home / "experiments" / experiment_id / "experiment.log")
     print(f"experiment {config.name} [{experiment_id}]: {config.max_trials or 'unlimited'} trials, "
           f"tuner {config.tuner.name}, {config.concurrency} at a time", flush=True)
     try:
@@ -148,13 +147,22 @@ async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tup
     return status, interrupts > 0, loop.best
 
 
-def _log_to(path: Path) -> None:
+def log_to(path: Path) -> None:
+    """Also write automl's log, INFO and up, to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("automl")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+
+
+def _log_warnings_to_stderr() -> None:
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("automl: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
 
 
 # reading the store

@@ -25,8 +25,10 @@ class RemoteError(Exception):
 
 
 class Client:
-    """One connection to the daemon, opened on first use; requests are answered in order. Not thread-safe,
-    except that `close()` may be called from another thread to end a `subscribe()` loop."""
+    """One connection to the daemon, opened on first use; requests are answered in order.
+
+    Not thread-safe, except that `close()` may be called from another thread to end a `subscribe()` loop.
+    """
 
     def __init__(self, socket_path: str | os.PathLike[str], timeout: float | None = 10.0) -> None:
         self.socket_path = Path(socket_path)
@@ -36,7 +38,7 @@ class Client:
         self._next_id = 1
         self._subscribed = False
 
-    def request(self, op: str, **args: Any) -> Any:
+    def request(self, op: str, /, **args: Any) -> Any:
         """Send one request and return its result; raises RemoteError on an error reply, TimeoutError after timeout."""
         if self._subscribed:
             raise RuntimeError("this connection carries events now; use another Client for requests")
@@ -69,8 +71,8 @@ class Client:
     def subscribe(self, experiment: str | None = None, events: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         """Subscribe this connection to events (all experiments / all kinds when None) and iterate over them.
 
-        The subscription is in place when this returns. Iteration ends when the connection closes; being dropped
-        for falling behind raises RemoteError with code 'overflow'.
+        The subscription is in place when this returns; events are awaited without a timeout. Iteration ends when
+        the connection closes; being dropped for falling behind raises RemoteError with code 'overflow'.
         """
         self.request(protocol.SUBSCRIBE, experiment=experiment, events=None if events is None else list(events))
         self._subscribed = True
@@ -105,6 +107,9 @@ class Client:
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
             raise DaemonNotRunning(f"the automl daemon is not running: nothing answers on {self.socket_path}") from None
+        except PermissionError:
+            sock.close()
+            raise PermissionError(f"permission denied on {self.socket_path}: it belongs to another user") from None
         except BaseException:
             sock.close()
             raise

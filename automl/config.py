@@ -120,6 +120,11 @@ class ExperimentConfig(_Model):
         return shlex.split(self.command)
 
 
+def config_from_store(data: dict[str, Any]) -> ExperimentConfig:
+    """An experiment's config as the store keeps it: paths resolved, the search space inline."""
+    return ExperimentConfig.model_validate({**data, "search_space_file": None})
+
+
 def load_config(path: str | os.PathLike[str]) -> tuple[ExperimentConfig, list[str]]:
     """Read, translate (NNI v2 files), validate and resolve a config file; returns it and any warnings."""
     path = Path(path)

@@ -1,7 +1,6 @@
 """The daemon's control socket: answers protocol requests from this user's clients and pushes events to subscribers.
 
-A Unix socket (0600 in a 0700 folder, peer uid checked on every connection); nothing listens on TCP.
-Malformed or hostile input is answered with an error and never stops the server.
+Owner-only (0600 in a 0700 folder, peer uid checked per connection); bad input gets an error and never stops it.
 """
 
 from __future__ import annotations
@@ -33,10 +32,9 @@ class DaemonAlreadyRunning(UserError):
 
 
 class ControlServer:
-    """Serves the control protocol on a Unix socket that only this user can reach.
+    """Serves the control protocol on a Unix socket only this user can reach; `handler` answers `ops`, not subscribe.
 
-    `handler(op, args)` answers every op in `ops`; `subscribe` is served here. Requests on one connection are
-    answered in order; connections are served concurrently.
+    Requests on one connection are answered in order; connections are served concurrently.
     """
 
     def __init__(self, socket_path: Path, handler: Handler, ops: Collection[str], *,
@@ -116,6 +114,10 @@ class ControlServer:
                 await self._converse(reader, writer)
         except ConnectionError:
             pass
+        except asyncio.CancelledError:
+            if self._server is not None:
+                raise
+            # cancelled by close(): end quietly (Python 3.11's stream callback logs a cancelled connection task)
         except Exception:
             log.exception("control connection failed")
         finally:

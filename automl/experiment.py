@@ -29,6 +29,7 @@ from .launcher import (
     LocalLauncher,
     TrialSpec,
     describe_exit,
+    find_trial_process,
     is_alive,
     kill_tree,
     recorded_exit,
@@ -423,25 +424,25 @@ class ExperimentLoop:
         return trial.attempt < self.config.retries
 
     def _recover(self, trial: Trial, key: int) -> None:
-        """A trial the store says is running: re-attach it, conclude it, or mark it interrupted."""
+        """A trial the store says is running (or about to): re-attach it, conclude it, or mark it interrupted."""
+        if trial.status == "waiting" and (orphan := find_trial_process(trial.experiment_id, trial.id)) is not None:
+            self.store.trial_started(trial, orphan.pid, trial.gpus, started=orphan.create_time())
         running = _Running(trial, key, trial.gpus, trial.pid, self.store.final_value(trial.experiment_id, trial.id),
                            trial.metric_lines, recovered=True)
+        self.gpus.claim(trial.gpus)
+        self._running[trial.id] = running
         if trial.status == "running" and trial.pid is not None and is_alive(trial.pid, trial.started):
-            self.gpus.claim(trial.gpus)
-            self._running[trial.id] = running
             exit_code = asyncio.ensure_future(self._exit_of_foreign(running))
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._watch(running, exit_code)))
             return
-        code = recorded_exit(self.trial_dir(trial.id)) if trial.status == "running" else None
-        self.gpus.claim(trial.gpus)
-        self._running[trial.id] = running
+        code = recorded_exit(self.trial_dir(trial.id))
         if code is not None:
             self._collect(running)
             self._conclude(running, code)
+        elif trial.status == "running":
+            self._finish(running, "interrupted", None, "its process was gone when automl restarted (machine restart?)")
         else:
-            why = ("its process was gone when automl restarted (machine restart?)" if trial.status == "running"
-                   else "automl stopped before it started")
-            self._finish(running, "interrupted", None, why)
+            self._finish(running, "interrupted", None, "automl stopped before it started")
 
     def _better(self, value: float | None, than: float | None) -> bool:
         if value is None or than is None:

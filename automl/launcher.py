@@ -103,6 +103,19 @@ def recorded_exit(trial_dir: Path) -> int | None:
     return -(code - 128) if code > 128 else code
 
 
+def find_trial_process(experiment_id: str, trial_id: int) -> psutil.Process | None:
+    """The wrapper process of a trial whose pid was never recorded (automl died while starting it)."""
+    wanted = {"AUTOML_EXPERIMENT_ID": experiment_id, "AUTOML_TRIAL_ID": str(trial_id)}
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            env = proc.environ()
+            if all(env.get(k) == v for k, v in wanted.items()) and os.getpgid(proc.pid) == proc.pid:
+                return proc
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return None
+
+
 def is_alive(pid: int, started: float | None) -> bool:
     """Whether `pid` is still the trial process started at `started` (not a reused pid, not a zombie)."""
     try:

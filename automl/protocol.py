@@ -64,6 +64,8 @@ def parse_request(line: bytes) -> Request:
         obj = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as e:
         raise ProtocolError(BAD_REQUEST, f"not valid UTF-8 JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError(BAD_REQUEST, "JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_REQUEST, f"a request must be a JSON object, not {_json_type(obj)}")
     request_id = obj.get("id") if _is_id(obj.get("id")) else None

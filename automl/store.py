@@ -217,9 +217,10 @@ class Store:
                 (exp_id, trial.id, json.dumps(params), trial.status, retry_of, attempt, tuner_key, now))
         return trial
 
-    def trial_started(self, trial: Trial, pid: int, gpus: list[int]) -> None:
-        """Mark a trial running under process `pid`."""
-        trial.status, trial.pid, trial.gpus, trial.started = "running", pid, gpus, time.time()
+    def trial_started(self, trial: Trial, pid: int, gpus: list[int], started: float | None = None) -> None:
+        """Mark a trial running under process `pid` (started now, unless told when)."""
+        trial.status, trial.pid, trial.gpus = "running", pid, gpus
+        trial.started = time.time() if started is None else started
         with self._tx():
             self.conn.execute("UPDATE trials SET status=?, pid=?, gpus=?, started=? WHERE experiment_id=? AND id=?",
                               (trial.status, pid, json.dumps(gpus), trial.started, trial.experiment_id, trial.id))

@@ -1,0 +1,206 @@
+"""The commands that talk to the daemon: submit, pause, resume, stop, kill, update, logs, and `daemon ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .paths import home
+
+
+def add_commands(sub: Any) -> None:
+    """Register the daemon commands on the main parser's subcommands."""
+    submit = sub.add_parser("submit", help="hand an experiment to the daemon (starting it if needed)")
+    submit.add_argument("config", help="experiment config (YAML or JSON; NNI v2 config.yml files work too)")
+    submit.set_defaults(handler=_cmd_submit)
+
+    for name, text in (("pause", "start no new trials (running ones go on)"), ("resume", "continue after pause"),
+                       ("stop", "end an experiment: its running trials are terminated")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("experiment", help="experiment id, unique id prefix, or name")
+        cmd.set_defaults(handler=_cmd_control, op=name)
+
+    kill = sub.add_parser("kill", help="terminate one running trial; the experiment goes on")
+    kill.add_argument("experiment")
+    kill.add_argument("trial", type=int)
+    kill.set_defaults(handler=_cmd_control, op="kill")
+
+    update = sub.add_parser("update", help="change a running experiment's limits")
+    update.add_argument("experiment")
+    update.add_argument("--concurrency", type=int)
+    update.add_argument("--max-trials", type=int)
+    update.add_argument("--max-duration", help="seconds or a duration such as 90m, 12h")
+    update.set_defaults(handler=_cmd_control, op="update")
+
+    logs = sub.add_parser("logs", help="a trial's output")
+    logs.add_argument("experiment")
+    logs.add_argument("trial", type=int)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the trial ends")
+    logs.add_argument("--stderr", action="store_true", help="its stderr instead of its stdout")
+    logs.set_defaults(handler=_cmd_logs)
+
+    daemon = sub.add_parser("daemon", help="start, stop or inspect the background daemon")
+    actions = daemon.add_subparsers(dest="action", required=True, metavar="ACTION")
+    start = actions.add_parser("start", help="start the daemon in the background")
+    start.add_argument("--foreground", action="store_true", help="run in this process (for service managers)")
+    start.set_defaults(handler=_cmd_daemon_start)
+    actions.add_parser("stop", help="stop the daemon; running trials keep running").set_defaults(
+        handler=_cmd_daemon_stop)
+    actions.add_parser("restart", help="stop, then start the daemon").set_defaults(handler=_cmd_daemon_restart)
+    status = actions.add_parser("status", help="whether the daemon runs, and what it hosts")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_cmd_daemon_status)
+    actions.add_parser("install", help="write a systemd user unit for the daemon").set_defaults(
+        handler=_cmd_daemon_install)
+
+
+def _client() -> Any:
+    from .client import Client
+    from .daemon import socket_path
+
+    return Client(socket_path(home()))
+
+
+def _request(op: str, **args: Any) -> Any:
+    from .client import DaemonNotRunning, RemoteError
+
+    try:
+        with _client() as client:
+            return client.request(op, **args)
+    except DaemonNotRunning:
+        raise UserError("the daemon is not running; start it with `automl daemon start` "
+                        "(or submit an experiment, which starts it)") from None
+    except RemoteError as e:
+        if e.code == "user_error":
+            raise UserError(e.message) from None
+        raise RuntimeError(f"daemon: {e.message}") from None
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from .daemon import daemon_pid, start_detached
+
+    path = Path(args.config).resolve()
+    if not path.exists():
+        raise UserError(f"{args.config}: config file not found")
+    if daemon_pid(home()) is None:
+        pid = start_detached(home())
+        print(f"daemon started (pid {pid})", file=sys.stderr)
+    result = _request("submit", config=str(path))
+    for warning in result["warnings"]:
+        print(f"automl: warning: {warning}", file=sys.stderr)
+    print(result["id"])
+    return 0
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    fields: dict[str, Any] = {"experiment": args.experiment}
+    if args.op == "kill":
+        fields["trial"] = args.trial
+    if args.op == "update":
+        fields.update(concurrency=args.concurrency, max_trials=args.max_trials, max_duration=args.max_duration)
+        if all(v is None for v in (args.concurrency, args.max_trials, args.max_duration)):
+            raise UserError("update needs at least one of --concurrency, --max-trials, --max-duration")
+    result = _request(args.op, **fields)
+    print(f"{args.op}: experiment {result['experiment']}" + (f" trial {args.trial}" if args.op == "kill" else ""))
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from .launcher import STDERR_FILE, STDOUT_FILE
+    from .store import Store
+
+    store = Store.open_for_reading(home())
+    if store is None:
+        raise UserError(f"no experiment {args.experiment!r}: no experiments exist yet under {home()}")
+    experiment = store.find_experiment(args.experiment)
+    path = home() / "experiments" / experiment.id / "trials" / str(args.trial) / (
+        STDERR_FILE if args.stderr else STDOUT_FILE)
+    if not any(t.id == args.trial for t in store.trials(experiment.id)):
+        raise UserError(f"experiment {experiment.id} has no trial {args.trial}")
+    offset = _print_from(path, 0)
+    while args.follow and _trial_status(store, experiment.id, args.trial) in ("waiting", "running"):
+        time.sleep(0.2)
+        offset = _print_from(path, offset)
+    _print_from(path, offset)
+    return 0
+
+
+def _cmd_daemon_start(args: argparse.Namespace) -> int:
+    from .daemon import serve_foreground, start_detached
+
+    if args.foreground:
+        serve_foreground(home())
+        return 0
+    pid = start_detached(home())
+    print(f"daemon started (pid {pid}); socket {home() / 'daemon.sock'}")
+    return 0
+
+
+def _cmd_daemon_stop(args: argparse.Namespace) -> int:
+    from .daemon import stop
+
+    pid = stop(home())
+    print("the daemon is not running" if pid is None else f"daemon {pid} stopped")
+    return 0
+
+
+def _cmd_daemon_restart(args: argparse.Namespace) -> int:
+    from .daemon import start_detached, stop
+
+    stop(home())
+    print(f"daemon started (pid {start_detached(home())})")
+    return 0
+
+
+def _cmd_daemon_status(args: argparse.Namespace) -> int:
+    from .client import DaemonNotRunning
+    from .daemon import socket_path
+
+    try:
+        with _client() as client:
+            status = client.request("status")
+    except DaemonNotRunning:
+        status = {"running": False, "pid": None, "socket": str(socket_path(home())), "experiments": []}
+    if args.json:
+        print(json.dumps(status, indent=2))
+    elif status["running"]:
+        print(f"running: pid {status['pid']}, socket {status['socket']}, "
+              f"{len(status['experiments'])} experiment(s): {' '.join(status['experiments']) or '-'}")
+    else:
+        print(f"not running (socket {status['socket']})")
+    return 0
+
+
+def _cmd_daemon_install(args: argparse.Namespace) -> int:
+    from .daemon import systemd_unit
+
+    folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "systemd" / "user"
+    folder.mkdir(parents=True, exist_ok=True)
+    unit = folder / "automl.service"
+    unit.write_text(systemd_unit(home()))
+    print(f"wrote {unit}\n"
+          "enable it:   systemctl --user daemon-reload && systemctl --user enable --now automl\n"
+          f"keep it running after you log out:   loginctl enable-linger {os.environ.get('USER', '$USER')}")
+    return 0
+
+
+def _print_from(path: Path, offset: int) -> int:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return offset
+    sys.stdout.write(data.decode(errors="replace"))
+    sys.stdout.flush()
+    return offset + len(data)
+
+
+def _trial_status(store: Any, exp_id: str, trial_id: int) -> str:
+    return next((t.status for t in store.trials(exp_id) if t.id == trial_id), "gone")

@@ -1,0 +1,265 @@
+"""The daemon: many experiments in one process on one shared GPU pool, controlled over the owner-only socket.
+
+It is the store's writer for the experiments it hosts. After its own crash or
+a restart it takes every experiment it hosted up where it was: the loop
+re-attaches trials that kept running, concludes the ones that ended
+meanwhile and re-runs the ones a reboot took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .client import Client, DaemonNotRunning
+from .config import config_from_store, load_config, parse_duration
+from .control_server import ControlServer
+from .errors import UserError
+from .experiment import DETACHED, ExperimentLoop
+from .gpu_pool import GpuPool
+from .nvml import gpu_count
+from .store import Experiment, Store
+
+log = logging.getLogger("automl")
+
+SOCKET_FILE = "daemon.sock"
+PID_FILE = "daemon.pid"
+LOCK_FILE = "daemon.lock"
+LOG_FILE = "daemon.log"
+OPS = ("ping", "status", "submit", "pause", "resume", "stop", "kill", "update", "shutdown")
+HOST = "daemon"
+
+
+def socket_path(home: Path) -> Path:
+    """Where the daemon of a data directory listens."""
+    return home / SOCKET_FILE
+
+
+class Daemon:
+    """Hosts experiments and answers control requests until told to shut down."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.loops: dict[str, ExperimentLoop] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = time.time()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM, SIGINT or a `shutdown` request; running trials are left running."""
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = _lock(self.home / LOCK_FILE)
+        self._shutdown = asyncio.Event()
+        self.store = Store(self.home)
+        self.pool = GpuPool(gpu_count())
+        self.server = ControlServer(socket_path(self.home), self.handle, OPS)
+        try:
+            await self.server.start()
+            (self.home / PID_FILE).write_text(f"{os.getpid()}\n")
+            aio = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                aio.add_signal_handler(sig, self._shutdown.set)
+            log.info("daemon %d started (automl %s), %d GPU(s)", os.getpid(), __version__, len(self.pool.used))
+            for experiment in self.store.experiments():
+                if experiment.host == HOST and experiment.status in ("running", "paused"):
+                    await self._resume(experiment)
+            await self._shutdown.wait()
+            log.info("daemon shutting down; running trials keep running")
+            for loop in self.loops.values():
+                loop.detach()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            await self.server.close()
+            (self.home / PID_FILE).unlink(missing_ok=True)
+            self.store.close()
+            lock.close()
+
+    async def handle(self, op: str, args: dict[str, Any]) -> Any:
+        """Answer one control request."""
+        if op == "ping":
+            return {"version": __version__}
+        if op == "status":
+            return {"running": True, "pid": os.getpid(), "socket": str(socket_path(self.home)),
+                    "started": self._started, "version": __version__, "experiments": sorted(self.loops)}
+        if op == "submit":
+            return await self._submit(_arg(args, "config", str))
+        if op == "shutdown":
+            self._shutdown.set()
+            return {"stopping": True}
+        loop = self._loop(_arg(args, "experiment", str))
+        if op == "pause":
+            loop.pause()
+        elif op == "resume":
+            loop.resume()
+        elif op == "stop":
+            loop.stop()
+        elif op == "kill":
+            loop.kill_trial(_arg(args, "trial", int))
+        elif op == "update":
+            duration = args.get("max_duration")
+            try:
+                max_duration = parse_duration(duration)
+            except ValueError as e:
+                raise UserError(f"max_duration: {e}") from None
+            loop.update(_optional_int(args, "concurrency"), _optional_int(args, "max_trials"), max_duration)
+        return {"experiment": loop.experiment.id}
+
+    async def _submit(self, path: str) -> dict[str, Any]:
+        from .tuners import create_tuner
+
+        config, warnings = await asyncio.to_thread(load_config, path)
+        tuner = await asyncio.to_thread(create_tuner, config.tuner.name, config.tuner.args, config.search_space,
+                                        config.objective.mode)
+        exp_id = self.store.create_experiment(config.name, config.model_dump(mode="json"), str(Path(path).resolve()),
+                                              host=HOST)
+        self._host(self.store.find_experiment(exp_id), config, tuner)
+        log.info("experiment %s (%s) submitted from %s", exp_id, config.name, path)
+        return {"id": exp_id, "name": config.name, "warnings": warnings}
+
+    async def _resume(self, experiment: Experiment) -> None:
+        from .tuners import create_tuner
+
+        try:
+            config = config_from_store(experiment.config)
+            tuner = await asyncio.to_thread(create_tuner, config.tuner.name, config.tuner.args, config.search_space,
+                                            config.objective.mode)
+        except Exception as e:
+            log.exception("experiment %s cannot be resumed", experiment.id)
+            self.store.set_experiment_status(experiment.id, "failed", f"cannot be resumed: {e}")
+            return
+        self._host(experiment, config, tuner)
+        log.info("experiment %s resumed", experiment.id)
+
+    def _host(self, experiment: Experiment, config: Any, tuner: Any) -> None:
+        slots = self.pool.slots(config.gpu.indices, config.resources.gpus, config.gpu.max_trials_per_gpu)
+        cpus = config.resources.cpus or max(1, (os.cpu_count() or 1) // config.concurrency)
+        loop = ExperimentLoop(self.store, experiment, config, tuner, slots, cpus_per_trial=cpus)
+        loop.listeners.append(lambda event, data: self.server.publish(event, experiment.id, data))
+        self.loops[experiment.id] = loop
+        task = asyncio.get_running_loop().create_task(self._drive(loop))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drive(self, loop: ExperimentLoop) -> None:
+        status = await loop.run()
+        if status != DETACHED:
+            self.loops.pop(loop.experiment.id, None)
+            log.info("experiment %s %s", loop.experiment.id, status)
+
+    def _loop(self, ref: str) -> ExperimentLoop:
+        experiment = self.store.find_experiment(ref)
+        loop = self.loops.get(experiment.id)
+        if loop is None:
+            raise UserError(f"experiment {experiment.id} ({experiment.name}) is not running in the daemon "
+                            f"(status: {experiment.status})")
+        return loop
+
+
+def serve_foreground(home: Path) -> None:
+    """`automl daemon start --foreground`: run the daemon in this process (for service managers)."""
+    from .cli import log_to
+
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not sys.stderr.isatty():  # detached, or under a service manager: the log file is the one place
+        for handler in [h for h in log.handlers if type(h) is logging.StreamHandler]:
+            log.removeHandler(handler)
+    log_to(home / LOG_FILE)
+    asyncio.run(Daemon(home).run())
+
+
+def start_detached(home: Path, timeout: float = 30.0) -> int:
+    """Start the daemon in the background (own session, no terminal) and wait until it answers; its pid."""
+    running = daemon_pid(home)
+    if running is not None:
+        raise UserError(f"the daemon already runs (pid {running})")
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(home / LOG_FILE, "ab") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "automl", "daemon", "start", "--foreground"],
+                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd="/",
+                                start_new_session=True, env={**os.environ, "AUTOML_HOME": str(home)})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UserError(f"the daemon exited at start (code {proc.returncode}); see {home / LOG_FILE}")
+        if daemon_pid(home) is not None:
+            return proc.pid
+        time.sleep(0.05)
+    raise UserError(f"the daemon did not answer within {timeout:g} s; see {home / LOG_FILE}")
+
+
+def daemon_pid(home: Path) -> int | None:
+    """The running daemon's pid, or None when none answers on the socket."""
+    try:
+        with Client(socket_path(home), timeout=5) as client:
+            return int(client.request("status")["pid"])
+    except DaemonNotRunning:
+        return None
+
+
+def stop(home: Path, timeout: float = 30.0) -> int | None:
+    """Ask the daemon to shut down and wait for it to exit; the pid it had, or None if none ran."""
+    pid = daemon_pid(home)
+    if pid is None:
+        return None
+    with Client(socket_path(home)) as client:
+        client.request("shutdown")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_running(pid):
+        time.sleep(0.05)
+    return pid
+
+
+def systemd_unit(home: Path) -> str:
+    """A systemd user unit that runs this daemon, for `automl daemon install`."""
+    return (
+        "[Unit]\nDescription=automl hyperparameter-search daemon\n\n"
+        "[Service]\nType=simple\n"
+        f"Environment=AUTOML_HOME={home}\n"
+        f"ExecStart={sys.executable} -m automl daemon start --foreground\n"
+        "KillMode=process\nRestart=on-failure\n\n"
+        "[Install]\nWantedBy=default.target\n"
+    )
+
+
+def _lock(path: Path) -> Any:
+    """Hold the data directory's daemon lock for the life of the process; one daemon per data directory."""
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(f"another daemon already runs for {path.parent}") from None
+    return handle
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _arg(args: dict[str, Any], name: str, kind: type) -> Any:
+    value = args.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise UserError(f"argument '{name}' must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _optional_int(args: dict[str, Any], name: str) -> int | None:
+    return None if args.get(name) is None else _arg(args, name, int)
