@@ -31,7 +31,7 @@ def parse_duration(value: Any) -> float | None:
     raise ValueError(f"expected seconds or a duration such as '90s', '10m', '2h', '1d'; got {value!r}")
 
 
-Duration = Annotated[float | None, BeforeValidator(parse_duration), Field(default=None, gt=0)]
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 class _Model(BaseModel):
@@ -92,9 +92,9 @@ class ExperimentConfig(_Model):
     objective: Objective = Field(default_factory=Objective)
     tuner: TunerSpec = Field(default_factory=TunerSpec)
     max_trials: int | None = Field(default=None, ge=1)
-    max_duration: Duration = None
+    max_duration: Duration | None = None
     concurrency: int = Field(default=1, ge=1)
-    trial_timeout: Duration = None
+    trial_timeout: Duration | None = None
     retries: int = Field(default=0, ge=0)
     rerun_interrupted: bool = True
     resources: Resources = Field(default_factory=Resources)

@@ -98,9 +98,13 @@ class ControlServer:
     def publish(self, kind: str, experiment: str | None, data: dict[str, Any]) -> None:
         """Queue an event for every matching subscriber, without waiting; a subscriber too far behind is dropped.
 
-        Call from the server's event loop. Raises TypeError if `data` is not JSON-serializable.
+        Call from the server's event loop. Never raises: an event whose data is not JSON is logged and dropped.
         """
-        line = protocol.encode(protocol.event_message(kind, experiment, data))
+        try:
+            line = protocol.encode(protocol.event_message(kind, experiment, data))
+        except (TypeError, ValueError, RecursionError):
+            log.exception("event %r of experiment %s is not JSON; dropped", kind, experiment)
+            return
         for subscriber in list(self._subscribers):
             if subscriber.wants(kind, experiment) and not subscriber.offer(line):
                 self._drop(subscriber)

@@ -163,3 +163,12 @@ def test_a_bad_config_on_a_fresh_machine_creates_no_data_directory(project, home
     result = automl("run", str(write_config(project, concurrency=0)))
     assert result.returncode == 2
     assert not home.exists()
+
+
+def test_a_stored_config_validates_again_as_the_daemon_resumes_it(project):
+    from automl.config import config_from_store
+
+    config, _ = load_config(write_config(project, search_space=None, search_space_file="space.json"))
+    again = config_from_store(config.model_dump(mode="json"))
+    assert again.search_space == config.search_space and again.search_space_file is None
+    assert again.model_dump(exclude={"search_space_file"}) == config.model_dump(exclude={"search_space_file"})

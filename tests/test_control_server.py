@@ -213,6 +213,7 @@ def test_subscribe_is_reserved() -> None:
     (b'{"v": 1, "id": 10, "op": "echo", "args": []}', "bad_request", 10, "'args' must be an object"),
     (b'{"v": 1, "id": 11, "op": "echo", "extra": 1}', "bad_request", 11, "unknown field 'extra'"),
     (b'{"v": 1, "id": 12, "op": "echo", "args": {"x": NaN}}', "bad_request", None, "NaN is not a JSON number"),
+    (b"[" * 100_000 + b"]" * 100_000, "bad_request", None, "nested too deeply"),
     (b'{"v": 1, "id": 13, "op": "subscribe", "args": {"events": "metric"}}', "bad_request", 13,
      "'events' must be a list of event kinds or null"),
 ])
@@ -279,6 +280,16 @@ def test_subscribers_receive_the_events_they_asked_for(server: ServerThread, soc
         assert all(e["v"] == 1 and isinstance(e["time"], float) for e in received)
         assert [(e["experiment"], e["data"]) for e in _take(metric_events, 4)] == [
             ("e1", {"step": 1}), ("e2", {"step": 1}), ("e1", {"step": 2}), (None, {"last": True})]
+
+
+def test_an_event_that_is_not_json_is_logged_and_dropped(server: ServerThread, socket_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    with Client(socket_path) as client:
+        events = client.subscribe()
+        with caplog.at_level(logging.ERROR, logger="automl.control_server"):
+            server.publish(("metric", "e1", {"value": object()}), ("metric", "e1", {"value": float("inf")}))
+        assert [e["data"] for e in _take(events, 1)] == [{"value": None}]
+    assert "event 'metric' of experiment e1 is not JSON" in caplog.text
 
 
 def test_a_subscriber_that_never_reads_blocks_nobody_and_is_dropped(server: ServerThread, socket_path: Path) -> None:

@@ -1,0 +1,248 @@
+"""The daemon as a user drives it: a real background process, the real CLI, real trials, kill -9 included."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from automl.store import Store
+from tests.conftest import automl, show, write_config, write_trial
+
+STEPS = 5
+STEPPING_TRIAL = f"""
+for step in range({STEPS}):
+    time.sleep(params.get('pace', 0.15))
+    trial.report(step * params['x'])
+trial.report_final(params['x'])
+"""
+
+
+@pytest.fixture
+def daemon(home: Path):
+    """A started daemon for one test; stopped (and its trials ended) afterwards."""
+    started = automl("daemon", "start")
+    assert started.returncode == 0, started.stderr
+    yield home
+    automl("daemon", "stop")
+    _kill_trials(home)
+
+
+def _submit(config: Path) -> str:
+    result = automl("submit", str(config), check=True)
+    return result.stdout.strip()
+
+
+def _wait(probe, timeout: float = 120.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def _wait_status(exp_id: str, *statuses: str, timeout: float = 120.0) -> dict:
+    return _wait(lambda: (lambda v: v if v["status"] in statuses else None)(show(exp_id)), timeout)
+
+
+def _pid(home: Path) -> int:
+    return int((home / "daemon.pid").read_text())
+
+
+def _kill_trials(home: Path) -> None:
+    store = Store.open_for_reading(home)
+    if store is None:
+        return
+    for experiment in store.experiments():
+        for trial in store.trials(experiment.id):
+            if trial.pid:
+                try:
+                    os.killpg(trial.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+def test_lifecycle_status_and_permissions(home):
+    status = json.loads(automl("daemon", "status", "--json", check=True).stdout)
+    assert status == {"running": False, "pid": None, "socket": str(home / "daemon.sock"), "experiments": []}
+    automl("daemon", "start", check=True)
+    try:
+        status = json.loads(automl("daemon", "status", "--json", check=True).stdout)
+        assert status["running"] is True and status["experiments"] == []
+        daemon = psutil.Process(status["pid"])
+        assert daemon.terminal() is None and os.getsid(daemon.pid) == daemon.pid, "detached: own session, no tty"
+        assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(home / "daemon.sock").st_mode) == 0o600
+        again = automl("daemon", "start")
+        assert again.returncode == 2 and f"already runs (pid {status['pid']})" in again.stderr
+    finally:
+        assert automl("daemon", "stop", check=True).stdout.startswith("daemon ")
+    assert not psutil.pid_exists(status["pid"]) or psutil.Process(status["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert json.loads(automl("daemon", "status", "--json", check=True).stdout)["running"] is False
+
+
+def test_submit_runs_an_experiment_that_show_and_logs_follow(tmp_path, daemon):
+    write_trial(tmp_path, "print('epoch output', params['x'])\n" + STEPPING_TRIAL)
+    exp_id = _submit(write_config(tmp_path, max_trials=4, concurrency=2))
+    assert len(exp_id) == 8
+    assert exp_id in json.loads(automl("daemon", "status", "--json", check=True).stdout)["experiments"]
+    running = _wait(lambda: [t for t in show(exp_id)["trials"] if t["status"] == "running"])
+    follow = automl("logs", exp_id, str(running[0]["id"]), "-f", check=True)
+    assert follow.stdout.startswith("epoch output ")
+    view = _wait_status(exp_id, "done")
+    assert [(t["status"], t["steps"]) for t in view["trials"]] == [("succeeded", STEPS)] * 4
+    assert automl("logs", exp_id, "99").returncode == 2
+
+
+def test_pause_resume_stop_and_kill(tmp_path, daemon):
+    write_trial(tmp_path, STEPPING_TRIAL)
+    space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.3]}}
+    exp_id = _submit(write_config(tmp_path, search_space=space, max_trials=30, concurrency=2))
+    _wait(lambda: len(show(exp_id)["trials"]) >= 2)
+    automl("pause", exp_id, check=True)
+    paused_at = time.time()
+    assert show(exp_id)["status"] == "paused"
+    time.sleep(2.5)
+    trials = show(exp_id)["trials"]
+    assert all(t["started"] is None or t["started"] < paused_at for t in trials), "no trial starts while paused"
+    assert all(t["status"] == "succeeded" for t in trials), "running trials went on to their end"
+    automl("resume", exp_id, check=True)
+    victim = _wait(lambda: next((t for t in show(exp_id)["trials"] if t["status"] == "running"), None))
+    automl("kill", exp_id, str(victim["id"]), check=True)
+    killed = _wait(lambda: (lambda t: t if t["status"] != "running" else None)(
+        next(t for t in show(exp_id)["trials"] if t["id"] == victim["id"])))
+    assert (killed["status"], killed["error"]) == ("killed", "killed by user")
+    assert show(exp_id)["status"] == "running", "killing a trial leaves the experiment going"
+    assert automl("kill", exp_id, "999").returncode == 2
+    automl("stop", exp_id, check=True)
+    view = _wait_status(exp_id, "stopped")
+    assert not [t for t in view["trials"] if t["status"] in ("running", "waiting")]
+    assert automl("pause", exp_id).returncode == 2, "a stopped experiment is no longer the daemon's to control"
+
+
+def test_live_update_and_two_experiments_at_once(tmp_path, daemon):
+    write_trial(tmp_path, STEPPING_TRIAL)
+    first = _submit(write_config(tmp_path, name="one.yml", max_trials=2, concurrency=1))
+    second = _submit(write_config(tmp_path, name="two.yml", max_trials=3, concurrency=1))
+    automl("update", first, "--concurrency", "3", "--max-trials", "5", check=True)
+    assert automl("update", first, "--concurrency", "0").returncode == 2
+    assert automl("update", first).returncode == 2
+    one, two = _wait_status(first, "done"), _wait_status(second, "done")
+    assert len(one["trials"]) == 5 and len(two["trials"]) == 3
+    spans = [(t["started"], t["ended"]) for t in one["trials"]]
+    overlap = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+    assert overlap >= 2, "the raised concurrency was used"
+    assert {t["status"] for t in one["trials"] + two["trials"]} == {"succeeded"}
+
+
+def test_submit_of_a_bad_config_is_a_user_error_and_the_daemon_goes_on(tmp_path, daemon):
+    result = automl("submit", str(write_config(tmp_path, concurrency=0)))
+    assert result.returncode == 2 and "field 'concurrency'" in result.stderr
+    assert automl("submit", str(tmp_path / "missing.yml")).returncode == 2
+    assert json.loads(automl("daemon", "status", "--json", check=True).stdout)["running"] is True
+
+
+def test_malformed_and_oversized_messages_get_errors_and_the_daemon_goes_on(daemon):
+    for payload, code in ((b"not json\n", "bad_request"), (b'{"v": 1, "id": 1, "op": "fly"}\n', "bad_request"),
+                          (b"[1, 2]\n", "bad_request"), (b"x" * (2 * 1024 * 1024) + b"\n", "too_large")):
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(str(daemon / "daemon.sock"))
+            try:
+                sock.sendall(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            reply = json.loads(sock.makefile("rb").readline())
+            assert reply["ok"] is False and reply["error"]["code"] == code, reply
+    assert json.loads(automl("daemon", "status", "--json", check=True).stdout)["running"] is True
+
+
+def test_kill_9_at_many_moments_loses_nothing_and_runs_nothing_twice(tmp_path, home):
+    write_trial(tmp_path, STEPPING_TRIAL)
+    config = write_config(tmp_path, max_trials=12, concurrency=3)
+    automl("daemon", "start", check=True)
+    exp_id = _submit(config)
+    rng = random.Random(1234)
+    kills = 0
+    try:
+        while kills < 10 and show(exp_id)["status"] == "running":
+            time.sleep(rng.uniform(0.05, 0.8))
+            os.kill(_pid(home), signal.SIGKILL)
+            kills += 1
+            time.sleep(rng.uniform(0.0, 0.5))
+            automl("daemon", "start", check=True)
+        view = _wait_status(exp_id, "done", "failed", "stopped")
+    finally:
+        automl("daemon", "stop")
+        _kill_trials(home)
+    assert kills == 10, "the experiment outlived ten crashes"
+    assert view["status"] == "done"
+    trials = view["trials"]
+    assert len(trials) == 12, [(t["id"], t["status"], t["error"]) for t in trials]
+    assert len({json.dumps(t["params"], sort_keys=True) for t in trials}) == 12
+    store = Store(home, readonly=True)
+    for t in trials:
+        assert t["status"] == "succeeded", t
+        steps = [(m.seq, m.step) for m in store.metrics(exp_id, t["id"])]
+        assert steps == [(i, i + 1) for i in range(STEPS)] + [(STEPS, None)], (t["id"], steps)
+
+
+def test_after_a_reboot_running_trials_are_interrupted_and_run_again(tmp_path, home):
+    write_trial(tmp_path, STEPPING_TRIAL)
+    space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.5]}}
+    automl("daemon", "start", check=True)
+    exp_id = _submit(write_config(tmp_path, search_space=space, max_trials=3, concurrency=2))
+    try:
+        _wait(lambda: sum(t["steps"] for t in show(exp_id)["trials"]) >= 2)
+        os.kill(_pid(home), signal.SIGKILL)
+        _kill_trials(home)  # a reboot takes every trial process with it
+        automl("daemon", "start", check=True)
+        view = _wait_status(exp_id, "done")
+    finally:
+        automl("daemon", "stop")
+        _kill_trials(home)
+    interrupted = [t for t in view["trials"] if t["status"] == "interrupted"]
+    assert interrupted and all("machine restart" in t["error"] for t in interrupted)
+    reruns = [t for t in view["trials"] if t["retry_of"] in {i["id"] for i in interrupted}]
+    assert sorted(t["params"]["x"] for t in reruns) == sorted(t["params"]["x"] for t in interrupted)
+    succeeded = [t for t in view["trials"] if t["status"] == "succeeded"]
+    assert len(succeeded) == 3 and all(t["steps"] == STEPS for t in succeeded)
+
+
+def test_graceful_restart_keeps_trials_running_and_loses_nothing(tmp_path, home):
+    write_trial(tmp_path, STEPPING_TRIAL)
+    space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.4]}}
+    automl("daemon", "start", check=True)
+    exp_id = _submit(write_config(tmp_path, search_space=space, max_trials=3, concurrency=3))
+    try:
+        running = _wait(lambda: (lambda ts: ts if len(ts) == 3 else None)(
+            [t for t in show(exp_id)["trials"] if t["status"] == "running"]))
+        automl("daemon", "restart", check=True)
+        view = _wait_status(exp_id, "done")
+    finally:
+        automl("daemon", "stop")
+        _kill_trials(home)
+    assert [t["id"] for t in view["trials"]] == [t["id"] for t in running], "the same trials, none re-run"
+    assert [(t["status"], t["steps"]) for t in view["trials"]] == [("succeeded", STEPS)] * 3
+
+
+def test_two_clients_at_once(tmp_path, daemon):
+    write_trial(tmp_path, STEPPING_TRIAL)
+    exp_id = _submit(write_config(tmp_path, max_trials=2))
+    procs = [subprocess.Popen([sys.executable, "-m", "automl", "daemon", "status", "--json"],
+                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert all(o["running"] and o["pid"] == outputs[0]["pid"] for o in outputs)
+    _wait_status(exp_id, "done")
