@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python bench/launch_overhead.py
 	$(BIN)/python bench/tpe_suggest.py
 	$(BIN)/python bench/digits_demo.py
+	$(BIN)/python bench/daemon_footprint.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -246,3 +246,21 @@ def test_two_clients_at_once(tmp_path, daemon):
     outputs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     assert all(o["running"] and o["pid"] == outputs[0]["pid"] for o in outputs)
     _wait_status(exp_id, "done")
+
+
+def test_subscribers_receive_an_experiments_live_events(tmp_path, daemon):
+    from automl.client import Client
+
+    write_trial(tmp_path, STEPPING_TRIAL)
+    exp_id = _submit(write_config(tmp_path, max_trials=2, concurrency=1))
+    seen: list[tuple[str, dict]] = []
+    with Client(daemon / "daemon.sock", timeout=60) as client:
+        for event in client.subscribe(experiment=exp_id):
+            assert event["experiment"] == exp_id
+            seen.append((event["event"], event["data"]))
+            if event["event"] == "experiment_status" and event["data"]["status"] == "done":
+                break
+    kinds = [kind for kind, _ in seen]
+    assert "trial_started" in kinds and "trial_ended" in kinds
+    metrics = [data for kind, data in seen if kind == "trial_metric" and data["kind"] == "intermediate"]
+    assert metrics and all(isinstance(m["step"], int) for m in metrics)
