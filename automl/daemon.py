@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from .control_server import ControlServer
 from .errors import UserError
 from .experiment import DETACHED, ExperimentLoop
 from .gpu_pool import GpuPool
-from .nvml import gpu_count
+from .nvml import open_probe
 from .store import Experiment, Store
 
 log = logging.getLogger("automl")
@@ -59,7 +60,8 @@ class Daemon:
         lock = _lock(self.home / LOCK_FILE)
         self._shutdown = asyncio.Event()
         self.store = Store(self.home)
-        self.pool = GpuPool(gpu_count())
+        probe = open_probe()
+        self.pool = GpuPool(0 if probe is None else probe.count())
         self.server = ControlServer(socket_path(self.home), self.handle, OPS)
         try:
             await self.server.start()
@@ -71,7 +73,10 @@ class Daemon:
             for experiment in self.store.experiments():
                 if experiment.host == HOST and experiment.status in ("running", "paused"):
                     await self._resume(experiment)
+            sampler = aio.create_task(self._publish_gpu_samples(probe)) if self.pool.used else None
             await self._shutdown.wait()
+            if sampler is not None:
+                sampler.cancel()
             log.info("daemon shutting down; running trials keep running")
             for loop in self.loops.values():
                 loop.detach()
@@ -88,7 +93,8 @@ class Daemon:
             return {"version": __version__}
         if op == "status":
             return {"running": True, "pid": os.getpid(), "socket": str(socket_path(self.home)),
-                    "started": self._started, "version": __version__, "experiments": sorted(self.loops)}
+                    "started": self._started, "version": __version__, "experiments": sorted(self.loops),
+                    "gpus": len(self.pool.used)}
         if op == "submit":
             return await self._submit(_arg(args, "config", str))
         if op == "shutdown":
@@ -111,6 +117,17 @@ class Daemon:
                 raise UserError(f"max_duration: {e}") from None
             loop.update(_optional_int(args, "concurrency"), _optional_int(args, "max_trials"), max_duration)
         return {"experiment": loop.experiment.id}
+
+    async def _publish_gpu_samples(self, probe: Any, every: float = 2.0) -> None:
+        """A `gpu_sample` event every few seconds, for dashboards."""
+        while True:
+            try:
+                snapshots = await asyncio.to_thread(probe.sample)
+            except Exception:
+                log.exception("reading the GPUs failed")
+            else:
+                self.server.publish("gpu_sample", None, {"gpus": [asdict(s) for s in snapshots]})
+            await asyncio.sleep(every)
 
     async def _submit(self, path: str) -> dict[str, Any]:
         from .tuners import create_tuner
