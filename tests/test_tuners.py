@@ -340,6 +340,19 @@ def test_importing_the_package_does_not_import_nni() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_tpe_loads_neither_sklearn_gaussian_processes_nor_hyperopt() -> None:
+    code = """
+import sys
+from automl.tuners import create_tuner
+tuner = create_tuner("TPE", {}, {"x": {"_type": "uniform", "_value": [0, 1]}}, "maximize")
+tuner.tell(0, tuner.ask(0)["x"])
+loaded = sorted(m for m in sys.modules if m.startswith(("sklearn.gaussian_process", "hyperopt")))
+assert not loaded, loaded
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 def _run_with_pending(tuner: Tuner, asks: int, pending: int, objective) -> list[dict[str, Any]]:
     rng = random.Random(42)
     issued: list[dict[str, Any]] = []

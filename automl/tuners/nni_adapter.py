@@ -8,7 +8,7 @@ out the same parameter set twice, and returns plain JSON values.
 from __future__ import annotations
 
 import copy
-import functools
+import importlib
 import json
 import math
 import os
@@ -19,12 +19,10 @@ from typing import Any
 
 import nni
 from nni.algorithms.hpo.gridsearch_tuner import GridSearchTuner
-from nni.algorithms.hpo.pbt_tuner import PBTTuner
 from nni.algorithms.hpo.random_tuner import RandomTuner
 from nni.algorithms.hpo.tpe_tuner import TpeArguments
 
 from automl.errors import UserError
-from automl.tuners import nni_patches
 from automl.tuners.base import Mode, NoMoreTrials, Tuner
 from automl.tuners.nni_patches import is_nested_choice, to_plain
 
@@ -59,8 +57,9 @@ def create_nni_tuner(name: str, args: dict[str, Any], search_space: dict[str, An
     spec = _SPECS[name]
     kwargs = _class_args(name, spec, args, mode)
     _check_search_space(name, spec, search_space)
+    tuner_class = _load(spec.tuner)
     try:
-        tuner = spec.factory(**kwargs)
+        tuner = tuner_class(*spec.tuner_args, **kwargs)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{name}: invalid classArgs: {exc}") from exc
     try:
@@ -200,10 +199,11 @@ class _Arg:
 
 @dataclass(frozen=True)
 class _Spec:
-    """How to build one NNI tuner and what it can search."""
+    """How to build one NNI tuner and what it can search; `tuner` ("module:Class") is imported at creation."""
 
-    factory: Callable[..., Any]
+    tuner: str
     args: dict[str, _Arg]
+    tuner_args: tuple[Any, ...] = ()
     takes_mode: bool = True
     defaults: dict[str, Any] = field(default_factory=dict)
     prepare: Callable[[str, dict[str, Any]], None] | None = None
@@ -328,23 +328,28 @@ _TPE_ARGS = {
     "gamma": _number(0, above_low=True),
 }
 _HYPEROPT_ARGS = {"parallel_optimize": _BOOL, "constant_liar_type": _one_of("min", "max", "mean")}
+_HYPEROPT_TUNER = "automl.tuners.nni_hyperopt:HyperoptTuner"
 
 _SPECS: dict[str, _Spec] = {
     "TPE": _Spec(
-        nni_patches.TpeTuner,
+        "automl.tuners.nni_patches:TpeTuner",
         {"seed": _SEED, "tpe_args": _mapping(_TPE_ARGS)},
         prepare=_prepare_tpe,
     ),
-    "Random": _Spec(RandomTuner, {"seed": _SEED}, takes_mode=False),
-    "Anneal": _Spec(functools.partial(nni_patches.HyperoptTuner, "anneal"), _HYPEROPT_ARGS),
-    "TPE_legacy": _Spec(functools.partial(nni_patches.HyperoptTuner, "tpe"), _HYPEROPT_ARGS),
-    "Evolution": _Spec(nni_patches.EvolutionTuner, {"population_size": _integer(1)}, deferred=True),
-    "GridSearch": _Spec(GridSearchTuner, {}, takes_mode=False, fill_in=False, retries=None),
+    "Random": _Spec("nni.algorithms.hpo.random_tuner:RandomTuner", {"seed": _SEED}, takes_mode=False),
+    "Anneal": _Spec(_HYPEROPT_TUNER, _HYPEROPT_ARGS, tuner_args=("anneal",)),
+    "TPE_legacy": _Spec(_HYPEROPT_TUNER, _HYPEROPT_ARGS, tuner_args=("tpe",)),
+    "Evolution": _Spec(
+        "automl.tuners.nni_patches:EvolutionTuner", {"population_size": _integer(1)}, deferred=True
+    ),
+    "GridSearch": _Spec(
+        "nni.algorithms.hpo.gridsearch_tuner:GridSearchTuner", {}, takes_mode=False, fill_in=False, retries=None
+    ),
     "BatchTuner": _Spec(
-        nni_patches.BatchTuner, {}, takes_mode=False, batch=True, fill_in=False, retries=None
+        "automl.tuners.nni_patches:BatchTuner", {}, takes_mode=False, batch=True, fill_in=False, retries=None
     ),
     "GPTuner": _Spec(
-        nni_patches.GPTuner,
+        "automl.tuners.nni_gp:GPTuner",
         {
             "utility": _one_of("ei", "ucb", "poi"),
             "kappa": _number(0),
@@ -362,7 +367,7 @@ _SPECS: dict[str, _Spec] = {
         retries=MAX_SLOW_REPEATS,
     ),
     "MetisTuner": _Spec(
-        nni_patches.MetisTuner,
+        "automl.tuners.nni_metis:MetisTuner",
         {
             "no_resampling": _BOOL,
             "no_candidates": _BOOL,
@@ -377,7 +382,7 @@ _SPECS: dict[str, _Spec] = {
         retries=MAX_SLOW_REPEATS,
     ),
     "PBTTuner": _Spec(
-        PBTTuner,
+        "nni.algorithms.hpo.pbt_tuner:PBTTuner",
         {
             "all_checkpoint_dir": _PATH,
             "population_size": _integer(1),
@@ -391,6 +396,12 @@ _SPECS: dict[str, _Spec] = {
         fill_in=False,
     ),
 }
+
+
+def _load(reference: str) -> Callable[..., Any]:
+    """The class a "module:Class" reference names, importing its module on first use."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def _class_args(name: str, spec: _Spec, args: dict[str, Any], mode: Mode) -> dict[str, Any]:
