@@ -20,7 +20,7 @@ from typing import Any
 
 from . import __version__
 from .cli_daemon import add_commands as add_daemon_commands
-from .errors import UserError
+from .errors import DaemonError, UserError
 from .paths import home
 
 log = logging.getLogger("automl")
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _log_warnings_to_stderr()
     try:
         return args.handler(args)
-    except UserError as e:
+    except (UserError, DaemonError) as e:
         print(f"automl: error: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:

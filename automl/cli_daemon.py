@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import DaemonError, UserError
 from .paths import home
 
 
@@ -79,7 +79,7 @@ def _request(op: str, **args: Any) -> Any:
     except RemoteError as e:
         if e.code == "user_error":
             raise UserError(e.message) from None
-        raise RuntimeError(f"daemon: {e.message}") from None
+        raise DaemonError(f"the daemon answered: {e.message} (see {home() / 'daemon.log'})") from None
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:

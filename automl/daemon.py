@@ -132,9 +132,13 @@ class Daemon:
     async def _submit(self, path: str) -> dict[str, Any]:
         from .tuners import create_tuner
 
+        if self._shutdown.is_set():
+            raise UserError("the daemon is shutting down; submit again once it has restarted")
         config, warnings = await asyncio.to_thread(load_config, path)
         tuner = await asyncio.to_thread(create_tuner, config.tuner.name, config.tuner.args, config.search_space,
                                         config.objective.mode)
+        if self._shutdown.is_set():
+            raise UserError("the daemon is shutting down; submit again once it has restarted")
         exp_id = self.store.create_experiment(config.name, config.model_dump(mode="json"), str(Path(path).resolve()),
                                               host=HOST)
         self._host(self.store.find_experiment(exp_id), config, tuner)
@@ -239,11 +243,17 @@ def systemd_unit(home: Path) -> str:
     return (
         "[Unit]\nDescription=automl hyperparameter-search daemon\n\n"
         "[Service]\nType=simple\n"
-        f"Environment=AUTOML_HOME={home}\n"
-        f"ExecStart={sys.executable} -m automl daemon start --foreground\n"
+        f"Environment={_unit_quoted(f'AUTOML_HOME={home}')}\n"
+        f"ExecStart={_unit_quoted(sys.executable, command=True)} -m automl daemon start --foreground\n"
         "KillMode=process\nRestart=on-failure\n\n"
         "[Install]\nWantedBy=default.target\n"
     )
+
+
+def _unit_quoted(text: str, command: bool = False) -> str:
+    """A value quoted for a systemd unit file: specifiers and quotes escaped, and `$` too on command lines."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped.replace("$", "$$") if command else escaped}"'
 
 
 def _lock(path: Path) -> Any:

@@ -5,3 +5,9 @@ class UserError(Exception):
     """A mistake in the user's input (config, search space, command line); nothing was started."""
 
     exit_code = 2
+
+
+class DaemonError(Exception):
+    """The daemon could not do what was asked, through no fault of the request (reported, exit code 1)."""
+
+    exit_code = 1

@@ -32,6 +32,7 @@ from .launcher import (
     find_trial_process,
     is_alive,
     kill_tree,
+    process_start_time,
     recorded_exit,
     stderr_tail,
     terminate_tree,
@@ -55,6 +56,7 @@ class _Request:
     key: int
     retry_of: int | None = None
     attempt: int = 0
+    recovered: bool = False  # its configuration came from the store: the tuner learns it through restore()
 
 
 @dataclass
@@ -67,7 +69,7 @@ class _Running:
     seq: int = 0  # metric lines read so far
     recovered: bool = False  # re-attached after a restart: the current tuner never handed it out
     ending: tuple[str, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
-    terminating: bool = False
+    termination: asyncio.Task[None] | None = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -91,6 +93,7 @@ class ExperimentLoop:
         self._ready: deque[_Request] = deque()
         self._running: dict[int, _Running] = {}
         self._asking = False
+        self._learning = 0  # tell/restore calls not yet done: the tuner may still have something to say
         self._exhausted = False
         self._tuner_waiting = False
         self._stop_reason: str | None = None
@@ -180,11 +183,15 @@ class ExperimentLoop:
                 raise self._error
             if self._stop_reason not in (None, MAX_DURATION_REACHED):
                 status = "stopped"
+        except asyncio.CancelledError:
+            self._stop_reason = DETACHED
+            raise
         except Exception as e:
             log.exception("experiment %s failed", self.experiment.id)
             status, error = "failed", f"{type(e).__name__}: {e}"
             self._stop_reason = self._stop_reason or "experiment failed"
         finally:
+            self.gpus.withdraw()
             if self._stop_reason == DETACHED:
                 await self._let_go()
             else:
@@ -198,12 +205,14 @@ class ExperimentLoop:
 
     def _set_paused(self, paused: bool) -> None:
         self.paused = paused
+        if paused:
+            self.gpus.withdraw()
         self.store.set_experiment_status(self.experiment.id, "paused" if paused else "running")
         self._emit("experiment_status", status="paused" if paused else "running", error=None)
         self._wake.set()
 
     def _finished(self) -> bool:
-        if self._running or self._ready or self._asking:
+        if self._running or self._ready or self._asking or self._learning:
             return False
         return self._exhausted or self._budget_spent() or self._tuner_waiting
 
@@ -253,16 +262,16 @@ class ExperimentLoop:
             timeout = max(0.0, self.config.max_duration - self.elapsed)
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             pass
         self._wake.clear()
 
     # one trial
 
     def _start(self, request: _Request, gpus: list[int]) -> None:
-        trial = self.store.add_trial(self.experiment.id, request.params, request.key, request.retry_of,
+        trial = self.store.add_trial(self.experiment.id, request.params, request.key, gpus, request.retry_of,
                                      request.attempt)
-        running = _Running(trial, request.key, gpus)
+        running = _Running(trial, request.key, gpus, recovered=request.recovered)
         self._running[trial.id] = running
         running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
 
@@ -279,12 +288,13 @@ class ExperimentLoop:
         spec = TrialSpec(self.experiment.id, trial.id, self.config.argv(), self.config.working_dir,
                          self.trial_dir(trial.id), trial.params, self.cpus_per_trial, running.gpus, self.config.env)
         try:
-            process = await self.launcher.start(spec)
+            # shielded: a process half-started when the loop detaches is found again by its environment
+            process = await asyncio.shield(self.launcher.start(spec))
         except OSError as e:
             self._finish(running, "failed", None, f"could not start {spec.argv[0]!r}: {e.strerror or e}")
             return
         running.pid = process.pid
-        self.store.trial_started(trial, process.pid, running.gpus)
+        self.store.trial_started(trial, process.pid, process_start_time(process.pid))
         self._emit("trial_started", trial=trial.id, params=trial.params, gpus=running.gpus)
         await self._watch(running, asyncio.ensure_future(process.wait()))
 
@@ -299,24 +309,27 @@ class ExperimentLoop:
                 break
             if running.ending is None and deadline is not None and time.time() >= deadline:
                 running.ending = ("failed", f"timed out after {self.config.trial_timeout:g} s")
-            if running.ending is not None and not running.terminating and running.pid is not None:
-                running.terminating = True
-                asyncio.get_running_loop().create_task(terminate_tree(running.pid, self.grace))
+            if running.ending is not None and running.termination is None and running.pid is not None:
+                running.termination = asyncio.ensure_future(terminate_tree(running.pid, self.grace))
+        if running.termination is not None:
+            await running.termination  # the whole tree is gone before its GPUs are handed on
         self._conclude(running, exit_code.result())
 
     async def _exit_of_foreign(self, running: _Running) -> int | None:
         """Wait for a re-attached trial (no longer our child) to end; its wrapper recorded the exit status."""
         pid = running.pid
         assert pid is not None, "only trials with a known process are re-attached"
-        while is_alive(pid, running.trial.started):
+        while is_alive(pid, running.trial.pid_created):
             await asyncio.sleep(self.poll_interval)
         return recorded_exit(self.trial_dir(running.trial.id))
 
     def _conclude(self, running: _Running, code: int | None) -> None:
         if running.ending is not None:
             status, reason = running.ending
-        elif code is None:
+        elif code is None and running.final is None:
             status, reason = "failed", "ended while automl was not running; its exit status is unknown"
+        elif code is None:
+            status, reason = "succeeded", None
         elif code != 0:
             status, reason = "failed", _with_tail(describe_exit(code), self.trial_dir(running.trial.id))
         elif running.final is None:
@@ -360,19 +373,30 @@ class ExperimentLoop:
         retry = trial.status == "failed" and trial.attempt < self.config.retries
         if (rerun or retry) and self._stop_reason is None:
             log.info("trial %d %s (%s); running it again", trial.id, trial.status, trial.error)
-            self._ready.append(_Request(trial.params, key, trial.retry_of or trial.id, trial.attempt + 1))
+            self._ready.append(self._again(trial, key, recovered))
             return
         self.configs_ended += 1
+        if self._stop_reason is not None:
+            return  # the experiment is ending: nothing more to ask the tuner
         if recovered:
             outcome = self._worker.call(self._worker.tuner.restore, [(trial.params, trial.value)])
         else:
             outcome = self._worker.call(self._worker.tuner.tell, key, trial.value)
+        self._learning += 1
         asyncio.get_running_loop().create_task(self._guarded(self._learned(outcome)))
 
+    def _again(self, trial: Trial, key: int, recovered: bool) -> _Request:
+        """The same configuration once more: a retry uses up one of its retries, a re-run after a reboot none."""
+        attempt = trial.attempt + (trial.status == "failed")
+        return _Request(trial.params, key, trial.retry_of or trial.id, attempt, recovered)
+
     async def _learned(self, outcome: Awaitable[None]) -> None:
-        await outcome
-        self._tuner_waiting = False
-        self._wake.set()
+        try:
+            await outcome
+        finally:
+            self._learning -= 1
+            self._tuner_waiting = False
+            self._wake.set()
 
     async def _end_running_trials(self) -> None:
         reason = self._stop_reason or "experiment ended"
@@ -408,7 +432,7 @@ class ExperimentLoop:
                 self._recover(trial, key)
             elif trial.status in ("failed", "interrupted") and self._would_run_again(trial):
                 history.append((trial.params, None))
-                self._ready.append(_Request(trial.params, key, trial.retry_of or trial.id, trial.attempt + 1))
+                self._ready.append(self._again(trial, key, recovered=True))
             else:
                 history.append((trial.params, trial.value))
                 self.configs_ended += 1
@@ -426,18 +450,18 @@ class ExperimentLoop:
     def _recover(self, trial: Trial, key: int) -> None:
         """A trial the store says is running (or about to): re-attach it, conclude it, or mark it interrupted."""
         if trial.status == "waiting" and (orphan := find_trial_process(trial.experiment_id, trial.id)) is not None:
-            self.store.trial_started(trial, orphan.pid, trial.gpus, started=orphan.create_time())
+            self.store.trial_started(trial, orphan.pid, orphan.create_time(), started=orphan.create_time())
         running = _Running(trial, key, trial.gpus, trial.pid, self.store.final_value(trial.experiment_id, trial.id),
                            trial.metric_lines, recovered=True)
         self.gpus.claim(trial.gpus)
         self._running[trial.id] = running
-        if trial.status == "running" and trial.pid is not None and is_alive(trial.pid, trial.started):
+        if trial.status == "running" and trial.pid is not None and is_alive(trial.pid, trial.pid_created):
             exit_code = asyncio.ensure_future(self._exit_of_foreign(running))
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._watch(running, exit_code)))
             return
         code = recorded_exit(self.trial_dir(trial.id))
+        self._collect(running)
         if code is not None:
-            self._collect(running)
             self._conclude(running, code)
         elif trial.status == "running":
             self._finish(running, "interrupted", None, "its process was gone when automl restarted (machine restart?)")

@@ -56,19 +56,22 @@ class GpuSlots:
         """GPU indices for a new trial ([] when it runs on CPU), or None when it must wait."""
         if not self.enabled:
             return []
-        waiting = self.pool._waiting
-        if any(other is not self and other.running() < self.running() for other in waiting):
-            self._wait()
-            return None
         free = sorted((self.pool.used[i], i) for i in self.allowed if self.pool.used[i] + self.share <= 1 + _EPSILON)
-        if len(free) < self.wanted:
+        free_ids = {i for _, i in free}
+        if len(free) < self.wanted or any(
+                other is not self and other.running() < self.running() and free_ids & set(other.allowed)
+                for other in self.pool._waiting):
             self._wait()
             return None
         chosen = sorted(i for _, i in free[: self.wanted])
         self.claim(chosen)
-        if self in waiting:
-            waiting.remove(self)
+        self.withdraw()
         return chosen
+
+    def withdraw(self) -> None:
+        """Stop waiting for a GPU (the experiment was paused or ended), so others need not defer to it."""
+        if self in self.pool._waiting:
+            self.pool._waiting.remove(self)
 
     def claim(self, indices: list[int]) -> None:
         """Count GPUs as taken by a trial (also one re-attached after a restart)."""

@@ -23,12 +23,14 @@ STDERR_FILE = "stderr.log"
 EXIT_FILE = "exit_code"
 
 # Runs the trial and records its exit status in a file (its first argument), so the status is known
-# even to a daemon that restarted and is no longer the trial's parent. A trial killed by a signal
-# re-raises it, so a parent that is still there sees the signal too. A constant: user values are
-# only ever passed as arguments.
+# even to a daemon that restarted and is no longer the trial's parent. The wrapper outlives a SIGTERM
+# or SIGINT sent to the whole group (the trap defers it until the trial has exited), and re-raises the
+# signal that ended the trial, so a parent that is still there sees it too. A constant: user values
+# are only ever passed as arguments.
 _RECORD_EXIT = (
+    "trap : TERM INT; "
     '"$@"; code=$?; echo "$code" > "$0.tmp" && mv "$0.tmp" "$0"; '
-    'if [ "$code" -gt 128 ]; then kill -$((code - 128)) $$; fi; exit "$code"'
+    'if [ "$code" -gt 128 ]; then trap - TERM INT; kill -$((code - 128)) $$; fi; exit "$code"'
 )
 
 
@@ -104,25 +106,34 @@ def recorded_exit(trial_dir: Path) -> int | None:
 
 
 def find_trial_process(experiment_id: str, trial_id: int) -> psutil.Process | None:
-    """The wrapper process of a trial whose pid was never recorded (automl died while starting it)."""
+    """The oldest process of a trial whose pid was never recorded (automl died while starting it)."""
     wanted = {"AUTOML_EXPERIMENT_ID": experiment_id, "AUTOML_TRIAL_ID": str(trial_id)}
-    for proc in psutil.process_iter(["pid"]):
+    found = []
+    for proc in psutil.process_iter(["pid", "create_time"]):
         try:
             env = proc.environ()
-            if all(env.get(k) == v for k, v in wanted.items()) and os.getpgid(proc.pid) == proc.pid:
-                return proc
-        except (psutil.Error, ProcessLookupError):
+        except psutil.Error:
             continue
-    return None
+        if all(env.get(k) == v for k, v in wanted.items()):
+            found.append(proc)
+    return min(found, key=lambda p: p.info["create_time"], default=None)
 
 
-def is_alive(pid: int, started: float | None) -> bool:
-    """Whether `pid` is still the trial process started at `started` (not a reused pid, not a zombie)."""
+def process_start_time(pid: int) -> float | None:
+    """When a process started, as the kernel saw it (what `is_alive` compares with)."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def is_alive(pid: int, created: float | None) -> bool:
+    """Whether `pid` is still the process the kernel created at `created` (not a reused pid, not a zombie)."""
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        return started is None or abs(proc.create_time() - started) < 10
+        return created is None or abs(proc.create_time() - created) < 0.5
     except psutil.NoSuchProcess:
         return False
 

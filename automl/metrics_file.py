@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .store import Metric
+
+_MAX_STEP = 2**62
+_MAX_TIME = 2**40
 
 
 @dataclass
@@ -44,25 +48,41 @@ def objective_value(value: Any, objective: str) -> tuple[float | None, str | Non
     """The objective from a reported value (a number, or a dict holding the objective key) and any problem."""
     if isinstance(value, dict):
         if objective not in value:
-            return None, f"reported metrics {sorted(value)} lack the objective '{objective}'"
+            return None, f"reported metrics {sorted(map(str, value))} lack the objective '{objective}'"
         value = value[objective]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None, f"non-numeric metric {value!r}"
-    if not math.isfinite(value):
-        return None, f"metric is {value}"
-    return float(value), None
+        return None, f"non-numeric metric {_short(value)}"
+    try:
+        number = float(value)
+    except OverflowError:
+        return None, f"metric {_short(value)} is out of range"
+    if not math.isfinite(number):
+        return None, f"metric is {number}"
+    return number, None
 
 
 def _parse(line: bytes, seq: int, objective: str) -> tuple[Metric, str | None]:
     try:
         record = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raw = {"unparsed": line.decode(errors="replace")}
-        return Metric(seq, "invalid", None, None, raw, 0.0), f"unreadable metrics line {raw['unparsed'][:80]!r}"
+    except (ValueError, RecursionError):
+        text = line.decode(errors="replace")
+        return _invalid(seq, text), f"unreadable metrics line {text[:80]!r}"
     if not isinstance(record, dict) or record.get("kind") not in ("intermediate", "final"):
-        return Metric(seq, "invalid", None, None, {"unparsed": record}, 0.0), f"malformed metrics record {record!r}"
+        return _invalid(seq, line.decode(errors="replace")), f"malformed metrics record {_short(record)}"
+    step, when = record.get("step"), record.get("time")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < _MAX_STEP):
+        return _invalid(seq, line.decode(errors="replace")), f"bad step {_short(step)} in a metrics record"
+    if not isinstance(when, (int, float)) or isinstance(when, bool) or not 0 <= when < _MAX_TIME:
+        when = time.time()
     value, problem = objective_value(record.get("value"), objective)
-    step = record.get("step") if isinstance(record.get("step"), int) else None
     where = "final result" if record["kind"] == "final" else f"step {step}"
-    when = record.get("time") if isinstance(record.get("time"), (int, float)) else 0.0
-    return Metric(seq, record["kind"], step, value, record, when), (f"{where}: {problem}" if problem else None)
+    return Metric(seq, record["kind"], step, value, record, float(when)), (f"{where}: {problem}" if problem else None)
+
+
+def _invalid(seq: int, text: str) -> Metric:
+    return Metric(seq, "invalid", None, None, {"unparsed": text[:1000]}, time.time())
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -101,8 +101,15 @@ def _tuner(spec: Any, source: str) -> tuple[dict[str, Any], str]:
     unknown = sorted(set(spec) - {"name", "classArgs"})
     if unknown:
         raise UserError(f"{source}: field 'tuner': unknown field(s) {', '.join(unknown)}; allowed: name, classArgs")
-    args = dict(spec.get("classArgs") or {})
+    class_args = spec.get("classArgs") or {}
+    if not isinstance(class_args, dict):
+        raise UserError(f"{source}: field 'tuner.classArgs': must be a mapping of argument names to values, "
+                        f"got {class_args!r}")
+    args = dict(class_args)
     mode = args.pop("optimize_mode", "minimize")
+    if mode not in ("maximize", "minimize"):
+        raise UserError(f"{source}: field 'tuner.classArgs.optimize_mode': must be 'maximize' or 'minimize', "
+                        f"got {mode!r}")
     return {"name": spec.get("name"), "args": args}, mode
 
 

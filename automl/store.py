@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS trials (
     started REAL,
     ended REAL,
     pid INTEGER,
+    pid_created REAL,
     gpus TEXT NOT NULL DEFAULT '[]',
     exit_code INTEGER,
     error TEXT,
@@ -102,6 +103,7 @@ class Trial:
     started: float | None = None
     ended: float | None = None
     pid: int | None = None
+    pid_created: float | None = None
     gpus: list[int] = field(default_factory=list)
     exit_code: int | None = None
     error: str | None = None
@@ -203,27 +205,30 @@ class Store:
 
     # trials
 
-    def add_trial(self, exp_id: str, params: dict[str, Any], tuner_key: int, retry_of: int | None = None,
-                  attempt: int = 0) -> Trial:
+    def add_trial(self, exp_id: str, params: dict[str, Any], tuner_key: int, gpus: list[int],
+                  retry_of: int | None = None, attempt: int = 0) -> Trial:
         """Insert a waiting trial with the next id of its experiment; `tuner_key` is what its tuner knows it by."""
         now = time.time()
         with self._tx():
             (last,) = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM trials WHERE experiment_id=?",
                                         (exp_id,)).fetchone()
-            trial = Trial(exp_id, last + 1, params, "waiting", retry_of, attempt, tuner_key, now)
+            trial = Trial(exp_id, last + 1, params, "waiting", retry_of, attempt, tuner_key, now, gpus=gpus)
             self.conn.execute(
-                "INSERT INTO trials (experiment_id, id, params, status, retry_of, attempt, tuner_key, created) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                (exp_id, trial.id, json.dumps(params), trial.status, retry_of, attempt, tuner_key, now))
+                "INSERT INTO trials (experiment_id, id, params, status, retry_of, attempt, tuner_key, created, gpus) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (exp_id, trial.id, json.dumps(params), trial.status, retry_of, attempt, tuner_key, now,
+                 json.dumps(gpus)))
         return trial
 
-    def trial_started(self, trial: Trial, pid: int, gpus: list[int], started: float | None = None) -> None:
-        """Mark a trial running under process `pid` (started now, unless told when)."""
-        trial.status, trial.pid, trial.gpus = "running", pid, gpus
+    def trial_started(self, trial: Trial, pid: int, pid_created: float | None, started: float | None = None) -> None:
+        """Mark a trial running under process `pid`, created at `pid_created` by the kernel's clock (started now,
+        unless told when)."""
+        trial.status, trial.pid, trial.pid_created = "running", pid, pid_created
         trial.started = time.time() if started is None else started
         with self._tx():
-            self.conn.execute("UPDATE trials SET status=?, pid=?, gpus=?, started=? WHERE experiment_id=? AND id=?",
-                              (trial.status, pid, json.dumps(gpus), trial.started, trial.experiment_id, trial.id))
+            self.conn.execute(
+                "UPDATE trials SET status=?, pid=?, pid_created=?, started=? WHERE experiment_id=? AND id=?",
+                (trial.status, pid, pid_created, trial.started, trial.experiment_id, trial.id))
 
     def add_metrics(self, trial: Trial, metrics: Iterable[Metric], offset: int) -> None:
         """Persist newly read metric lines and how far the metrics file has been read, in one transaction."""
@@ -286,8 +291,8 @@ def _experiment(row: sqlite3.Row) -> Experiment:
 def _trial(row: sqlite3.Row) -> Trial:
     return Trial(row["experiment_id"], row["id"], json.loads(row["params"]), row["status"], row["retry_of"],
                  row["attempt"], row["tuner_key"], row["created"], row["started"], row["ended"], row["pid"],
-                 json.loads(row["gpus"]), row["exit_code"], row["error"], row["value"], row["metrics_offset"],
-                 row["steps"], row["lines"])
+                 row["pid_created"], json.loads(row["gpus"]), row["exit_code"], row["error"], row["value"],
+                 row["metrics_offset"], row["steps"], row["lines"])
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -111,6 +111,8 @@ BAD_NNI = [
     ({"tuner": {"className": "my.Tuner", "codeDirectory": "."}}, "custom tuner classes are not supported"),
     ({"trainingService": {"platform": "local", "gpuIndices": "a,b"}}, "gpuIndices"),
     ({"trialCommand": None}, "field 'trialCommand': required"),
+    ({"tuner": {"name": "TPE", "classArgs": 5}}, "field 'tuner.classArgs': must be a mapping"),
+    ({"tuner": {"name": "TPE", "classArgs": {"optimize_mode": "up"}}}, "'tuner.classArgs.optimize_mode'"),
 ]
 
 

@@ -47,3 +47,24 @@ def test_without_gpus_trials_run_on_cpu(caplog):
     assert "trials run on the CPU" in caplog.text
     assert _slots(GpuPool(2), 0).acquire() == []
     assert _slots(GpuPool(1), 2).acquire() == []
+
+
+def test_a_paused_or_ended_experiment_no_longer_holds_others_back():
+    pool = GpuPool(1)
+    gone = _slots(pool, 1, running=0)
+    busy = _slots(pool, 1, running=2)
+    assert busy.acquire() == [0]
+    assert gone.acquire() is None
+    busy.release([0])
+    gone.withdraw()
+    assert busy.acquire() == [0]
+
+
+def test_only_waiters_that_could_use_the_free_gpu_are_deferred_to():
+    pool = GpuPool(2)
+    elsewhere = _slots(pool, 1, indices=[1], running=0)
+    here = _slots(pool, 1, indices=[0], running=5)
+    taker = _slots(pool, 1, indices=[1], running=0)
+    assert taker.acquire() == [1]
+    assert elsewhere.acquire() is None
+    assert here.acquire() == [0], "the waiter wants GPU 1, which is not the one free"
