@@ -215,6 +215,9 @@ def test_after_a_reboot_running_trials_are_interrupted_and_run_again(tmp_path, h
         _kill_trials(home)
     interrupted = [t for t in view["trials"] if t["status"] == "interrupted"]
     assert interrupted and all("machine restart" in t["error"] for t in interrupted)
+    for t in interrupted:
+        lines = (home / "experiments" / exp_id / "trials" / str(t["id"]) / "metrics.jsonl").read_text().splitlines()
+        assert t["steps"] == len(lines) > 0, "every metric the interrupted trial reported is kept"
     reruns = [t for t in view["trials"] if t["retry_of"] in {i["id"] for i in interrupted}]
     assert sorted(t["params"]["x"] for t in reruns) == sorted(t["params"]["x"] for t in interrupted)
     succeeded = [t for t in view["trials"] if t["status"] == "succeeded"]

@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+import psutil
+
 from automl.config import build_config
 from automl.experiment import ExperimentLoop
 from automl.gpu_pool import GpuPool
@@ -111,3 +113,62 @@ def test_stop_kills_running_trials_and_marks_the_experiment_stopped(tmp_path):
     assert asyncio.run(stop_when_both_report()) == "stopped"
     assert [(t.status, t.error, t.steps) for t in store.trials(loop.experiment.id)] == [
         ("killed", "stopped by user", 1)] * 2
+
+
+class Generations(Tuner):
+    """Like PBT: hands out a generation of two, then nothing until both have reported; slow to digest a result."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.told = 0
+
+    def ask(self, key):
+        if self.issued - self.told >= 2 or (self.issued % 2 == 0 and self.told < self.issued):
+            return None
+        self.issued += 1
+        return {"x": key / 10}
+
+    def tell(self, key, value):
+        time.sleep(0.3)
+        self.told += 1
+
+
+def test_the_experiment_does_not_end_while_the_tuner_is_still_digesting_a_result(tmp_path):
+    tuner = Generations()
+    store, loop = _loop(tmp_path, tuner, max_trials=6)
+    assert asyncio.run(loop.run()) == "done"
+    assert len(store.trials(loop.experiment.id)) == 6
+
+
+def test_a_stopped_trial_that_lingers_on_sigterm_is_gone_before_it_is_recorded(tmp_path):
+    write_trial(tmp_path, """
+        import os, signal
+        def linger(*_):
+            time.sleep(1)
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, linger)
+        open(os.path.join(trial.trial_dir(), "pid"), "w").write(str(os.getpid()))
+        trial.report(1)
+        time.sleep(60)
+    """, name="linger.py")
+    store, loop = _loop(tmp_path, WaitsForResults(), max_trials=1, concurrency=1, command=[sys.executable, "linger.py"])
+    alive_when_recorded = []
+
+    def on_end(event, data):
+        if event == "trial_ended":
+            pid = int((loop.trial_dir(data["trial"]) / "pid").read_text())
+            alive_when_recorded.append(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+
+    loop.listeners.append(on_end)
+
+    async def stop_once_it_reports():
+        task = asyncio.ensure_future(loop.run())
+        while not store.trials(loop.experiment.id) or store.trials(loop.experiment.id)[0].steps < 1:
+            await asyncio.sleep(0.05)
+        loop.stop()
+        return await task
+
+    assert asyncio.run(stop_once_it_reports()) == "stopped"
+    (killed,) = store.trials(loop.experiment.id)
+    assert killed.status == "killed"
+    assert alive_when_recorded == [False], "its GPUs are handed on only once the whole trial is gone"
