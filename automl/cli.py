@@ -118,8 +118,7 @@ async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tup
 
     detected = gpu_count() if config.resources.gpus > 0 else 0
     pool = GpuPool(detected).slots(config.gpu.indices, config.resources.gpus, config.gpu.max_trials_per_gpu)
-    cpus = config.resources.cpus or max(1, (os.cpu_count() or 1) // config.concurrency)
-    loop = ExperimentLoop(store, experiment, config, tuner, pool, cpus_per_trial=cpus)
+    loop = ExperimentLoop(store, experiment, config, tuner, pool)
     progress = Progress(loop)
     loop.listeners.append(progress)
     interrupts = 0

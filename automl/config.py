@@ -111,6 +111,10 @@ class ExperimentConfig(_Model):
             raise ValueError("command must not be empty")
         return self
 
+    def cpus_per_trial(self) -> int:
+        """A trial's CPU threads (its OMP_NUM_THREADS): as configured, else an equal share of the cores."""
+        return self.resources.cpus or max(1, (os.cpu_count() or 1) // self.concurrency)
+
     def argv(self) -> list[str]:
         """The trial command as an argument vector (a string goes through `sh -c` only if it uses shell syntax)."""
         if isinstance(self.command, list):

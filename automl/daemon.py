@@ -161,8 +161,7 @@ class Daemon:
 
     def _host(self, experiment: Experiment, config: Any, tuner: Any) -> None:
         slots = self.pool.slots(config.gpu.indices, config.resources.gpus, config.gpu.max_trials_per_gpu)
-        cpus = config.resources.cpus or max(1, (os.cpu_count() or 1) // config.concurrency)
-        loop = ExperimentLoop(self.store, experiment, config, tuner, slots, cpus_per_trial=cpus)
+        loop = ExperimentLoop(self.store, experiment, config, tuner, slots)
         loop.listeners.append(lambda event, data: self.server.publish(event, experiment.id, data))
         self.loops[experiment.id] = loop
         task = asyncio.get_running_loop().create_task(self._drive(loop))

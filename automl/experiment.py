@@ -78,11 +78,11 @@ class ExperimentLoop:
 
     def __init__(self, store: Store, experiment: Experiment, config: ExperimentConfig, tuner: Any,
                  gpus: GpuSlots, *, launcher: LocalLauncher | None = None, poll_interval: float = 0.1,
-                 grace: float = 5.0, cpus_per_trial: int = 1):
+                 grace: float = 5.0):
         self.store, self.experiment, self.config = store, experiment, config
         self.gpus = gpus
         self.launcher = launcher or LocalLauncher()
-        self.poll_interval, self.grace, self.cpus_per_trial = poll_interval, grace, cpus_per_trial
+        self.poll_interval, self.grace = poll_interval, grace
         self.listeners: list[Listener] = []
         self.best: Trial | None = None
         self.configs_started = 0
@@ -286,7 +286,8 @@ class ExperimentLoop:
     async def _follow(self, running: _Running) -> None:
         trial = running.trial
         spec = TrialSpec(self.experiment.id, trial.id, self.config.argv(), self.config.working_dir,
-                         self.trial_dir(trial.id), trial.params, self.cpus_per_trial, running.gpus, self.config.env)
+                         self.trial_dir(trial.id), trial.params, self.config.cpus_per_trial(), running.gpus,
+                         self.config.env)
         try:
             # shielded: a process half-started when the loop detaches is found again by its environment
             process = await asyncio.shield(self.launcher.start(spec))
@@ -369,9 +370,7 @@ class ExperimentLoop:
         """Retry a failed or re-run an interrupted trial, or else tell the tuner its configuration's outcome."""
         if trial.status == "succeeded" and (self.best is None or self._better(trial.value, self.best.value)):
             self.best = trial
-        rerun = trial.status == "interrupted" and self.config.rerun_interrupted
-        retry = trial.status == "failed" and trial.attempt < self.config.retries
-        if (rerun or retry) and self._stop_reason is None:
+        if self._would_run_again(trial) and self._stop_reason is None:
             log.info("trial %d %s (%s); running it again", trial.id, trial.status, trial.error)
             self._ready.append(self._again(trial, key, recovered))
             return
@@ -430,7 +429,7 @@ class ExperimentLoop:
             if trial.status in ("waiting", "running"):
                 history.append((trial.params, None))
                 self._recover(trial, key)
-            elif trial.status in ("failed", "interrupted") and self._would_run_again(trial):
+            elif self._would_run_again(trial):
                 history.append((trial.params, None))
                 self._ready.append(self._again(trial, key, recovered=True))
             else:
@@ -443,9 +442,10 @@ class ExperimentLoop:
                  self.configs_started, self.configs_ended, len(self._running))
 
     def _would_run_again(self, trial: Trial) -> bool:
+        """Whether an ended trial's configuration runs once more: a retry after a failure, a re-run after a reboot."""
         if trial.status == "interrupted":
             return self.config.rerun_interrupted
-        return trial.attempt < self.config.retries
+        return trial.status == "failed" and trial.attempt < self.config.retries
 
     def _recover(self, trial: Trial, key: int) -> None:
         """A trial the store says is running (or about to): re-attach it, conclude it, or mark it interrupted."""

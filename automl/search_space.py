@@ -21,7 +21,6 @@ ARITY: dict[str, tuple[int, str]] = {
     "qlognormal": (3, "[mu, sigma, q]"),
 }
 TYPES = ("choice", *ARITY)
-NUMERIC_TYPES = tuple(ARITY)
 
 
 def validate(space: Any, source: str = "search space") -> dict[str, Any]:

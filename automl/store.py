@@ -22,9 +22,6 @@ from .errors import UserError
 SCHEMA_VERSION = 1
 DB_NAME = "automl.db"
 
-EXPERIMENT_STATUSES = ("running", "paused", "done", "stopped", "failed")
-TRIAL_STATUSES = ("waiting", "running", "succeeded", "failed", "early_stopped", "killed", "interrupted")
-ACTIVE_TRIAL_STATUSES = ("waiting", "running")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -92,6 +92,8 @@ BAD_CONFIGS = [
     ({"working_dir": "nowhere"}, "field 'working_dir': folder"),
     ({"resources": {"gpus": 1.5}}, "gpus must be a whole number"),
     ({"retries": -1}, "field 'retries'"),
+]
+BAD_TUNER_ARGS = [  # refused when the tuner is created, before anything is written
     ({"tuner": {"name": "TPE", "args": {"no_such_arg": 1}}}, "no_such_arg"),
     ({"tuner": {"name": "TPE", "args": {"optimize_mode": "minimize"}}}, "optimize_mode"),
 ]
@@ -127,7 +129,7 @@ def _nni_config(project: Path, **changes) -> Path:
 
 def _bad_config_paths(project: Path) -> list[tuple[Path, str]]:
     cases = []
-    for i, (fields, message) in enumerate(BAD_CONFIGS):
+    for i, (fields, message) in enumerate(BAD_CONFIGS + BAD_TUNER_ARGS):
         cases.append((write_config(project, name=f"bad{i}.yml", **fields), message))
     for name, text, message in BAD_FILES:
         if text is not None:
@@ -139,9 +141,8 @@ def _bad_config_paths(project: Path) -> list[tuple[Path, str]]:
     return cases
 
 
-@pytest.mark.parametrize("index", range(len(BAD_CONFIGS) - 2))
-def test_bad_configs_raise_user_errors(project, index):
-    fields, message = BAD_CONFIGS[index]
+@pytest.mark.parametrize(("fields", "message"), BAD_CONFIGS)
+def test_bad_configs_raise_user_errors(project, fields, message):
     with pytest.raises(UserError) as e:
         load_config(write_config(project, **fields))
     assert message in str(e.value)
