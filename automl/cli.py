@@ -20,6 +20,7 @@ from typing import Any
 
 from . import __version__
 from .cli_daemon import add_commands as add_daemon_commands
+from .cli_gpus import add_command as add_gpus_command
 from .errors import DaemonError, UserError
 from .paths import home
 
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_cmd_export)
 
     add_daemon_commands(sub)
+    add_gpus_command(sub)
     return parser
 
 
@@ -113,12 +115,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tuple[str, bool, Any]:
     from .experiment import ExperimentLoop
     from .gpu_pool import GpuPool
-    from .nvml import gpu_count
+    from .nvml import open_probe
     from .progress import Progress
 
-    detected = gpu_count() if config.resources.gpus > 0 else 0
-    pool = GpuPool(detected).slots(config.gpu.indices, config.resources.gpus, config.gpu.max_trials_per_gpu)
-    loop = ExperimentLoop(store, experiment, config, tuner, pool)
+    pool = GpuPool(open_probe() if config.resources.gpus > 0 else None)
+    slots = pool.slots(experiment.id, config.gpu, config.resources.gpus)
+    loop = ExperimentLoop(store, experiment, config, tuner, slots)
     progress = Progress(loop)
     loop.listeners.append(progress)
     interrupts = 0
@@ -138,10 +140,13 @@ async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tup
     for sig in (signal.SIGINT, signal.SIGTERM):
         aio.add_signal_handler(sig, on_signal)
     ticker = aio.create_task(progress.tick())
+    sampler = aio.create_task(pool.run()) if pool.count else None
     try:
         status = await loop.run()
     finally:
         ticker.cancel()
+        if sampler is not None:
+            sampler.cancel()
         progress.finish()
     return status, interrupts > 0, loop.best
 
@@ -216,14 +221,27 @@ def _cmd_show(args: argparse.Namespace) -> int:
     best = view["best"]
     print("best       " + ("-" if best is None else f"trial {best['id']}: {best['value']:.6g} "
                                                     f"{json.dumps(best['params'])}"))
+    cost = view["cost"]
+    print(f"cost       {cost['gpu_hours']:.3f} GPU-hours, {cost['kwh']:.3f} kWh, {cost['cpu_seconds']:.0f} CPU-seconds"
+          f": {cost['cost']:.2f} {cost['currency']}")
     print()
-    print(f"{'TRIAL':>5} {'STATUS':<13} {'VALUE':>10} {'STEPS':>5} {'TIME':>7}  PARAMS / ERROR")
+    print(f"{'TRIAL':>5} {'STATUS':<13} {'VALUE':>10} {'STEPS':>5} {'TIME':>7} {'GPU':>4} {'GPU-S':>7} {'ENERGY':>8} "
+          f"{'CPU-S':>7} {'RSS':>7} {'COST':>7}  PARAMS / ERROR")
     for t in view["trials"]:
         value = "-" if t["value"] is None else f"{t['value']:.6g}"
         took = "-" if not (t["started"] and t["ended"]) else f"{t['ended'] - t['started']:.1f}s"
         detail = json.dumps(t["params"]) if not t["error"] else f"{json.dumps(t['params'])}  ! {t['error']}"
-        print(f"{t['id']:>5} {t['status']:<13} {value:>10} {t['steps']:>5} {took:>7}  {detail}")
+        gpus = ",".join(map(str, t["gpus"])) or "-"
+        print(f"{t['id']:>5} {t['status']:<13} {value:>10} {t['steps']:>5} {took:>7} {gpus:>4} "
+              f"{_figure(t['gpu_seconds'], '.0f')} {_figure(t['energy_j'], '.0f', 'J', 8)} "
+              f"{_figure(t['cpu_seconds'], '.1f')} {_figure(t['peak_rss_mib'], '.0f', 'M')} "
+              f"{_figure(t['cost'], '.3f')}  {detail}")
     return 0
+
+
+def _figure(value: float | None, fmt: str, unit: str = "", width: int = 7) -> str:
+    text = "-" if value is None else f"{value:{fmt}}{unit}"
+    return f"{text:>{width}}"
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -73,12 +73,31 @@ class Resources(_Model):
         return self
 
 
+class SimulatedLoad(_Model):
+    """What one trial puts on each of its GPUs when the GPUs are simulated (AUTOML_SIM_GPUS)."""
+
+    memory_mib: float = Field(default=1024, ge=0)
+    utilization: float = Field(default=80, ge=0, le=100)
+
+
 class GpuPolicy(_Model):
-    """Which GPUs trials may use and how many trials one GPU takes."""
+    """Which GPUs trials may use, how many trials one GPU takes, and how free a GPU must be to take one."""
 
     indices: list[int] | None = None
     max_trials_per_gpu: int = Field(default=1, ge=1)
     use_active_gpu: bool = False
+    max_utilization: float = Field(default=30, ge=0, le=100)
+    min_free_memory_mib: float = Field(default=1024, ge=0)
+    trial_memory_mib: float | None = Field(default=None, gt=0)
+    simulated_load: SimulatedLoad = Field(default_factory=SimulatedLoad)
+
+
+class CostPolicy(_Model):
+    """Prices that turn a trial's energy and GPU time into money."""
+
+    price_per_kwh: float = Field(default=0, ge=0)
+    price_per_gpu_hour: float = Field(default=0, ge=0)
+    currency: str = "USD"
 
 
 class ExperimentConfig(_Model):
@@ -99,6 +118,7 @@ class ExperimentConfig(_Model):
     rerun_interrupted: bool = True
     resources: Resources = Field(default_factory=Resources)
     gpu: GpuPolicy = Field(default_factory=GpuPolicy)
+    cost: CostPolicy = Field(default_factory=CostPolicy)
     env: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")

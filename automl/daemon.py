@@ -16,17 +16,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .client import Client, DaemonNotRunning
-from .config import config_from_store, load_config, parse_duration
+from .config import GpuPolicy, config_from_store, load_config, parse_duration
 from .control_server import ControlServer
 from .errors import UserError
 from .experiment import DETACHED, ExperimentLoop
-from .gpu_pool import GpuPool
+from .gpu_pool import GpuPool, report
 from .nvml import open_probe
 from .store import Experiment, Store
 
@@ -36,7 +35,7 @@ SOCKET_FILE = "daemon.sock"
 PID_FILE = "daemon.pid"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
-OPS = ("ping", "status", "submit", "pause", "resume", "stop", "kill", "update", "shutdown")
+OPS = ("ping", "status", "gpus", "submit", "pause", "resume", "stop", "kill", "update", "shutdown")
 HOST = "daemon"
 
 
@@ -60,8 +59,7 @@ class Daemon:
         lock = _lock(self.home / LOCK_FILE)
         self._shutdown = asyncio.Event()
         self.store = Store(self.home)
-        probe = open_probe()
-        self.pool = GpuPool(0 if probe is None else probe.count())
+        self.pool = GpuPool(open_probe())
         self.server = ControlServer(socket_path(self.home), self.handle, OPS)
         try:
             await self.server.start()
@@ -69,11 +67,11 @@ class Daemon:
             aio = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 aio.add_signal_handler(sig, self._shutdown.set)
-            log.info("daemon %d started (automl %s), %d GPU(s)", os.getpid(), __version__, len(self.pool.used))
+            log.info("daemon %d started (automl %s), %d GPU(s)", os.getpid(), __version__, self.pool.count)
             for experiment in self.store.experiments():
                 if experiment.host == HOST and experiment.status in ("running", "paused"):
                     await self._resume(experiment)
-            sampler = aio.create_task(self._publish_gpu_samples(probe)) if self.pool.used else None
+            sampler = aio.create_task(self.pool.run(after=self._publish_gpus)) if self.pool.count else None
             await self._shutdown.wait()
             if sampler is not None:
                 sampler.cancel()
@@ -94,7 +92,9 @@ class Daemon:
         if op == "status":
             return {"running": True, "pid": os.getpid(), "socket": str(socket_path(self.home)),
                     "started": self._started, "version": __version__, "experiments": sorted(self.loops),
-                    "gpus": len(self.pool.used)}
+                    "gpus": self.pool.count}
+        if op == "gpus":
+            return {"gpus": self._gpu_report()}
         if op == "submit":
             return await self._submit(_arg(args, "config", str))
         if op == "shutdown":
@@ -118,16 +118,15 @@ class Daemon:
             loop.update(_optional_int(args, "concurrency"), _optional_int(args, "max_trials"), max_duration)
         return {"experiment": loop.experiment.id}
 
-    async def _publish_gpu_samples(self, probe: Any, every: float = 2.0) -> None:
-        """A `gpu_sample` event every few seconds, for dashboards."""
-        while True:
-            try:
-                snapshots = await asyncio.to_thread(probe.sample)
-            except Exception:
-                log.exception("reading the GPUs failed")
-            else:
-                self.server.publish("gpu_sample", None, {"gpus": [asdict(s) for s in snapshots]})
-            await asyncio.sleep(every)
+    def _publish_gpus(self) -> None:
+        """A `gpu_sample` event after every look at the GPUs, for dashboards."""
+        self.server.publish("gpu_sample", None, {"gpus": self.pool.describe()})
+
+    def _gpu_report(self) -> list[dict[str, Any]]:
+        """The GPUs, and whether each would take a trial under the default policy and each hosted experiment's."""
+        policies = {"default": self.pool.slots("default", GpuPolicy(), 1)}
+        policies.update({exp_id: loop.gpus for exp_id, loop in self.loops.items()})
+        return report(self.pool, policies)
 
     async def _submit(self, path: str) -> dict[str, Any]:
         from .tuners import create_tuner
@@ -160,7 +159,7 @@ class Daemon:
         log.info("experiment %s resumed", experiment.id)
 
     def _host(self, experiment: Experiment, config: Any, tuner: Any) -> None:
-        slots = self.pool.slots(config.gpu.indices, config.resources.gpus, config.gpu.max_trials_per_gpu)
+        slots = self.pool.slots(experiment.id, config.gpu, config.resources.gpus)
         loop = ExperimentLoop(self.store, experiment, config, tuner, slots)
         loop.listeners.append(lambda event, data: self.server.publish(event, experiment.id, data))
         self.loops[experiment.id] = loop

@@ -22,8 +22,9 @@ from typing import Any
 
 from . import metrics_file
 from .config import ExperimentConfig
+from .cost import TrialUsage
 from .errors import UserError
-from .gpu_pool import GpuSlots
+from .gpu_pool import GpuSlots, Placement
 from .launcher import (
     METRICS_FILE,
     LocalLauncher,
@@ -37,7 +38,8 @@ from .launcher import (
     stderr_tail,
     terminate_tree,
 )
-from .store import Experiment, Store, Trial
+from .process_usage import ProcessTreeUsage, recorded_cpu_seconds
+from .store import USAGE_FIELDS, Experiment, Store, Trial
 from .tuner_worker import TunerWorker
 from .tuners.base import NoMoreTrials
 
@@ -46,6 +48,8 @@ log = logging.getLogger("automl")
 Listener = Callable[[str, dict[str, Any]], None]
 MAX_DURATION_REACHED = "max_duration reached"
 DETACHED = "detached"
+USAGE_EVERY = 1.0  # seconds between looks at a running trial's process tree
+STORE_USAGE_EVERY = 5.0  # seconds between writes of a running trial's usage to the store
 
 
 @dataclass
@@ -63,12 +67,16 @@ class _Request:
 class _Running:
     trial: Trial
     key: int
-    gpus: list[int]
+    placement: Placement
     pid: int | None = None
     final: float | None = None
     seq: int = 0  # metric lines read so far
     recovered: bool = False  # re-attached after a restart: the current tuner never handed it out
     ending: tuple[str, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
+    tree: ProcessTreeUsage | None = None
+    before: dict[str, float] = field(default_factory=dict)  # usage an earlier automl process measured
+    looked: float = 0.0  # when the process tree was last looked at
+    stored: float = 0.0  # when its usage was last written
     termination: asyncio.Task[None] | None = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -225,10 +233,10 @@ class ExperimentLoop:
     def _launch_what_fits(self) -> None:
         while not self.paused and len(self._running) < self.config.concurrency:
             if self._ready:
-                gpus = self.gpus.acquire()
-                if gpus is None:
+                placement = self.gpus.acquire()
+                if placement is None:
                     return
-                self._start(self._ready.popleft(), gpus)
+                self._start(self._ready.popleft(), placement)
                 continue
             if len(self._running) + len(self._ready) < self.config.concurrency and self._can_ask():
                 self._asking = True
@@ -268,10 +276,10 @@ class ExperimentLoop:
 
     # one trial
 
-    def _start(self, request: _Request, gpus: list[int]) -> None:
-        trial = self.store.add_trial(self.experiment.id, request.params, request.key, gpus, request.retry_of,
-                                     request.attempt)
-        running = _Running(trial, request.key, gpus, recovered=request.recovered)
+    def _start(self, request: _Request, placement: Placement) -> None:
+        trial = self.store.add_trial(self.experiment.id, request.params, request.key, placement.gpus,
+                                     request.retry_of, request.attempt)
+        running = _Running(trial, request.key, placement, recovered=request.recovered)
         self._running[trial.id] = running
         running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
 
@@ -286,17 +294,17 @@ class ExperimentLoop:
     async def _follow(self, running: _Running) -> None:
         trial = running.trial
         spec = TrialSpec(self.experiment.id, trial.id, self.config.argv(), self.config.working_dir,
-                         self.trial_dir(trial.id), trial.params, self.config.cpus_per_trial(), running.gpus,
-                         self.config.env)
+                         self.trial_dir(trial.id), trial.params, self.config.cpus_per_trial(),
+                         running.placement.gpus, self.config.env)
         try:
             # shielded: a process half-started when the loop detaches is found again by its environment
             process = await asyncio.shield(self.launcher.start(spec))
         except OSError as e:
             self._finish(running, "failed", None, f"could not start {spec.argv[0]!r}: {e.strerror or e}")
             return
-        running.pid = process.pid
+        self._attach(running, process.pid)
         self.store.trial_started(trial, process.pid, process_start_time(process.pid))
-        self._emit("trial_started", trial=trial.id, params=trial.params, gpus=running.gpus)
+        self._emit("trial_started", trial=trial.id, params=trial.params, gpus=running.placement.gpus)
         await self._watch(running, asyncio.ensure_future(process.wait()))
 
     async def _watch(self, running: _Running, exit_code: asyncio.Future[int | None]) -> None:
@@ -308,6 +316,7 @@ class ExperimentLoop:
             self._collect(running)
             if done:
                 break
+            self._look_at_usage(running)
             if running.ending is None and deadline is not None and time.time() >= deadline:
                 running.ending = ("failed", f"timed out after {self.config.trial_timeout:g} s")
             if running.ending is not None and running.termination is None and running.pid is not None:
@@ -359,8 +368,9 @@ class ExperimentLoop:
     def _finish(self, running: _Running, status: str, code: int | None, reason: str | None) -> None:
         trial = running.trial
         value = running.final if status == "succeeded" else None
-        self.store.trial_ended(trial, status, code, reason, value)
-        self.gpus.release(running.gpus)
+        energy, peak = self.gpus.release(running.placement)
+        usage = self._usage(running, energy, peak, recorded_cpu_seconds(self.trial_dir(trial.id)))
+        self.store.trial_ended(trial, status, code, reason, value, usage)
         del self._running[trial.id]
         self._emit("trial_ended", trial=trial.id, status=status, value=value, error=reason)
         self._after_end(trial, running.key, recovered=running.recovered)
@@ -423,6 +433,8 @@ class ExperimentLoop:
         last_attempts: dict[int, Trial] = {}
         for trial in trials:
             last_attempts[trial.tuner_key] = trial
+            if trial.gpu_memory_mib:
+                self.gpus.estimate.observe(trial.gpu_memory_mib)
         history: list[tuple[dict[str, Any], float | None]] = []
         for key, trial in last_attempts.items():
             self.configs_started += 1
@@ -451,11 +463,13 @@ class ExperimentLoop:
         """A trial the store says is running (or about to): re-attach it, conclude it, or mark it interrupted."""
         if trial.status == "waiting" and (orphan := find_trial_process(trial.experiment_id, trial.id)) is not None:
             self.store.trial_started(trial, orphan.pid, orphan.create_time(), started=orphan.create_time())
-        running = _Running(trial, key, trial.gpus, trial.pid, self.store.final_value(trial.experiment_id, trial.id),
-                           trial.metric_lines, recovered=True)
-        self.gpus.claim(trial.gpus)
+        placement = self.gpus.claim(trial.gpus, trial.gpu_memory_mib)
+        running = _Running(trial, key, placement, trial.pid, self.store.final_value(trial.experiment_id, trial.id),
+                           trial.metric_lines, recovered=True,
+                           before={name: getattr(trial, name) or 0.0 for name in USAGE_FIELDS})
         self._running[trial.id] = running
         if trial.status == "running" and trial.pid is not None and is_alive(trial.pid, trial.pid_created):
+            self._attach(running, trial.pid)
             exit_code = asyncio.ensure_future(self._exit_of_foreign(running))
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._watch(running, exit_code)))
             return
@@ -467,6 +481,40 @@ class ExperimentLoop:
             self._finish(running, "interrupted", None, "its process was gone when automl restarted (machine restart?)")
         else:
             self._finish(running, "interrupted", None, "automl stopped before it started")
+
+    # usage and cost
+
+    def _attach(self, running: _Running, pid: int) -> None:
+        """Follow the trial's process: its tree for CPU and memory, its GPUs for load and energy."""
+        running.pid = pid
+        running.tree = ProcessTreeUsage(pid)
+        self.gpus.started(running.placement, (self.experiment.id, running.trial.id), pid)
+
+    def _look_at_usage(self, running: _Running) -> None:
+        """Every second, look at the trial's process tree; every few seconds, store what it used so far."""
+        now = time.monotonic()
+        if running.tree is None or now - running.looked < USAGE_EVERY:
+            return
+        running.looked = now
+        self.gpus.seen(running.placement, running.tree.sample())
+        if now - running.stored >= STORE_USAGE_EVERY:
+            running.stored = now
+            self.store.trial_usage(running.trial, self._usage(running, *self.gpus.measured(running.placement)))
+
+    def _usage(self, running: _Running, energy_j: float, gpu_memory_mib: float,
+               recorded_cpu: float | None = None) -> dict[str, float]:
+        """What the trial used so far (adding to what an earlier automl process measured before a restart),
+        and its price."""
+        trial, placement, tree, before = running.trial, running.placement, running.tree, running.before
+        ran = max(0.0, time.time() - trial.started) if trial.started else 0.0
+        usage = TrialUsage(
+            gpu_seconds=placement.share * len(placement.gpus) * ran,
+            energy_j=before.get("energy_j", 0.0) + energy_j,
+            cpu_seconds=max(tree.cpu_seconds if tree else 0.0, recorded_cpu or 0.0, before.get("cpu_seconds", 0.0)),
+            peak_rss_mib=max(tree.peak_rss_mib if tree else 0.0, before.get("peak_rss_mib", 0.0)),
+            gpu_memory_mib=max(gpu_memory_mib, before.get("gpu_memory_mib", 0.0)),
+        )
+        return usage.priced(self.config.cost).as_dict()
 
     def _better(self, value: float | None, than: float | None) -> bool:
         if value is None or than is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from .process_usage import CPU_TIMES_FILE
 from .trial import METRICS_ENV, PARAMS_ENV
 
 NNI_CHANNEL = "import://automl.nni_channel.TrialChannel"
@@ -22,14 +23,15 @@ STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 EXIT_FILE = "exit_code"
 
-# Runs the trial and records its exit status in a file (its first argument), so the status is known
-# even to a daemon that restarted and is no longer the trial's parent. The wrapper outlives a SIGTERM
-# or SIGINT sent to the whole group (the trap defers it until the trial has exited), and re-raises the
-# signal that ended the trial, so a parent that is still there sees it too. A constant: user values
-# are only ever passed as arguments.
+# Runs the trial and records, in the trial's folder (its first argument), the CPU time of the whole
+# tree and then the exit status, so both are known even to a daemon that restarted and is no longer the
+# trial's parent. The wrapper outlives a SIGTERM or SIGINT sent to the whole group (the trap defers it
+# until the trial has exited), and re-raises the signal that ended the trial, so a parent that is still
+# there sees it too. A constant: user values are only ever passed as arguments.
 _RECORD_EXIT = (
     "trap : TERM INT; "
-    '"$@"; code=$?; echo "$code" > "$0.tmp" && mv "$0.tmp" "$0"; '
+    f'"$@"; code=$?; times > "$0/{CPU_TIMES_FILE}"; '
+    f'echo "$code" > "$0/{EXIT_FILE}.tmp" && mv "$0/{EXIT_FILE}.tmp" "$0/{EXIT_FILE}"; '
     'if [ "$code" -gt 128 ]; then trap - TERM INT; kill -$((code - 128)) $$; fi; exit "$code"'
 )
 
@@ -89,7 +91,8 @@ class LocalLauncher:
         (spec.trial_dir / PARAMS_FILE).write_text(json.dumps(spec.params, indent=2) + "\n")
         (spec.trial_dir / METRICS_FILE).touch()
         (spec.trial_dir / EXIT_FILE).unlink(missing_ok=True)
-        argv = ["/bin/sh", "-c", _RECORD_EXIT, str(spec.trial_dir / EXIT_FILE), *spec.argv]
+        (spec.trial_dir / CPU_TIMES_FILE).unlink(missing_ok=True)
+        argv = ["/bin/sh", "-c", _RECORD_EXIT, str(spec.trial_dir), *spec.argv]
         with open(spec.trial_dir / STDOUT_FILE, "ab") as out, open(spec.trial_dir / STDERR_FILE, "ab") as err:
             return await asyncio.create_subprocess_exec(
                 *argv, cwd=spec.working_dir, env=trial_env(spec), stdin=asyncio.subprocess.DEVNULL,

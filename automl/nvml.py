@@ -8,7 +8,9 @@ and benchmarks run the same code without a GPU:
                "foreign": [{"memory_mib": 20000, "utilization": 95, "start_s": 0, "end_s": null}]}]}
 
 GPUs are listed in index order; each foreign process runs from `start_s` to
-`end_s` seconds after the probe opened (null: never ends).
+`end_s` seconds after the probe opened (null: never ends). Our own trials
+load a simulated GPU too, with the memory and utilization their config's
+`gpu.simulated_load` gives, from the moment they start until they end.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ _SIM_PID_BASE = 4_000_000  # above Linux's pid_max, so a simulated pid never nam
 
 @dataclass(frozen=True)
 class GpuProcess:
-    """A process using a GPU and its memory."""
+    """A process using a GPU: its memory, and its share of the GPU's load when the driver reports it."""
 
     pid: int
     memory_mib: float
+    utilization: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,14 @@ class Probe(Protocol):
         """Every GPU, now."""
         ...
 
+    def place(self, pid: int, gpus: list[int], memory_mib: float, utilization: float) -> None:
+        """A trial of ours started on `gpus` (only a simulated fleet needs telling)."""
+        ...
+
+    def remove(self, pid: int) -> None:
+        """A trial of ours ended."""
+        ...
+
 
 def open_probe() -> Probe | None:
     """The simulated fleet when AUTOML_SIM_GPUS is set, else real NVML; None without a driver or GPUs."""
@@ -73,12 +84,6 @@ def open_probe() -> Probe | None:
         return None
 
 
-def gpu_count() -> int:
-    """How many GPUs this machine (or the simulated fleet) has."""
-    probe = open_probe()
-    return 0 if probe is None else probe.count()
-
-
 class NvmlProbe:
     """Real GPUs through NVML."""
 
@@ -88,6 +93,7 @@ class NvmlProbe:
         pynvml.nvmlInit()
         self._nvml = pynvml
         self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        self._seen = [0] * len(self._handles)  # per GPU: the newest per-process utilization sample read (µs)
 
     def count(self) -> int:
         """How many GPUs NVML sees."""
@@ -103,11 +109,36 @@ class NvmlProbe:
         utilization = self._read(lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
         power = self._read(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000)
         energy = self._read(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000)
-        processes = self._read(lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle)) or []
+        memory_by_pid: dict[int, float] = {}
+        for listing in (nvml.nvmlDeviceGetComputeRunningProcesses, nvml.nvmlDeviceGetGraphicsRunningProcesses):
+            for p in self._read(lambda listing=listing: listing(handle)) or []:
+                memory_by_pid[p.pid] = memory_by_pid.get(p.pid, 0.0) + (p.usedGpuMemory or 0) / 2**20
+        shares = self._process_utilization(index, handle)
         name = nvml.nvmlDeviceGetName(handle)
         return GpuSnapshot(index, name.decode() if isinstance(name, bytes) else name, float(utilization or 0),
                            memory.used / 2**20, memory.total / 2**20, power, energy,
-                           tuple(GpuProcess(p.pid, (p.usedGpuMemory or 0) / 2**20) for p in processes))
+                           tuple(GpuProcess(pid, mib, shares.get(pid, 0.0) if shares is not None else None)
+                                 for pid, mib in sorted(memory_by_pid.items())))
+
+    def place(self, pid: int, gpus: list[int], memory_mib: float, utilization: float) -> None:
+        """Nothing to do: a real GPU sees the trial's process by itself."""
+
+    def remove(self, pid: int) -> None:
+        """Nothing to do: a real GPU sees the trial's process end by itself."""
+
+    def _process_utilization(self, index: int, handle: Any) -> dict[int, float] | None:
+        """Each process's mean SM utilization since the last sample, or None where the driver does not say."""
+        try:
+            samples = self._nvml.nvmlDeviceGetProcessUtilization(handle, self._seen[index])
+        except self._nvml.NVMLError_NotFound:
+            return {}  # no process used the GPU since the last sample
+        except self._nvml.NVMLError:
+            return None
+        by_pid: dict[int, list[float]] = {}
+        for sample in samples:
+            by_pid.setdefault(sample.pid, []).append(float(sample.smUtil))
+            self._seen[index] = max(self._seen[index], sample.timeStamp)
+        return {pid: sum(values) / len(values) for pid, values in by_pid.items()}
 
     def _read(self, reading: Any) -> Any:
         try:
@@ -119,28 +150,43 @@ class NvmlProbe:
 class SimulatedProbe:
     """A fleet of GPUs from a fleet file, with other users' processes coming and going on a clock."""
 
-    def __init__(self, path: Path, clock: Any = time.monotonic):
-        self.gpus = _read_fleet(path)
+    def __init__(self, path: Path | None = None, clock: Any = time.monotonic, fleet: Any = None):
+        self.gpus = _read_fleet(path) if path is not None else _fleet_gpus(fleet, "simulated fleet")
         self._clock = clock
         self._opened = clock()
+        self._trials: dict[int, tuple[list[int], float, float]] = {}  # pid -> (gpus, memory_mib, utilization)
+        self._energy = [0.0] * len(self.gpus)
+        self._last = 0.0
 
     def count(self) -> int:
         """How many GPUs the fleet has."""
         return len(self.gpus)
 
+    def place(self, pid: int, gpus: list[int], memory_mib: float, utilization: float) -> None:
+        """Our trial `pid` loads `gpus` with this memory and utilization until `remove`."""
+        self._trials[pid] = (list(gpus), memory_mib, utilization)
+
+    def remove(self, pid: int) -> None:
+        """Our trial `pid` no longer loads its GPUs."""
+        self._trials.pop(pid, None)
+
     def sample(self) -> list[GpuSnapshot]:
-        """Every simulated GPU now: the foreign processes active at this second, their memory and load."""
+        """Every simulated GPU now: the foreign processes active at this second and our trials, their memory
+        and load; the energy counter integrates power since the last sample."""
         now = self._clock() - self._opened
+        elapsed, self._last = max(0.0, now - self._last), now
         snapshots = []
         for index, gpu in enumerate(self.gpus):
-            active = [(n, p) for n, p in enumerate(gpu["foreign"])
-                      if p["start_s"] <= now and (p["end_s"] is None or now < p["end_s"])]
-            utilization = min(100.0, sum(p["utilization"] for _, p in active))
-            used = sum(p["memory_mib"] for _, p in active)
-            processes = tuple(GpuProcess(_SIM_PID_BASE + 1000 * index + n, p["memory_mib"]) for n, p in active)
+            processes = [GpuProcess(_SIM_PID_BASE + 1000 * index + n, p["memory_mib"], p["utilization"])
+                         for n, p in enumerate(gpu["foreign"])
+                         if p["start_s"] <= now and (p["end_s"] is None or now < p["end_s"])]
+            processes += [GpuProcess(pid, memory, utilization)
+                          for pid, (gpus, memory, utilization) in self._trials.items() if index in gpus]
+            utilization = min(100.0, sum(p.utilization or 0 for p in processes))
             power = 60 + 2.4 * utilization
-            snapshots.append(GpuSnapshot(index, "Simulated GPU", utilization, used, gpu["memory_mib"], power,
-                                         power * now, processes))
+            self._energy[index] += power * elapsed
+            snapshots.append(GpuSnapshot(index, "Simulated GPU", utilization, sum(p.memory_mib for p in processes),
+                                         gpu["memory_mib"], power, self._energy[index], tuple(processes)))
         return snapshots
 
 
@@ -151,6 +197,10 @@ def _read_fleet(path: Path) -> list[dict[str, Any]]:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise UserError(f"{where}: cannot read the simulated GPU fleet ({e})") from None
+    return _fleet_gpus(data, where)
+
+
+def _fleet_gpus(data: Any, where: str) -> list[dict[str, Any]]:
     gpus = data.get("gpus") if isinstance(data, dict) else None
     if not isinstance(gpus, list):
         raise UserError(f"{where}: expected {{\"gpus\": [{{\"memory_mib\": ..., \"foreign\": [...]}}, ...]}}")

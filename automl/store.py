@@ -19,7 +19,9 @@ from typing import Any
 
 from .errors import UserError
 
-SCHEMA_VERSION = 1
+USAGE_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
+
+SCHEMA_VERSION = 2
 DB_NAME = "automl.db"
 
 
@@ -54,6 +56,12 @@ CREATE TABLE IF NOT EXISTS trials (
     error TEXT,
     value REAL,
     metrics_offset INTEGER NOT NULL DEFAULT 0,
+    gpu_seconds REAL,
+    energy_j REAL,
+    cpu_seconds REAL,
+    peak_rss_mib REAL,
+    gpu_memory_mib REAL,
+    cost REAL,
     PRIMARY KEY (experiment_id, id)
 );
 CREATE TABLE IF NOT EXISTS metrics (
@@ -108,6 +116,12 @@ class Trial:
     metrics_offset: int = 0
     steps: int = 0
     metric_lines: int = 0
+    gpu_seconds: float | None = None
+    energy_j: float | None = None
+    cpu_seconds: float | None = None
+    peak_rss_mib: float | None = None
+    gpu_memory_mib: float | None = None
+    cost: float | None = None
 
 
 @dataclass
@@ -139,7 +153,8 @@ class Store:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self.conn.execute(statement)
-                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self._upgrade()
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         self.conn.row_factory = sqlite3.Row
 
     @classmethod
@@ -239,14 +254,29 @@ class Store:
         trial.metrics_offset = offset
 
     def trial_ended(self, trial: Trial, status: str, exit_code: int | None = None,
-                    error: str | None = None, value: float | None = None) -> None:
-        """Record how a trial ended."""
+                    error: str | None = None, value: float | None = None,
+                    usage: dict[str, float] | None = None) -> None:
+        """Record how a trial ended, and what it used."""
         trial.status, trial.exit_code, trial.error, trial.value = status, exit_code, error, value
         trial.ended = time.time()
         with self._tx():
             self.conn.execute(
                 "UPDATE trials SET status=?, exit_code=?, error=?, value=?, ended=? WHERE experiment_id=? AND id=?",
                 (status, exit_code, error, value, trial.ended, trial.experiment_id, trial.id))
+            if usage is not None:
+                self._set_usage(trial, usage)
+
+    def trial_usage(self, trial: Trial, usage: dict[str, float]) -> None:
+        """Record what a running trial has used so far (GPU-seconds, energy, CPU-seconds, peaks, cost)."""
+        with self._tx():
+            self._set_usage(trial, usage)
+
+    def _set_usage(self, trial: Trial, usage: dict[str, float]) -> None:
+        names = [name for name in USAGE_FIELDS if name in usage]
+        for name in names:
+            setattr(trial, name, usage[name])
+        self.conn.execute(f"UPDATE trials SET {', '.join(f'{n}=?' for n in names)} WHERE experiment_id=? AND id=?",
+                          (*(usage[n] for n in names), trial.experiment_id, trial.id))
 
     def trials(self, exp_id: str) -> list[Trial]:
         """An experiment's trials in id order, each with its number of intermediate reports."""
@@ -269,6 +299,13 @@ class Store:
                                  (exp_id, trial_id)).fetchall()
         return [Metric(r["seq"], r["kind"], r["step"], r["value"], json.loads(r["raw"]), r["time"]) for r in rows]
 
+    def _upgrade(self) -> None:
+        """Bring a database written by an older automl up to this schema (columns are only ever added)."""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(trials)")}
+        for name in USAGE_FIELDS:
+            if name not in columns:
+                self.conn.execute(f"ALTER TABLE trials ADD COLUMN {name} REAL")
+
     @contextmanager
     def _tx(self) -> Iterator[None]:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -289,7 +326,8 @@ def _trial(row: sqlite3.Row) -> Trial:
     return Trial(row["experiment_id"], row["id"], json.loads(row["params"]), row["status"], row["retry_of"],
                  row["attempt"], row["tuner_key"], row["created"], row["started"], row["ended"], row["pid"],
                  row["pid_created"], json.loads(row["gpus"]), row["exit_code"], row["error"], row["value"],
-                 row["metrics_offset"], row["steps"], row["lines"])
+                 row["metrics_offset"], row["steps"], row["lines"],
+                 **{name: row[name] if name in row.keys() else None for name in USAGE_FIELDS})
 
 
 def _finite_or_none(value: float | None) -> float | None:

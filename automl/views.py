@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cost import totals
 from .export import ranked
-from .store import Experiment, Store, Trial
+from .store import USAGE_FIELDS, Experiment, Store, Trial
 
 
 def trial_view(trial: Trial) -> dict[str, Any]:
@@ -23,6 +24,7 @@ def trial_view(trial: Trial) -> dict[str, Any]:
         "error": trial.error,
         "attempt": trial.attempt,
         "retry_of": trial.retry_of,
+        **{name: getattr(trial, name) for name in USAGE_FIELDS},
     }
 
 
@@ -38,6 +40,7 @@ def experiment_summary(experiment: Experiment, trials: list[Trial]) -> dict[str,
         "trials": len(trials),
         "max_trials": experiment.config.get("max_trials"),
         "best_value": None if best is None else best.value,
+        "cost": totals(trials, experiment.config.get("cost", {}).get("currency", "USD")),
     }
 
 

@@ -267,35 +267,3 @@ def test_subscribers_receive_an_experiments_live_events(tmp_path, daemon):
     assert "trial_started" in kinds and "trial_ended" in kinds
     metrics = [data for kind, data in seen if kind == "trial_metric" and data["kind"] == "intermediate"]
     assert metrics and all(isinstance(m["step"], int) for m in metrics)
-
-
-def test_gpu_placement_and_samples_on_a_simulated_fleet(tmp_path, home, monkeypatch):
-    from automl.client import Client
-
-    fleet = tmp_path / "fleet.json"
-    fleet.write_text(json.dumps({"gpus": [
-        {"memory_mib": 24576, "foreign": [{"memory_mib": 20000, "utilization": 95, "start_s": 0, "end_s": None}]},
-        {"memory_mib": 16384},
-    ]}))
-    monkeypatch.setenv("AUTOML_SIM_GPUS", str(fleet))
-    write_trial(tmp_path, "import os\ntrial.report_final(float(os.environ['CUDA_VISIBLE_DEVICES']))\n"
-                          "time.sleep(0.5)\n")
-    automl("daemon", "start", check=True)
-    try:
-        assert json.loads(automl("daemon", "status", "--json", check=True).stdout)["gpus"] == 2
-        with Client(home / "daemon.sock", timeout=30) as client:
-            sample = next(client.subscribe(events=["gpu_sample"]))
-        gpus = sample["data"]["gpus"]
-        assert [(g["index"], g["memory_total_mib"], g["memory_used_mib"]) for g in gpus] == [
-            (0, 24576, 20000), (1, 16384, 0)]
-        assert gpus[0]["utilization"] == 95 and len(gpus[0]["processes"]) == 1
-        exp_id = _submit(write_config(tmp_path, max_trials=6, concurrency=4, resources={"gpus": 1}))
-        view = _wait_status(exp_id, "done")
-    finally:
-        automl("daemon", "stop")
-    trials = view["trials"]
-    assert all(t["status"] == "succeeded" and t["gpus"] == [int(t["value"])] for t in trials)
-    for t in trials:
-        sharing = [o for o in trials
-                   if o["gpus"] == t["gpus"] and o["started"] < t["ended"] and t["started"] < o["ended"]]
-        assert sharing == [t], "never two whole-GPU trials on one GPU"

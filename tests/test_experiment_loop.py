@@ -9,7 +9,7 @@ import time
 
 import psutil
 
-from automl.config import build_config
+from automl.config import GpuPolicy, build_config
 from automl.experiment import ExperimentLoop
 from automl.gpu_pool import GpuPool
 from automl.store import Store
@@ -67,7 +67,7 @@ def _loop(tmp_path, tuner, **fields):
     config = build_config(raw, tmp_path, "test")
     store = Store(tmp_path / "home")
     experiment = store.find_experiment(store.create_experiment("loop", config.model_dump(mode="json"), None))
-    return store, ExperimentLoop(store, experiment, config, tuner, GpuPool(0).slots(None, 0, 1))
+    return store, ExperimentLoop(store, experiment, config, tuner, GpuPool(None).slots(experiment.id, GpuPolicy(), 0))
 
 
 def test_a_slow_suggestion_does_not_stop_trials_from_being_followed(tmp_path):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from automl.errors import UserError
-from automl.nvml import SimulatedProbe, gpu_count
+from automl.nvml import SimulatedProbe, open_probe
 
 
 class Clock:
@@ -37,7 +37,7 @@ def test_the_environment_variable_selects_the_fleet(tmp_path, monkeypatch):
     fleet = tmp_path / "fleet.json"
     fleet.write_text(json.dumps({"gpus": [{"memory_mib": 1}] * 3}))
     monkeypatch.setenv("AUTOML_SIM_GPUS", str(fleet))
-    assert gpu_count() == 3
+    assert open_probe().count() == 3
 
 
 @pytest.mark.parametrize(("text", "message"), [
