@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python bench/tpe_suggest.py
 	$(BIN)/python bench/digits_demo.py
 	$(BIN)/python bench/daemon_footprint.py
+	$(BIN)/python bench/gpu_scheduling.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

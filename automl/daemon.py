@@ -124,6 +124,8 @@ class Daemon:
 
     def _gpu_report(self) -> list[dict[str, Any]]:
         """The GPUs, and whether each would take a trial under the default policy and each hosted experiment's."""
+        if not self.pool.count:
+            return []
         policies = {"default": self.pool.slots("default", GpuPolicy(), 1)}
         policies.update({exp_id: loop.gpus for exp_id, loop in self.loops.items()})
         return report(self.pool, policies)

@@ -124,11 +124,11 @@ class GpuMonitor:
 
 def _foreign_utilization(snapshot: GpuSnapshot, owners: Mapping[int, TrialRef], anyone_else: bool) -> float:
     """This instant's utilization that is not our trials' own."""
-    ours = [p for p in snapshot.processes if p.pid in owners]
-    if not ours:
+    if not any(p.pid in owners for p in snapshot.processes):
         return snapshot.utilization  # with no process listed, the load is someone's we cannot see
     if not anyone_else:
         return 0.0
-    if any(p.utilization is None for p in ours):
+    theirs = [p.utilization for p in snapshot.processes if p.pid not in owners]
+    if any(u is None for u in theirs):
         return snapshot.utilization  # shared and not attributable: count it all as theirs
-    return max(0.0, snapshot.utilization - sum(p.utilization or 0 for p in ours))
+    return min(100.0, sum(theirs))  # type: ignore[arg-type]

@@ -130,9 +130,9 @@ class GpuPool:
     def describe(self) -> list[dict[str, Any]]:
         """Each GPU as the scheduler sees it, our trials' processes told apart from everyone else's."""
         described = []
+        owners = {pid: p.trial for p in self.placements if p.trial is not None for pid in p.pids}
         for index, state in sorted(self.states().items()):
             snap = state.snapshot
-            owners = {pid: p.trial for p in self.placements if p.trial is not None for pid in p.pids}
             described.append({
                 "index": index, "name": snap.name, "utilization": snap.utilization,
                 "utilization_window": round(state.utilization, 1),
