@@ -60,6 +60,24 @@ class TunerSpec(_Model):
         return self
 
 
+class StopperSpec(_Model):
+    """An early-stopping strategy by name with its classArgs, and what the tuner learns from a trial it stopped."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    learn_from: Literal["last", "best", "none"] = "last"
+
+    @model_validator(mode="after")
+    def _known_name(self) -> StopperSpec:
+        from .stoppers import canonical_stopper_name
+
+        try:
+            self.name = canonical_stopper_name(self.name)
+        except UserError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+
 class Resources(_Model):
     """What one trial gets: CPU threads (its OMP_NUM_THREADS) and GPUs."""
 
@@ -110,6 +128,7 @@ class ExperimentConfig(_Model):
     search_space_file: Path | None = None
     objective: Objective = Field(default_factory=Objective)
     tuner: TunerSpec = Field(default_factory=TunerSpec)
+    stopper: StopperSpec | None = None
     max_trials: int | None = Field(default=None, ge=1)
     max_duration: Duration | None = None
     concurrency: int = Field(default=1, ge=1)
@@ -177,6 +196,13 @@ def build_config(raw: dict[str, Any], base_dir: Path, source: str) -> Experiment
         config.search_space = _read_search_space(space_path, source)
         config.search_space_file = space_path
     search_space.validate(config.search_space, f"{source}: search space")
+    if config.stopper is not None:
+        from .stoppers import create_stopper
+
+        try:
+            create_stopper(config.stopper.name, config.stopper.args, config.objective.mode)
+        except UserError as e:
+            raise UserError(f"{source}: field 'stopper': {e}") from None
     _check_command(config, source)
     return config
 

@@ -39,6 +39,7 @@ from .launcher import (
     terminate_tree,
 )
 from .process_usage import ProcessTreeUsage, recorded_cpu_seconds
+from .stoppers.base import Stopper
 from .store import USAGE_FIELDS, Experiment, Store, Trial
 from .tuner_worker import TunerWorker
 from .tuners.base import NoMoreTrials
@@ -73,6 +74,7 @@ class _Running:
     seq: int = 0  # metric lines read so far
     recovered: bool = False  # re-attached after a restart: the current tuner never handed it out
     ending: tuple[str, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
+    intermediate: list[float | None] = field(default_factory=list)  # its intermediate values, in order
     tree: ProcessTreeUsage | None = None
     before: dict[str, float] = field(default_factory=dict)  # usage an earlier automl process measured
     looked: float = 0.0  # when the process tree was last looked at
@@ -88,6 +90,7 @@ class ExperimentLoop:
                  gpus: GpuSlots, *, launcher: LocalLauncher | None = None, poll_interval: float = 0.1,
                  grace: float = 5.0):
         self.store, self.experiment, self.config = store, experiment, config
+        self.stopper = _stopper(config)
         self.gpus = gpus
         self.launcher = launcher or LocalLauncher()
         self.poll_interval, self.grace = poll_interval, grace
@@ -323,7 +326,8 @@ class ExperimentLoop:
                 running.termination = asyncio.ensure_future(terminate_tree(running.pid, self.grace))
         if running.termination is not None:
             await running.termination  # the whole tree is gone before its GPUs are handed on
-        self._conclude(running, exit_code.result())
+        recorded = recorded_exit(self.trial_dir(trial.id))  # exact even when the wait lost the status
+        self._conclude(running, exit_code.result() if recorded is None else recorded)
 
     async def _exit_of_foreign(self, running: _Running) -> int | None:
         """Wait for a re-attached trial (no longer our child) to end; its wrapper recorded the exit status."""
@@ -358,16 +362,36 @@ class ExperimentLoop:
         self.store.add_metrics(trial, result.metrics, result.offset)
         running.seq += len(result.metrics)
         trial.steps += sum(m.kind == "intermediate" for m in result.metrics)
+        reports = []
         for metric in result.metrics:
             if metric.kind == "final" and running.final is None and metric.value is not None:
                 running.final = metric.value
+            if metric.kind == "intermediate":
+                running.intermediate.append(metric.value)
+                reports.append((len(running.intermediate), metric.value))
             self._emit("trial_metric", trial=trial.id, kind=metric.kind, step=metric.step, value=metric.value)
         if result.problem and running.ending is None:
             running.ending = ("failed", result.problem)
+        if reports and self.stopper is not None and running.ending is None and running.final is None:
+            self._learning += 1
+            judged = self._worker.call(_first_stop, self.stopper, running.key, reports)
+            asyncio.get_running_loop().create_task(self._guarded(self._judged(running, judged)))
+
+    async def _judged(self, running: _Running, judged: Awaitable[int | None]) -> None:
+        """End the trial early if the stopper said so (it gets SIGTERM, then SIGKILL after the grace period)."""
+        try:
+            step = await judged
+        finally:
+            self._learning -= 1
+            self._wake.set()
+        if step is not None and running.ending is None and running.trial.id in self._running:
+            assert self.config.stopper is not None
+            log.info("trial %d stopped early by %s at step %d", running.trial.id, self.config.stopper.name, step)
+            running.ending = ("early_stopped", f"stopped early by {self.config.stopper.name} at step {step}")
 
     def _finish(self, running: _Running, status: str, code: int | None, reason: str | None) -> None:
         trial = running.trial
-        value = running.final if status == "succeeded" else None
+        value = running.final if status == "succeeded" else self._learned_from_stopped(running, status)
         energy, peak = self.gpus.release(running.placement)
         usage = self._usage(running, energy, peak, recorded_cpu_seconds(self.trial_dir(trial.id)))
         self.store.trial_ended(trial, status, code, reason, value, usage)
@@ -385,6 +409,9 @@ class ExperimentLoop:
             self._ready.append(self._again(trial, key, recovered))
             return
         self.configs_ended += 1
+        if self.stopper is not None:
+            ended = self._worker.call(self.stopper.ended, key, trial.status, trial.value)
+            asyncio.get_running_loop().create_task(self._guarded(ended))
         if self._stop_reason is not None:
             return  # the experiment is ending: nothing more to ask the tuner
         if recovered:
@@ -435,6 +462,9 @@ class ExperimentLoop:
             last_attempts[trial.tuner_key] = trial
             if trial.gpu_memory_mib:
                 self.gpus.estimate.observe(trial.gpu_memory_mib)
+        if self.stopper is not None:  # before any re-attached trial reports again
+            curves = [(t.tuner_key, self._intermediate(t), t.status) for t in last_attempts.values()]
+            await self._worker.call(self.stopper.restore, curves)
         history: list[tuple[dict[str, Any], float | None]] = []
         for key, trial in last_attempts.items():
             self.configs_started += 1
@@ -466,7 +496,8 @@ class ExperimentLoop:
         placement = self.gpus.claim(trial.gpus, trial.gpu_memory_mib)
         running = _Running(trial, key, placement, trial.pid, self.store.final_value(trial.experiment_id, trial.id),
                            trial.metric_lines, recovered=True,
-                           before={name: getattr(trial, name) or 0.0 for name in USAGE_FIELDS})
+                           before={name: getattr(trial, name) or 0.0 for name in USAGE_FIELDS},
+                           intermediate=self._intermediate(trial))
         self._running[trial.id] = running
         if trial.status == "running" and trial.pid is not None and is_alive(trial.pid, trial.pid_created):
             self._attach(running, trial.pid)
@@ -481,6 +512,20 @@ class ExperimentLoop:
             self._finish(running, "interrupted", None, "its process was gone when automl restarted (machine restart?)")
         else:
             self._finish(running, "interrupted", None, "automl stopped before it started")
+
+    def _intermediate(self, trial: Trial) -> list[float | None]:
+        """A trial's stored intermediate values, in order."""
+        return [m.value for m in self.store.metrics(trial.experiment_id, trial.id) if m.kind == "intermediate"]
+
+    def _learned_from_stopped(self, running: _Running, status: str) -> float | None:
+        """What the tuner learns from a trial the stopper ended: its last or best intermediate value, or nothing."""
+        spec = self.config.stopper
+        values = [v for v in running.intermediate if v is not None]
+        if status != "early_stopped" or spec is None or spec.learn_from == "none" or not values:
+            return None
+        if spec.learn_from == "last":
+            return values[-1]
+        return max(values) if self.config.objective.mode == "maximize" else min(values)
 
     # usage and cost
 
@@ -528,6 +573,22 @@ class ExperimentLoop:
     def _emit(self, event: str, **data: Any) -> None:
         for listener in self.listeners:
             listener(event, data)
+
+
+def _stopper(config: ExperimentConfig) -> Stopper | None:
+    if config.stopper is None:
+        return None
+    from .stoppers import create_stopper
+
+    return create_stopper(config.stopper.name, config.stopper.args, config.objective.mode)
+
+
+def _first_stop(stopper: Stopper, key: int, reports: list[tuple[int, float | None]]) -> int | None:
+    """Feed a trial's new intermediate results to the stopper; the step at which it said stop, if it did."""
+    for step, value in reports:
+        if stopper.report(key, step, value):
+            return step
+    return None
 
 
 def _with_tail(reason: str, trial_dir: Path) -> str:

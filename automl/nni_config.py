@@ -53,9 +53,19 @@ def translate(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], list[st
         gpu_policy["indices"] = _gpu_indices(service["gpuIndices"], source)
     if gpu_policy:
         out["gpu"] = gpu_policy
+    if raw.get("tuner") is not None and raw.get("advisor") is not None:
+        raise UserError(f"{source}: give either 'tuner' or 'advisor', not both")
     if raw.get("tuner") is not None:
-        out["tuner"], mode = _tuner(raw["tuner"], source)
+        out["tuner"], mode = _tuner(raw["tuner"], source, "tuner")
         out["objective"] = {"metric": "default", "mode": mode}
+    if raw.get("advisor") is not None:
+        out["tuner"], out["stopper"], mode = _advisor(raw["advisor"], source, warnings)
+        out["objective"] = {"metric": "default", "mode": mode}
+    if raw.get("assessor") is not None:
+        if raw.get("advisor") is not None:
+            raise UserError(f"{source}: an advisor stops trials itself; drop 'assessor'")
+        spec, _ = _tuner(raw["assessor"], source, "assessor")
+        out["stopper"] = spec
     return out, warnings
 
 
@@ -63,9 +73,7 @@ def _refuse(raw: dict[str, Any], source: str) -> None:
     if raw.get("useAnnotation"):
         raise UserError(f"{source}: 'useAnnotation: true' is not supported; "
                         "call nni.get_next_parameter() and nni.report_*_result() in the script instead")
-    for key, why in (("assessor", "early-stopping assessors are not supported yet"),
-                     ("advisor", "advisors (Hyperband, BOHB) are not supported yet; use a tuner"),
-                     ("sharedStorage", "trials run on this machine, no shared storage is needed"),
+    for key, why in (("sharedStorage", "trials run on this machine, no shared storage is needed"),
                      ("tunerGpuIndices", "tuners run on the CPU here")):
         if raw.get(key) is not None:
             raise UserError(f"{source}: field '{key}' is not supported: {why}")
@@ -92,25 +100,49 @@ def _training_service(service: Any, source: str, warnings: list[str]) -> dict[st
     return service
 
 
-def _tuner(spec: Any, source: str) -> tuple[dict[str, Any], str]:
-    """Our tuner spec and the objective's direction (NNI's tuners minimize unless told otherwise)."""
+def _tuner(spec: Any, source: str, field: str) -> tuple[dict[str, Any], str]:
+    """Our spec for a builtin tuner, assessor or advisor, and the direction it names (NNI's default: minimize)."""
     if not isinstance(spec, dict):
-        raise UserError(f"{source}: field 'tuner': must be a mapping with 'name' and optional 'classArgs'")
+        raise UserError(f"{source}: field '{field}': must be a mapping with 'name' and optional 'classArgs'")
     if "className" in spec or "codeDirectory" in spec:
-        raise UserError(f"{source}: field 'tuner': custom tuner classes are not supported; use a builtin name")
+        raise UserError(f"{source}: field '{field}': custom classes are not supported; use a builtin name")
     unknown = sorted(set(spec) - {"name", "classArgs"})
     if unknown:
-        raise UserError(f"{source}: field 'tuner': unknown field(s) {', '.join(unknown)}; allowed: name, classArgs")
+        raise UserError(f"{source}: field '{field}': unknown field(s) {', '.join(unknown)}; allowed: name, classArgs")
     class_args = spec.get("classArgs") or {}
     if not isinstance(class_args, dict):
-        raise UserError(f"{source}: field 'tuner.classArgs': must be a mapping of argument names to values, "
+        raise UserError(f"{source}: field '{field}.classArgs': must be a mapping of argument names to values, "
                         f"got {class_args!r}")
     args = dict(class_args)
     mode = args.pop("optimize_mode", "minimize")
     if mode not in ("maximize", "minimize"):
-        raise UserError(f"{source}: field 'tuner.classArgs.optimize_mode': must be 'maximize' or 'minimize', "
+        raise UserError(f"{source}: field '{field}.classArgs.optimize_mode': must be 'maximize' or 'minimize', "
                         f"got {mode!r}")
     return {"name": spec.get("name"), "args": args}, mode
+
+
+# NNI's advisors as a tuner proposing configurations plus Hyperband brackets stopping trials:
+# advisor name -> (our tuner, {NNI classArg: our Hyperband arg})
+_ADVISORS = {
+    "hyperband": ("Random", {"R": "max_resource", "eta": "reduction_factor"}),
+    "bohb": ("TPE", {"min_budget": "min_resource", "max_budget": "max_resource", "eta": "reduction_factor"}),
+}
+
+
+def _advisor(spec: Any, source: str, warnings: list[str]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """NNI's Hyperband or BOHB advisor as our tuner (Random or TPE) and Hyperband stopper."""
+    advisor, mode = _tuner(spec, source, "advisor")
+    name = str(advisor["name"]).lower()
+    if name not in _ADVISORS:
+        raise UserError(f"{source}: field 'advisor.name': {advisor['name']!r} is not supported; "
+                        "allowed: Hyperband, BOHB (or give a tuner and an assessor)")
+    tuner, mapping = _ADVISORS[name]
+    args = {ours: advisor["args"][theirs] for theirs, ours in mapping.items() if theirs in advisor["args"]}
+    ignored = sorted(set(advisor["args"]) - set(mapping))
+    if ignored:
+        warnings.append(f"{source}: advisor classArgs {', '.join(ignored)} ignored: trials run {tuner}'s "
+                        "configurations under Hyperband brackets that stop them early")
+    return {"name": tuner, "args": {}}, {"name": "Hyperband", "args": args}, mode
 
 
 def _gpu_indices(value: Any, source: str) -> list[int]:

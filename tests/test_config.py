@@ -94,6 +94,8 @@ BAD_CONFIGS = [
     ({"retries": -1}, "field 'retries'"),
 ]
 BAD_TUNER_ARGS = [  # refused when the tuner is created, before anything is written
+    ({"stopper": {"name": "ASHA", "args": {"reduction_factor": 1}}}, "field 'stopper': ASHA: invalid classArgs"),
+    ({"stopper": {"name": "asha", "learn_from": "worst"}}, "learn_from"),
     ({"tuner": {"name": "TPE", "args": {"no_such_arg": 1}}}, "no_such_arg"),
     ({"tuner": {"name": "TPE", "args": {"optimize_mode": "minimize"}}}, "optimize_mode"),
 ]
@@ -107,10 +109,12 @@ BAD_NNI = [
     ({"trainingService": {"platform": "remote"}}, "'remote' is not supported; allowed: local"),
     ({"trainingService": {"platform": "local", "foo": 1}}, "trainingService': unknown field(s) foo"),
     ({"nniManagerPort": 1}, "unknown NNI field(s) nniManagerPort"),
-    ({"assessor": {"name": "Medianstop"}}, "field 'assessor' is not supported"),
-    ({"advisor": {"name": "Hyperband"}}, "field 'advisor' is not supported"),
+    ({"assessor": {"name": "Oracle"}}, "unknown early-stopping strategy 'Oracle'"),
+    ({"assessor": {"name": "ASHA", "classArgs": {"eta": 3}}}, "ASHA has no classArgs 'eta'"),
+    ({"advisor": {"name": "SMAC"}, "tuner": None}, "'advisor.name': 'SMAC' is not supported"),
+    ({"advisor": {"name": "Hyperband"}}, "give either 'tuner' or 'advisor', not both"),
     ({"useAnnotation": True}, "'useAnnotation: true' is not supported"),
-    ({"tuner": {"className": "my.Tuner", "codeDirectory": "."}}, "custom tuner classes are not supported"),
+    ({"tuner": {"className": "my.Tuner", "codeDirectory": "."}}, "custom classes are not supported"),
     ({"trainingService": {"platform": "local", "gpuIndices": "a,b"}}, "gpuIndices"),
     ({"trialCommand": None}, "field 'trialCommand': required"),
     ({"tuner": {"name": "TPE", "classArgs": 5}}, "field 'tuner.classArgs': must be a mapping"),
@@ -175,3 +179,20 @@ def test_a_stored_config_validates_again_as_the_daemon_resumes_it(project):
     again = config_from_store(config.model_dump(mode="json"))
     assert again.search_space == config.search_space and again.search_space_file is None
     assert again.model_dump(exclude={"search_space_file"}) == config.model_dump(exclude={"search_space_file"})
+
+
+def test_nni_assessors_and_advisors_become_stoppers(project):
+    config, _ = load_config(_nni_config(project, assessor={"name": "Medianstop", "classArgs": {
+        "optimize_mode": "minimize", "start_step": 3}}))
+    assert (config.stopper.name, config.stopper.args) == ("Medianstop", {"start_step": 3})
+    config, _ = load_config(_nni_config(project, assessor={"name": "asha", "classArgs": {
+        "min_resource": 1, "max_resource": 27, "reduction_factor": 3}}))
+    assert (config.stopper.name, config.stopper.args["max_resource"]) == ("ASHA", 27)
+    config, warnings = load_config(_nni_config(project, tuner=None, advisor={"name": "BOHB", "classArgs": {
+        "optimize_mode": "maximize", "min_budget": 1, "max_budget": 27, "eta": 3, "num_samples": 64}}))
+    assert (config.tuner.name, config.objective.mode) == ("TPE", "maximize")
+    assert config.stopper.model_dump() == {"name": "Hyperband", "args": {
+        "min_resource": 1, "max_resource": 27, "reduction_factor": 3}, "learn_from": "last"}
+    assert any("num_samples" in w for w in warnings)
+    config, _ = load_config(_nni_config(project, tuner=None, advisor={"name": "Hyperband", "classArgs": {"R": 9}}))
+    assert (config.tuner.name, config.stopper.args) == ("Random", {"max_resource": 9})
