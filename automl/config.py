@@ -197,10 +197,10 @@ def build_config(raw: dict[str, Any], base_dir: Path, source: str) -> Experiment
         config.search_space_file = space_path
     search_space.validate(config.search_space, f"{source}: search space")
     if config.stopper is not None:
-        from .stoppers import create_stopper
+        from .stoppers import check_stopper
 
         try:
-            create_stopper(config.stopper.name, config.stopper.args, config.objective.mode)
+            check_stopper(config.stopper.name, config.stopper.args, config.objective.mode)
         except UserError as e:
             raise UserError(f"{source}: field 'stopper': {e}") from None
     _check_command(config, source)

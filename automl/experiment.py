@@ -374,7 +374,7 @@ class ExperimentLoop:
             running.ending = ("failed", result.problem)
         if reports and self.stopper is not None and running.ending is None and running.final is None:
             self._learning += 1
-            judged = self._worker.call(_first_stop, self.stopper, running.key, reports)
+            judged = self._worker.call(_first_stop, self.stopper, trial.id, reports)
             asyncio.get_running_loop().create_task(self._guarded(self._judged(running, judged)))
 
     async def _judged(self, running: _Running, judged: Awaitable[int | None]) -> None:
@@ -410,7 +410,7 @@ class ExperimentLoop:
             return
         self.configs_ended += 1
         if self.stopper is not None:
-            ended = self._worker.call(self.stopper.ended, key, trial.status, trial.value)
+            ended = self._worker.call(self.stopper.ended, trial.id, trial.status, trial.value)
             asyncio.get_running_loop().create_task(self._guarded(ended))
         if self._stop_reason is not None:
             return  # the experiment is ending: nothing more to ask the tuner
@@ -463,7 +463,7 @@ class ExperimentLoop:
             if trial.gpu_memory_mib:
                 self.gpus.estimate.observe(trial.gpu_memory_mib)
         if self.stopper is not None:  # before any re-attached trial reports again
-            curves = [(t.tuner_key, self._intermediate(t), t.status) for t in last_attempts.values()]
+            curves = [(t.id, self._intermediate(t), t.status) for t in trials]
             await self._worker.call(self.stopper.restore, curves)
         history: list[tuple[dict[str, Any], float | None]] = []
         for key, trial in last_attempts.items():

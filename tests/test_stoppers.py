@@ -175,13 +175,13 @@ def test_hyperband_brackets_are_independent_ladders() -> None:
 # restore
 
 
-def _curve_events(seed: int, trials: int, steps: int) -> list[tuple[int, int, float | None]]:
+def _curve_events(seed: int, trials: int, steps: int) -> list[Report]:
     """Interleaved reports of `trials` trials, each with its own quality, started one after another."""
     rng = random.Random(seed)
     quality = {key: rng.uniform(0.2, 1.0) for key in range(trials)}
     position = {key: 0 for key in range(trials)}
     started = 0
-    events = []
+    events: list[Report] = []
     while any(position[key] < steps for key in range(trials)):
         running = [key for key in range(started) if position[key] < steps]
         if started < trials and (not running or rng.random() < 0.3):
@@ -204,7 +204,7 @@ class _Replay:
         self.values: dict[int, list[float | None]] = {}
         self.status: dict[int, str] = {}
 
-    def feed(self, events: list[tuple[int, int, float | None]]) -> list[tuple[int, int, bool]]:
+    def feed(self, events: list[Report]) -> list[tuple[int, int, bool]]:
         decided = []
         for key, step, value in events:
             if self.status.get(key, "running") != "running":
@@ -247,10 +247,10 @@ def test_restore_then_more_reports_decides_like_a_stopper_that_saw_everything(
 
     restored = _Replay(create_stopper(name, args, mode), steps)
     restored.stopper.restore(live.history())
-    restored.values = {key: list(values) for key, values in live.values.items()}
-    restored.status = dict(live.status)
     forgetful = _Replay(create_stopper(name, args, mode), steps)
-    forgetful.values, forgetful.status = restored.values.copy(), dict(restored.status)
+    for replay in (restored, forgetful):
+        replay.values = {key: list(values) for key, values in live.values.items()}
+        replay.status = dict(live.status)
 
     later = live.feed(events[cut:])
     assert restored.feed(events[cut:]) == later
