@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -45,6 +46,14 @@ class Objective(_Model):
     mode: Literal["maximize", "minimize"] = "maximize"
 
 
+def _canonical(name: str, canonical: Callable[[str], str]) -> str:
+    """A strategy's canonical name, its UserError turned into the ValueError pydantic reports."""
+    try:
+        return canonical(name)
+    except UserError as e:
+        raise ValueError(str(e)) from None
+
+
 class TunerSpec(_Model):
     """An NNI builtin tuner by name, with its classArgs."""
 
@@ -53,10 +62,7 @@ class TunerSpec(_Model):
 
     @model_validator(mode="after")
     def _known_name(self) -> TunerSpec:
-        try:
-            self.name = canonical_tuner_name(self.name)
-        except UserError as e:
-            raise ValueError(str(e)) from None
+        self.name = _canonical(self.name, canonical_tuner_name)
         return self
 
 
@@ -71,10 +77,7 @@ class StopperSpec(_Model):
     def _known_name(self) -> StopperSpec:
         from .stoppers import canonical_stopper_name
 
-        try:
-            self.name = canonical_stopper_name(self.name)
-        except UserError as e:
-            raise ValueError(str(e)) from None
+        self.name = _canonical(self.name, canonical_stopper_name)
         return self
 
 
