@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-multifidelity clean
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ bench: install
 	$(BIN)/python bench/digits_demo.py
 	$(BIN)/python bench/daemon_footprint.py
 	$(BIN)/python bench/gpu_scheduling.py
+
+# mf-prior-bench pins numpy<2 but runs on numpy 2: installed without its pins
+bench-multifidelity: install
+	$(BIN)/pip install -q -e '.[bench]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q --no-deps mf-prior-bench
+	$(BIN)/python bench/multifidelity.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

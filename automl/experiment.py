@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,16 +26,13 @@ from .errors import UserError
 from .gpu_pool import GpuSlots, Placement
 from .launcher import (
     METRICS_FILE,
+    Launcher,
     LocalLauncher,
     TrialSpec,
     describe_exit,
     find_trial_process,
-    is_alive,
-    kill_tree,
-    process_start_time,
     recorded_exit,
     stderr_tail,
-    terminate_tree,
 )
 from .process_usage import ProcessTreeUsage, recorded_cpu_seconds
 from .stoppers.base import Stopper
@@ -87,7 +83,7 @@ class ExperimentLoop:
     """Runs one experiment to its end: done (budget or space exhausted), stopped, or failed."""
 
     def __init__(self, store: Store, experiment: Experiment, config: ExperimentConfig, tuner: Any,
-                 gpus: GpuSlots, *, launcher: LocalLauncher | None = None, poll_interval: float = 0.1,
+                 gpus: GpuSlots, *, launcher: Launcher | None = None, poll_interval: float = 0.1,
                  grace: float = 5.0):
         self.store, self.experiment, self.config = store, experiment, config
         self.stopper = _stopper(config)
@@ -120,7 +116,7 @@ class ExperimentLoop:
     @property
     def elapsed(self) -> float:
         """Seconds since the experiment was created (what max_duration is measured against)."""
-        return time.time() - self.experiment.created
+        return self.store.clock() - self.experiment.created
 
     # control
 
@@ -139,7 +135,7 @@ class ExperimentLoop:
         self.stop()
         for running in self._running.values():
             if running.pid is not None:
-                kill_tree(running.pid)
+                self.launcher.kill(running.pid)
 
     def pause(self) -> None:
         """Start no new trials; running ones go on."""
@@ -306,7 +302,7 @@ class ExperimentLoop:
             self._finish(running, "failed", None, f"could not start {spec.argv[0]!r}: {e.strerror or e}")
             return
         self._attach(running, process.pid)
-        self.store.trial_started(trial, process.pid, process_start_time(process.pid))
+        self.store.trial_started(trial, process.pid, self.launcher.start_time(process.pid))
         self._emit("trial_started", trial=trial.id, params=trial.params, gpus=running.placement.gpus)
         await self._watch(running, asyncio.ensure_future(process.wait()))
 
@@ -320,10 +316,10 @@ class ExperimentLoop:
             if done:
                 break
             self._look_at_usage(running)
-            if running.ending is None and deadline is not None and time.time() >= deadline:
+            if running.ending is None and deadline is not None and self.store.clock() >= deadline:
                 running.ending = ("failed", f"timed out after {self.config.trial_timeout:g} s")
             if running.ending is not None and running.termination is None and running.pid is not None:
-                running.termination = asyncio.ensure_future(terminate_tree(running.pid, self.grace))
+                running.termination = asyncio.ensure_future(self.launcher.terminate(running.pid, self.grace))
         if running.termination is not None:
             await running.termination  # the whole tree is gone before its GPUs are handed on
         recorded = recorded_exit(self.trial_dir(trial.id))  # exact even when the wait lost the status
@@ -333,7 +329,7 @@ class ExperimentLoop:
         """Wait for a re-attached trial (no longer our child) to end; its wrapper recorded the exit status."""
         pid = running.pid
         assert pid is not None, "only trials with a known process are re-attached"
-        while is_alive(pid, running.trial.pid_created):
+        while self.launcher.alive(pid, running.trial.pid_created):
             await asyncio.sleep(self.poll_interval)
         return recorded_exit(self.trial_dir(running.trial.id))
 
@@ -499,7 +495,7 @@ class ExperimentLoop:
                            before={name: getattr(trial, name) or 0.0 for name in USAGE_FIELDS},
                            intermediate=self._intermediate(trial))
         self._running[trial.id] = running
-        if trial.status == "running" and trial.pid is not None and is_alive(trial.pid, trial.pid_created):
+        if trial.status == "running" and trial.pid is not None and self.launcher.alive(trial.pid, trial.pid_created):
             self._attach(running, trial.pid)
             exit_code = asyncio.ensure_future(self._exit_of_foreign(running))
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._watch(running, exit_code)))
@@ -537,7 +533,7 @@ class ExperimentLoop:
 
     def _look_at_usage(self, running: _Running) -> None:
         """Every second, look at the trial's process tree; every few seconds, store what it used so far."""
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         if running.tree is None or now - running.looked < USAGE_EVERY:
             return
         running.looked = now
@@ -551,7 +547,7 @@ class ExperimentLoop:
         """What the trial used so far (adding to what an earlier automl process measured before a restart),
         and its price."""
         trial, placement, tree, before = running.trial, running.placement, running.tree, running.before
-        ran = max(0.0, time.time() - trial.started) if trial.started else 0.0
+        ran = max(0.0, self.store.clock() - trial.started) if trial.started else 0.0
         usage = TrialUsage(
             gpu_seconds=placement.share * len(placement.gpus) * ran,
             energy_j=before.get("energy_j", 0.0) + energy_j,

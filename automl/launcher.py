@@ -9,7 +9,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -49,6 +49,29 @@ class TrialSpec:
     cpus: int
     gpus: list[int]
     env: dict[str, str]
+
+
+class TrialProcess(Protocol):
+    """A started trial: its process id, and its exit status once it ends."""
+
+    @property
+    def pid(self) -> int: ...
+
+    async def wait(self) -> int: ...
+
+
+class Launcher(Protocol):
+    """What the experiment loop needs of a launcher: start a trial's process, and end, date or look up one."""
+
+    async def start(self, spec: TrialSpec) -> TrialProcess: ...
+
+    async def terminate(self, pid: int, grace: float) -> None: ...
+
+    def kill(self, pid: int) -> None: ...
+
+    def start_time(self, pid: int) -> float | None: ...
+
+    def alive(self, pid: int, created: float | None) -> bool: ...
 
 
 def trial_path() -> str:
@@ -97,6 +120,22 @@ class LocalLauncher:
             return await asyncio.create_subprocess_exec(
                 *argv, cwd=spec.working_dir, env=trial_env(spec), stdin=asyncio.subprocess.DEVNULL,
                 stdout=out, stderr=err, start_new_session=True)
+
+    async def terminate(self, pid: int, grace: float) -> None:
+        """SIGTERM the trial's whole process tree, then SIGKILL whatever is left after `grace` seconds."""
+        await terminate_tree(pid, grace)
+
+    def kill(self, pid: int) -> None:
+        """SIGKILL the trial's whole process tree now."""
+        kill_tree(pid)
+
+    def start_time(self, pid: int) -> float | None:
+        """When the trial's process started (what `alive` compares with)."""
+        return process_start_time(pid)
+
+    def alive(self, pid: int, created: float | None) -> bool:
+        """Whether the trial's process still runs."""
+        return is_alive(pid, created)
 
 
 def recorded_exit(trial_dir: Path) -> int | None:

@@ -8,6 +8,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+_in_flight = 0
+_in_flight_lock = threading.Lock()
+
+
+def in_flight() -> int:
+    """Calls any worker has taken and not yet answered: a virtual clock waits for them instead of jumping ahead."""
+    return _in_flight
+
 
 class TunerWorker:
     """Serializes calls into a tuner (they are not thread-safe) on a thread that never delays process exit."""
@@ -22,6 +30,7 @@ class TunerWorker:
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` on the worker thread and wait for its result."""
         future = asyncio.get_running_loop().create_future()
+        _count(1)
         self._calls.put((fn, args, future))
         return await future
 
@@ -40,6 +49,14 @@ class TunerWorker:
                 future.get_loop().call_soon_threadsafe(_settle, future, *outcome)
             except RuntimeError:  # the event loop is gone: nobody waits for this answer
                 pass
+            finally:
+                _count(-1)  # after the answer is posted, so a loop that sees no call in flight finds it queued
+
+
+def _count(change: int) -> None:
+    global _in_flight
+    with _in_flight_lock:
+        _in_flight += change
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -1,0 +1,233 @@
+"""Multi-fidelity benchmark: best value found against epochs spent, for our tuners and stoppers and for Optuna.
+
+Problems are mf-prior-bench's synthetic multi-fidelity Hartmann functions
+(no download): the fidelity is the epoch, 1..100. Each of our methods runs
+through the real experiment loop with simulated trials on a virtual clock
+(`automl.sim_launcher`); Optuna's TPE with its successive-halving pruner runs
+as an ask/tell loop over the same number of workers, one epoch per tick.
+Every run stops once its trials have spent the epoch budget. A configuration
+counts as found once it has been evaluated at the full 100 epochs; the score
+is its regret, the value minus the problem's optimum (lower is better).
+
+    python bench/multifidelity.py                          # 10 seeds, all problems
+    python bench/multifidelity.py --seeds 2 --trials 100   # a quick look
+
+Needs the `bench` extra and mf-prior-bench (`make bench-multifidelity` installs both and runs it);
+matplotlib draws the plot (docs/multifidelity.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PROBLEMS = ("mfh3_good", "mfh3_bad", "mfh6_good", "mfh6_bad")
+WORKERS = 4
+CHECKPOINTS = (0.1, 0.2, 0.5, 1.0)
+_RESOURCES = {"min_resource": 1, "max_resource": 100, "reduction_factor": 3}
+METHODS: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "Random": ("Random", None),
+    "TPE": ("TPE", None),
+    "TPE + Medianstop": ("TPE", {"name": "Medianstop", "args": {"start_step": 5}}),
+    "TPE + ASHA": ("TPE", {"name": "ASHA", "args": _RESOURCES}),
+    "Hyperband": ("Random", {"name": "Hyperband", "args": _RESOURCES}),
+    "BOHB": ("TPE", {"name": "Hyperband", "args": _RESOURCES}),
+}
+OPTUNA = "Optuna TPE + SHA pruner"
+
+Trace = list[tuple[int, float]]
+"""(epochs spent, regret of the best full-fidelity configuration so far), one point per improvement."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=1000, help="most trials one run may start")
+    parser.add_argument("--budget", type=float, default=50,
+                        help="epochs one run may spend, in full trials (of 100 epochs)")
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (processes)")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "multifidelity.png")
+    args = parser.parse_args()
+
+    runs = [(problem, method, seed) for problem in args.problems for method in (*METHODS, OPTUNA)
+            for seed in range(args.seeds)]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        traces = list(pool.map(_run, runs, [args.trials] * len(runs), [args.budget] * len(runs)))
+    results: dict[tuple[str, str], list[Trace]] = {}
+    for (problem, method, _seed), trace in zip(runs, traces, strict=True):
+        results.setdefault((problem, method), []).append(trace)
+    epochs = int(args.budget * 100)
+    print(f"Median regret of the best configuration evaluated at full fidelity (lower is better), "
+          f"{args.seeds} seeds, {WORKERS} workers, at most {args.trials} trials, budget {epochs} epochs.\n")
+    for problem in args.problems:
+        print(_table(problem, {m: results[problem, m] for m in (*METHODS, OPTUNA)}, epochs))
+    _plot(args.plot, args.problems, results, epochs)
+
+
+def _run(run: tuple[str, str, int], trials: int, budget: float) -> Trace:
+    """One method on one problem with one seed: its trace."""
+    import mfpbench
+
+    problem, method, seed = run
+    bench = mfpbench.get(problem, seed=seed)
+    optimum = bench.metric_optimums["value"].value
+    top = bench.fidelity_range[1]
+    epochs = int(budget * top)
+
+    def curve(params: dict[str, Any], epoch: int) -> float:
+        return float(bench.query(params, at=epoch).value.value)
+
+    space = nni_space(bench.space)
+    if method == OPTUNA:
+        trace = _run_optuna(curve, space, top, trials, epochs, seed)
+    else:
+        trace = _run_automl(curve, space, top, METHODS[method], trials, epochs, seed)
+    return [(spent, value - optimum) for spent, value in trace]
+
+
+def _run_automl(curve: Callable[[dict[str, Any], int], float], space: dict[str, Any], top: int,
+                method: tuple[str, dict[str, Any] | None], trials: int, epochs: int, seed: int) -> Trace:
+    from automl.config import build_config
+    from automl.sim_launcher import SimulatedLauncher, simulate
+    from automl.tuners import create_tuner
+
+    tuner_name, stopper = method
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = {"name": "multifidelity", "command": "true", "concurrency": WORKERS, "max_trials": trials,
+               "search_space": space, "objective": {"mode": "minimize"},
+               "tuner": {"name": tuner_name, "args": {"seed": seed}}, "stopper": stopper}
+        config = build_config(raw, Path(tmp), "multifidelity")
+        tuner = create_tuner(config.tuner.name, config.tuner.args, config.search_space, config.objective.mode)
+        launcher = SimulatedLauncher(curve, epochs=top)
+        trace: Trace = []
+
+        def follow(event: str, data: dict[str, Any]) -> None:
+            if event == "trial_metric" and data["kind"] == "intermediate" and data["step"] == top:
+                _improve(trace, launcher.epochs_run, data["value"])
+
+        sim = simulate(Path(tmp) / "home", config, tuner, launcher, listeners=(follow,),
+                       max_epochs=epochs)
+        sim.store.close()
+    return trace
+
+
+def _run_optuna(curve: Callable[[dict[str, Any], int], float], space: dict[str, Any], top: int, trials: int,
+                epochs: int, seed: int) -> Trace:
+    """WORKERS trials at a time, each advancing one epoch per tick; a pruned or finished one makes room."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+    distributions = {name: _optuna_distribution(optuna, spec) for name, spec in space.items()}
+    trace: Trace = []
+    running: list[tuple[Any, int]] = []
+    started = spent = 0
+    while spent < epochs and (running or started < trials):
+        while len(running) < WORKERS and started < trials:
+            running.append((study.ask(distributions), 0))
+            started += 1
+        still = []
+        for trial, done in running:
+            epoch = done + 1
+            value = curve(trial.params, epoch)
+            spent += 1
+            trial.report(value, epoch)
+            if epoch == top:
+                study.tell(trial, value)
+                _improve(trace, spent, value)
+            elif trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                still.append((trial, epoch))
+        running = still
+    return trace
+
+
+def nni_space(config_space: Any) -> dict[str, Any]:
+    """An NNI search space for a ConfigSpace space without conditions (floats, integers, categoricals)."""
+    import ConfigSpace as CS
+
+    space: dict[str, Any] = {}
+    for hp in config_space.values():
+        if isinstance(hp, CS.UniformFloatHyperparameter):
+            space[hp.name] = {"_type": "loguniform" if hp.log else "uniform", "_value": [hp.lower, hp.upper]}
+        elif isinstance(hp, CS.UniformIntegerHyperparameter) and not hp.log:
+            space[hp.name] = {"_type": "randint", "_value": [hp.lower, hp.upper + 1]}
+        elif isinstance(hp, CS.CategoricalHyperparameter):
+            space[hp.name] = {"_type": "choice", "_value": list(hp.choices)}
+        else:
+            raise ValueError(f"{hp.name}: {type(hp).__name__} has no NNI equivalent here")
+    return space
+
+
+def _optuna_distribution(optuna: Any, spec: dict[str, Any]) -> Any:
+    kind, values = spec["_type"], spec["_value"]
+    if kind in ("uniform", "loguniform"):
+        return optuna.distributions.FloatDistribution(values[0], values[1], log=kind == "loguniform")
+    if kind == "randint":
+        return optuna.distributions.IntDistribution(values[0], values[1] - 1)
+    return optuna.distributions.CategoricalDistribution(values)
+
+
+def _improve(trace: Trace, spent: int, value: float) -> None:
+    if not trace or value < trace[-1][1]:
+        trace.append((spent, value))
+
+
+def best_at(trace: Trace, spent: float) -> float:
+    """The best regret reached within `spent` epochs (infinite before the first full-fidelity result)."""
+    best = math.inf
+    for at, value in trace:
+        if at > spent:
+            break
+        best = value
+    return best
+
+
+def _table(problem: str, traces: dict[str, list[Trace]], epochs: int) -> str:
+    header = "| " + problem + " | " + " | ".join(f"{int(f * 100)}% ({int(f * epochs)} ep)" for f in CHECKPOINTS) + " |"
+    lines = [header, "|" + "---|" * (len(CHECKPOINTS) + 1)]
+    for method, runs in traces.items():
+        cells = [statistics.median(best_at(t, f * epochs) for t in runs) for f in CHECKPOINTS]
+        lines.append(f"| {method} | " + " | ".join("-" if math.isinf(c) else f"{c:.4f}" for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(path: Path, problems: list[str], results: dict[tuple[str, str], list[Trace]], epochs: int) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot written")
+        return
+    grid = [epochs * (i + 1) / 200 for i in range(200)]
+    figure, axes = plt.subplots(1, len(problems), figsize=(5 * len(problems), 4), squeeze=False)
+    for ax, problem in zip(axes[0], problems, strict=True):
+        for (p, method), runs in results.items():
+            if p == problem:
+                ax.plot(grid, [statistics.median(best_at(t, x) for t in runs) for x in grid], label=method)
+        ax.set(title=problem, xlabel="epochs spent", ylabel="median regret")
+    axes[0][0].legend(fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    print(f"plot written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Simulated trials on the virtual clock: the real experiment loop, tuner, stopper and store, without processes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from automl.config import build_config
+from automl.sim_launcher import SimulatedLauncher, simulate
+from automl.tuners import create_tuner
+
+EPOCHS = 27
+
+
+def _curve(params, epoch):
+    """Rises towards x with the epochs: a larger x is better at every epoch."""
+    return params["x"] * (1 - 0.5**epoch)
+
+
+def _config(tmp_path, **fields):
+    raw = {"name": "sim", "command": "true", "concurrency": 8, "max_trials": 200, "tuner": {"name": "Random"},
+           "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}}, **fields}
+    return build_config(raw, tmp_path, "test")
+
+
+def _run(tmp_path, launcher, **fields):
+    config = _config(tmp_path, **fields)
+    tuner = create_tuner(config.tuner.name, config.tuner.args, config.search_space, config.objective.mode)
+    started = []
+    sim = simulate(tmp_path / "home", config, tuner, launcher,
+                   listeners=(lambda event, data: event == "trial_started" and started.append(data["trial"]),))
+    return sim, sim.store.trials(sim.experiment_id), started
+
+
+def test_two_hundred_trials_with_asha_run_on_the_virtual_clock(tmp_path):
+    launcher = SimulatedLauncher(_curve, epochs=EPOCHS, epoch_seconds=60)
+    asha = {"name": "ASHA", "args": {"min_resource": 1, "max_resource": EPOCHS, "reduction_factor": 3}}
+    sim, trials, started = _run(tmp_path, launcher, stopper=asha)
+
+    assert sim.status == "done"
+    assert len(trials) == len(started) == 200
+    statuses = Counter(t.status for t in trials)
+    assert statuses["early_stopped"] > 100 and statuses["succeeded"] > 0
+    assert statuses["early_stopped"] + statuses["succeeded"] == 200
+    for trial in trials:
+        if trial.status == "early_stopped":
+            assert trial.steps < EPOCHS and trial.exit_code == -15
+            assert "stopped early by ASHA at step" in trial.error
+        else:
+            assert trial.steps == EPOCHS and trial.exit_code == 0
+            assert trial.value == _curve(trial.params, EPOCHS)
+    assert launcher.epochs_run == sum(t.steps for t in trials) < 200 * EPOCHS / 2
+    # 8 workers share the epochs; the clock ran at least that long, and not much longer
+    assert launcher.epochs_run * 60 / 8 <= sim.seconds <= launcher.epochs_run * 60
+    assert 0 < max(t.ended for t in trials) - min(t.created for t in trials) <= sim.seconds
+
+
+def test_every_reported_value_is_in_the_store_with_its_virtual_time(tmp_path):
+    launcher = SimulatedLauncher(_curve, epochs=5, epoch_seconds=10)
+    sim, trials, _ = _run(tmp_path, launcher, max_trials=3, concurrency=1)
+
+    assert [t.status for t in trials] == ["succeeded"] * 3
+    for trial in trials:
+        metrics = sim.store.metrics(sim.experiment_id, trial.id)
+        assert [(m.kind, m.step, m.value) for m in metrics] == [
+            *(("intermediate", e, _curve(trial.params, e)) for e in range(1, 6)), ("final", None, trial.value)]
+        assert [round(m.time - trial.started) for m in metrics] == [10, 20, 30, 40, 50, 50]
+    assert round(sim.seconds) == 150
+
+
+def test_a_trial_timeout_ends_trials_in_virtual_time(tmp_path):
+    launcher = SimulatedLauncher(_curve, epochs=100, epoch_seconds=60)
+    sim, trials, _ = _run(tmp_path, launcher, max_trials=4, concurrency=2, trial_timeout=600)
+
+    assert [(t.status, t.error) for t in trials] == [("failed", "timed out after 600 s")] * 4
+    assert all(t.steps in (9, 10) for t in trials)
+    assert round(sim.seconds) == 1200
+
+
+def test_a_curve_that_raises_fails_its_trial_with_the_error(tmp_path):
+    def broken(params, epoch):
+        if epoch == 3:
+            raise ValueError("diverged")
+        return params["x"]
+
+    sim, trials, _ = _run(tmp_path, SimulatedLauncher(broken, epochs=5), max_trials=2, concurrency=2)
+    assert [(t.status, t.steps, t.error) for t in trials] == [
+        ("failed", 2, "exited with code 1: ValueError: diverged")] * 2
