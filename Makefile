@@ -17,9 +17,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev,examples]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
+# In a terminal: the experiment goes to the daemon and the dashboard opens on it (q quits; the experiment
+# goes on). Without one (CI, a pipe): it runs in the foreground with a progress line.
 demo: install
-	$(BIN)/automl run trials/digits_mlp.yml
-	$(BIN)/automl export digits-mlp --best
+	@if [ -t 0 ] && [ -t 1 ]; then \
+		id=$$($(BIN)/automl submit trials/digits_mlp.yml) && $(BIN)/automl tui $$id && \
+		{ $(BIN)/automl export $$id --best 2>/dev/null || echo "experiment $$id goes on in the daemon: automl show $$id"; }; \
+	else \
+		$(BIN)/automl run trials/digits_mlp.yml && $(BIN)/automl export digits-mlp --best; \
+	fi
 
 test: install
 	$(BIN)/python -m pytest -q -ra

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tui.cli import add_command as add_tui_command
+
 from . import __version__
 from .cli_daemon import add_commands as add_daemon_commands
 from .cli_gpus import add_command as add_gpus_command
@@ -71,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_daemon_commands(sub)
     add_gpus_command(sub)
+    add_tui_command(sub)
     return parser
 
 

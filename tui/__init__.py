@@ -1,1 +1,1 @@
-"""The Textual dashboard, a client of the daemon's socket (arrives with the dashboard)."""
+"""The Textual dashboard: a client of the daemon's socket and a reader of its store (`automl tui`)."""

@@ -1,0 +1,375 @@
+"""The dashboard app: a client of the daemon that never blocks its UI thread on I/O.
+
+Two long-running worker threads feed it: one follows the daemon's events and
+reconnects when the daemon goes away, one reads the store (every second and a
+half, and at once when an event says something changed). They post messages;
+the UI thread applies them to `DashboardState` and redraws what changed four
+times a second. User actions are requests sent from short worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from automl.client import DaemonNotRunning, RemoteError
+
+from .exporting import write_best
+from .link import DaemonLink, Link
+from .messages import ActionDone, Connected, Disconnected, EventsArrived, GpuListing, StoreFailed, StoreUpdated
+from .reader import StoreReader
+from .screens.base import DashboardScreen
+from .screens.experiment import ExperimentScreen
+from .screens.overview import OverviewScreen
+from .screens.trial import TrialScreen
+from .state import ACTIVE, DashboardState
+from .widgets.dialogs import ConfirmDialog, NumberDialog
+
+RETRY_FIRST = 1.0
+RETRY_MAX = 5.0
+STORE_EVERY = 1.5
+GPUS_EVERY = 5.0
+REDRAW_EVERY = 0.25
+
+
+class DashboardApp(App[int]):
+    """The live dashboard over the daemon and the store of the data directory `home`.
+
+    `experiment` is the id of an experiment to open at once; `link` stands in for the daemon's socket (tests and
+    benchmarks pass their own); `clock` is what running trials' durations are measured against; exports are
+    written to `export_dir` (default: the current folder).
+    """
+
+    TITLE = "automl"
+    CSS_PATH = "dashboard.tcss"
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="dashboard.quit"),
+        Binding("question_mark", "toggle_keys", "Keys", id="dashboard.keys", show=False),
+    ]
+
+    def __init__(self, home: Path, *, link: Link | None = None, experiment: str | None = None,
+                 clock: Callable[[], float] = time.time, export_dir: Path | None = None,
+                 store_every: float = STORE_EVERY) -> None:
+        super().__init__()
+        from automl.daemon import socket_path
+
+        self.home = home
+        self.link: Link = link if link is not None else DaemonLink(socket_path(home))
+        self.clock = clock
+        self.export_dir = export_dir if export_dir is not None else Path.cwd()
+        self.store_every = store_every
+        self.state = DashboardState()
+        self._first_experiment = experiment
+        self._inbox: list[dict[str, Any]] = []
+        self._inbox_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._read_everything = True
+        self._focus: tuple[int, str | None] = (0, None)
+        self._gpus_op = True
+        self._store_failing = False
+
+    # life cycle
+
+    def on_mount(self) -> None:
+        """Show the overview (and the experiment asked for), start the workers and the redraw timer."""
+        self.push_screen(OverviewScreen())
+        if self._first_experiment is not None:
+            self.open_experiment(self._first_experiment)
+        self._follow_daemon()
+        self._follow_store()
+        self.set_interval(REDRAW_EVERY, self.redraw)
+        self.set_interval(GPUS_EVERY, self._ask_gpus)
+
+    def on_unmount(self) -> None:
+        """Let the worker threads go: they end at once, so quitting never waits on the socket."""
+        self._stopping.set()
+        self._wake.set()
+        self.link.close()
+
+    def redraw(self, force: bool = False) -> None:
+        """Let the screen on top redraw what changed (not while the app shuts down and its screens go)."""
+        if not self.is_running:
+            return
+        screen = self.screen
+        if isinstance(screen, DashboardScreen):
+            screen.refresh_view(force=force)
+
+    def action_toggle_keys(self) -> None:
+        """Show or hide the panel listing every key of the screen."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The screen's own commands first, then Textual's (theme, keys, screenshot, quit)."""
+        if isinstance(screen, DashboardScreen):
+            yield from screen.commands()
+        yield from super().get_system_commands(screen)
+
+    # navigation
+
+    def open_experiment(self, exp_id: str) -> None:
+        """Show an experiment's dashboard."""
+        self._focus = (self.state.open(exp_id), exp_id)
+        self._read_soon(everything=True)
+        self.push_screen(ExperimentScreen(exp_id))
+
+    def close_experiment(self) -> None:
+        """Back to the overview from an experiment."""
+        self._focus = (self.state.open(None), None)
+        self.pop_screen()
+
+    def open_trial(self, exp_id: str, trial_id: int) -> None:
+        """Show a trial's details."""
+        self.push_screen(TrialScreen(exp_id, trial_id))
+
+    # actions
+
+    def pause_or_resume(self, exp_id: str) -> None:
+        """Pause a running experiment, resume a paused one."""
+        name, status = self._name_and_status(exp_id)
+        if status == "running":
+            self._request("pause", {"experiment": exp_id}, f"paused {name}: no new trials start")
+        elif status == "paused":
+            self._request("resume", {"experiment": exp_id}, f"resumed {name}")
+        else:
+            self.notify(f"{name} is {status}: only a running or paused experiment can be paused or resumed",
+                        severity="warning")
+
+    def stop_experiment(self, exp_id: str) -> None:
+        """Stop an experiment once the user confirms."""
+        name, status = self._name_and_status(exp_id)
+        if status not in ACTIVE:
+            self.notify(f"{name} is {status} already", severity="warning")
+            return
+        summary = self.state.experiments.get(exp_id)
+        running = summary.running if summary else 0
+        question = (f"Stop experiment {name}?\n\nNo new trials start, and its {running} running trial(s) are "
+                    "terminated. This cannot be undone.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._request("stop", {"experiment": exp_id}, f"stopping {name}")
+
+        self.push_screen(ConfirmDialog(question, "Stop"), answered)
+
+    def kill_trial(self, exp_id: str, trial_id: int, status: str) -> None:
+        """Kill one trial once the user confirms."""
+        if status not in ("running", "waiting"):
+            self.notify(f"trial #{trial_id} is {status}: nothing to kill", severity="warning")
+            return
+        name, _ = self._name_and_status(exp_id)
+        question = f"Kill trial #{trial_id} of {name}?\n\nIt ends as killed; the experiment goes on."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._request("kill", {"experiment": exp_id, "trial": trial_id}, f"killed trial #{trial_id}")
+
+        self.push_screen(ConfirmDialog(question, "Kill"), answered)
+
+    def change_concurrency(self, exp_id: str) -> None:
+        """Ask for a new concurrency and apply it."""
+        name, status = self._name_and_status(exp_id)
+        if status not in ACTIVE:
+            self.notify(f"{name} is {status}: its concurrency no longer matters", severity="warning")
+            return
+        summary = self.state.experiments.get(exp_id)
+
+        def apply(value: int | None) -> None:
+            if value is not None:
+                self._request("update", {"experiment": exp_id, "concurrency": value},
+                              f"{name}: {value} trial(s) at a time")
+
+        self.push_screen(NumberDialog(f"Trials at a time for {name}", summary.concurrency if summary else 1), apply)
+
+    def export_best(self, exp_id: str) -> None:
+        """Write the best trial's params to NAME-best.yaml in the export folder (works without the daemon)."""
+        self._export(exp_id)
+
+    def _name_and_status(self, exp_id: str) -> tuple[str, str]:
+        summary = self.state.experiments.get(exp_id)
+        return (summary.name, summary.status) if summary else (exp_id, "unknown")
+
+    def _request(self, op: str, args: dict[str, Any], done: str) -> None:
+        if self.state.connected is not True:
+            self.notify("not connected to the daemon; retrying, try again in a moment", severity="error")
+            return
+        self._send(op, args, done)
+
+    # workers
+
+    @work(thread=True, group="actions", name="request")
+    def _send(self, op: str, args: dict[str, Any], done: str) -> None:
+        """Send one request to the daemon and report how it went."""
+        try:
+            self.link.request(op, **args)
+        except RemoteError as e:
+            self.post_message(ActionDone(e.message, "error"))
+            return
+        except Exception as e:
+            self.post_message(ActionDone(f"{op} failed: {describe(e)}", "error"))
+            return
+        self.post_message(ActionDone(done))
+        self._read_soon(everything=True)
+
+    @work(thread=True, group="actions", name="export")
+    def _export(self, exp_id: str) -> None:
+        """Write the best config and report where."""
+        try:
+            path, trial = write_best(self.home, exp_id, self.export_dir)
+        except Exception as e:
+            self.post_message(ActionDone(str(e), "error"))
+            return
+        self.post_message(ActionDone(f"wrote {path} (trial #{trial.id}, value {trial.value:.6g})"))
+
+    @work(thread=True, exclusive=True, group="daemon", name="daemon events")
+    def _follow_daemon(self) -> None:
+        """Subscribe to the daemon's events; when it goes away, say so and try again, backing off to 5 s."""
+        delay = RETRY_FIRST
+        while not self._stopping.is_set():
+            try:
+                status = self.link.status()
+            except Exception as e:
+                self.post_message(Disconnected(describe(e), delay))
+                self._stopping.wait(delay)
+                delay = min(RETRY_MAX, delay * 2)
+                continue
+            self.post_message(Connected(status if isinstance(status, dict) else {}))
+            delay = RETRY_FIRST
+            try:
+                for event in self.link.events():
+                    self._deliver(event)
+                reason = "the daemon closed the connection"
+            except RemoteError as e:
+                reason = f"the daemon dropped the event stream ({e.code}): {e.message}"
+            except Exception as e:
+                reason = describe(e)
+            if self._stopping.is_set():
+                return
+            self.post_message(Disconnected(reason, delay))
+            self._stopping.wait(delay)
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        """Queue an event; one message wakes the UI thread for a whole burst."""
+        with self._inbox_lock:
+            first = not self._inbox
+            self._inbox.append(event)
+        if first:
+            self.post_message(EventsArrived())
+
+    @work(thread=True, exclusive=True, group="store", name="store reader")
+    def _follow_store(self) -> None:
+        """Read the store every `store_every` seconds, and soon after an event says something changed."""
+        reader = StoreReader(self.home)
+        last_full = 0.0
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                generation, exp_id = self._focus
+                everything = self._read_everything or time.monotonic() - last_full >= self.store_every
+                self._read_everything = False
+                try:
+                    read = reader.read(generation, exp_id, everything)
+                except Exception as e:
+                    reader.close()
+                    self.post_message(StoreFailed(f"{type(e).__name__}: {e}"))
+                    self._read_everything = True
+                    self._stopping.wait(self.store_every)
+                    continue
+                if everything:
+                    last_full = time.monotonic()
+                self.post_message(StoreUpdated(read))
+                self._wake.wait(self.store_every)
+                self._stopping.wait(0.05)  # let a burst of events land before reading again
+        finally:
+            reader.close()
+
+    @work(thread=True, exclusive=True, group="gpus", name="gpu listing")
+    def _ask_gpus(self) -> None:
+        """Ask which GPUs take trials now (daemons without the `gpus` request are asked no more)."""
+        if not self._gpus_op or self.state.connected is not True:
+            return
+        try:
+            result = self.link.request("gpus")
+        except RemoteError as e:
+            self._gpus_op = e.code != "bad_request"
+            return
+        except Exception:
+            return
+        gpus = result.get("gpus") if isinstance(result, dict) else None
+        if isinstance(gpus, list):
+            self.post_message(GpuListing(gpus))
+
+    def _read_soon(self, everything: bool = False) -> None:
+        if everything:
+            self._read_everything = True
+        self._wake.set()
+
+    # messages from the workers
+
+    def on_connected(self, message: Connected) -> None:
+        """The daemon answers (again)."""
+        was = self.state.connected
+        self.state.set_link(True, "connected", message.status)
+        if was is False:
+            self.notify(f"reconnected to the daemon (pid {message.status.get('pid')})")
+        self._read_soon(everything=True)
+        self._ask_gpus()
+
+    def on_disconnected(self, message: Disconnected) -> None:
+        """The daemon went away or is not there: keep showing the store, and say that we retry."""
+        was = self.state.connected
+        self.state.set_link(False, message.reason, retry_in=message.retry_in)
+        if was is True:
+            self.notify(f"lost the daemon: {message.reason}; retrying", severity="warning")
+
+    def on_events_arrived(self, message: EventsArrived) -> None:
+        """Apply every queued event; ask the store reader for what they changed."""
+        with self._inbox_lock:
+            events, self._inbox = self._inbox, []
+        wanted = {self.state.apply_event(event) for event in events}
+        if "all" in wanted:
+            self._read_soon(everything=True)
+        elif "metrics" in wanted:
+            self._read_soon()
+
+    def on_store_updated(self, message: StoreUpdated) -> None:
+        """Apply a pass of the store reader (and draw at once the first time)."""
+        self._store_failing = False
+        first = not self.state.loaded
+        self.state.apply_read(message.read)
+        if first:
+            self.redraw()
+
+    def on_store_failed(self, message: StoreFailed) -> None:
+        """Say once that the store cannot be read (it is tried again)."""
+        if not self._store_failing:
+            self.notify(f"cannot read the store: {message.error}; retrying", severity="warning")
+        self._store_failing = True
+
+    def on_gpu_listing(self, message: GpuListing) -> None:
+        """Which GPUs take trials."""
+        self.state.take_gpu_listing(message.gpus)
+
+    def on_action_done(self, message: ActionDone) -> None:
+        """Tell the user how an action went."""
+        self.notify(message.text, severity=message.severity, timeout=8 if message.severity == "error" else 5)
+
+
+def describe(error: BaseException) -> str:
+    """A short reason for a failed connection or request."""
+    if isinstance(error, DaemonNotRunning):
+        return "the daemon is not running"
+    if isinstance(error, TimeoutError):
+        return "the daemon does not answer"
+    return str(error) or type(error).__name__

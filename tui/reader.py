@@ -1,0 +1,157 @@
+"""Reading what the dashboard shows from the store: read-only, in the store reader's worker thread.
+
+The daemon is the store's only writer; the dashboard never writes. Summaries
+of finished experiments are read once; the open experiment's learning curves
+are read incrementally, by the metrics table's rowid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from automl.export import flatten
+from automl.store import Experiment, Store, Trial
+from automl.views import best_trial, experiment_summary
+
+from .state import ACTIVE, COST_FIELDS, ExperimentSummary, StoreRead, TrialState
+
+_NEW_POINTS = ("SELECT rowid, trial_id, step, value FROM metrics WHERE +experiment_id=? AND rowid>? "
+               "AND kind='intermediate' ORDER BY rowid")  # `+`: walk the rowid, not the whole experiment's index
+
+
+class StoreReader:
+    """Reads summaries, the open experiment's trials and its new curve points; one per worker thread."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self._store: Store | None = None
+        self._settled: dict[str, ExperimentSummary] = {}
+        self._generation = -1
+        self._cursor = 0
+
+    def read(self, generation: int, exp_id: str | None, everything: bool) -> StoreRead:
+        """One pass: new curve points of `exp_id` always; summaries and its trial rows too when `everything`
+        (and on the first pass of a new generation, which reads its curves from the start)."""
+        read = StoreRead(generation)
+        store = self._open()
+        if store is None:
+            read.experiments = []
+            return read
+        fresh = generation != self._generation
+        if fresh:
+            self._generation, self._cursor = generation, 0
+            read.reset_curves = True
+        trials: list[Trial] | None = None
+        if everything or fresh:
+            if exp_id is not None:
+                trials = store.trials(exp_id)
+                read.trials = [trial_state(t) for t in trials]
+            read.experiments = self._summaries(store, exp_id, trials)
+        if exp_id is not None:
+            read.points = self._new_points(store, exp_id)
+        return read
+
+    def close(self) -> None:
+        """Let go of the database."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _open(self) -> Store | None:
+        if self._store is None:
+            self._store = Store.open_for_reading(self.home)
+        return self._store
+
+    def _summaries(self, store: Store, open_id: str | None, open_trials: list[Trial] | None) -> list[ExperimentSummary]:
+        summaries = []
+        for experiment in store.experiments():
+            settled = self._settled.get(experiment.id)
+            if settled is not None and settled.status == experiment.status:
+                summaries.append(dataclasses.replace(settled))
+                continue
+            if experiment.id == open_id and open_trials is not None:
+                trials = open_trials
+            else:
+                trials = store.trials(experiment.id)
+            summary = summarize(experiment, trials)
+            if experiment.status not in ACTIVE:
+                self._settled[experiment.id] = summary
+            summaries.append(dataclasses.replace(summary))
+        return summaries
+
+    def _new_points(self, store: Store, exp_id: str) -> dict[int, tuple[list[int], list[float]]]:
+        points: dict[int, tuple[list[int], list[float]]] = {}
+        for rowid, trial_id, step, value in store.conn.execute(_NEW_POINTS, (exp_id, self._cursor)):
+            self._cursor = rowid
+            if value is None:
+                continue
+            steps, values = points.setdefault(trial_id, ([], []))
+            steps.append(step if step is not None else len(steps))
+            values.append(value)
+        return points
+
+
+def trial_state(trial: Trial) -> TrialState:
+    """A store row as the dashboard's trial (its curve arrives separately)."""
+    cost = {name: float(v) for name in COST_FIELDS
+            if isinstance(v := getattr(trial, name, None), (int, float)) and not isinstance(v, bool)}
+    return TrialState(trial.id, trial.status, trial.params, trial.value, trial.started, trial.ended, list(trial.gpus),
+                      trial.pid, trial.error, trial.attempt, trial.retry_of, cost)
+
+
+def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
+    """An experiment's headline figures from its row and its trials."""
+    view = experiment_summary(experiment, trials)
+    config = experiment.config
+    objective = config.get("objective") or {}
+    best = best_trial(experiment, trials)
+    running = [t for t in trials if t.status == "running"]
+    resources = config.get("resources") or {}
+    return ExperimentSummary(
+        id=experiment.id, name=experiment.name, status=experiment.status, created=experiment.created,
+        ended=experiment.ended, error=experiment.error, host=experiment.host,
+        mode=str(objective.get("mode", "maximize")), metric=str(objective.get("metric", "default")),
+        max_trials=config.get("max_trials"), concurrency=int(config.get("concurrency") or 1),
+        max_duration=config.get("max_duration"), gpus_per_trial=float(resources.get("gpus") or 0),
+        param_names=param_names(config, trials), trials=len(trials),
+        finished=sum(1 for t in trials if t.status not in ("waiting", "running")), running=len(running),
+        best_value=None if best is None else best.value, best_trial=None if best is None else best.id,
+        cost=cost_totals(view.get("cost"), trials),
+        gpus_in_use=sorted({g for t in running for g in t.gpus}))
+
+
+def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:
+    """Parameter names in search-space order, nested choices as dotted names, then any others trials have."""
+    names: dict[str, None] = {}
+    space = config.get("search_space")
+    if isinstance(space, dict):
+        names.update((name, None) for name in space)
+    for trial in trials[:50]:
+        names.update((name, None) for name in flatten(trial.params))
+    return list(names)
+
+
+def cost_totals(summary_cost: Any, trials: list[Trial]) -> dict[str, Any]:
+    """The experiment's resource use: the daemon's own totals where it keeps them, else the trials' fields summed,
+    else GPU time estimated from how long trials held their GPUs (marked `estimated`)."""
+    if isinstance(summary_cost, dict) and summary_cost:
+        totals = dict(summary_cost)
+        totals.setdefault("money", totals.get("cost"))
+        return totals
+    totals: dict[str, Any] = {}
+    for trial in trials:
+        for name in ("gpu_seconds", "energy_j", "cpu_seconds", "cost"):
+            value = getattr(trial, name, None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                totals[name] = totals.get(name, 0.0) + value
+    if "cost" in totals:
+        totals["money"] = totals.pop("cost")
+    if "energy_j" in totals:
+        totals["kwh"] = totals["energy_j"] / 3.6e6
+    if "gpu_seconds" not in totals:
+        totals["gpu_seconds"] = sum((t.ended - t.started) * len(t.gpus) for t in trials
+                                    if t.started is not None and t.ended is not None)
+        totals["estimated"] = True
+    return totals

@@ -1,0 +1,1 @@
+"""The dashboard's screens: the overview, one experiment, one trial."""

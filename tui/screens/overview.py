@@ -1,0 +1,136 @@
+"""The overview: every experiment with its status, progress, best value, cost and GPUs; the GPUs below."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Iterator, Mapping
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer
+
+from .. import format as fmt
+from ..state import ACTIVE, ExperimentSummary
+from ..widgets.gpu_panel import GpuPanel
+from ..widgets.status_bar import StatusBar
+from ..widgets.table import Cell, Column, LiveTable
+from .base import EXPERIMENT_BINDINGS, DashboardScreen
+
+COLUMNS = (
+    Column("id", "ID", 8, priority=100),
+    Column("name", "NAME", 12, priority=95, grow=True),
+    Column("status", "STATUS", 10, priority=90),
+    Column("progress", "PROGRESS", 16, priority=80),
+    Column("best", "BEST", 9, align="right", priority=85),
+    Column("cost", "COST", 9, align="right", priority=70),
+    Column("gpus", "GPUS", 7, priority=65),
+    Column("running", "RUN", 3, align="right", priority=60),
+    Column("created", "CREATED", 11, priority=40),
+)
+
+
+class OverviewScreen(DashboardScreen):
+    """All experiments, newest and active first; Enter opens one."""
+
+    BINDINGS = [Binding("enter", "open", "Open", id="experiment.open"), *EXPERIMENT_BINDINGS]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: tuple[int, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        """Status bar, experiments, GPUs, footer."""
+        yield StatusBar(id="status")
+        table = LiveTable(COLUMNS, empty="no experiments yet: submit one with `automl submit CONFIG`",
+                          id="experiments")
+        table.border_title = "Experiments"
+        yield table
+        with VerticalScroll(id="gpus-scroll") as gpus:
+            gpus.border_title = "GPUs"
+            yield GpuPanel(id="gpus")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        """Start with the experiments focused."""
+        self.query_one(LiveTable).focus()
+
+    def experiment_id(self) -> str | None:
+        """The experiment under the cursor."""
+        key = self.query_one(LiveTable).cursor_key
+        return None if key is None else str(key)
+
+    def refresh_view(self, force: bool = False) -> None:
+        """Redraw the experiments, the GPUs and the status bar."""
+        state = self.dashboard.state
+        versions = state.versions
+        seen = (versions.experiments, versions.gpus, versions.link)
+        if not force and seen == self._seen and state.connected is not False:
+            return
+        self._seen = seen
+        experiments = state.experiments
+        order = sorted(experiments.values(), key=lambda e: (e.status not in ACTIVE, -e.created))
+        table = self.query_one(LiveTable)
+        table.set_rows([e.id for e in order], self._cells, lambda key: 0)
+        table.invalidate()
+        names = {e.id: e.name for e in experiments.values()}
+        gpu_count = (state.daemon or {}).get("gpus")
+        self.query_one(GpuPanel).show(state.gpus, names, {}, gpu_count)
+        active = sum(1 for e in experiments.values() if e.status in ACTIVE)
+        count = len(experiments)
+        headline = Text.assemble(("automl", "bold"), f"  {count} experiment{'' if count == 1 else 's'} · ",
+                                 (f"{active} active", "bold green" if active else ""),
+                                 f" · {len(state.gpus) if state.gpus else gpu_count or 0} GPUs")
+        self.query_one(StatusBar).show(headline, state)
+
+    def _cells(self, key: Hashable) -> Mapping[str, Cell]:
+        summary = self.dashboard.state.experiments.get(str(key))
+        return {} if summary is None else experiment_cells(summary)
+
+    def commands(self) -> Iterator[SystemCommand]:
+        """Open any experiment, plus the actions on the one under the cursor."""
+        for summary in self.dashboard.state.experiments.values():
+            yield SystemCommand(f"Open {summary.name} [{summary.id}]", f"{summary.status}, "
+                                f"{summary.finished}/{summary.max_trials or '∞'} trials",
+                                lambda exp_id=summary.id: self.dashboard.open_experiment(exp_id))
+        yield from super().commands()
+
+    def action_open(self) -> None:
+        """Open the experiment under the cursor."""
+        if (exp_id := self.experiment_id()) is not None:
+            self.dashboard.open_experiment(exp_id)
+
+    @on(LiveTable.Selected)
+    def _selected(self, event: LiveTable.Selected) -> None:
+        self.dashboard.open_experiment(str(event.key))
+
+
+def experiment_cells(summary: ExperimentSummary) -> dict[str, Cell]:
+    """One experiment's row."""
+    style = fmt.status_style(summary.status)
+    total = summary.max_trials
+    fraction = summary.finished / total if total else None
+    filled, empty = fmt.bar(fraction, 6)
+    progress = Text.assemble((filled, style), (empty, "bright_black"),
+                             f" {summary.finished}/{total if total else '∞'}")
+    cost = summary.cost
+    if cost.get("money") is not None:
+        cost_text = fmt.money(cost.get("money"), cost.get("currency"))
+    elif cost.get("gpu_seconds"):
+        cost_text = f"{'≈' if cost.get('estimated') else ''}{cost['gpu_seconds'] / 3600:.1f}GPUh"
+    else:
+        cost_text = fmt.DASH
+    return {
+        "id": Text(summary.id, style="bright_black"),
+        "name": Text(summary.name, style="bold"),
+        "status": Text(fmt.status_label(summary.status), style=style),
+        "progress": progress,
+        "best": Text(fmt.number(summary.best_value, 9), style="bold yellow" if summary.best_value is not None else ""),
+        "cost": cost_text,
+        "gpus": ",".join(map(str, summary.gpus_in_use)) or fmt.DASH,
+        "running": str(summary.running) if summary.running else fmt.DASH,
+        "created": time.strftime("%m-%d %H:%M", time.localtime(summary.created)),
+    }
+

@@ -1,0 +1,135 @@
+"""How the trials table picks its columns, orders and filters trials, and spells each row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rich.text import Text
+
+from . import format as fmt
+from .state import TrialState
+from .widgets.cost_panel import trial_cost
+from .widgets.table import Cell, Column
+
+STATUS_RANK = {"running": 0, "waiting": 1, "succeeded": 2, "early_stopped": 3, "failed": 4, "killed": 5,
+               "interrupted": 6, "stopped": 7}
+
+SORTABLE = ("id", "best", "last", "step", "time", "status", "cost")
+"""The columns `o` cycles through; any column sorts when its header is clicked."""
+
+BEST_MARK = "★"
+
+
+def key_params(names: Sequence[str], trials: Iterable[TrialState]) -> list[str]:
+    """The parameters worth a column: those whose value differs between trials (all of them if none does)."""
+    seen: dict[str, set[str]] = {name: set() for name in names}
+    for trial in trials:
+        for name, value in trial.flat_params().items():
+            seen.setdefault(name, set()).add(repr(value))
+    varying = [name for name, values in seen.items() if len(values) > 1]
+    return varying or list(seen)
+
+
+def columns(params: Sequence[str]) -> list[Column]:
+    """The table's columns, the parameters in the middle (the first two kept longest on a narrow screen)."""
+    middle = [Column(f"param:{name}", name, max(6, min(9, len(name))), priority=65 - i if i < 2 else 45 - i,
+                     grow=True) for i, name in enumerate(params)]
+    return [
+        Column("id", "#", 5, align="right", priority=100),
+        Column("status", "STATUS", 12, priority=90),
+        *middle,
+        Column("last", "LAST", 8, align="right", priority=75),
+        Column("best", "BEST", 8, align="right", priority=80),
+        Column("step", "STEP", 5, align="right", priority=55),
+        Column("gpu", "GPU", 4, priority=50),
+        Column("time", "TIME", 6, align="right", priority=70),
+        Column("cost", "COST", 7, align="right", priority=40),
+    ]
+
+
+def natural_descending(column: str, maximize: bool) -> bool:
+    """Whether a first click on a column sorts it largest first: the best values, the longest and costliest."""
+    if column in ("best", "last"):
+        return maximize
+    return column in ("id", "time", "cost", "step")
+
+
+def order(trials: Mapping[int, TrialState], column: str, descending: bool, status: str | None,
+          now: float, maximize: bool) -> list[int]:
+    """Trial ids shown, filtered to `status` (None: all) and sorted by `column`; missing values last."""
+    shown = [t for t in trials.values() if status is None or t.status == status]
+    valued, missing = [], []
+    for trial in shown:
+        value = sort_value(trial, column, now, maximize)
+        (missing if value is None else valued).append((value, trial.id))
+    valued.sort(reverse=descending)
+    return [trial_id for _, trial_id in valued] + sorted(trial_id for _, trial_id in missing)
+
+
+def sort_value(trial: TrialState, column: str, now: float, maximize: bool) -> Any:
+    """What a trial sorts by in `column`: comparable with the other trials' values, or None."""
+    if column == "id":
+        return trial.id
+    if column == "status":
+        return STATUS_RANK.get(trial.status, 9)
+    if column == "best":
+        return trial.shown_best(maximize)
+    if column == "last":
+        return trial.shown_last()
+    if column == "step":
+        return trial.steps[-1] if trial.steps else None
+    if column == "time":
+        return trial.duration(now)
+    if column == "cost":
+        cost = trial_cost(trial)
+        return cost["money"] if cost.get("money") is not None else cost.get("gpu_seconds")
+    if column == "gpu":
+        return tuple(trial.gpus) or None
+    if column.startswith("param:"):
+        value = trial.flat_params().get(column.removeprefix("param:"))
+        if value is None:
+            return None
+        return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
+    return None
+
+
+def filters(trials: Iterable[TrialState]) -> list[str | None]:
+    """The status filters worth offering: all, then every status some trial has."""
+    present = {t.status for t in trials}
+    return [None, *sorted(present, key=lambda s: (STATUS_RANK.get(s, 9), s))]
+
+
+def cells(trial: TrialState, params: Sequence[str], best_id: int | None, mark: str | None, maximize: bool,
+          now: float) -> dict[str, Cell]:
+    """One trial's row; `mark` is the colour of its curve when it is marked."""
+    flat = trial.flat_params()
+    if trial.id == best_id:
+        tag = Text(BEST_MARK, style=fmt.BEST_COLOR)
+    elif mark is not None:
+        tag = Text("●", style=mark)
+    else:
+        tag = Text(" ")
+    best = trial.shown_best(maximize)
+    cost = trial_cost(trial)
+    if cost.get("money") is not None:
+        cost_text = fmt.money(cost["money"], None)
+    elif cost.get("gpu_seconds"):
+        cost_text = f"{cost['gpu_seconds'] / 3600:.2f}h"
+    else:
+        cost_text = fmt.DASH
+    row: dict[str, Cell] = {
+        "id": Text.assemble(tag, f"{trial.id:>4}"),
+        "status": Text(fmt.status_label(trial.status), style=fmt.status_style(trial.status)),
+        "last": fmt.number(trial.shown_last(), 8),
+        "best": Text(fmt.number(best, 8), style=f"bold {fmt.BEST_COLOR}" if trial.id == best_id else ""),
+        "step": str(trial.steps[-1]) if trial.steps else fmt.DASH,
+        "gpu": ",".join(map(str, trial.gpus)) or fmt.DASH,
+        "time": Text(fmt.duration(trial.duration(now)), style="green" if trial.status == "running" else ""),
+        "cost": cost_text,
+    }
+    for name in params:
+        value = flat.get(name)
+        row[f"param:{name}"] = value if isinstance(value, float) else fmt.param(value)
+    return row
+

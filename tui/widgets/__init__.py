@@ -1,0 +1,1 @@
+"""The dashboard's widgets: a live table, a braille chart, the GPU and cost panels, the status bar, dialogs."""

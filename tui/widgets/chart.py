@@ -1,0 +1,62 @@
+"""A braille line chart widget: redrawn only when its series or its size change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
+from textual.widget import Widget
+
+from ..braille import Series, draw
+from ..format import number
+
+
+class BrailleChart(Widget):
+    """Curves from `tui.braille`, with y labels on the left and the x axis at the bottom."""
+
+    DEFAULT_CSS = "BrailleChart { height: 1fr; min-height: 3; }"
+
+    def __init__(self, *, empty: str = "no data yet", id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._series: list[Series] = []
+        self._y_range: tuple[float, float] | None = None
+        self._y_format: Callable[[float], str] = lambda v: number(v, 6)
+        self._lines: list[Strip] = []
+        self._drawn_size: tuple[int, int] | None = None
+        self._styles: dict[str | None, Style] = {}
+        self.empty = empty
+
+    def set_series(self, series: Sequence[Series], y_range: tuple[float, float] | None = None,
+                   y_format: Callable[[float], str] | None = None) -> None:
+        """Show these series (drawn in order: the last on top)."""
+        self._series = list(series)
+        self._y_range = y_range
+        if y_format is not None:
+            self._y_format = y_format
+        self._drawn_size = None
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        """One row of the chart."""
+        size = (self.size.width, self.size.height)
+        if size != self._drawn_size:
+            self._redraw(*size)
+        return self._lines[y] if y < len(self._lines) else Strip.blank(size[0])
+
+    def _redraw(self, width: int, height: int) -> None:
+        if self._series and any(len(s.xs) for s in self._series):
+            rows = draw(self._series, width, height, y_range=self._y_range, y_format=self._y_format)
+        else:
+            rows = [[(" " * width, None)] for _ in range(height)]
+            if height:
+                rows[(height - 1) // 2] = [(f"{self.empty:^{width}}"[:width], "bright_black")]
+        self._lines = [Strip([Segment(text, self._style(color)) for text, color in row], width) for row in rows]
+        self._drawn_size = (width, height)
+
+    def _style(self, color: str | None) -> Style:
+        style = self._styles.get(color)
+        if style is None:
+            style = self._styles[color] = Style(color=color) if color else Style()
+        return style

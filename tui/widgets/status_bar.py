@@ -1,0 +1,42 @@
+"""The one-line bar at the top of every screen: what is shown on the left, the daemon link on the right."""
+
+from __future__ import annotations
+
+import time
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from ..state import DashboardState
+
+
+class StatusBar(Static):
+    """A headline on the left and the state of the daemon connection on the right."""
+
+    DEFAULT_CSS = """
+    StatusBar { height: 1; background: $panel; padding: 0 1; }
+    StatusBar.-down { background: $error-darken-2; }
+    """
+
+    def show(self, headline: Text, state: DashboardState) -> None:
+        """Draw the bar."""
+        link = link_text(state)
+        self.set_class(state.connected is False, "-down")
+        grid = Table.grid(expand=True)
+        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        grid.add_column(justify="right", no_wrap=True, min_width=2)
+        grid.add_row(headline, Text("  ") + link)
+        self.update(grid)
+
+
+def link_text(state: DashboardState) -> Text:
+    """'● daemon', '○ connecting…' or '✗ disconnected (why), retrying in 3s'."""
+    if state.connected is None:
+        return Text("○ connecting…", style="yellow")
+    if state.connected:
+        return Text.assemble(("●", "green"), " daemon")
+    wait = max(0, round(state.retry_at - time.monotonic())) if state.retry_at else 0
+    retry = f"retrying in {wait}s" if wait else "retrying…"
+    reason = state.link_note if len(state.link_note) <= 40 else state.link_note[:39] + "…"
+    return Text(f"✗ disconnected ({reason}), {retry}", style="bold")
