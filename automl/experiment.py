@@ -458,15 +458,15 @@ class ExperimentLoop:
             last_attempts[trial.tuner_key] = trial
             if trial.gpu_memory_mib:
                 self.gpus.estimate.observe(trial.gpu_memory_mib)
+        curves = self.store.curves(self.experiment.id)
         if self.stopper is not None:  # before any re-attached trial reports again
-            curves = [(t.id, self._intermediate(t), t.status) for t in trials]
-            await self._worker.call(self.stopper.restore, curves)
+            await self._worker.call(self.stopper.restore, [(t.id, curves.get(t.id, []), t.status) for t in trials])
         history: list[tuple[dict[str, Any], float | None]] = []
         for key, trial in last_attempts.items():
             self.configs_started += 1
             if trial.status in ("waiting", "running"):
                 history.append((trial.params, None))
-                self._recover(trial, key)
+                self._recover(trial, key, curves.get(trial.id, []))
             elif self._would_run_again(trial):
                 history.append((trial.params, None))
                 self._ready.append(self._again(trial, key, recovered=True))
@@ -485,7 +485,7 @@ class ExperimentLoop:
             return self.config.rerun_interrupted
         return trial.status == "failed" and trial.attempt < self.config.retries
 
-    def _recover(self, trial: Trial, key: int) -> None:
+    def _recover(self, trial: Trial, key: int, intermediate: list[float | None]) -> None:
         """A trial the store says is running (or about to): re-attach it, conclude it, or mark it interrupted."""
         if trial.status == "waiting" and (orphan := find_trial_process(trial.experiment_id, trial.id)) is not None:
             self.store.trial_started(trial, orphan.pid, orphan.create_time(), started=orphan.create_time())
@@ -493,7 +493,7 @@ class ExperimentLoop:
         running = _Running(trial, key, placement, trial.pid, self.store.final_value(trial.experiment_id, trial.id),
                            trial.metric_lines, recovered=True,
                            before={name: getattr(trial, name) or 0.0 for name in USAGE_FIELDS},
-                           intermediate=self._intermediate(trial))
+                           intermediate=list(intermediate))
         self._running[trial.id] = running
         if trial.status == "running" and trial.pid is not None and self.launcher.alive(trial.pid, trial.pid_created):
             self._attach(running, trial.pid)
@@ -508,10 +508,6 @@ class ExperimentLoop:
             self._finish(running, "interrupted", None, "its process was gone when automl restarted (machine restart?)")
         else:
             self._finish(running, "interrupted", None, "automl stopped before it started")
-
-    def _intermediate(self, trial: Trial) -> list[float | None]:
-        """A trial's stored intermediate values, in order."""
-        return [m.value for m in self.store.metrics(trial.experiment_id, trial.id) if m.kind == "intermediate"]
 
     def _learned_from_stopped(self, running: _Running, status: str) -> float | None:
         """What the tuner learns from a trial the stopper ended: its last or best intermediate value, or nothing."""

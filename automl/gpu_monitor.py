@@ -99,14 +99,13 @@ class GpuMonitor:
         processes = snapshot.processes
         if used <= 0 or not processes:
             return
-        shares = [p.utilization for p in processes]
-        if any(s is None for s in shares) or not sum(shares):  # type: ignore[arg-type]
-            shares = [1.0] * len(processes)
-        total = sum(shares)  # type: ignore[arg-type]
+        known = [p.utilization for p in processes if p.utilization is not None]
+        shares = known if len(known) == len(processes) and sum(known) > 0 else [1.0] * len(processes)
+        total = sum(shares)
         for process, share in zip(processes, shares, strict=True):
             trial = owners.get(process.pid)
             if trial is not None:
-                self.energy_j[trial] = self.energy_j.get(trial, 0.0) + used * share / total  # type: ignore[operator]
+                self.energy_j[trial] = self.energy_j.get(trial, 0.0) + used * share / total
 
     def _energy_since_last(self, snapshot: GpuSnapshot, now: float) -> float:
         """Joules since the previous sample: from the energy counter, else power times the interval."""
@@ -129,6 +128,7 @@ def _foreign_utilization(snapshot: GpuSnapshot, owners: Mapping[int, TrialRef], 
     if not anyone_else:
         return 0.0
     theirs = [p.utilization for p in snapshot.processes if p.pid not in owners]
-    if any(u is None for u in theirs):
+    known = [u for u in theirs if u is not None]
+    if len(known) < len(theirs):
         return snapshot.utilization  # shared and not attributable: count it all as theirs
-    return min(100.0, sum(theirs))  # type: ignore[arg-type]
+    return min(100.0, sum(known))

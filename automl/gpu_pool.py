@@ -107,8 +107,7 @@ class GpuPool:
         """Read the GPUs, let running trials teach their experiment's memory estimate, wake waiting experiments."""
         if self.monitor is None:
             return
-        owners = {pid: p.trial for p in self.placements if p.trial is not None for pid in p.pids}
-        self.monitor.sample(owners)
+        self.monitor.sample(self._owners())
         now = self.clock()
         for placement in self.placements:
             if placement.trial is not None and placement.slots is not None and now - placement.since >= SETTLE_S:
@@ -127,10 +126,14 @@ class GpuPool:
                 log.exception("reading the GPUs failed")
             await asyncio.sleep(every)
 
+    def _owners(self) -> dict[int, TrialRef]:
+        """The pids of our trials' process trees, each with its trial."""
+        return {pid: p.trial for p in self.placements if p.trial is not None for pid in p.pids}
+
     def describe(self) -> list[dict[str, Any]]:
         """Each GPU as the scheduler sees it, our trials' processes told apart from everyone else's."""
         described = []
-        owners = {pid: p.trial for p in self.placements if p.trial is not None for pid in p.pids}
+        owners = self._owners()
         for index, state in sorted(self.states().items()):
             snap = state.snapshot
             described.append({
@@ -279,7 +282,8 @@ class GpuSlots:
         free = state.snapshot.memory_total_mib - state.snapshot.memory_used_mib
         for placement in self.pool.placements:
             if state.index in placement.gpus:
-                free -= max(0.0, placement.reserved_mib - state.ours.get(placement.trial, 0.0))  # type: ignore[arg-type]
+                used = state.ours.get(placement.trial, 0.0) if placement.trial is not None else 0.0
+                free -= max(0.0, placement.reserved_mib - used)
         return free
 
 

@@ -303,6 +303,15 @@ class Store:
                                  (exp_id, trial_id)).fetchall()
         return [Metric(r["seq"], r["kind"], r["step"], r["value"], json.loads(r["raw"]), r["time"]) for r in rows]
 
+    def curves(self, exp_id: str) -> dict[int, list[float | None]]:
+        """Every trial's intermediate objective values in the order reported, in one query."""
+        curves: dict[int, list[float | None]] = {}
+        for trial_id, value in self.conn.execute(
+                "SELECT trial_id, value FROM metrics WHERE experiment_id=? AND kind='intermediate' "
+                "ORDER BY trial_id, seq", (exp_id,)):
+            curves.setdefault(trial_id, []).append(value)
+        return curves
+
     def _upgrade(self) -> None:
         """Bring a database written by an older automl up to this schema (columns are only ever added)."""
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(trials)")}

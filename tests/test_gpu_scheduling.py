@@ -64,7 +64,7 @@ def test_trials_avoid_a_gpu_while_someone_else_uses_it_and_cost_is_accounted(tmp
     for t in trials:
         assert t["gpu_memory_mib"] == 3000
         assert t["gpu_seconds"] == pytest.approx(t["ended"] - t["started"], abs=0.2)
-        assert t["energy_j"] > 0 and t["cpu_seconds"] >= 0
+        assert t["energy_j"] > 0
         assert t["cost"] == pytest.approx(t["energy_j"] / 3.6e6 * 0.5 + t["gpu_seconds"] / 3600 * 2.0, abs=1e-5)
     cost = view["cost"]
     assert cost["currency"] == "EUR"
