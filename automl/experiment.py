@@ -114,6 +114,11 @@ class ExperimentLoop:
         return len(self._running)
 
     @property
+    def deciding(self) -> bool:
+        """Whether a tuner or stopper call is still being answered on the worker thread."""
+        return self._worker.pending > 0
+
+    @property
     def elapsed(self) -> float:
         """Seconds since the experiment was created (what max_duration is measured against)."""
         return self.store.clock() - self.experiment.created

@@ -23,7 +23,6 @@ from .experiment import ExperimentLoop, Listener
 from .gpu_pool import GpuPool
 from .launcher import EXIT_FILE, METRICS_FILE, PARAMS_FILE, STDERR_FILE, TrialSpec
 from .store import Store
-from .tuner_worker import in_flight
 from .virtual_clock import VirtualClockLoop
 
 Curve = Callable[[dict[str, Any], int], float]
@@ -137,13 +136,15 @@ def simulate(home: Path, config: ExperimentConfig, tuner: Any, launcher: Simulat
     decisions to land within the epoch they judge, long enough not to spend the real time on polling.
     With `max_epochs`, the experiment is stopped once its trials have run that many epochs in all.
     """
-    loop = VirtualClockLoop(busy=lambda: in_flight() > 0)
+    driven: list[ExperimentLoop] = []  # the experiment loop, once made: the clock waits while it is deciding
+    loop = VirtualClockLoop(busy=lambda: any(d.deciding for d in driven))
     try:
         store = Store(home, durable=False, clock=loop.time)
         experiment = store.find_experiment(store.create_experiment(config.name, config.model_dump(mode="json"), None))
         slots = GpuPool(None).slots(experiment.id, GpuPolicy(), 0)
         experiment_loop = ExperimentLoop(store, experiment, config, tuner, slots, launcher=launcher,
                                          poll_interval=poll_interval or launcher.epoch_seconds / 10)
+        driven.append(experiment_loop)
         experiment_loop.listeners.extend(listeners)
         if max_epochs is not None:
             def stop_when_spent(event: str, data: dict[str, Any]) -> None:

@@ -8,14 +8,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-_in_flight = 0
-_in_flight_lock = threading.Lock()
-
-
-def in_flight() -> int:
-    """Calls any worker has taken and not yet answered: a virtual clock waits for them instead of jumping ahead."""
-    return _in_flight
-
 
 class TunerWorker:
     """Serializes calls into a tuner (they are not thread-safe) on a thread that never delays process exit."""
@@ -24,15 +16,26 @@ class TunerWorker:
         self.tuner = tuner
         self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]] | None]
         self._calls = queue.SimpleQueue()
+        self._pending = 0  # calls taken and not yet answered (a virtual clock waits for them)
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, name="automl-tuner", daemon=True)
         self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Calls taken and not yet answered."""
+        return self._pending
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` on the worker thread and wait for its result."""
         future = asyncio.get_running_loop().create_future()
-        _count(1)
+        self._count(1)
         self._calls.put((fn, args, future))
         return await future
+
+    def _count(self, change: int) -> None:
+        with self._lock:
+            self._pending += change
 
     def close(self) -> None:
         """Let the thread end after the calls already queued."""
@@ -50,13 +53,7 @@ class TunerWorker:
             except RuntimeError:  # the event loop is gone: nobody waits for this answer
                 pass
             finally:
-                _count(-1)  # after the answer is posted, so a loop that sees no call in flight finds it queued
-
-
-def _count(change: int) -> None:
-    global _in_flight
-    with _in_flight_lock:
-        _in_flight += change
+                self._count(-1)  # after the answer is posted, so a loop that sees no call in flight finds it queued
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

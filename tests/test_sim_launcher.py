@@ -22,13 +22,21 @@ def _config(tmp_path, **fields):
     return build_config(raw, tmp_path, "test")
 
 
-def _run(tmp_path, launcher, **fields):
+def _run(tmp_path, launcher, max_epochs=None, **fields):
     config = _config(tmp_path, **fields)
     tuner = create_tuner(config.tuner.name, config.tuner.args, config.search_space, config.objective.mode)
     started = []
-    sim = simulate(tmp_path / "home", config, tuner, launcher,
+    sim = simulate(tmp_path / "home", config, tuner, launcher, max_epochs=max_epochs,
                    listeners=(lambda event, data: event == "trial_started" and started.append(data["trial"]),))
     return sim, sim.store.trials(sim.experiment_id), started
+
+
+def test_an_epoch_budget_stops_the_experiment_once_spent(tmp_path):
+    launcher = SimulatedLauncher(_curve, epochs=10, epoch_seconds=1)
+    sim, trials, _ = _run(tmp_path, launcher, max_epochs=55, concurrency=2)
+    assert sim.status == "stopped"
+    assert 55 <= launcher.epochs_run < 55 + 2 * 10, "it stops at the first report past the budget"
+    assert any(t.status == "killed" for t in trials) and len(trials) < 200
 
 
 def test_two_hundred_trials_with_asha_run_on_the_virtual_clock(tmp_path):
