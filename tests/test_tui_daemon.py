@@ -179,6 +179,26 @@ def test_the_command_in_a_real_terminal(daemon):
         subprocess.run([*server, "kill-server"], capture_output=True)
 
 
+def test_rides_out_a_daemon_restart(daemon):
+    folder, home, ids = daemon
+
+    async def scenario(pilot: Any, app: DashboardApp) -> None:
+        await asyncio.to_thread(automl, "daemon", "stop", check=True)
+        await _until(pilot, lambda: app.state.connected is False)
+        assert "disconnected" in str(link_text(app.state))
+        assert app.state.experiments[ids["slow"]].status == "running", "the daemon leaves its experiments running"
+        said = _notifications(app)
+        await pilot.press("p")  # refused while disconnected, without a crash
+        await _until(pilot, lambda: ("not connected to the daemon; retrying, try again in a moment", "error") in said)
+        await asyncio.to_thread(automl, "daemon", "start", check=True)
+        await _until(pilot, lambda: app.state.connected is True)
+        assert "● daemon" in str(link_text(app.state))
+        assert _experiment(home, ids["slow"])[0] == "running", "nothing was sent"
+        await _until(pilot, lambda: ids["slow"] in app.link.status()["experiments"])  # the daemon took it back
+
+    _drive(home, folder, ids["slow"], scenario)
+
+
 def test_stop_after_confirmation(daemon):
     folder, home, ids = daemon
 
@@ -188,26 +208,13 @@ def test_stop_after_confirmation(daemon):
         await pilot.press("y")
         await _until(pilot, lambda: _experiment(home, ids["slow"])[0] == "stopped")
         await _until(pilot, lambda: app.state.experiments[ids["slow"]].status == "stopped")
+        said = _notifications(app)
         await pilot.press("p")  # nothing to pause any more: said so, nothing sent
-        await pilot.pause(0.2)
+        refusal = ("slow is stopped: only a running or paused experiment can be paused or resumed", "warning")
+        await _until(pilot, lambda: refusal in said)
         assert _experiment(home, ids["slow"])[0] == "stopped"
 
     _drive(home, folder, ids["slow"], scenario)
-
-
-def test_rides_out_a_daemon_restart(daemon):
-    folder, home, ids = daemon
-
-    async def scenario(pilot: Any, app: DashboardApp) -> None:
-        await asyncio.to_thread(automl, "daemon", "stop", check=True)
-        await _until(pilot, lambda: app.state.connected is False)
-        assert "disconnected" in str(link_text(app.state))
-        await pilot.press("p")  # refused while disconnected, without a crash
-        await asyncio.to_thread(automl, "daemon", "start", check=True)
-        await _until(pilot, lambda: app.state.connected is True)
-        assert "● daemon" in str(link_text(app.state))
-
-    _drive(home, folder, ids["quick"], scenario)
 
 
 def test_without_a_daemon_the_command_says_how_to_start_one(home):
@@ -240,6 +247,19 @@ def _drive(home: Path, folder: Path, experiment: str | None,
             await scenario(pilot, app)
 
     asyncio.run(main())
+
+
+def _notifications(app: DashboardApp) -> list[tuple[str, str]]:
+    """What the app tells the user from now on, as (message, severity), in order."""
+    said: list[tuple[str, str]] = []
+    notify = app.notify
+
+    def recording(message: str, **kwargs: Any) -> None:
+        said.append((message, kwargs.get("severity", "information")))
+        notify(message, **kwargs)
+
+    app.notify = recording  # type: ignore[method-assign]
+    return said
 
 
 async def _until(pilot: Any, condition: Callable[[], Any], timeout: float = 60.0) -> None:

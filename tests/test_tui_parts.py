@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from automl.config import CostPolicy
 from automl.store import Metric, Store
+from tests import tui_sample_store as sample_store
 from tui import format as fmt
-from tui import sample_store, trial_rows
+from tui import trial_rows
 from tui.braille import Series, draw
 from tui.reader import StoreReader
+from tui.screens import overview
 from tui.state import DashboardState, StoreRead, TrialState
 
 EXP = sample_store.EXPERIMENT_ID
@@ -109,6 +112,9 @@ def test_events_update_the_open_experiment_and_the_gpus():
     assert state.apply_event(_event("trial_metric", trial=1, kind="intermediate", step=1, value=0.1)) == "metrics"
     assert state.apply_event(_event("trial_metric", exp="other", trial=1, kind="intermediate", step=1,
                                     value=0.1)) is None, "another experiment's metrics are not read"
+    assert state.apply_event(_event("trial_started", exp="other", trial=7, params={}, gpus=[1])) == "summaries", \
+        "another experiment's trials are not read, only its headline figures"
+    assert 7 not in state.trials
     state.apply_event(_event("trial_ended", when=160.0, trial=1, status="succeeded", value=0.9, error=None))
     trial = state.trials[1]
     assert (trial.status, trial.value, trial.started, trial.ended, trial.gpus) == ("succeeded", 0.9, 100.0, 160.0,
@@ -117,9 +123,13 @@ def test_events_update_the_open_experiment_and_the_gpus():
     state.apply_event(_event("experiment_status", status="paused", error=None))
     assert (state.summary.concurrency, state.summary.max_trials, state.summary.status) == (4, 50, "paused")
     for tick in range(3):
-        state.apply_event(sample_store.gpu_sample(tick))
+        sample = sample_store.gpu_sample(tick)
+        sample["data"]["gpus"][0]["processes"].append("not a process")
+        state.apply_event(sample)
     assert list(state.gpus) == [0, 1] and len(state.gpus[0].utilization) == 3
-    assert state.gpus[0].processes[-1]["owner"] is None, "another user's process"
+    gpu0 = sample["data"]["gpus"][0]
+    assert state.gpus[0].memory[-1] == pytest.approx(100 * gpu0["memory_used_mib"] / gpu0["memory_total_mib"])
+    assert state.gpus[0].processes == gpu0["processes"][:-1], "what is not a process is dropped"
 
 
 def test_reads_for_an_experiment_no_longer_open_are_dropped():
@@ -166,13 +176,30 @@ def test_summaries_count_trials_and_take_the_daemons_cost(tmp_path: Path):
     sample_store.fill(home, trials=10, steps=5, running=2)
     (summary,) = StoreReader(home).read(1, None, everything=True).experiments
     trials = _trials(home)
-    assert (summary.trials, summary.running, summary.finished) == (10, 2, 8)
+    assert (summary.running, summary.finished) == (2, 8)
     best = max((t for t in trials if t.status == "succeeded"), key=lambda t: t.value)
     assert (summary.best_trial, summary.best_value) == (best.id, best.value)
     assert summary.cost["currency"] == "EUR"
     assert summary.cost["money"] == pytest.approx(sum(t.cost or 0 for t in trials), abs=1e-5)
     assert summary.param_names == ["lr", "batch_size", "dropout", "optimizer"]
     assert summary.gpus_in_use == [0, 1]
+
+
+def test_cost_is_money_with_prices_and_gpu_hours_without(tmp_path: Path):
+    home = tmp_path / "home"
+    sample_store.fill(home, trials=4, steps=3, running=0, gpus=1)
+    sample_store.fill(home, trials=4, steps=3, running=0, gpus=1, name="unpriced", exp_id="0000beef",
+                      prices=CostPolicy())
+    summaries = {s.id: s for s in StoreReader(home).read(1, None, everything=True).experiments}
+    priced, unpriced = summaries[EXP], summaries["0000beef"]
+    assert priced.cost["money"] > 0 and unpriced.cost["money"] is None
+    assert str(overview.experiment_cells(priced)["cost"]).startswith("€")
+    gpu_hours = unpriced.cost["gpu_seconds"] / 3600
+    assert gpu_hours > 0 and overview.experiment_cells(unpriced)["cost"] == f"{gpu_hours:.1f}GPUh"
+    trial = TrialState(1, "succeeded", {}, cost={"gpu_seconds": 5400.0, "cost": 0.0})
+    assert trial_rows.cells(trial, [], None, None, True, 0.0, None)["cost"] == "1.50h"
+    trial.cost["cost"] = 1.25
+    assert trial_rows.cells(trial, [], None, None, True, 0.0, "EUR")["cost"] == "€1.25"
 
 
 # the trials table

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tui import sample_store
+from tests import tui_sample_store as sample_store
 from tui.app import DashboardApp
 
 pytest.importorskip("pytest_textual_snapshot")
@@ -22,7 +22,6 @@ class FixedDaemon:
 
     def __init__(self) -> None:
         self.closed = threading.Event()
-        self.requests: list[tuple[str, dict[str, Any]]] = []
 
     def status(self) -> dict[str, Any]:
         """A running daemon with two GPUs."""
@@ -34,8 +33,7 @@ class FixedDaemon:
         self.closed.wait()
 
     def request(self, op: str, **args: Any) -> Any:
-        """Recorded, and answered with an empty result."""
-        self.requests.append((op, args))
+        """Answered with an empty result."""
         return {}
 
     def close(self) -> None:

@@ -72,7 +72,8 @@ class DashboardApp(App[int]):
         self._inbox_lock = threading.Lock()
         self._stopping = threading.Event()
         self._wake = threading.Event()
-        self._read_everything = True
+        self._wanted: set[str] = {"all"}  # what the next store read covers besides new curve points
+        self._wanted_lock = threading.Lock()
         self._focus: tuple[int, str | None] = (0, None)
         self._gpus_op = True
         self._store_failing = False
@@ -121,7 +122,7 @@ class DashboardApp(App[int]):
     def open_experiment(self, exp_id: str) -> None:
         """Show an experiment's dashboard."""
         self._focus = (self.state.open(exp_id), exp_id)
-        self._read_soon(everything=True)
+        self._read_soon("all")
         self.push_screen(ExperimentScreen(exp_id))
 
     def close_experiment(self) -> None:
@@ -154,14 +155,9 @@ class DashboardApp(App[int]):
             return
         summary = self.state.experiments.get(exp_id)
         running = summary.running if summary else 0
-        question = (f"Stop experiment {name}?\n\nNo new trials start, and its {running} running trial(s) are "
-                    "terminated. This cannot be undone.")
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._request("stop", {"experiment": exp_id}, f"stopping {name}")
-
-        self.push_screen(ConfirmDialog(question, "Stop"), answered)
+        self._confirm_then(f"Stop experiment {name}?\n\nNo new trials start, and its {running} running trial(s) "
+                           "are terminated. This cannot be undone.", "Stop",
+                           "stop", {"experiment": exp_id}, f"stopping {name}")
 
     def kill_trial(self, exp_id: str, trial_id: int, status: str) -> None:
         """Kill one trial once the user confirms."""
@@ -169,13 +165,8 @@ class DashboardApp(App[int]):
             self.notify(f"trial #{trial_id} is {status}: nothing to kill", severity="warning")
             return
         name, _ = self._name_and_status(exp_id)
-        question = f"Kill trial #{trial_id} of {name}?\n\nIt ends as killed; the experiment goes on."
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._request("kill", {"experiment": exp_id, "trial": trial_id}, f"killed trial #{trial_id}")
-
-        self.push_screen(ConfirmDialog(question, "Kill"), answered)
+        self._confirm_then(f"Kill trial #{trial_id} of {name}?\n\nIt ends as killed; the experiment goes on.",
+                           "Kill", "kill", {"experiment": exp_id, "trial": trial_id}, f"killed trial #{trial_id}")
 
     def change_concurrency(self, exp_id: str) -> None:
         """Ask for a new concurrency and apply it."""
@@ -192,13 +183,18 @@ class DashboardApp(App[int]):
 
         self.push_screen(NumberDialog(f"Trials at a time for {name}", summary.concurrency if summary else 1), apply)
 
-    def export_best(self, exp_id: str) -> None:
-        """Write the best trial's params to NAME-best.yaml in the export folder (works without the daemon)."""
-        self._export(exp_id)
-
     def _name_and_status(self, exp_id: str) -> tuple[str, str]:
         summary = self.state.experiments.get(exp_id)
         return (summary.name, summary.status) if summary else (exp_id, "unknown")
+
+    def _confirm_then(self, question: str, button: str, op: str, args: dict[str, Any], done: str) -> None:
+        """Ask `question` (confirmed with `button`), and send the request only on yes."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._request(op, args, done)
+
+        self.push_screen(ConfirmDialog(question, button), answered)
 
     def _request(self, op: str, args: dict[str, Any], done: str) -> None:
         if self.state.connected is not True:
@@ -220,11 +216,12 @@ class DashboardApp(App[int]):
             self.post_message(ActionDone(f"{op} failed: {describe(e)}", "error"))
             return
         self.post_message(ActionDone(done))
-        self._read_soon(everything=True)
+        self._read_soon("all")
 
     @work(thread=True, group="actions", name="export")
-    def _export(self, exp_id: str) -> None:
-        """Write the best config and report where."""
+    def export_best(self, exp_id: str) -> None:
+        """Write the best trial's params to NAME-best.yaml in the export folder (works without the daemon), and
+        report where."""
         try:
             path, trial = write_best(self.home, exp_id, self.export_dir)
         except Exception as e:
@@ -276,14 +273,15 @@ class DashboardApp(App[int]):
             while not self._stopping.is_set():
                 self._wake.clear()
                 generation, exp_id = self._focus
-                everything = self._read_everything or time.monotonic() - last_full >= self.store_every
-                self._read_everything = False
+                with self._wanted_lock:
+                    wanted, self._wanted = self._wanted, set()
+                everything = "all" in wanted or time.monotonic() - last_full >= self.store_every
                 try:
-                    read = reader.read(generation, exp_id, everything)
+                    read = reader.read(generation, exp_id, everything, summaries="summaries" in wanted)
                 except Exception as e:
                     reader.close()
                     self.post_message(StoreFailed(f"{type(e).__name__}: {e}"))
-                    self._read_everything = True
+                    self._want("all")
                     self._stopping.wait(self.store_every)
                     continue
                 if everything:
@@ -310,9 +308,14 @@ class DashboardApp(App[int]):
         if isinstance(gpus, list):
             self.post_message(GpuListing(gpus))
 
-    def _read_soon(self, everything: bool = False) -> None:
-        if everything:
-            self._read_everything = True
+    def _want(self, *what: str) -> None:
+        """Have the next store read cover `what` ('summaries', 'all'; new curve points are always read)."""
+        with self._wanted_lock:
+            self._wanted.update(what)
+
+    def _read_soon(self, *what: str) -> None:
+        """Wake the store reader now, to read `what` besides new curve points."""
+        self._want(*what)
         self._wake.set()
 
     # messages from the workers
@@ -323,7 +326,7 @@ class DashboardApp(App[int]):
         self.state.set_link(True, "connected", message.status)
         if was is False:
             self.notify(f"reconnected to the daemon (pid {message.status.get('pid')})")
-        self._read_soon(everything=True)
+        self._read_soon("all")
         self._ask_gpus()
 
     def on_disconnected(self, message: Disconnected) -> None:
@@ -337,11 +340,9 @@ class DashboardApp(App[int]):
         """Apply every queued event; ask the store reader for what they changed."""
         with self._inbox_lock:
             events, self._inbox = self._inbox, []
-        wanted = {self.state.apply_event(event) for event in events}
-        if "all" in wanted:
-            self._read_soon(everything=True)
-        elif "metrics" in wanted:
-            self._read_soon()
+        wanted = {self.state.apply_event(event) for event in events} - {None}
+        if wanted:
+            self._read_soon(*wanted)
 
     def on_store_updated(self, message: StoreUpdated) -> None:
         """Apply a pass of the store reader (and draw at once the first time)."""

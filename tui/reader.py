@@ -11,11 +11,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from automl import cost
 from automl.export import flatten
-from automl.store import Experiment, Store, Trial
-from automl.views import best_trial, experiment_summary
+from automl.store import USAGE_FIELDS, Experiment, Store, Trial
+from automl.views import best_trial
 
-from .state import ACTIVE, COST_FIELDS, ExperimentSummary, StoreRead, TrialState
+from .state import ACTIVE, ExperimentSummary, StoreRead, TrialState
 
 _NEW_POINTS = ("SELECT rowid, trial_id, step, value FROM metrics WHERE +experiment_id=? AND rowid>? "
                "AND kind='intermediate' ORDER BY rowid")  # `+`: walk the rowid, not the whole experiment's index
@@ -31,9 +32,10 @@ class StoreReader:
         self._generation = -1
         self._cursor = 0
 
-    def read(self, generation: int, exp_id: str | None, everything: bool) -> StoreRead:
-        """One pass: new curve points of `exp_id` always; summaries and its trial rows too when `everything`
-        (and on the first pass of a new generation, which reads its curves from the start)."""
+    def read(self, generation: int, exp_id: str | None, everything: bool, summaries: bool = False) -> StoreRead:
+        """One pass: new curve points of `exp_id` always; the summaries too when `summaries`; the summaries and
+        its trial rows when `everything` (and on the first pass of a new generation, which reads its curves from
+        the start)."""
         read = StoreRead(generation)
         store = self._open()
         if store is None:
@@ -49,6 +51,8 @@ class StoreReader:
                 trials = store.trials(exp_id)
                 read.trials = [trial_state(t) for t in trials]
             read.experiments = self._summaries(store, exp_id, trials)
+        elif summaries:
+            read.experiments = self._summaries(store, exp_id, None)
         if exp_id is not None:
             read.points = self._new_points(store, exp_id)
         return read
@@ -95,31 +99,27 @@ class StoreReader:
 
 def trial_state(trial: Trial) -> TrialState:
     """A store row as the dashboard's trial (its curve arrives separately)."""
-    cost = {name: float(v) for name in COST_FIELDS
-            if isinstance(v := getattr(trial, name, None), (int, float)) and not isinstance(v, bool)}
+    usage = {name: float(v) for name in USAGE_FIELDS
+             if isinstance(v := getattr(trial, name, None), (int, float)) and not isinstance(v, bool)}
     return TrialState(trial.id, trial.status, trial.params, trial.value, trial.started, trial.ended, list(trial.gpus),
-                      trial.pid, trial.error, trial.attempt, trial.retry_of, cost)
+                      trial.pid, trial.error, trial.attempt, trial.retry_of, usage)
 
 
 def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
     """An experiment's headline figures from its row and its trials."""
-    view = experiment_summary(experiment, trials)
     config = experiment.config
     objective = config.get("objective") or {}
     best = best_trial(experiment, trials)
     running = [t for t in trials if t.status == "running"]
-    resources = config.get("resources") or {}
     return ExperimentSummary(
         id=experiment.id, name=experiment.name, status=experiment.status, created=experiment.created,
-        ended=experiment.ended, error=experiment.error, host=experiment.host,
+        ended=experiment.ended, error=experiment.error,
         mode=str(objective.get("mode", "maximize")), metric=str(objective.get("metric", "default")),
         max_trials=config.get("max_trials"), concurrency=int(config.get("concurrency") or 1),
-        max_duration=config.get("max_duration"), gpus_per_trial=float(resources.get("gpus") or 0),
-        param_names=param_names(config, trials), trials=len(trials),
+        param_names=param_names(config, trials),
         finished=sum(1 for t in trials if t.status not in ("waiting", "running")), running=len(running),
         best_value=None if best is None else best.value, best_trial=None if best is None else best.id,
-        cost=cost_totals(view.get("cost"), trials),
-        gpus_in_use=sorted({g for t in running for g in t.gpus}))
+        cost=cost_totals(config, trials), gpus_in_use=sorted({g for t in running for g in t.gpus}))
 
 
 def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:
@@ -133,25 +133,12 @@ def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:
     return list(names)
 
 
-def cost_totals(summary_cost: Any, trials: list[Trial]) -> dict[str, Any]:
-    """The experiment's resource use: the daemon's own totals where it keeps them, else the trials' fields summed,
-    else GPU time estimated from how long trials held their GPUs (marked `estimated`)."""
-    if isinstance(summary_cost, dict) and summary_cost:
-        totals = dict(summary_cost)
-        totals.setdefault("money", totals.get("cost"))
-        return totals
-    totals: dict[str, Any] = {}
-    for trial in trials:
-        for name in ("gpu_seconds", "energy_j", "cpu_seconds", "cost"):
-            value = getattr(trial, name, None)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                totals[name] = totals.get(name, 0.0) + value
-    if "cost" in totals:
-        totals["money"] = totals.pop("cost")
-    if "energy_j" in totals:
-        totals["kwh"] = totals["energy_j"] / 3.6e6
-    if "gpu_seconds" not in totals:
-        totals["gpu_seconds"] = sum((t.ended - t.started) * len(t.gpus) for t in trials
-                                    if t.started is not None and t.ended is not None)
-        totals["estimated"] = True
+def cost_totals(config: dict[str, Any], trials: list[Trial]) -> dict[str, Any]:
+    """The experiment's resource use summed over its trials (`automl.cost.totals`), and `money`: what it cost
+    when the experiment has prices (a cost above zero, or a price in its `cost:` config), else None, and the
+    dashboard shows GPU-hours instead."""
+    prices = config.get("cost") or {}
+    totals = cost.totals(trials, str(prices.get("currency") or "USD"))
+    priced = totals["cost"] > 0 or any((prices.get(name) or 0) > 0 for name in ("price_per_kwh", "price_per_gpu_hour"))
+    totals["money"] = totals["cost"] if priced else None
     return totals

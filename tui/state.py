@@ -14,13 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from automl.export import flatten
+from automl.export import flatten, ranked
 
 ACTIVE = frozenset({"running", "paused"})
 """Experiment statuses of an experiment that still has work ahead."""
-
-COST_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
-"""Per-trial resource accounting fields, read where the store provides them."""
 
 GPU_HISTORY = 300
 """Samples of history kept per GPU (10 minutes at the daemon's 2-second rate)."""
@@ -109,15 +106,11 @@ class ExperimentSummary:
     created: float
     ended: float | None = None
     error: str | None = None
-    host: str = "daemon"
     mode: str = "maximize"
     metric: str = "default"
     max_trials: int | None = None
     concurrency: int = 1
-    max_duration: float | None = None
-    gpus_per_trial: float = 0
     param_names: list[str] = field(default_factory=list)
-    trials: int = 0
     finished: int = 0
     running: int = 0
     best_value: float | None = None
@@ -143,7 +136,6 @@ class GpuState:
     memory_used_mib: float | None = None
     memory_total_mib: float | None = None
     power_w: float | None = None
-    energy_j: float | None = None
     processes: list[dict[str, Any]] = field(default_factory=list)
     takes_trial: bool | None = None
     reason: str = ""
@@ -153,7 +145,7 @@ class GpuState:
         self.name = str(sample.get("name") or self.name)
         used, total = sample.get("memory_used_mib"), sample.get("memory_total_mib")
         self.memory_used_mib, self.memory_total_mib = used, total
-        self.power_w, self.energy_j = sample.get("power_w"), sample.get("energy_j")
+        self.power_w = sample.get("power_w")
         self.utilization.append(float(sample.get("utilization") or 0.0))
         self.memory.append(100.0 * used / total if used is not None and total else 0.0)
         self.power.append(float(self.power_w or 0.0))
@@ -219,17 +211,11 @@ class DashboardState:
         return self.experiments.get(self.open_id or "")
 
     def best_trial(self) -> TrialState | None:
-        """The open experiment's succeeded trial with the best final value (ties: the earlier trial)."""
+        """The open experiment's succeeded trial with the best final value (ties: the earlier trial), as
+        `automl export --best` picks it."""
         summary = self.summary
-        maximize = summary.maximize if summary else True
-        best = None
-        for trial in self.trials.values():
-            if trial.status != "succeeded" or trial.value is None:
-                continue
-            if best is None or (trial.value > best.value if maximize else trial.value < best.value) or (
-                    trial.value == best.value and trial.id < best.id):
-                best = trial
-        return best
+        order = ranked(list(self.trials.values()), summary.mode if summary else "maximize")
+        return order[0] if order else None
 
     def best_so_far(self) -> tuple[list[float], list[float], list[float]]:
         """Finished trials in the order they ended: their final values, and the running best after each."""
@@ -284,7 +270,9 @@ class DashboardState:
             self.versions.trials += 1
 
     def apply_event(self, event: dict[str, Any]) -> str | None:
-        """Take one daemon event; returns what to read from the store because of it: 'metrics', 'all' or None."""
+        """Take one daemon event; returns what to read from the store because of it: 'metrics' (the open
+        experiment's new curve points), 'summaries' (every experiment's headline figures), 'all' (those and the
+        open experiment's trials) or None."""
         kind, exp_id, when = event.get("event"), event.get("experiment"), event.get("time")
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
         if kind == "gpu_sample":
@@ -299,13 +287,14 @@ class DashboardState:
         if kind == "experiment_updated" and summary is not None:
             summary.concurrency = data.get("concurrency") or summary.concurrency
             summary.max_trials = data.get("max_trials", summary.max_trials)
-            summary.max_duration = data.get("max_duration", summary.max_duration)
             self.versions.experiments += 1
             return None
         if kind == "trial_metric":
             return "metrics" if exp_id == self.open_id else None
         if kind in ("trial_started", "trial_ended"):
-            if exp_id == self.open_id and isinstance(data.get("trial"), int):
+            if exp_id != self.open_id:
+                return "summaries"
+            if isinstance(data.get("trial"), int):
                 self._take_trial_event(kind, data, when)
             return "all"
         return None

@@ -83,7 +83,9 @@ def sort_value(trial: TrialState, column: str, now: float, maximize: bool) -> An
         return trial.duration(now)
     if column == "cost":
         cost = trial_cost(trial)
-        return cost["money"] if cost.get("money") is not None else cost.get("gpu_seconds")
+        if cost["money"] is None and cost["gpu_seconds"] is None:
+            return None
+        return cost["money"] or 0.0, cost["gpu_seconds"] or 0.0
     if column == "gpu":
         return tuple(trial.gpus) or None
     if column.startswith("param:"):
@@ -101,8 +103,9 @@ def filters(trials: Iterable[TrialState]) -> list[str | None]:
 
 
 def cells(trial: TrialState, params: Sequence[str], best_id: int | None, mark: str | None, maximize: bool,
-          now: float) -> dict[str, Cell]:
-    """One trial's row; `mark` is the colour of its curve when it is marked."""
+          now: float, currency: str | None) -> dict[str, Cell]:
+    """One trial's row; `mark` is the colour of its curve when it is marked; `currency` is its experiment's
+    when that has prices (its COST is money), else None (its COST is GPU-hours)."""
     flat = trial.flat_params()
     if trial.id == best_id:
         tag = Text(BEST_MARK, style=fmt.BEST_COLOR)
@@ -111,10 +114,10 @@ def cells(trial: TrialState, params: Sequence[str], best_id: int | None, mark: s
     else:
         tag = Text(" ")
     best = trial.shown_best(maximize)
-    cost = trial_cost(trial)
-    if cost.get("money") is not None:
-        cost_text = fmt.money(cost["money"], None)
-    elif cost.get("gpu_seconds"):
+    cost = trial_cost(trial, priced=currency is not None)
+    if cost["money"] is not None:
+        cost_text = fmt.money(cost["money"], currency)
+    elif cost["gpu_seconds"]:
         cost_text = f"{cost['gpu_seconds'] / 3600:.2f}h"
     else:
         cost_text = fmt.DASH

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from textual.app import SystemCommand
@@ -13,10 +14,10 @@ if TYPE_CHECKING:
     from ..app import DashboardApp
 
 EXPERIMENT_BINDINGS = [
-    Binding("p", "pause_resume", "Pause/Resume", id="experiment.pause"),
-    Binding("s", "stop", "Stop", id="experiment.stop"),
-    Binding("c", "concurrency", "Concurrency", id="experiment.concurrency"),
-    Binding("e", "export", "Export", id="experiment.export"),
+    Binding("p", "experiment('pause')", "Pause/Resume", id="experiment.pause"),
+    Binding("s", "experiment('stop')", "Stop", id="experiment.stop"),
+    Binding("c", "experiment('concurrency')", "Concurrency", id="experiment.concurrency"),
+    Binding("e", "experiment('export')", "Export", id="experiment.export"),
 ]
 """Keys for the actions on an experiment, on every screen that has one selected or open."""
 
@@ -43,35 +44,24 @@ class DashboardScreen(Screen):
             return
         summary = self.dashboard.state.experiments.get(exp_id)
         name = summary.name if summary else exp_id
-        yield SystemCommand(f"Pause or resume {name}", "p: start no new trials, or go on",
-                            self.action_pause_resume)
-        yield SystemCommand(f"Stop {name}", "s: end the experiment, terminating its running trials",
-                            self.action_stop)
-        yield SystemCommand(f"Change concurrency of {name}", "c: how many trials run at a time",
-                            self.action_concurrency)
-        yield SystemCommand(f"Export the best config of {name}", "e: write NAME-best.yaml here",
-                            self.action_export)
+        for title, help_text, what in (
+                (f"Pause or resume {name}", "p: start no new trials, or go on", "pause"),
+                (f"Stop {name}", "s: end the experiment, terminating its running trials", "stop"),
+                (f"Change concurrency of {name}", "c: how many trials run at a time", "concurrency"),
+                (f"Export the best config of {name}", "e: write NAME-best.yaml here", "export")):
+            yield SystemCommand(title, help_text, partial(self.action_experiment, what))
 
     def on_screen_resume(self) -> None:
         """Back on top: redraw everything."""
         self.refresh_view(force=True)
 
-    def action_pause_resume(self) -> None:
-        """Pause a running experiment, resume a paused one."""
-        if (exp_id := self.experiment_id()) is not None:
-            self.dashboard.pause_or_resume(exp_id)
-
-    def action_stop(self) -> None:
-        """Stop the experiment, after confirmation."""
-        if (exp_id := self.experiment_id()) is not None:
-            self.dashboard.stop_experiment(exp_id)
-
-    def action_concurrency(self) -> None:
-        """Ask for a new number of trials at a time."""
-        if (exp_id := self.experiment_id()) is not None:
-            self.dashboard.change_concurrency(exp_id)
-
-    def action_export(self) -> None:
-        """Write the best trial's params as YAML."""
-        if (exp_id := self.experiment_id()) is not None:
-            self.dashboard.export_best(exp_id)
+    def action_experiment(self, what: str) -> None:
+        """An action on the experiment: 'pause' (or resume), 'stop' (after confirmation), 'concurrency' (ask for
+        a new number of trials at a time) or 'export' (write the best trial's params as YAML)."""
+        exp_id = self.experiment_id()
+        if exp_id is None:
+            return
+        app = self.dashboard
+        actions = {"pause": app.pause_or_resume, "stop": app.stop_experiment,
+                   "concurrency": app.change_concurrency, "export": app.export_best}
+        actions[what](exp_id)

@@ -18,7 +18,7 @@ from ..state import ExperimentSummary, TrialState
 from ..widgets.chart import BrailleChart
 from ..widgets.cost_panel import CostPanel
 from ..widgets.gpu_panel import GpuPanel
-from ..widgets.status_bar import StatusBar
+from ..widgets.status_bar import StatusBar, retry_countdown
 from ..widgets.table import Cell, LiveTable
 from .base import EXPERIMENT_BINDINGS, DashboardScreen
 
@@ -129,7 +129,7 @@ class ExperimentScreen(DashboardScreen):
             "progress": (versions.results, self.size),
             "gpus": (versions.gpus, versions.results),
             "cost": (versions.results, versions.experiments),
-            "bar": (versions.link, versions.experiments, versions.results, ticks if state.connected is False else 0),
+            "bar": (versions.link, versions.experiments, versions.results, retry_countdown(state)),
             "tabs": (self.panel, self.has_class("-wide")),
         }
         changed = {part for part, value in seen.items() if force or self._seen.get(part) != value}
@@ -166,16 +166,18 @@ class ExperimentScreen(DashboardScreen):
         table.sort_column, table.sort_reverse = self.sort_column, self.descending
         keys = trial_rows.order(state.trials, self.sort_column, self.descending, self.status_filter, now, maximize)
         trials, params, best_id, marks = state.trials, self._params, self._best_id, self.marks
+        cost = summary.cost if summary else {}
+        currency = cost.get("currency") if cost.get("money") is not None else None
 
         def row(key: Hashable) -> Mapping[str, Cell]:
             trial = trials.get(key)
             return {} if trial is None else trial_rows.cells(trial, params, best_id, marks.get(trial.id), maximize,
-                                                              now)
+                                                              now, currency)
 
         def stamp(key: Hashable) -> object:
             trial = trials.get(key)
             return None if trial is None else (trial.stamp, trial.id == best_id, marks.get(trial.id),
-                                               int(now) if trial.status == "running" else 0)
+                                               int(now) if trial.status == "running" else 0, currency)
 
         table.set_rows(keys, row, stamp)
         self._title_trials()
@@ -248,6 +250,8 @@ class ExperimentScreen(DashboardScreen):
             headline.append(" · best ")
             headline.append(fmt.number(best.value, 8), style=f"bold {fmt.BEST_COLOR}")
             headline.append(f" #{best.id}", style="bright_black")
+        if summary.status == "failed" and summary.error:
+            headline.append(f" · {summary.error}", style=fmt.status_style("failed"))
         return headline
 
     # reacting

@@ -15,7 +15,7 @@ from textual.widgets import Footer
 from .. import format as fmt
 from ..state import ACTIVE, ExperimentSummary
 from ..widgets.gpu_panel import GpuPanel
-from ..widgets.status_bar import StatusBar
+from ..widgets.status_bar import StatusBar, retry_countdown
 from ..widgets.table import Cell, Column, LiveTable
 from .base import EXPERIMENT_BINDINGS, DashboardScreen
 
@@ -66,8 +66,8 @@ class OverviewScreen(DashboardScreen):
         """Redraw the experiments, the GPUs and the status bar."""
         state = self.dashboard.state
         versions = state.versions
-        seen = (versions.experiments, versions.gpus, versions.link)
-        if not force and seen == self._seen and state.connected is not False:
+        seen = (versions.experiments, versions.gpus, versions.link, retry_countdown(state))
+        if not force and seen == self._seen:
             return
         self._seen = seen
         experiments = state.experiments
@@ -117,9 +117,9 @@ def experiment_cells(summary: ExperimentSummary) -> dict[str, Cell]:
                              f" {summary.finished}/{total if total else '∞'}")
     cost = summary.cost
     if cost.get("money") is not None:
-        cost_text = fmt.money(cost.get("money"), cost.get("currency"))
+        cost_text = fmt.money(cost["money"], cost.get("currency"))
     elif cost.get("gpu_seconds"):
-        cost_text = f"{'≈' if cost.get('estimated') else ''}{cost['gpu_seconds'] / 3600:.1f}GPUh"
+        cost_text = f"{cost['gpu_seconds'] / 3600:.1f}GPUh"
     else:
         cost_text = fmt.DASH
     return {

@@ -14,12 +14,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Log, Static
 
+from automl.launcher import STDERR_FILE, STDOUT_FILE
+
 from .. import format as fmt
 from ..braille import Series
 from ..messages import LogRead
 from ..state import TrialState
 from ..widgets.chart import BrailleChart
-from ..widgets.status_bar import StatusBar
+from ..widgets.status_bar import StatusBar, retry_countdown
 from .base import EXPERIMENT_BINDINGS, DashboardScreen
 
 TAIL_BYTES = 64 * 1024
@@ -29,6 +31,7 @@ MAX_READ = 1024 * 1024
 """The most read in one go, so that a chatty trial cannot stall the dashboard."""
 
 STREAMS = ("stdout", "stderr")
+LOG_FILES = {"stdout": STDOUT_FILE, "stderr": STDERR_FILE}
 
 
 class TrialScreen(DashboardScreen):
@@ -79,7 +82,7 @@ class TrialScreen(DashboardScreen):
     def log_path(self, stream: str | None = None) -> Path:
         """Where the trial's output is written."""
         return (self.dashboard.home / "experiments" / self.exp_id / "trials" / str(self.trial_id)
-                / f"{stream or self.stream}.log")
+                / LOG_FILES[stream or self.stream])
 
     def refresh_view(self, force: bool = False) -> None:
         """Redraw the params, the curve and the status bar when the trial changed."""
@@ -89,8 +92,8 @@ class TrialScreen(DashboardScreen):
         trial = self.trial
         now = self.dashboard.clock()
         seen = (None if trial is None else trial.stamp, state.versions.curves, state.versions.link,
-                int(now) if trial is not None and trial.status == "running" else 0)
-        if not force and seen == self._seen and state.connected is not False:
+                int(now) if trial is not None and trial.status == "running" else 0, retry_countdown(state))
+        if not force and seen == self._seen:
             return
         self._seen = seen
         summary = state.summary

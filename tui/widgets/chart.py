@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from rich.segment import Segment
 from rich.style import Style
@@ -10,7 +10,6 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from ..braille import Series, draw
-from ..format import number
 
 
 class BrailleChart(Widget):
@@ -21,20 +20,14 @@ class BrailleChart(Widget):
     def __init__(self, *, empty: str = "no data yet", id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._series: list[Series] = []
-        self._y_range: tuple[float, float] | None = None
-        self._y_format: Callable[[float], str] = lambda v: number(v, 6)
         self._lines: list[Strip] = []
         self._drawn_size: tuple[int, int] | None = None
         self._styles: dict[str | None, Style] = {}
         self.empty = empty
 
-    def set_series(self, series: Sequence[Series], y_range: tuple[float, float] | None = None,
-                   y_format: Callable[[float], str] | None = None) -> None:
+    def set_series(self, series: Sequence[Series]) -> None:
         """Show these series (drawn in order: the last on top)."""
         self._series = list(series)
-        self._y_range = y_range
-        if y_format is not None:
-            self._y_format = y_format
         self._drawn_size = None
         self.refresh()
 
@@ -47,7 +40,7 @@ class BrailleChart(Widget):
 
     def _redraw(self, width: int, height: int) -> None:
         if self._series and any(len(s.xs) for s in self._series):
-            rows = draw(self._series, width, height, y_range=self._y_range, y_format=self._y_format)
+            rows = draw(self._series, width, height)
         else:
             rows = [[(" " * width, None)] for _ in range(height)]
             if height:

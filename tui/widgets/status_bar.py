@@ -36,7 +36,15 @@ def link_text(state: DashboardState) -> Text:
         return Text("○ connecting…", style="yellow")
     if state.connected:
         return Text.assemble(("●", "green"), " daemon")
-    wait = max(0, round(state.retry_at - time.monotonic())) if state.retry_at else 0
+    wait = retry_countdown(state)
     retry = f"retrying in {wait}s" if wait else "retrying…"
     reason = state.link_note if len(state.link_note) <= 40 else state.link_note[:39] + "…"
     return Text(f"✗ disconnected ({reason}), {retry}", style="bold")
+
+
+def retry_countdown(state: DashboardState) -> int | None:
+    """While the daemon is away, the whole seconds until it is tried again (what the bar counts down), else None:
+    a term for the screens' change checks, so that the bar redraws once a second while it counts."""
+    if state.connected is not False:
+        return None
+    return max(0, round(state.retry_at - time.monotonic())) if state.retry_at else 0

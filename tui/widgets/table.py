@@ -56,41 +56,38 @@ class LiveTable(Widget, can_focus=True):
         Binding("enter", "select", "Open", show=False, id="table.open"),
     ]
 
-    class Highlighted(Message):
+    class TableMessage(Message):
+        """A message from the table (its `control`, so that handlers can pick a table by its selector)."""
+
+        def __init__(self, table: LiveTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> LiveTable:
+            """The table."""
+            return self.table
+
+    class Highlighted(TableMessage):
         """The cursor moved to another row."""
 
         def __init__(self, table: LiveTable, key: Hashable | None) -> None:
-            super().__init__()
-            self.table, self.key = table, key
+            super().__init__(table)
+            self.key = key
 
-        @property
-        def control(self) -> LiveTable:
-            """The table."""
-            return self.table
-
-    class Selected(Message):
+    class Selected(TableMessage):
         """Enter (or a click on the cursor row) on a row."""
 
         def __init__(self, table: LiveTable, key: Hashable) -> None:
-            super().__init__()
-            self.table, self.key = table, key
+            super().__init__(table)
+            self.key = key
 
-        @property
-        def control(self) -> LiveTable:
-            """The table."""
-            return self.table
-
-    class HeaderClicked(Message):
+    class HeaderClicked(TableMessage):
         """A click on a column's header."""
 
         def __init__(self, table: LiveTable, column: str) -> None:
-            super().__init__()
-            self.table, self.column = table, column
-
-        @property
-        def control(self) -> LiveTable:
-            """The table."""
-            return self.table
+            super().__init__(table)
+            self.column = column
 
     def __init__(self, columns: Sequence[Column] = (), *, empty: str = "nothing to show", id: str | None = None,
                  classes: str | None = None) -> None:
@@ -159,11 +156,6 @@ class LiveTable(Widget, can_focus=True):
         """Format every row again (after a change the stamps do not show, e.g. the clock)."""
         self._cache.clear()
         self.refresh()
-
-    def move_cursor(self, key: Hashable) -> None:
-        """Put the cursor on `key`'s row, if it is shown."""
-        if key in self._index:
-            self._set_cursor(self._index[key])
 
     # drawing
 

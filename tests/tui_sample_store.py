@@ -8,12 +8,17 @@ import random
 from pathlib import Path
 from typing import Any
 
+from automl.config import CostPolicy
+from automl.cost import TrialUsage
 from automl.store import Metric, Store
 
 NOW = 1_764_000_000.0
 """The moment the sample is taken at (2025-11-24 16:00 UTC)."""
 
 EXPERIMENT_ID = "3fa1c2d9"
+
+PRICES = CostPolicy(price_per_kwh=0.30, price_per_gpu_hour=0.50, currency="EUR")
+"""What the sample experiment's trials are priced at."""
 
 SEARCH_SPACE = {
     "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
@@ -24,13 +29,14 @@ SEARCH_SPACE = {
 
 
 def fill(home: Path, trials: int = 24, steps: int = 30, running: int = 3, gpus: int = 2,
-         name: str = "resnet-cifar", exp_id: str = EXPERIMENT_ID, max_trials: int = 40, seed: int = 7) -> str:
+         name: str = "resnet-cifar", exp_id: str = EXPERIMENT_ID, max_trials: int = 40, seed: int = 7,
+         prices: CostPolicy = PRICES) -> str:
     """Write an experiment of `trials` trials (the last `running` still running) with learning curves of up to
-    `steps` reports each into `home`'s store; returns its id."""
+    `steps` reports each into `home`'s store, its trials priced at `prices`; returns its id."""
     rng = random.Random(seed)
     store = Store(home)
     store.conn.execute("PRAGMA synchronous=OFF")
-    config = _config(name, max_trials, gpus)
+    config = _config(name, max_trials, gpus, prices)
     created_id = store.create_experiment(name, config, f"/home/ada/{name}.yml", host="daemon")
     store.conn.execute("UPDATE experiments SET id=?, created=? WHERE id=?", (exp_id, NOW - 7200, created_id))
     start = NOW - 7000
@@ -51,14 +57,14 @@ def fill(home: Path, trials: int = 24, steps: int = 30, running: int = 3, gpus: 
         store.add_metrics(trial, [Metric(s, "intermediate", s + 1, v, {"default": v}, began + 10 * (s + 1))
                                   for s, v in enumerate(curve)], 0)
         if is_running:
-            store.trial_usage(trial, _usage(NOW - began, gpus > 0))
+            store.trial_usage(trial, _usage(NOW - began, gpus > 0, prices))
             continue
         ended = began + 10 * reported + 5
         value = curve[-1] if outcome == "succeeded" else None
         if value is not None:
             store.add_metrics(trial, [Metric(reported, "final", None, value, {"default": value}, ended)], 0)
         store.trial_ended(trial, outcome, 0 if outcome == "succeeded" else 1, _ERRORS.get(outcome), value,
-                          usage=_usage(ended - began, gpus > 0))
+                          usage=_usage(ended - began, gpus > 0, prices))
         store.conn.execute("UPDATE trials SET ended=? WHERE experiment_id=? AND id=?", (ended, exp_id, trial.id))
     store.conn.execute("UPDATE trials SET created=started WHERE experiment_id=?", (exp_id,))
     store.close()
@@ -66,8 +72,10 @@ def fill(home: Path, trials: int = 24, steps: int = 30, running: int = 3, gpus: 
 
 
 def fill_finished(home: Path, name: str = "mlp-digits", exp_id: str = "9b07e4aa") -> str:
-    """A second, finished experiment, so that the overview shows more than one."""
-    fill(home, trials=8, steps=12, running=0, gpus=0, name=name, exp_id=exp_id, max_trials=8, seed=3)
+    """A second, finished experiment without prices (its cost is shown in GPU-hours), so that the overview shows
+    more than one."""
+    fill(home, trials=8, steps=12, running=0, gpus=1, name=name, exp_id=exp_id, max_trials=8, seed=3,
+         prices=CostPolicy())
     store = Store(home)
     store.conn.execute("UPDATE experiments SET status='done', created=?, ended=? WHERE id=?",
                        (NOW - 86400, NOW - 80000, exp_id))
@@ -99,13 +107,11 @@ _ERRORS = {"failed": "exit code 1: RuntimeError: CUDA out of memory", "killed": 
            "early_stopped": "stopped early by ASHA at step 10"}
 
 
-def _usage(seconds: float, on_gpu: bool) -> dict[str, float]:
-    """What a trial of `seconds` uses: one GPU at 180 W, three CPU cores; priced at 0.30/kWh and 0.50/GPU-hour."""
+def _usage(seconds: float, on_gpu: bool, prices: CostPolicy) -> dict[str, float]:
+    """What a trial of `seconds` uses: one GPU at 180 W, three CPU cores; priced at `prices`."""
     gpu_seconds = seconds if on_gpu else 0.0
-    energy = gpu_seconds * 180.0
-    return {"gpu_seconds": gpu_seconds, "energy_j": energy, "cpu_seconds": 3 * seconds,
-            "peak_rss_mib": 2900.0, "gpu_memory_mib": 4100.0 if on_gpu else 0.0,
-            "cost": round(energy / 3.6e6 * 0.30 + gpu_seconds / 3600 * 0.50, 6)}
+    return TrialUsage(gpu_seconds=gpu_seconds, energy_j=gpu_seconds * 180.0, cpu_seconds=3 * seconds,
+                      peak_rss_mib=2900.0, gpu_memory_mib=4100.0 if on_gpu else 0.0).priced(prices).as_dict()
 
 
 def _outcome(n: int) -> str:
@@ -118,11 +124,11 @@ def _outcome(n: int) -> str:
     return "succeeded"
 
 
-def _config(name: str, max_trials: int, gpus: int) -> dict[str, Any]:
+def _config(name: str, max_trials: int, gpus: int, prices: CostPolicy) -> dict[str, Any]:
     return {"name": name, "command": "python train.py", "working_dir": "/home/ada", "search_space": SEARCH_SPACE,
             "search_space_file": None, "objective": {"metric": "accuracy", "mode": "maximize"},
             "tuner": {"name": "TPE", "args": {}}, "max_trials": max_trials, "max_duration": None, "concurrency": 3,
             "trial_timeout": None, "retries": 0, "rerun_interrupted": True,
             "resources": {"cpus": None, "gpus": 1 if gpus else 0},
             "gpu": {"indices": None, "max_trials_per_gpu": 1}, "env": {},
-            "cost": {"price_per_kwh": 0.30, "price_per_gpu_hour": 0.50, "currency": "EUR"}}
+            "cost": prices.model_dump()}
