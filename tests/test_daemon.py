@@ -170,7 +170,11 @@ def test_malformed_and_oversized_messages_get_errors_and_the_daemon_goes_on(daem
 
 
 def test_kill_9_at_many_moments_loses_nothing_and_runs_nothing_twice(tmp_path, home):
-    write_trial(tmp_path, STEPPING_TRIAL)
+    gate = tmp_path / "gate"
+    # The last three trials finish only once the crashes are over, so a fast machine cannot end the experiment early.
+    write_trial(tmp_path, "import os\n" + STEPPING_TRIAL.replace(
+        "trial.report_final", f"while int(trial.trial_id()) > 9 and not os.path.exists({str(gate)!r}):\n"
+        "    time.sleep(0.05)\ntrial.report_final"))
     config = write_config(tmp_path, max_trials=12, concurrency=3)
     automl("daemon", "start", check=True)
     exp_id = _submit(config)
@@ -183,6 +187,7 @@ def test_kill_9_at_many_moments_loses_nothing_and_runs_nothing_twice(tmp_path, h
             kills += 1
             time.sleep(rng.uniform(0.0, 0.5))
             automl("daemon", "start", check=True)
+        gate.touch()
         view = _wait_status(exp_id, "done", "failed", "stopped")
     finally:
         automl("daemon", "stop")
