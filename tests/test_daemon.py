@@ -229,6 +229,42 @@ def test_after_a_reboot_running_trials_are_interrupted_and_run_again(tmp_path, h
     assert len(succeeded) == 3 and all(t["steps"] == STEPS for t in succeeded)
 
 
+def test_after_a_crash_asha_remembers_its_rungs(tmp_path, home):
+    """The weak last trial reaches ASHA's first rung only after the daemon was killed and started again: the
+    restarted daemon must still know the three values recorded there before, and stop it (a stopper that forgot
+    them would let it go on, as ASHA lets every trial go on at a rung with fewer than eta values)."""
+    gate = tmp_path / "gate"
+    write_trial(tmp_path, f"""
+        import os
+        while params['x'] == 0.0 and not os.path.exists({str(gate)!r}):
+            time.sleep(0.05)
+        for step in range(9):
+            trial.report(params['x'])
+            time.sleep(0.15)
+        trial.report_final(params['x'])
+        """)
+    config = write_config(tmp_path, tuner={"name": "GridSearch"}, max_trials=4, concurrency=1,
+                          search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.0]}},
+                          stopper={"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9,
+                                                            "reduction_factor": 4}})
+    automl("daemon", "start", check=True)
+    exp_id = _submit(config)
+    try:
+        _wait(lambda: any(t["params"]["x"] == 0.0 and t["status"] == "running" for t in show(exp_id)["trials"]))
+        os.kill(_pid(home), signal.SIGKILL)
+        automl("daemon", "start", check=True)
+        gate.touch()
+        view = _wait_status(exp_id, "done", "failed", "stopped")
+    finally:
+        automl("daemon", "stop")
+        _kill_trials(home)
+    trials = {t["params"]["x"]: t for t in view["trials"]}
+    statuses = {x: t["status"] for x, t in trials.items()}
+    assert statuses == {1.0: "succeeded", 0.9: "succeeded", 0.8: "succeeded", 0.0: "early_stopped"}, statuses
+    weak = trials[0.0]
+    assert "stopped early by ASHA at step 1" in weak["error"] and weak["steps"] < 9, weak
+
+
 def test_graceful_restart_keeps_trials_running_and_loses_nothing(tmp_path, home):
     write_trial(tmp_path, STEPPING_TRIAL)
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.4]}}

@@ -47,6 +47,16 @@ def split(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.2, seed: int = 0
     return x[train], y[train], x[val], y[val]
 
 
+def standardized(device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The split as tensors on `device`, each pixel scaled by the training images' mean and spread:
+    (x_train, y_train, x_val, y_val)."""
+    x_train, y_train, x_val, y_val = split(*load_digits())
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    std[std == 0] = 1.0  # corner pixels that are blank in every training image
+    return (torch.from_numpy((x_train - mean) / std).to(device), torch.from_numpy(y_train).to(device),
+            torch.from_numpy((x_val - mean) / std).to(device), torch.from_numpy(y_val).to(device))
+
+
 def resolve_optimizer(p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The optimizer's name, and the params with a nested choice's own values (e.g. its lr) laid over the flat ones."""
     choice = p["optimizer"]
@@ -72,6 +82,27 @@ def make_optimizer(name: str, model: nn.Module, p: dict[str, Any]) -> torch.opti
     raise ValueError(f"unknown optimizer {name!r} (adam, adamw or sgd)")
 
 
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                batch_size: int) -> None:
+    """One pass over the training set in a random order, in mini-batches, with cross-entropy loss."""
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    # The whole set sits in one tensor: slicing it is much cheaper than a DataLoader.
+    order = torch.randperm(len(y), device=x.device)
+    for i in range(0, len(order), batch_size):
+        batch = order[i : i + batch_size]
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x[batch]), y[batch]).backward()
+        optimizer.step()
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The share of `x` that `model` classifies as `y`."""
+    model.eval()
+    with torch.no_grad():
+        return (model(x).argmax(dim=1) == y).float().mean().item()
+
+
 def train(model: nn.Module, p: dict[str, Any], data: tuple[torch.Tensor, ...], device: torch.device) -> None:
     """Train with a cosine-decayed lr; report validation accuracy every epoch and the best one at the end."""
     x_train, y_train, x_val, y_val = data
@@ -79,25 +110,13 @@ def train(model: nn.Module, p: dict[str, Any], data: tuple[torch.Tensor, ...], d
     optimizer = make_optimizer(name, model, p)
     epochs = int(p["epochs"])
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)  # decays lr to 0 at the end
-    loss_fn = nn.CrossEntropyLoss()
-    batch_size = int(p["batch_size"])
 
     best = 0.0
     start = time.perf_counter()
     for _ in range(epochs):
-        model.train()
-        # The whole set sits in one tensor: slicing it is much cheaper than a DataLoader.
-        order = torch.randperm(len(y_train), device=device)
-        for i in range(0, len(order), batch_size):
-            batch = order[i : i + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(x_train[batch]), y_train[batch]).backward()
-            optimizer.step()
+        train_epoch(model, optimizer, x_train, y_train, int(p["batch_size"]))
         schedule.step()
-
-        model.eval()
-        with torch.no_grad():
-            acc = (model(x_val).argmax(dim=1) == y_val).float().mean().item()
+        acc = accuracy(model, x_val, y_val)
         best = max(best, acc)
         trial.report(acc)
 

@@ -24,7 +24,7 @@ In an experiment: `automl run trials/digits_mlp.yml`.
 from __future__ import annotations
 
 import torch
-from digits_common import load_digits, split, train
+from digits_common import standardized, train
 from torch import nn
 
 from automl import trial
@@ -58,16 +58,9 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(int(p["seed"]))
 
-    x_train, y_train, x_val, y_val = split(*load_digits())
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-    std[std == 0] = 1.0  # corner pixels that are blank in every training image
-    x_train = torch.from_numpy((x_train - mean) / std).to(device)
-    x_val = torch.from_numpy((x_val - mean) / std).to(device)
-    y_train = torch.from_numpy(y_train).to(device)
-    y_val = torch.from_numpy(y_val).to(device)
-
+    data = standardized(device)
     model = build_model(int(p["hidden_size"]), int(p["num_layers"]), float(p["dropout"])).to(device)
-    train(model, p, (x_train, y_train, x_val, y_val), device)
+    train(model, p, data, device)
 
 
 if __name__ == "__main__":
