@@ -45,6 +45,7 @@ bench-multifidelity: install
 	$(BIN)/pip install -q -e '.[bench]' --config-settings editable_mode=compat
 	$(BIN)/pip install -q --no-deps mf-prior-bench
 	$(BIN)/python bench/multifidelity.py
+	$(BIN)/python bench/digits_real.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
