@@ -16,26 +16,21 @@ class TunerWorker:
         self.tuner = tuner
         self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]] | None]
         self._calls = queue.SimpleQueue()
-        self._pending = 0  # calls taken and not yet answered (a virtual clock waits for them)
-        self._lock = threading.Lock()
+        self._pending = 0  # calls whose answer the event loop has not yet taken (a virtual clock waits for them)
         self._thread = threading.Thread(target=self._serve, name="automl-tuner", daemon=True)
         self._thread.start()
 
     @property
     def pending(self) -> int:
-        """Calls taken and not yet answered."""
+        """Calls made whose answer the event loop has not yet taken; counted on the event loop's thread only."""
         return self._pending
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` on the worker thread and wait for its result."""
         future = asyncio.get_running_loop().create_future()
-        self._count(1)
+        self._pending += 1
         self._calls.put((fn, args, future))
         return await future
-
-    def _count(self, change: int) -> None:
-        with self._lock:
-            self._pending += change
 
     def close(self) -> None:
         """Let the thread end after the calls already queued."""
@@ -49,17 +44,16 @@ class TunerWorker:
             except BaseException as e:  # handed to the awaiting coroutine
                 outcome = (None, e)
             try:
-                future.get_loop().call_soon_threadsafe(_settle, future, *outcome)
+                future.get_loop().call_soon_threadsafe(self._answer, future, *outcome)
             except RuntimeError:  # the event loop is gone: nobody waits for this answer
                 pass
-            finally:
-                self._count(-1)  # after the answer is posted, so a loop that sees no call in flight finds it queued
 
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+    def _answer(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        """On the event loop: the call is answered (even if its caller is gone), and its result handed over."""
+        self._pending -= 1
+        if future.cancelled():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections import Counter
+
+import pytest
 
 from automl.config import build_config
 from automl.sim_launcher import SimulatedLauncher, simulate
@@ -93,3 +97,39 @@ def test_a_curve_that_raises_fails_its_trial_with_the_error(tmp_path):
     sim, trials, _ = _run(tmp_path, SimulatedLauncher(broken, epochs=5), max_trials=2, concurrency=2)
     assert [(t.status, t.steps, t.error) for t in trials] == [
         ("failed", 2, "exited with code 1: ValueError: diverged")] * 2
+
+
+class _Dawdling:
+    """A tuner that takes a random real time, up to 3 ms, over every call: the virtual clock must not care."""
+
+    def __init__(self, tuner, seed):
+        self._tuner, self._rng = tuner, random.Random(seed)
+
+    def __getattr__(self, name):
+        attr = getattr(self._tuner, name)
+        if not callable(attr):
+            return attr
+
+        def dawdle(*args, **kwargs):
+            time.sleep(self._rng.uniform(0, 0.003))
+            return attr(*args, **kwargs)
+
+        return dawdle
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_simulation_does_not_depend_on_how_long_the_tuner_really_takes(tmp_path, seed):
+    asha = {"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}}
+    config = _config(tmp_path, max_trials=60, concurrency=4, tuner={"name": "TPE", "args": {"seed": 0}},
+                     stopper=asha)
+    runs = []
+    for run, dawdling in enumerate((False, True)):
+        tuner = create_tuner(config.tuner.name, config.tuner.args, config.search_space, config.objective.mode)
+        sim = simulate(tmp_path / f"home{run}", config, _Dawdling(tuner, seed) if dawdling else tuner,
+                       SimulatedLauncher(_curve, epochs=9))
+        trials = sim.store.trials(sim.experiment_id)
+        began = sim.store.find_experiment(sim.experiment_id).created
+        runs.append([(t.params, t.status, t.steps, t.created - began, t.ended - began) for t in trials])
+        sim.store.close()
+    assert len(runs[0]) == 60
+    assert runs[0] == runs[1]
