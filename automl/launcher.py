@@ -22,6 +22,7 @@ METRICS_FILE = "metrics.jsonl"
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 EXIT_FILE = "exit_code"
+ENDED_POLL = 0.05  # seconds between looks at a terminated tree
 
 # Runs the trial and records, in the trial's folder (its first argument), the CPU time of the whole
 # tree and then the exit status, so both are known even to a daemon that restarted and is no longer the
@@ -184,10 +185,28 @@ async def terminate_tree(pid: int, grace: float) -> None:
     """SIGTERM a trial's whole process tree, then SIGKILL whatever is left after `grace` seconds."""
     procs = _tree(pid)
     _signal_all(pid, procs, signal.SIGTERM)
-    _, alive = await asyncio.to_thread(psutil.wait_procs, procs, timeout=grace)
-    if alive:
-        _signal_all(pid, alive, signal.SIGKILL)
-        await asyncio.to_thread(psutil.wait_procs, alive, timeout=grace)
+    if not await _all_ended(procs, grace):
+        _signal_all(pid, [proc for proc in procs if _running(proc)], signal.SIGKILL)
+        await _all_ended(procs, grace)
+
+
+async def _all_ended(procs: list[psutil.Process], timeout: float) -> bool:
+    """Whether every process ended within `timeout` seconds. Watched, never waited for: reaping the trial's
+    wrapper here would take its exit status from the event loop, which waits for it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while any(_running(proc) for proc in procs):
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(ENDED_POLL)
+    return True
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Neither gone nor a zombie (which has ended, and waits for its parent to collect its status)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def kill_tree(pid: int) -> None:

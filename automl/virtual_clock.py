@@ -2,8 +2,8 @@
 
 Simulated trials sleep through their epochs on this clock, so hours of an
 experiment pass in moments. The jump happens only when nothing else can
-arrive: no I/O is ready and no call answered from another thread is still
-outstanding (`busy`), so a tuner's answer lands at the same virtual instant
+arrive: no I/O is ready and no call to another thread still waits for its
+answer to be taken (`busy`), so a tuner's answer lands at the same virtual instant
 it was asked for, however long it really took.
 """
 
