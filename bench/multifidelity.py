@@ -21,6 +21,7 @@ matplotlib draws the plot (docs/multifidelity.png).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
@@ -65,23 +66,35 @@ def main() -> None:
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (processes)")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "multifidelity.png")
+    parser.add_argument("--traces", type=Path, default=ROOT / "bench" / "results" / "multifidelity.json",
+                        help="where every run's trace is written (read, with --replot)")
+    parser.add_argument("--replot", action="store_true", help="print the tables and draw the plot from --traces")
     args = parser.parse_args()
 
-    runs = [(problem, method, seed) for problem in args.problems for method in (*METHODS, OPTUNA)
-            for seed in range(args.seeds)]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        done = list(pool.map(_run, runs, [args.trials] * len(runs), [args.budget] * len(runs)))
+    if args.replot:
+        saved = json.loads(args.traces.read_text())
+    else:
+        runs = [(problem, method, seed) for problem in args.problems for method in (*METHODS, OPTUNA)
+                for seed in range(args.seeds)]
+        with ProcessPoolExecutor(args.jobs) as pool:
+            done = list(pool.map(_run, runs, [args.trials] * len(runs), [args.budget] * len(runs)))
+        saved = {"seeds": args.seeds, "trials": args.trials, "budget": args.budget,
+                 "runs": [{"problem": name, "method": method, "seed": seed, "epochs": epochs, "trace": trace}
+                          for (name, method, seed), (epochs, trace) in zip(runs, done, strict=True)]}
+        args.traces.parent.mkdir(parents=True, exist_ok=True)
+        args.traces.write_text(json.dumps(saved) + "\n")
     results: dict[tuple[str, str], list[Trace]] = {}
     budgets: dict[str, int] = {}
-    for (name, method, _seed), (epochs, trace) in zip(runs, done, strict=True):
-        results.setdefault((name, method), []).append(trace)
-        budgets[name] = epochs
+    for run in saved["runs"]:
+        results.setdefault((run["problem"], run["method"]), []).append([tuple(point) for point in run["trace"]])
+        budgets[run["problem"]] = run["epochs"]
+    problems = list(budgets)
     print(f"Median regret of the best configuration evaluated at full fidelity (lower is better; for {DIGITS}, "
-          f"the validation error), {args.seeds} seeds, {WORKERS} workers, at most {args.trials} trials, "
-          f"a budget of {args.budget:g} full trials' epochs.\n")
-    for name in args.problems:
+          f"the validation error), {saved['seeds']} seeds, {WORKERS} workers, at most {saved['trials']} trials, "
+          f"a budget of {saved['budget']:g} full trials' epochs.\n")
+    for name in problems:
         print(_table(name, {m: results[name, m] for m in (*METHODS, OPTUNA)}, budgets[name]))
-    _plot(args.plot, args.problems, results, budgets)
+    _plot(args.plot, problems, results, budgets)
 
 
 @dataclass
@@ -242,14 +255,20 @@ def _plot(path: Path, problems: list[str], results: dict[tuple[str, str], list[T
     except ImportError:
         print("matplotlib is not installed: no plot written")
         return
-    figure, axes = plt.subplots(1, len(problems), figsize=(5 * len(problems), 4), squeeze=False)
-    for ax, problem in zip(axes[0], problems, strict=True):
+    columns = 3
+    rows = -(-(len(problems) + 1) // columns)  # a free cell for the legend
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    cells = [ax for row in axes for ax in row]
+    for ax, problem in zip(cells[:len(problems)], problems, strict=True):
         grid = [budgets[problem] * (i + 1) / 200 for i in range(200)]
         for (p, method), runs in results.items():
             if p == problem:
                 ax.plot(grid, [statistics.median(best_at(t, x) for t in runs) for x in grid], label=method)
-        ax.set(title=problem, xlabel="epochs spent", ylabel="median regret", yscale="log")
-    axes[0][0].legend(fontsize="small")
+        ax.set(title=problem, xlabel="epochs spent", yscale="log",
+               ylabel="median validation error" if problem == DIGITS else "median regret")
+    for ax in cells[len(problems):]:
+        ax.axis("off")
+    cells[-1].legend(*cells[0].get_legend_handles_labels(), loc="center")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
