@@ -216,13 +216,22 @@ def start_detached(home: Path, timeout: float = 30.0) -> int:
     raise UserError(f"the daemon did not answer within {timeout:g} s; see {home / LOG_FILE}")
 
 
-def daemon_pid(home: Path) -> int | None:
-    """The running daemon's pid, or None when none answers on the socket."""
-    try:
-        with Client(socket_path(home), timeout=5) as client:
-            return int(client.request("status")["pid"])
-    except DaemonNotRunning:
-        return None
+def daemon_pid(home: Path, patience: float = 1.0) -> int | None:
+    """The running daemon's pid, or None when none answers on the socket.
+
+    A daemon that is being killed can still accept a connection and then drop it; that is asked again
+    for `patience` seconds, by which time its socket refuses connections."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with Client(socket_path(home), timeout=5) as client:
+                return int(client.request("status")["pid"])
+        except DaemonNotRunning:
+            return None
+        except ConnectionError:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
 
 
 def stop(home: Path, timeout: float = 30.0) -> int | None:

@@ -10,12 +10,14 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from automl.daemon import daemon_pid
 from automl.store import Store
 from tests.conftest import automl, show, write_config, write_trial
 
@@ -72,6 +74,31 @@ def _kill_trials(home: Path) -> None:
                     os.killpg(trial.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+
+
+def test_a_daemon_that_drops_connections_as_it_dies_counts_as_not_running(home):
+    """A daemon being killed can accept a connection and drop it unanswered; start must then go ahead."""
+    home.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX) as dying:
+        dying.bind(str(home / "daemon.sock"))
+        dying.listen()
+        stop = threading.Event()
+
+        def drop_every_connection():
+            dying.settimeout(0.05)
+            while not stop.is_set():
+                try:
+                    dying.accept()[0].close()
+                except TimeoutError:
+                    pass
+
+        dropper = threading.Thread(target=drop_every_connection)
+        dropper.start()
+        try:
+            assert daemon_pid(home, patience=0.3) is None
+        finally:
+            stop.set()
+            dropper.join()
 
 
 def test_lifecycle_status_and_permissions(home):
