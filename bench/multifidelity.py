@@ -13,6 +13,9 @@ MLP, the validation error), lower is better.
 
     python bench/multifidelity.py                          # 10 seeds, all problems
     python bench/multifidelity.py --seeds 2 --problems mfh3_good   # a quick look
+    python bench/multifidelity.py --seeds 4 --problems mfh3_good mfh3_bad mfh6_good mfh6_bad \
+        --methods "TPE + ASHA" "Optuna TPE + SHA pruner" --min-resource 1 \
+        --traces /tmp/ladder.json --plot /tmp/ladder.png    # another ladder, kept apart from the results
 
 Needs the `bench` extra and mf-prior-bench (`make bench-multifidelity` installs both and runs it);
 matplotlib draws the plot (docs/multifidelity.png).
@@ -69,12 +72,23 @@ def main() -> None:
     parser.add_argument("--traces", type=Path, default=ROOT / "bench" / "results" / "multifidelity.json",
                         help="where every run's trace is written (read, with --replot)")
     parser.add_argument("--replot", action="store_true", help="print the tables and draw the plot from --traces")
+    parser.add_argument("--methods", nargs="+", default=[*METHODS, OPTUNA], choices=[*METHODS, OPTUNA])
+    parser.add_argument("--min-resource", type=int, default=_RESOURCES["min_resource"],
+                        help="the ladder's first rung, for every method that has one")
+    parser.add_argument("--reduction-factor", type=int, default=_RESOURCES["reduction_factor"])
+    parser.add_argument("--learn-from", choices=("last", "best", "none"), default="last",
+                        help="what the tuner learns from a trial that a stopper ended")
     args = parser.parse_args()
+    # set before the worker processes fork, so that they inherit it
+    _RESOURCES.update(min_resource=args.min_resource, reduction_factor=args.reduction_factor)
+    for _tuner, stopper in METHODS.values():
+        if stopper is not None:
+            stopper["learn_from"] = args.learn_from
 
     if args.replot:
         saved = json.loads(args.traces.read_text())
     else:
-        runs = [(problem, method, seed) for problem in args.problems for method in (*METHODS, OPTUNA)
+        runs = [(problem, method, seed) for problem in args.problems for method in args.methods
                 for seed in range(args.seeds)]
         with ProcessPoolExecutor(args.jobs) as pool:
             done = list(pool.map(_run, runs, [args.trials] * len(runs), [args.budget] * len(runs)))
@@ -93,7 +107,7 @@ def main() -> None:
           f"the validation error), {saved['seeds']} seeds, {WORKERS} workers, at most {saved['trials']} trials, "
           f"a budget of {saved['budget']:g} full trials' epochs.\n")
     for name in problems:
-        print(_table(name, {m: results[name, m] for m in (*METHODS, OPTUNA)}, budgets[name]))
+        print(_table(name, {m: runs for (p, m), runs in results.items() if p == name}, budgets[name]))
     _plot(args.plot, problems, results, budgets)
 
 
