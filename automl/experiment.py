@@ -5,7 +5,8 @@ many experiments at once. Trials are asyncio tasks; the tuner runs on a
 worker thread so a slow suggestion never stalls metric collection. A loop
 can resume an experiment from the store: trials still running are
 re-attached, trials that ended meanwhile are concluded from their recorded
-exit status, and trials a reboot took are marked interrupted (and re-run).
+exit status, trials automl died before starting are started, and trials a
+reboot took are marked interrupted (and re-run).
 """
 
 from __future__ import annotations
@@ -491,7 +492,8 @@ class ExperimentLoop:
         return trial.status == "failed" and trial.attempt < self.config.retries
 
     def _recover(self, trial: Trial, key: int, intermediate: list[float | None]) -> None:
-        """A trial the store says is running (or about to): re-attach it, conclude it, or mark it interrupted."""
+        """A trial the store says is running (or about to): re-attach it, conclude it, start it, or mark it
+        interrupted."""
         if trial.status == "waiting" and (orphan := find_trial_process(trial.experiment_id, trial.id)) is not None:
             self.store.trial_started(trial, orphan.pid, orphan.create_time(), started=orphan.create_time())
         placement = self.gpus.claim(trial.gpus, trial.gpu_memory_mib)
@@ -506,13 +508,15 @@ class ExperimentLoop:
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._watch(running, exit_code)))
             return
         code = recorded_exit(self.trial_dir(trial.id))
+        if trial.status == "waiting" and code is None:
+            # automl died between storing the trial and starting its process: start it now, under its own id
+            running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
+            return
         self._collect(running)
         if code is not None:
             self._conclude(running, code)
-        elif trial.status == "running":
-            self._finish(running, "interrupted", None, "its process was gone when automl restarted (machine restart?)")
         else:
-            self._finish(running, "interrupted", None, "automl stopped before it started")
+            self._finish(running, "interrupted", None, "its process was gone when automl restarted (machine restart?)")
 
     def _learned_from_stopped(self, running: _Running, status: str) -> float | None:
         """What the tuner learns from a trial the stopper ended: its last or best intermediate value, or nothing."""

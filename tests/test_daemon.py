@@ -222,7 +222,8 @@ def test_kill_9_at_many_moments_loses_nothing_and_runs_nothing_twice(tmp_path, h
     assert kills == 10, "the experiment outlived ten crashes"
     assert view["status"] == "done"
     trials = view["trials"]
-    assert len(trials) == 12, [(t["id"], t["status"], t["error"]) for t in trials]
+    listing = "; ".join(f"{t['id']} {t['status']} {t['error']} retry_of={t['retry_of']}" for t in trials)
+    assert len(trials) == 12, listing
     assert len({json.dumps(t["params"], sort_keys=True) for t in trials}) == 12
     store = Store(home, readonly=True)
     for t in trials:

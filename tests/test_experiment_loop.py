@@ -172,3 +172,13 @@ def test_a_stopped_trial_that_lingers_on_sigterm_is_gone_before_it_is_recorded(t
     (killed,) = store.trials(loop.experiment.id)
     assert killed.status == "killed"
     assert alive_when_recorded == [False], "its GPUs are handed on only once the whole trial is gone"
+
+
+def test_a_trial_stored_but_never_started_before_a_crash_runs_under_its_own_id(tmp_path):
+    """automl died between storing a trial and starting its process: the next loop starts it, and no other."""
+    store, loop = _loop(tmp_path, WaitsForResults(), max_trials=2)
+    store.add_trial(loop.experiment.id, {"x": 0.5}, 1, [])
+    assert asyncio.run(loop.run()) == "done"
+    trials = store.trials(loop.experiment.id)
+    assert [(t.id, t.status, t.retry_of) for t in trials] == [(1, "succeeded", None), (2, "succeeded", None)]
+    assert (trials[0].params, trials[0].steps, trials[0].value) == ({"x": 0.5}, 3, 0.5)
