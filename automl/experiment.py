@@ -169,6 +169,7 @@ class ExperimentLoop:
             self.config.concurrency = concurrency
         if max_trials is not None:
             self.config.max_trials = max_trials
+            self._give_back_unstarted()
         if max_duration is not None:
             self.config.max_duration = max_duration
         self.store.update_config(self.experiment.id, self.config.model_dump(mode="json"))
@@ -266,8 +267,27 @@ class ExperimentLoop:
         if params is None:
             self._tuner_waiting = not (self._exhausted or self._error)
             return
+        if self._budget_spent():  # max_trials was lowered while the tuner thought
+            self._give_back(key)
+            return
         self.configs_started += 1
         self._ready.append(_Request(params, key))
+
+    def _give_back_unstarted(self) -> None:
+        """Drop the newest new configurations not started yet that a lowered max_trials no longer allows."""
+        for request in reversed(list(self._ready)):
+            if self.config.max_trials is None or self.configs_started <= self.config.max_trials:
+                return
+            if request.retry_of is None:
+                self._ready.remove(request)
+                self.configs_started -= 1
+                self._give_back(request.key)
+
+    def _give_back(self, key: int) -> None:
+        """Tell the tuner its configuration `key` will not run (as a trial without a result)."""
+        self._learning += 1
+        outcome = self._worker.call(self._worker.tuner.tell, key, None)
+        asyncio.get_running_loop().create_task(self._guarded(self._learned(outcome)))
 
     async def _sleep_until_something_happens(self) -> None:
         timeout = None

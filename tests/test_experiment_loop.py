@@ -22,6 +22,7 @@ class SlowSecondAsk(Tuner):
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.told: list[tuple[int, float | None]] = []
 
     def ask(self, key):
         if key >= 2:
@@ -31,7 +32,7 @@ class SlowSecondAsk(Tuner):
         return {"x": key / 10}
 
     def tell(self, key, value):
-        pass
+        self.told.append((key, value))
 
 
 class WaitsForResults(Tuner):
@@ -182,3 +183,46 @@ def test_a_trial_stored_but_never_started_before_a_crash_runs_under_its_own_id(t
     trials = store.trials(loop.experiment.id)
     assert [(t.id, t.status, t.retry_of) for t in trials] == [(1, "succeeded", None), (2, "succeeded", None)]
     assert (trials[0].params, trials[0].steps, trials[0].value) == ({"x": 0.5}, 3, 0.5)
+
+
+async def _until(condition) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)
+
+
+def test_max_trials_lowered_while_the_tuner_thinks_gives_its_answer_back(tmp_path):
+    tuner = SlowSecondAsk()
+    store, loop = _loop(tmp_path, tuner, max_trials=5)
+
+    async def drive():
+        run = asyncio.create_task(loop.run())
+        await _until(lambda: loop.running == 1)  # the first trial runs, the second configuration is being asked
+        loop.update(max_trials=1)
+        tuner.release.set()
+        return await run
+
+    assert asyncio.run(drive()) == "done"
+    assert [t.params for t in store.trials(loop.experiment.id)] == [{"x": 0.1}]
+    assert sorted(tuner.told) == [(1, 0.1), (2, None)], "the tuner hears that its second configuration will not run"
+
+
+def test_max_trials_lowered_below_a_configuration_waiting_to_start_drops_it(tmp_path):
+    tuner = SlowSecondAsk()
+    store, loop = _loop(tmp_path, tuner, max_trials=5)
+
+    async def drive():
+        run = asyncio.create_task(loop.run())
+        await _until(lambda: loop.running == 1)
+        loop.pause()
+        tuner.release.set()
+        await _until(lambda: loop.configs_started == 2)  # the answer waits for the pause to end
+        loop.update(max_trials=1)
+        assert loop.configs_started == 1
+        loop.resume()
+        return await run
+
+    assert asyncio.run(drive()) == "done"
+    assert [t.params for t in store.trials(loop.experiment.id)] == [{"x": 0.1}]
+    assert sorted(tuner.told) == [(1, 0.1), (2, None)]
