@@ -196,29 +196,24 @@ def test_malformed_and_oversized_messages_get_errors_and_the_daemon_goes_on(daem
     assert json.loads(automl("daemon", "status", "--json", check=True).stdout)["running"] is True
 
 
-def test_kill_9_at_many_moments_loses_nothing_and_runs_nothing_twice(tmp_path, home):
+def test_kill_9_at_many_moments_loses_nothing_and_runs_nothing_twice(tmp_path, home, daemon):
     gate = tmp_path / "gate"
     # The last three trials finish only once the crashes are over, so a fast machine cannot end the experiment early.
     write_trial(tmp_path, "import os\n" + STEPPING_TRIAL.replace(
         "trial.report_final", f"while int(trial.trial_id()) > 9 and not os.path.exists({str(gate)!r}):\n"
         "    time.sleep(0.05)\ntrial.report_final"))
     config = write_config(tmp_path, max_trials=12, concurrency=3)
-    automl("daemon", "start", check=True)
     exp_id = _submit(config)
     rng = random.Random(1234)
     kills = 0
-    try:
-        while kills < 10 and show(exp_id)["status"] == "running":
-            time.sleep(rng.uniform(0.05, 0.8))
-            os.kill(_pid(home), signal.SIGKILL)
-            kills += 1
-            time.sleep(rng.uniform(0.0, 0.5))
-            automl("daemon", "start", check=True)
-        gate.touch()
-        view = _wait_status(exp_id, "done", "failed", "stopped")
-    finally:
-        automl("daemon", "stop")
-        _kill_trials(home)
+    while kills < 10 and show(exp_id)["status"] == "running":
+        time.sleep(rng.uniform(0.05, 0.8))
+        os.kill(_pid(home), signal.SIGKILL)
+        kills += 1
+        time.sleep(rng.uniform(0.0, 0.5))
+        automl("daemon", "start", check=True)
+    gate.touch()
+    view = _wait_status(exp_id, "done", "failed", "stopped")
     assert kills == 10, "the experiment outlived ten crashes"
     assert view["status"] == "done"
     trials = view["trials"]
@@ -232,20 +227,15 @@ def test_kill_9_at_many_moments_loses_nothing_and_runs_nothing_twice(tmp_path, h
         assert steps == [(i, i + 1) for i in range(STEPS)] + [(STEPS, None)], (t["id"], steps)
 
 
-def test_after_a_reboot_running_trials_are_interrupted_and_run_again(tmp_path, home):
+def test_after_a_reboot_running_trials_are_interrupted_and_run_again(tmp_path, home, daemon):
     write_trial(tmp_path, STEPPING_TRIAL)
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.5]}}
-    automl("daemon", "start", check=True)
     exp_id = _submit(write_config(tmp_path, search_space=space, max_trials=3, concurrency=2))
-    try:
-        _wait(lambda: sum(t["steps"] for t in show(exp_id)["trials"]) >= 2)
-        os.kill(_pid(home), signal.SIGKILL)
-        _kill_trials(home)  # a reboot takes every trial process with it
-        automl("daemon", "start", check=True)
-        view = _wait_status(exp_id, "done")
-    finally:
-        automl("daemon", "stop")
-        _kill_trials(home)
+    _wait(lambda: sum(t["steps"] for t in show(exp_id)["trials"]) >= 2)
+    os.kill(_pid(home), signal.SIGKILL)
+    _kill_trials(home)  # a reboot takes every trial process with it
+    automl("daemon", "start", check=True)
+    view = _wait_status(exp_id, "done")
     interrupted = [t for t in view["trials"] if t["status"] == "interrupted"]
     assert interrupted and all("machine restart" in t["error"] for t in interrupted)
     for t in interrupted:
@@ -257,7 +247,7 @@ def test_after_a_reboot_running_trials_are_interrupted_and_run_again(tmp_path, h
     assert len(succeeded) == 3 and all(t["steps"] == STEPS for t in succeeded)
 
 
-def test_after_a_crash_asha_remembers_its_rungs(tmp_path, home):
+def test_after_a_crash_asha_remembers_its_rungs(tmp_path, home, daemon):
     """The weak last trial reaches ASHA's first rung only after the daemon was killed and started again: the
     restarted daemon must still know the three values recorded there before, and stop it (a stopper that forgot
     them would let it go on, as ASHA lets every trial go on at a rung with fewer than eta values)."""
@@ -275,17 +265,12 @@ def test_after_a_crash_asha_remembers_its_rungs(tmp_path, home):
                           search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.0]}},
                           stopper={"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9,
                                                             "reduction_factor": 4}})
-    automl("daemon", "start", check=True)
     exp_id = _submit(config)
-    try:
-        _wait(lambda: any(t["params"]["x"] == 0.0 and t["status"] == "running" for t in show(exp_id)["trials"]))
-        os.kill(_pid(home), signal.SIGKILL)
-        automl("daemon", "start", check=True)
-        gate.touch()
-        view = _wait_status(exp_id, "done", "failed", "stopped")
-    finally:
-        automl("daemon", "stop")
-        _kill_trials(home)
+    _wait(lambda: any(t["params"]["x"] == 0.0 and t["status"] == "running" for t in show(exp_id)["trials"]))
+    os.kill(_pid(home), signal.SIGKILL)
+    automl("daemon", "start", check=True)
+    gate.touch()
+    view = _wait_status(exp_id, "done", "failed", "stopped")
     trials = {t["params"]["x"]: t for t in view["trials"]}
     statuses = {x: t["status"] for x, t in trials.items()}
     assert statuses == {1.0: "succeeded", 0.9: "succeeded", 0.8: "succeeded", 0.0: "early_stopped"}, statuses
@@ -293,19 +278,14 @@ def test_after_a_crash_asha_remembers_its_rungs(tmp_path, home):
     assert "stopped early by ASHA at step 1" in weak["error"], weak
 
 
-def test_graceful_restart_keeps_trials_running_and_loses_nothing(tmp_path, home):
+def test_graceful_restart_keeps_trials_running_and_loses_nothing(tmp_path, home, daemon):
     write_trial(tmp_path, STEPPING_TRIAL)
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.4]}}
-    automl("daemon", "start", check=True)
     exp_id = _submit(write_config(tmp_path, search_space=space, max_trials=3, concurrency=3))
-    try:
-        running = _wait(lambda: (lambda ts: ts if len(ts) == 3 else None)(
-            [t for t in show(exp_id)["trials"] if t["status"] == "running"]))
-        automl("daemon", "restart", check=True)
-        view = _wait_status(exp_id, "done")
-    finally:
-        automl("daemon", "stop")
-        _kill_trials(home)
+    running = _wait(lambda: (lambda ts: ts if len(ts) == 3 else None)(
+        [t for t in show(exp_id)["trials"] if t["status"] == "running"]))
+    automl("daemon", "restart", check=True)
+    view = _wait_status(exp_id, "done")
     assert [t["id"] for t in view["trials"]] == [t["id"] for t in running], "the same trials, none re-run"
     assert [(t["status"], t["steps"]) for t in view["trials"]] == [("succeeded", STEPS)] * 3
 
