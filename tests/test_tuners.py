@@ -154,6 +154,21 @@ def test_class_args_that_nni_accepts_are_accepted() -> None:
     create_tuner("Evolution", {"optimize_mode": "maximize", "population_size": 10}, NUMERIC_SPACE, "maximize")
 
 
+def _proposals_while_trials_run(args: dict[str, Any]) -> list[dict[str, Any]]:
+    """TPE past its start-up, then asked three times with the trials it proposed still running."""
+    tuner = create_tuner("TPE", {"seed": 7, **args}, NUMERIC_SPACE, "minimize")
+    for key in range(25):
+        params = tuner.ask(key)
+        tuner.tell(key, (params["x"] - 0.3) ** 2 + params["n"])
+    return [tuner.ask(key) for key in range(25, 28)]
+
+
+def test_tpe_runs_without_a_constant_liar_unless_one_is_named() -> None:
+    without = _proposals_while_trials_run({"tpe_args": {"constant_liar_type": "none"}})
+    assert _proposals_while_trials_run({}) == without
+    assert _proposals_while_trials_run({"tpe_args": {"constant_liar_type": "best"}}) != without
+
+
 def test_optimize_mode_must_agree_with_the_experiment() -> None:
     with pytest.raises(UserError, match="optimize_mode is 'minimize'.*'maximize'"):
         create_tuner("TPE", {"optimize_mode": "minimize"}, NUMERIC_SPACE, "maximize")

@@ -289,9 +289,10 @@ _BOUNDED_TYPES = frozenset({"uniform", "quniform", "loguniform", "qloguniform"})
 
 
 def _prepare_tpe(name: str, kwargs: dict[str, Any]) -> None:
+    """TPE's arguments, checked; without a constant_liar_type, TPE runs with no liar (NNI's default is 'best')."""
     tpe_args = dict(kwargs.get("tpe_args") or {})
-    if str(tpe_args.get("constant_liar_type")).lower() == "none":
-        tpe_args["constant_liar_type"] = None
+    liar = tpe_args.get("constant_liar_type")
+    tpe_args["constant_liar_type"] = None if liar is None or str(liar).lower() == "none" else liar
     kwargs["tpe_args"] = tpe_args
     settings = TpeArguments(**tpe_args)
     too_few = [
