@@ -9,7 +9,11 @@ pruner runs as an ask/tell loop over the same number of workers, one epoch per
 tick. Every run stops once its trials have spent the epoch budget. A
 configuration counts as found once it has been evaluated for all the epochs;
 the score is its regret, the value minus the problem's optimum (for the digits
-MLP, the validation error), lower is better.
+MLP, the validation error), lower is better. On the Hartmann problems, where a
+configuration's full-fidelity value costs nothing to look up, it also reports
+the best configuration each method proposed early enough to run all its
+epochs by each checkpoint: what a clairvoyant stopper could have found from
+the same proposals, so a shortfall can be put on the sampler or the stopper.
 
     python bench/multifidelity.py                          # 10 seeds, all problems
     python bench/multifidelity.py --seeds 2 --problems mfh3_good   # a quick look
@@ -32,7 +36,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +97,19 @@ def main() -> None:
         with ProcessPoolExecutor(args.jobs) as pool:
             done = list(pool.map(_run, runs, [args.trials] * len(runs), [args.budget] * len(runs)))
         saved = {"seeds": args.seeds, "trials": args.trials, "budget": args.budget,
-                 "runs": [{"problem": name, "method": method, "seed": seed, "epochs": epochs, "trace": trace}
-                          for (name, method, seed), (epochs, trace) in zip(runs, done, strict=True)]}
+                 "runs": [{"problem": name, "method": method, "seed": seed, "epochs": epochs, "trace": trace,
+                           "proposed": proposed}
+                          for (name, method, seed), (epochs, trace, proposed) in zip(runs, done, strict=True)]}
         args.traces.parent.mkdir(parents=True, exist_ok=True)
         args.traces.write_text(json.dumps(saved) + "\n")
     results: dict[tuple[str, str], list[Trace]] = {}
+    proposals: dict[tuple[str, str], list[Trace]] = {}
     budgets: dict[str, int] = {}
     for run in saved["runs"]:
         results.setdefault((run["problem"], run["method"]), []).append([tuple(point) for point in run["trace"]])
+        if run.get("proposed") is not None:
+            proposals.setdefault((run["problem"], run["method"]), []).append(
+                [tuple(point) for point in run["proposed"]])
         budgets[run["problem"]] = run["epochs"]
     problems = list(budgets)
     print(f"Median regret of the best configuration evaluated at full fidelity (lower is better; for {DIGITS}, "
@@ -108,6 +117,15 @@ def main() -> None:
           f"a budget of {saved['budget']:g} full trials' epochs.\n")
     for name in problems:
         print(_table(name, {m: runs for (p, m), runs in results.items() if p == name}, budgets[name]))
+    if proposals:
+        print(f"Median regret of the best configuration each method proposed early enough to run all its epochs "
+              f"by the checkpoint, that is {WORKERS} x a full trial's epochs before it (with every worker busy, "
+              f"that is when it would end): what a clairvoyant stopper could have found from the same proposals.\n")
+    for name in problems:
+        rows = {m: [_in_time(t, budgets[name] // int(saved["budget"])) for t in runs]
+                for (p, m), runs in proposals.items() if p == name}
+        if rows:
+            print(_table(name, rows, budgets[name]))
     _plot(args.plot, problems, results, budgets)
 
 
@@ -137,16 +155,43 @@ def problem(name: str, seed: int) -> Problem:
     return Problem(nni_space(bench.space), bench.fidelity_range[1], curve, bench.metric_optimums["value"].value)
 
 
-def _run(run: tuple[str, str, int], trials: int, budget: float) -> tuple[int, Trace]:
-    """One method on one problem with one seed: the epochs it could spend, and its trace."""
+def _run(run: tuple[str, str, int], trials: int, budget: float) -> tuple[int, Trace, Trace | None]:
+    """One method on one problem with one seed: the epochs it could spend, its trace, and its proposals' trace
+    (None for the digits MLP, whose full-fidelity value costs a whole training)."""
     name, method, seed = run
     task = problem(name, seed)
+    proposals = None if name == DIGITS else Proposals(task)
+    if proposals is not None:
+        task = replace(task, curve=proposals)
     epochs = int(budget * task.epochs)
     if method == OPTUNA:
         trace = _run_optuna(task, trials, epochs, seed)
     else:
         trace = _run_automl(task, METHODS[method], trials, epochs, seed)
-    return epochs, [(spent, value - task.optimum) for spent, value in trace]
+    return (epochs, [(spent, value - task.optimum) for spent, value in trace],
+            None if proposals is None else proposals.trace)
+
+
+class Proposals:
+    """A problem's curve that also notes each configuration it starts: the epochs spent before it began, and its
+    regret at full fidelity. `trace` keeps the improvements. Both runners call the curve once per epoch run, epoch 1
+    first, so the calls count the epochs spent."""
+
+    def __init__(self, task: Problem) -> None:
+        self.task = task
+        self.spent = 0
+        self.trace: Trace = []
+
+    def __call__(self, params: dict[str, Any], epoch: int) -> float:
+        if epoch == 1:
+            _improve(self.trace, self.spent, self.task.curve(params, self.task.epochs) - self.task.optimum)
+        self.spent += 1
+        return self.task.curve(params, epoch)
+
+
+def _in_time(proposed: Trace, epochs: int) -> Trace:
+    """`proposed` moved to when each configuration would have run all `epochs`, WORKERS busy all along."""
+    return [(spent + WORKERS * epochs, regret) for spent, regret in proposed]
 
 
 def _run_automl(task: Problem, method: tuple[str, dict[str, Any] | None], trials: int, epochs: int,
