@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--reduction-factor", type=int, default=_RESOURCES["reduction_factor"])
     parser.add_argument("--learn-from", choices=("last", "best", "none"), default="last",
                         help="what the tuner learns from a trial that a stopper ended")
+    parser.add_argument("--compare", nargs=2, metavar="METHOD", choices=[*METHODS, OPTUNA],
+                        help="also say, per checkpoint, how sure the difference between two methods' medians is")
     args = parser.parse_args()
     # set before the worker processes fork, so that they inherit it
     _RESOURCES.update(min_resource=args.min_resource, reduction_factor=args.reduction_factor)
@@ -126,6 +128,8 @@ def main() -> None:
                 for (p, m), runs in proposals.items() if p == name}
         if rows:
             print(_table(name, rows, budgets[name]))
+    if args.compare:
+        print(_comparison(args.compare, problems, results, budgets))
     _plot(args.plot, problems, results, budgets)
 
 
@@ -293,6 +297,36 @@ def best_at(trace: Trace, spent: float) -> float:
             break
         best = value
     return best
+
+
+def _comparison(methods: list[str], problems: list[str], results: dict[tuple[str, str], list[Trace]],
+                budgets: dict[str, int]) -> str:
+    """Per problem and checkpoint: both medians, a bootstrap 95% interval for their difference (2,000 resamples
+    of each method's seeds) and the two-sided Mann-Whitney U p-value."""
+    import random
+
+    from scipy.stats import mannwhitneyu
+
+    first, second = methods
+    rng = random.Random(0)
+    lines = [f"{first} minus {second}: median regret, and how sure the difference is (a 95% interval that "
+             "holds 0, or a large p, means the seeds cannot tell them apart)\n",
+             "| problem | budget | " + first + " | " + second + " | difference, 95% interval | p |",
+             "|---|---|---|---|---|---|"]
+    for problem in problems:
+        a_runs, b_runs = results[(problem, first)], results[(problem, second)]
+        for fraction in CHECKPOINTS:
+            at = fraction * budgets[problem]
+            a = [best_at(t, at) for t in a_runs]
+            b = [best_at(t, at) for t in b_runs]
+            if any(math.isinf(v) for v in a + b):
+                continue  # a run without a full-fidelity result yet: no difference to speak of
+            differences = sorted(statistics.median(rng.choices(a, k=len(a)))
+                                 - statistics.median(rng.choices(b, k=len(b))) for _ in range(2000))
+            p = mannwhitneyu(a, b, alternative="two-sided").pvalue
+            lines.append(f"| {problem} | {int(fraction * 100)}% | {statistics.median(a):.3f} | "
+                         f"{statistics.median(b):.3f} | [{differences[50]:.3f}, {differences[1949]:.3f}] | {p:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _table(problem: str, traces: dict[str, list[Trace]], epochs: int) -> str:
