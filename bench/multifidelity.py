@@ -59,6 +59,8 @@ METHODS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "BOHB": ("TPE", {"name": "Hyperband", "args": _RESOURCES}),
 }
 OPTUNA = "Optuna TPE + SHA pruner"
+_TPE_ARGS: dict[str, Any] = {}
+"""NNI's tpe_args for our TPE methods; empty for automl's defaults."""
 
 Trace = list[tuple[int, float]]
 """(epochs spent, regret of the best full-fidelity configuration so far), one point per improvement."""
@@ -82,11 +84,14 @@ def main() -> None:
     parser.add_argument("--reduction-factor", type=int, default=_RESOURCES["reduction_factor"])
     parser.add_argument("--learn-from", choices=("last", "best", "none"), default="last",
                         help="what the tuner learns from a trial that a stopper ended")
+    parser.add_argument("--tpe-args", type=json.loads, default={}, metavar="JSON",
+                        help="NNI's tpe_args for our TPE methods, e.g. '{\"constant_liar_type\": \"best\"}'")
     parser.add_argument("--compare", nargs=2, metavar="METHOD", choices=[*METHODS, OPTUNA],
                         help="also say, per checkpoint, how sure the difference between two methods' medians is")
     args = parser.parse_args()
     # set before the worker processes fork, so that they inherit it
     _RESOURCES.update(min_resource=args.min_resource, reduction_factor=args.reduction_factor)
+    _TPE_ARGS.update(args.tpe_args)
     for _tuner, stopper in METHODS.values():
         if stopper is not None:
             stopper["learn_from"] = args.learn_from
@@ -210,7 +215,7 @@ def _run_automl(task: Problem, method: tuple[str, dict[str, Any] | None], trials
     with tempfile.TemporaryDirectory() as tmp:
         raw = {"name": "multifidelity", "command": "true", "concurrency": WORKERS, "max_trials": trials,
                "search_space": task.space, "objective": {"mode": "minimize"},
-               "tuner": {"name": tuner_name, "args": {"seed": seed}}, "stopper": stopper}
+               "tuner": {"name": tuner_name, "args": {"seed": seed, **_tuner_args(tuner_name)}}, "stopper": stopper}
         config = build_config(raw, Path(tmp), "multifidelity")
         tuner = create_tuner(config.tuner.name, config.tuner.args, config.search_space, config.objective.mode)
         launcher = SimulatedLauncher(task.curve, epochs=task.epochs)
@@ -224,6 +229,10 @@ def _run_automl(task: Problem, method: tuple[str, dict[str, Any] | None], trials
                        max_epochs=epochs)
         sim.store.close()
     return trace
+
+
+def _tuner_args(tuner_name: str) -> dict[str, Any]:
+    return {"tpe_args": _TPE_ARGS} if tuner_name == "TPE" and _TPE_ARGS else {}
 
 
 def _run_optuna(task: Problem, trials: int, epochs: int, seed: int) -> Trace:
