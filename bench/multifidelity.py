@@ -129,7 +129,7 @@ def main() -> None:
               f"by the checkpoint, that is {WORKERS} x a full trial's epochs before it (with every worker busy, "
               f"that is when it would end): what a clairvoyant stopper could have found from the same proposals.\n")
     for name in problems:
-        rows = {m: [_in_time(t, budgets[name] // int(saved["budget"])) for t in runs]
+        rows = {m: [_in_time(t, round(budgets[name] / saved["budget"])) for t in runs]
                 for (p, m), runs in proposals.items() if p == name}
         if rows:
             print(_table(name, rows, budgets[name]))
