@@ -14,6 +14,8 @@ configuration's full-fidelity value costs nothing to look up, it also reports
 the best configuration each method proposed early enough to run all its
 epochs by each checkpoint: what a clairvoyant stopper could have found from
 the same proposals, so a shortfall can be put on the sampler or the stopper.
+With Random among the methods, it says when each other method's median first
+reaches Random's final median, as a share of the budget.
 
     python bench/multifidelity.py                          # 10 seeds, all problems
     python bench/multifidelity.py --seeds 2 --problems mfh3_good   # a quick look
@@ -133,6 +135,8 @@ def main() -> None:
                 for (p, m), runs in proposals.items() if p == name}
         if rows:
             print(_table(name, rows, budgets[name]))
+    if any(m == "Random" for _p, m in results):
+        print(_reaches_random(problems, results, budgets))
     if args.compare:
         print(_comparison(args.compare, problems, results, budgets))
     _plot(args.plot, problems, results, budgets)
@@ -306,6 +310,25 @@ def best_at(trace: Trace, spent: float) -> float:
             break
         best = value
     return best
+
+
+def _reaches_random(problems: list[str], results: dict[tuple[str, str], list[Trace]], budgets: dict[str, int]) -> str:
+    """Per problem and method, the first share of the budget (to 0.1%) at which the method's median is at or below
+    Random's median at the end of the budget."""
+    lines = ["Share of the budget at which each method's median first reaches Random's final median "
+             "(- for never)\n", "| problem | method | reaches Random's final at |", "|---|---|---|"]
+    for problem in problems:
+        if (problem, "Random") not in results:
+            continue
+        epochs = budgets[problem]
+        target = statistics.median(best_at(t, epochs) for t in results[(problem, "Random")])
+        for (p, method), runs in results.items():
+            if p != problem or method == "Random":
+                continue
+            share = next((i / 1000 for i in range(1, 1001)
+                          if statistics.median(best_at(t, i / 1000 * epochs) for t in runs) <= target), None)
+            lines.append(f"| {problem} | {method} | {'-' if share is None else f'{share:.1%}'} |")
+    return "\n".join(lines) + "\n"
 
 
 def _comparison(methods: list[str], problems: list[str], results: dict[tuple[str, str], list[Trace]],
