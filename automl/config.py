@@ -134,9 +134,11 @@ class ExperimentConfig(_Model):
     stopper: StopperSpec | None = None
     max_trials: int | None = Field(default=None, ge=1)
     max_duration: Duration | None = None
+    on_max_duration: Literal["finish", "kill"] = "kill"
     concurrency: int = Field(default=1, ge=1)
     trial_timeout: Duration | None = None
     retries: int = Field(default=0, ge=0)
+    max_failures: int | None = Field(default=5, ge=1)
     rerun_interrupted: bool = True
     resources: Resources = Field(default_factory=Resources)
     gpu: GpuPolicy = Field(default_factory=GpuPolicy)

@@ -21,7 +21,7 @@ from .errors import UserError
 
 USAGE_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "automl.db"
 
 
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     host TEXT NOT NULL DEFAULT 'foreground',
     created REAL NOT NULL,
     ended REAL,
-    error TEXT
+    error TEXT,
+    note TEXT
 );
 CREATE TABLE IF NOT EXISTS trials (
     experiment_id TEXT NOT NULL REFERENCES experiments(id),
@@ -91,6 +92,7 @@ class Experiment:
     created: float
     ended: float | None
     error: str | None
+    note: str | None = None  # why it ended or will end early, e.g. the tuner has no more configurations
 
 
 @dataclass
@@ -192,6 +194,11 @@ class Store:
         with self._tx():
             self.conn.execute("UPDATE experiments SET status=?, ended=?, error=? WHERE id=?",
                               (status, ended, error, exp_id))
+
+    def set_experiment_note(self, exp_id: str, note: str | None) -> None:
+        """Record why the experiment ended, or will end without using its whole budget."""
+        with self._tx():
+            self.conn.execute("UPDATE experiments SET note=? WHERE id=?", (note, exp_id))
 
     def update_config(self, exp_id: str, config: dict[str, Any]) -> None:
         """Replace an experiment's stored config (after a live change of its limits)."""
@@ -318,6 +325,8 @@ class Store:
         for name in USAGE_FIELDS:
             if name not in columns:
                 self.conn.execute(f"ALTER TABLE trials ADD COLUMN {name} REAL")
+        if "note" not in {row[1] for row in self.conn.execute("PRAGMA table_info(experiments)")}:
+            self.conn.execute("ALTER TABLE experiments ADD COLUMN note TEXT")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -332,7 +341,8 @@ class Store:
 
 def _experiment(row: sqlite3.Row) -> Experiment:
     return Experiment(row["id"], row["name"], row["status"], json.loads(row["config"]), row["config_path"],
-                      row["host"], row["created"], row["ended"], row["error"])
+                      row["host"], row["created"], row["ended"], row["error"],
+                      row["note"] if "note" in row.keys() else None)
 
 
 def _trial(row: sqlite3.Row) -> Trial:
