@@ -177,6 +177,7 @@ class ExperimentLoop:
             self._give_back_unstarted()
         if max_duration is not None:
             self.config.max_duration = max_duration
+            self._time_up = self._time_up and self._out_of_time()  # a longer budget lets new trials start again
         self.store.update_config(self.experiment.id, self.config.model_dump(mode="json"))
         self._emit("experiment_updated", concurrency=self.config.concurrency, max_trials=self.config.max_trials,
                    max_duration=self.config.max_duration)
