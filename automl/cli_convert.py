@@ -38,13 +38,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _to_nni(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, list[str]]:
-    """The v2 form of a v1 file (a v2 file as it is), with the header comment saying so."""
-    from .nni_config import is_v1, v1_to_v2
+    """The v2 form of a v1 file (a v2 file as it is), with a header comment; refused if automl cannot run it."""
+    from .nni_config import is_v1, translate, v1_to_v2
 
-    warnings: list[str] = []
     if not is_v1(raw):
+        translate(raw, str(path))
         return raw, f"# {path} is already in NNI's v2 format", [f"{path}: already NNI's v2 format; printed as it is"]
+    warnings: list[str] = []
     v2 = v1_to_v2(raw, str(path), warnings)
+    translate(v2, f"{path} (NNI v1, converted to v2)")
     return v2, f"# NNI v2 config converted from the v1 file {path}; relative paths are relative to its folder", \
         warnings
 
