@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run an experiment in the foreground, with live progress")
-    run.add_argument("config", help="experiment config (YAML or JSON; NNI v2 config.yml files work too)")
+    run.add_argument("config", help="experiment config (YAML or JSON; NNI config.yml files, v2 or v1, work too)")
     run.set_defaults(handler=_cmd_run)
 
     ls = sub.add_parser("ls", help="list experiments")
