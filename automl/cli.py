@@ -21,6 +21,7 @@ from typing import Any
 from tui.cli import add_command as add_tui_command
 
 from . import __version__
+from .cli_convert import add_command as add_convert_command
 from .cli_daemon import add_commands as add_daemon_commands
 from .cli_gpus import add_command as add_gpus_command
 from .errors import DaemonError, UserError
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run an experiment in the foreground, with live progress")
-    run.add_argument("config", help="experiment config (YAML or JSON; NNI v2 config.yml files work too)")
+    run.add_argument("config", help="experiment config (YAML or JSON; NNI config.yml files, v2 or v1, work too)")
     run.set_defaults(handler=_cmd_run)
 
     ls = sub.add_parser("ls", help="list experiments")
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_daemon_commands(sub)
     add_gpus_command(sub)
+    add_convert_command(sub)
     add_tui_command(sub)
     return parser
 
@@ -224,6 +226,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print(f"config     {view['config_path']}")
     print(f"tuner      {view['tuner']['name']}  objective: {view['objective']['mode']} "
           f"{view['objective']['metric']}")
+    if view["objective"].get("mode_from"):
+        print(f"direction: {view['objective']['mode']} (from {view['objective']['mode_from']})")
     if view["error"]:
         print(f"error      {view['error']}")
     if view["note"]:

@@ -44,6 +44,8 @@ class Objective(_Model):
 
     metric: str = "default"
     mode: Literal["maximize", "minimize"] = "maximize"
+    mode_from: str | None = None
+    """Where a direction the user did not state came from (an NNI config's assessor or tuner default); else None."""
 
 
 def _canonical(name: str, canonical: Callable[[str], str]) -> str:
@@ -129,6 +131,7 @@ class ExperimentConfig(_Model):
     working_dir: Path = Path(".")
     search_space: dict[str, Any] | None = None
     search_space_file: Path | None = None
+    fixed_params: dict[str, Any] = Field(default_factory=dict)
     objective: Objective = Field(default_factory=Objective)
     tuner: TunerSpec = Field(default_factory=TunerSpec)
     stopper: StopperSpec | None = None
@@ -174,7 +177,7 @@ def config_from_store(data: dict[str, Any]) -> ExperimentConfig:
 
 
 def load_config(path: str | os.PathLike[str]) -> tuple[ExperimentConfig, list[str]]:
-    """Read, translate (NNI v2 files), validate and resolve a config file; returns it and any warnings."""
+    """Read, translate (NNI v1 and v2 files), validate and resolve a config file; returns it and any warnings."""
     path = Path(path)
     raw = _read_mapping(path)
     warnings: list[str] = []
@@ -201,6 +204,7 @@ def build_config(raw: dict[str, Any], base_dir: Path, source: str) -> Experiment
         config.search_space = _read_search_space(space_path, source)
         config.search_space_file = space_path
     search_space.validate(config.search_space, f"{source}: search space")
+    _check_fixed_params(config, source)
     if config.stopper is not None:
         from .stoppers import check_stopper
 
@@ -242,7 +246,15 @@ def _read_search_space(path: Path, source: str) -> dict[str, Any]:
 
 def _looks_like_nni(raw: dict[str, Any]) -> bool:
     return any(key in raw for key in ("trialCommand", "trialConcurrency", "searchSpaceFile", "searchSpace",
-                                      "trainingService", "experimentName"))
+                                      "trainingService", "experimentName", "trainingServicePlatform"))
+
+
+def _check_fixed_params(config: ExperimentConfig, source: str) -> None:
+    """A fixed parameter must not also be searched: the trial would get one of the two values silently."""
+    both = sorted(set(config.fixed_params) & set(config.search_space or {}))
+    if both:
+        raise UserError(f"{source}: field 'fixed_params': {', '.join(both)} also in the search space; "
+                        "a parameter is either fixed or searched")
 
 
 def _check_command(config: ExperimentConfig, source: str) -> None:

@@ -351,8 +351,8 @@ class ExperimentLoop:
     async def _follow(self, running: _Running) -> None:
         trial = running.trial
         spec = TrialSpec(self.experiment.id, trial.id, self.config.argv(), self.config.working_dir,
-                         self.trial_dir(trial.id), trial.params, self.config.cpus_per_trial(),
-                         running.placement.gpus, self.config.env)
+                         self.trial_dir(trial.id), {**self.config.fixed_params, **trial.params},
+                         self.config.cpus_per_trial(), running.placement.gpus, self.config.env)
         try:
             # shielded: a process half-started when the loop detaches is found again by its environment
             process = await asyncio.shield(self.launcher.start(spec))
