@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-CPU_TIMES_FILE = "cpu_times"
-_TIME = re.compile(r"(\d+)m([\d.]+)s")
+from .trial_exit import USAGE_FILE
 
 
 class ProcessTreeUsage:
@@ -49,12 +49,20 @@ class ProcessTreeUsage:
         return pids
 
 
-def recorded_cpu_seconds(trial_dir: Path) -> float | None:
-    """The CPU-seconds of a trial's whole tree as its wrapper recorded them when the trial exited (the shell's
-    `times`: every process it and its children waited for), or None when nothing was recorded."""
+@dataclass(frozen=True)
+class RecordedUsage:
+    """What a trial's wrapper recorded when the trial exited: its wall-clock end, the CPU-seconds of every
+    process of its tree that was waited for, and the peak resident memory of the largest of them."""
+
+    ended: float
+    cpu_seconds: float
+    peak_rss_mib: float
+
+
+def recorded_usage(trial_dir: Path) -> RecordedUsage | None:
+    """The usage the trial's wrapper recorded at its exit, or None when it recorded none."""
     try:
-        lines = (trial_dir / CPU_TIMES_FILE).read_text().splitlines()
-    except OSError:
+        data = json.loads((trial_dir / USAGE_FILE).read_text())
+        return RecordedUsage(float(data["ended"]), float(data["cpu_seconds"]), float(data["peak_rss_mib"]))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    values = [int(m) * 60 + float(s) for line in lines for m, s in _TIME.findall(line)]
-    return sum(values) if len(values) == 4 else None

@@ -21,7 +21,7 @@ from .errors import UserError
 
 USAGE_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "automl.db"
 
 
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     host TEXT NOT NULL DEFAULT 'foreground',
     created REAL NOT NULL,
     ended REAL,
-    error TEXT
+    error TEXT,
+    environment TEXT
 );
 CREATE TABLE IF NOT EXISTS trials (
     experiment_id TEXT NOT NULL REFERENCES experiments(id),
@@ -91,6 +92,7 @@ class Experiment:
     created: float
     ended: float | None
     error: str | None
+    environment: dict[str, str] | None = None  # the submitting shell's, for its trials; None: the host's own
 
 
 @dataclass
@@ -174,16 +176,19 @@ class Store:
     # experiments
 
     def create_experiment(self, name: str, config: dict[str, Any], config_path: str | None,
-                          host: str = "foreground") -> str:
-        """Insert a running experiment and return its new id; `host` says who runs it (foreground or daemon)."""
+                          host: str = "foreground", environment: dict[str, str] | None = None) -> str:
+        """Insert a running experiment and return its new id; `host` says who runs it (foreground or daemon),
+        `environment` what its trials run with (None: the host's own)."""
         with self._tx():
             while True:
                 exp_id = secrets.token_hex(4)
                 if not self.conn.execute("SELECT 1 FROM experiments WHERE id=?", (exp_id,)).fetchone():
                     break
             self.conn.execute(
-                "INSERT INTO experiments (id, name, status, config, config_path, host, created) VALUES (?,?,?,?,?,?,?)",
-                (exp_id, name, "running", json.dumps(config), config_path, host, self.clock()))
+                "INSERT INTO experiments (id, name, status, config, config_path, host, created, environment) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (exp_id, name, "running", json.dumps(config), config_path, host, self.clock(),
+                 None if environment is None else json.dumps(environment)))
         return exp_id
 
     def set_experiment_status(self, exp_id: str, status: str, error: str | None = None) -> None:
@@ -259,10 +264,10 @@ class Store:
 
     def trial_ended(self, trial: Trial, status: str, exit_code: int | None = None,
                     error: str | None = None, value: float | None = None,
-                    usage: dict[str, float] | None = None) -> None:
-        """Record how a trial ended, and what it used."""
+                    usage: dict[str, float] | None = None, ended: float | None = None) -> None:
+        """Record how a trial ended, and what it used; it ended now, unless told when."""
         trial.status, trial.exit_code, trial.error, trial.value = status, exit_code, error, value
-        trial.ended = self.clock()
+        trial.ended = self.clock() if ended is None else ended
         with self._tx():
             self.conn.execute(
                 "UPDATE trials SET status=?, exit_code=?, error=?, value=?, ended=? WHERE experiment_id=? AND id=?",
@@ -318,6 +323,8 @@ class Store:
         for name in USAGE_FIELDS:
             if name not in columns:
                 self.conn.execute(f"ALTER TABLE trials ADD COLUMN {name} REAL")
+        if "environment" not in {row[1] for row in self.conn.execute("PRAGMA table_info(experiments)")}:
+            self.conn.execute("ALTER TABLE experiments ADD COLUMN environment TEXT")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -331,8 +338,10 @@ class Store:
 
 
 def _experiment(row: sqlite3.Row) -> Experiment:
+    environment = row["environment"] if "environment" in row.keys() else None
     return Experiment(row["id"], row["name"], row["status"], json.loads(row["config"]), row["config_path"],
-                      row["host"], row["created"], row["ended"], row["error"])
+                      row["host"], row["created"], row["ended"], row["error"],
+                      None if environment is None else json.loads(environment))
 
 
 def _trial(row: sqlite3.Row) -> Trial:
