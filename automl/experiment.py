@@ -574,7 +574,7 @@ class ExperimentLoop:
         """What the trial used so far (adding to what an earlier automl process measured before a restart, and
         taking what its wrapper recorded at its exit), and its price."""
         trial, placement, tree, before = running.trial, running.placement, running.tree, running.before
-        ended = self.store.clock() if recorded is None else recorded.ended
+        ended = self.store.clock() if recorded is None or recorded.ended is None else recorded.ended
         ran = max(0.0, ended - trial.started) if trial.started else 0.0
         usage = TrialUsage(
             gpu_seconds=placement.share * len(placement.gpus) * ran,

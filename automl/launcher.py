@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import psutil
 
 from . import trial_exit
+from .process_usage import CPU_TIMES_FILE
 from .trial import METRICS_ENV, PARAMS_ENV
 from .trial_exit import EXIT_FILE, USAGE_FILE
 
@@ -28,15 +29,20 @@ TRIAL_LIB = "trial_lib"
 TRIAL_LIB_MODULES = ("trial.py", "nni_channel.py")
 ENDED_POLL = 0.05  # seconds between looks at a terminated tree
 
-# Runs the trial, then `exec`s automl's exit recorder (trial_exit.py, run by the interpreter and path given as
-# the 2nd and 3rd arguments), which writes the trial's end time, usage and exit status into the trial's folder
-# (the 1st argument), so they are known even to a daemon that restarted and is no longer the trial's parent.
-# The wrapper outlives a SIGTERM or SIGINT sent to the whole group (the trap defers it until the trial has
-# exited, the recorder ignores it), and the recorder re-raises the signal that ended the trial, so a parent
-# that is still there sees it too. A constant: user values are only ever passed as arguments.
+# Runs the trial and records, in the trial's folder (the 1st argument), its exit status and usage, so they are
+# known even to a daemon that restarted and is no longer the trial's parent. While that parent is alive (it
+# watches the trial's tree itself), the shell records its `times` (CPU time of every process it waited for) and
+# the exit status, at no cost. When the parent has gone, it `exec`s automl's exit recorder (trial_exit.py, run
+# by the interpreter and path given as the 2nd and 3rd arguments), which also records the end time and the peak
+# memory: a Python start at the end of the trial, paid only then. The wrapper outlives a SIGTERM or SIGINT sent
+# to the whole group (the trap defers it until the trial has exited), and re-raises the signal that ended the
+# trial, so a parent that is still there sees it too. A constant: user values are only ever passed as arguments.
 _RECORD_EXIT = (
-    'trap : TERM INT; py=$1; recorder=$2; shift 2; "$@"; code=$?; '
-    'trap "" TERM INT; exec "$py" -I -S "$recorder" "$0" "$code"'
+    'trap : TERM INT; py=$1; recorder=$2; shift 2; "$@"; code=$?; trap "" TERM INT; '
+    'kill -0 "$PPID" 2>/dev/null || exec "$py" -I -S "$recorder" "$0" "$code"; '
+    f'times > "$0/{CPU_TIMES_FILE}"; '
+    f'echo "$code" > "$0/{EXIT_FILE}.tmp" && mv "$0/{EXIT_FILE}.tmp" "$0/{EXIT_FILE}"; '
+    'if [ "$code" -gt 128 ]; then trap - TERM INT; kill -$((code - 128)) $$; fi; exit "$code"'
 )
 
 
@@ -149,6 +155,7 @@ class LocalLauncher:
         (spec.trial_dir / METRICS_FILE).touch()
         (spec.trial_dir / EXIT_FILE).unlink(missing_ok=True)
         (spec.trial_dir / USAGE_FILE).unlink(missing_ok=True)
+        (spec.trial_dir / CPU_TIMES_FILE).unlink(missing_ok=True)
         argv = ["/bin/sh", "-c", _RECORD_EXIT, str(spec.trial_dir), sys.executable, trial_exit.__file__, *spec.argv]
         with open(spec.trial_dir / STDOUT_FILE, "ab") as out, open(spec.trial_dir / STDERR_FILE, "ab") as err:
             return await asyncio.create_subprocess_exec(

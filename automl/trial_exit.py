@@ -1,7 +1,8 @@
 """Records how a trial ended, in its folder, for a daemon that may no longer be its parent.
 
 Run by the trial's wrapper shell, which `exec`s this file with `python -I -S`
-once the trial has exited: the process keeps the shell's accounting of the
+once the trial has exited, when the trial's parent (the daemon, watching it)
+is no longer there: the process keeps the shell's accounting of the
 children it waited for, so the CPU time of the whole tree and the peak
 resident memory of its largest process are read here, with the wall-clock
 end. Standard library only. The exit status is written last: its file is

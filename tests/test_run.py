@@ -68,8 +68,8 @@ def test_plain_python_trials_run_and_everything_is_stored(tmp_path, home):
         assert t["started"] <= t["ended"]
     assert view["best"]["value"] == max(t["value"] for t in view["trials"])
     trial_dir = home / "experiments" / exp_id / "trials" / "1"
-    assert sorted(p.name for p in trial_dir.iterdir()) == ["env.json", "exit_code", "metrics.jsonl",
-                                                           "params.json", "stderr.log", "stdout.log", "usage.json"]
+    assert sorted(p.name for p in trial_dir.iterdir()) == ["cpu_times", "env.json", "exit_code", "metrics.jsonl",
+                                                           "params.json", "stderr.log", "stdout.log"]
     assert json.loads((trial_dir / "env.json").read_text()) == {
         "OMP_NUM_THREADS": "3", "CUDA_VISIBLE_DEVICES": "", "AUTOML_TRIAL_DIR": str(trial_dir)}
     assert (trial_dir / "stdout.log").read_text() == "hello from 1\n"

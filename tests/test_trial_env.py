@@ -108,7 +108,7 @@ def _check(env: dict[str, str], home: Path, exp_id: str, venv: Path) -> None:
 
 def test_automl_run_uses_the_shells_python_even_without_automl(tmp_path, home, bare_venv):
     env = _shell(bare_venv)
-    for kind, config in _projects(tmp_path).items():
+    for config in _projects(tmp_path).values():
         out = _cli(env, "run", str(config)).stdout
         exp_id = out.split("[", 1)[1].split("]", 1)[0]
         _check(env, home, exp_id, bare_venv)

@@ -48,6 +48,7 @@ class TrialScreen(DashboardScreen):
         super().__init__()
         self.exp_id, self.trial_id = exp_id, trial_id
         self.stream = "stdout"
+        self._chosen = False  # the user picked the stream: it is no longer switched to trial.log by itself
         self._offset = 0
         self._seen: tuple[object, ...] = ()
 
@@ -136,7 +137,7 @@ class TrialScreen(DashboardScreen):
         log.border_subtitle = f"l: {other}"
 
     def _follow_log(self) -> None:
-        if self.stream == "stdout" and self._offset == 0 and self.log_path("trial.log").exists():
+        if not self._chosen and self.stream == "stdout" and self._offset == 0 and self.log_path("trial.log").exists():
             self._show_stream("trial.log")  # an NNI script: `import nni` sent its output there
             return
         self._read_log(str(self.log_path()), self._offset)
@@ -177,6 +178,7 @@ class TrialScreen(DashboardScreen):
 
     def action_switch_log(self) -> None:
         """Show the next output stream."""
+        self._chosen = True
         self._show_stream(self._next_stream())
 
     def _show_stream(self, stream: str) -> None:
