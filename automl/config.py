@@ -7,7 +7,7 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,7 +16,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from . import search_space
 from .errors import UserError
-from .launcher import trial_path
 from .tuners import canonical_tuner_name
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -176,8 +175,10 @@ def config_from_store(data: dict[str, Any]) -> ExperimentConfig:
     return ExperimentConfig.model_validate({**data, "search_space_file": None})
 
 
-def load_config(path: str | os.PathLike[str]) -> tuple[ExperimentConfig, list[str]]:
-    """Read, translate (NNI v1 and v2 files), validate and resolve a config file; returns it and any warnings."""
+def load_config(path: str | os.PathLike[str],
+                environment: Mapping[str, str] | None = None) -> tuple[ExperimentConfig, list[str]]:
+    """Read, translate (NNI v1 and v2 files), validate and resolve a config file; returns it and any warnings.
+    `environment` is what its trials will run with (None: this process's), where its command is looked up."""
     path = Path(path)
     raw = _read_mapping(path)
     warnings: list[str] = []
@@ -186,11 +187,13 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ExperimentConfig, list[st
 
         raw, warnings = translate(raw, str(path))
     raw.setdefault("name", path.stem)
-    return build_config(raw, path.parent, str(path)), warnings
+    return build_config(raw, path.parent, str(path), environment), warnings
 
 
-def build_config(raw: dict[str, Any], base_dir: Path, source: str) -> ExperimentConfig:
-    """Validate a config mapping whose relative paths are relative to `base_dir`, then check it is runnable."""
+def build_config(raw: dict[str, Any], base_dir: Path, source: str,
+                 environment: Mapping[str, str] | None = None) -> ExperimentConfig:
+    """Validate a config mapping whose relative paths are relative to `base_dir`, then check it is runnable
+    in `environment` (None: this process's)."""
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
@@ -212,7 +215,7 @@ def build_config(raw: dict[str, Any], base_dir: Path, source: str) -> Experiment
             check_stopper(config.stopper.name, config.stopper.args, config.objective.mode)
         except UserError as e:
             raise UserError(f"{source}: field 'stopper': {e}") from None
-    _check_command(config, source)
+    _check_command(config, source, os.environ if environment is None else environment)
     return config
 
 
@@ -257,7 +260,8 @@ def _check_fixed_params(config: ExperimentConfig, source: str) -> None:
                         "a parameter is either fixed or searched")
 
 
-def _check_command(config: ExperimentConfig, source: str) -> None:
+def _check_command(config: ExperimentConfig, source: str, environment: Mapping[str, str]) -> None:
+    """The program exists (on the PATH its trials will have) and so does a Python script it is given."""
     argv = config.argv()
     if argv[0] == "/bin/sh":
         return
@@ -265,7 +269,7 @@ def _check_command(config: ExperimentConfig, source: str) -> None:
     if os.sep in program:
         if not (config.working_dir / program).exists():
             raise UserError(f"{source}: field 'command': program {program} not found in {config.working_dir}")
-    elif shutil.which(program, path=trial_path()) is None:
+    elif shutil.which(program, path={**environment, **config.env}.get("PATH", os.defpath)) is None:
         raise UserError(f"{source}: field 'command': program {program!r} not found on PATH")
     scripts = [a for a in argv[1:] if a.endswith(".py") and not a.startswith("-")]
     if scripts and Path(program).name.startswith("python"):

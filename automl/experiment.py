@@ -36,7 +36,7 @@ from .launcher import (
     stderr_tail,
 )
 from .paths import trial_dir
-from .process_usage import ProcessTreeUsage, recorded_cpu_seconds
+from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
 from .stoppers.base import Stopper
 from .store import USAGE_FIELDS, Experiment, Store, Trial
 from .tuner_worker import TunerWorker
@@ -447,8 +447,10 @@ class ExperimentLoop:
         trial = running.trial
         value = running.final if status == "succeeded" else self._learned_from_stopped(running, status)
         energy, peak = self.gpus.release(running.placement)
-        usage = self._usage(running, energy, peak, recorded_cpu_seconds(self.trial_dir(trial.id)))
-        self.store.trial_ended(trial, status, code, reason, value, usage)
+        recorded = recorded_usage(self.trial_dir(trial.id))  # true even for a trial that ended while we were down
+        usage = self._usage(running, energy, peak, recorded)
+        self.store.trial_ended(trial, status, code, reason, value, usage,
+                               ended=None if recorded is None else recorded.ended)
         del self._running[trial.id]
         self._emit("trial_ended", trial=trial.id, status=status, value=value, error=reason)
         self._after_end(trial, running.key, recovered=running.recovered)
@@ -615,16 +617,19 @@ class ExperimentLoop:
             self.store.trial_usage(running.trial, self._usage(running, *self.gpus.measured(running.placement)))
 
     def _usage(self, running: _Running, energy_j: float, gpu_memory_mib: float,
-               recorded_cpu: float | None = None) -> dict[str, float]:
-        """What the trial used so far (adding to what an earlier automl process measured before a restart),
-        and its price."""
+               recorded: RecordedUsage | None = None) -> dict[str, float]:
+        """What the trial used so far (adding to what an earlier automl process measured before a restart, and
+        taking what its wrapper recorded at its exit), and its price."""
         trial, placement, tree, before = running.trial, running.placement, running.tree, running.before
-        ran = max(0.0, self.store.clock() - trial.started) if trial.started else 0.0
+        ended = self.store.clock() if recorded is None or recorded.ended is None else recorded.ended
+        ran = max(0.0, ended - trial.started) if trial.started else 0.0
         usage = TrialUsage(
             gpu_seconds=placement.share * len(placement.gpus) * ran,
             energy_j=before.get("energy_j", 0.0) + energy_j,
-            cpu_seconds=max(tree.cpu_seconds if tree else 0.0, recorded_cpu or 0.0, before.get("cpu_seconds", 0.0)),
-            peak_rss_mib=max(tree.peak_rss_mib if tree else 0.0, before.get("peak_rss_mib", 0.0)),
+            cpu_seconds=max(tree.cpu_seconds if tree else 0.0, recorded.cpu_seconds if recorded else 0.0,
+                            before.get("cpu_seconds", 0.0)),
+            peak_rss_mib=max(tree.peak_rss_mib if tree else 0.0, recorded.peak_rss_mib if recorded else 0.0,
+                             before.get("peak_rss_mib", 0.0)),
             gpu_memory_mib=max(gpu_memory_mib, before.get("gpu_memory_mib", 0.0)),
         )
         return usage.priced(self.config.cost).as_dict()
