@@ -29,17 +29,18 @@ TRIAL_LIB = "trial_lib"
 TRIAL_LIB_MODULES = ("trial.py", "nni_channel.py")
 ENDED_POLL = 0.05  # seconds between looks at a terminated tree
 
-# Runs the trial and records, in the trial's folder (the 1st argument), its exit status and usage, so they are
-# known even to a daemon that restarted and is no longer the trial's parent. While that parent is alive (it
-# watches the trial's tree itself), the shell records its `times` (CPU time of every process it waited for) and
-# the exit status, at no cost. When the parent has gone, it `exec`s automl's exit recorder (trial_exit.py, run
-# by the interpreter and path given as the 2nd and 3rd arguments), which also records the end time and the peak
-# memory: a Python start at the end of the trial, paid only then. The wrapper outlives a SIGTERM or SIGINT sent
-# to the whole group (the trap defers it until the trial has exited), and re-raises the signal that ended the
-# trial, so a parent that is still there sees it too. A constant: user values are only ever passed as arguments.
+# Runs the trial and records, in the trial's folder (the 1st argument), its exit status and usage, so they are known
+# even to a daemon that restarted and is no longer the trial's parent. While that parent is alive (it watches the
+# trial's tree itself: the shell's parent is still the one it started with, read from /proc, since a parent that died
+# is a zombie for `kill -0` until it is reaped), the shell records its `times` (CPU time of every process it waited
+# for) and the exit status, at no cost. When the parent has gone, it `exec`s automl's exit recorder (trial_exit.py,
+# run by the interpreter and path given as the 2nd and 3rd arguments), which also records the end time and the peak
+# memory: a Python start at the end of the trial, paid only then. The wrapper outlives a SIGTERM or SIGINT sent to the
+# whole group (the trap defers it until the trial has exited), and re-raises the signal that ended the trial, so a
+# parent that is still there sees it too. A constant: user values are only ever passed as arguments.
 _RECORD_EXIT = (
     'trap : TERM INT; py=$1; recorder=$2; shift 2; "$@"; code=$?; trap "" TERM INT; '
-    'kill -0 "$PPID" 2>/dev/null || exec "$py" -I -S "$recorder" "$0" "$code"; '
+    'read -r _ _ _ parent _ < /proc/$$/stat; [ "$parent" = "$PPID" ] || exec "$py" -I -S "$recorder" "$0" "$code"; '
     f'times > "$0/{CPU_TIMES_FILE}"; '
     f'echo "$code" > "$0/{EXIT_FILE}.tmp" && mv "$0/{EXIT_FILE}.tmp" "$0/{EXIT_FILE}"; '
     'if [ "$code" -gt 128 ]; then trap - TERM INT; kill -$((code - 128)) $$; fi; exit "$code"'
