@@ -128,7 +128,7 @@ def test_unavailable_nni_tuner_says_why(name: str) -> None:
         ("GridSearch", {"seed": 3}, ["GridSearch", "'seed'", "optimize_mode"]),
         ("BatchTuner", {"population_size": 3}, ["BatchTuner", "'population_size'"]),
         ("Anneal", {"constant_liar_type": "best"}, ["Anneal", "constant_liar_type", "'min'"]),
-        ("PBTTuner", {"population_size": 4}, ["PBTTuner", "all_checkpoint_dir"]),
+        ("PBTTuner", {"all_checkpoint_dir": ""}, ["PBTTuner", "all_checkpoint_dir", "non-empty path"]),
     ],
 )
 def test_bad_class_args_name_the_tuner_and_argument(
@@ -188,7 +188,6 @@ def test_optimize_mode_must_agree_with_the_experiment() -> None:
         ("MetisTuner", {"flag": {"_type": "choice", "_value": [True, False]}}, ["'flag'", "numbers"]),
         ("PBTTuner", NESTED_SPACE, ["PBTTuner", "'optimizer'", "nested"]),
         ("BatchTuner", NUMERIC_SPACE, ["BatchTuner", "combine_params", "choice"]),
-        ("BatchTuner", {"combine_params": {"_type": "choice", "_value": [1, 2]}}, ["BatchTuner", "mapping"]),
         ("TPE", {}, ["TPE", "empty"]),
     ],
 )
@@ -429,3 +428,110 @@ def _assert_in_space(space: dict[str, Any], params: dict[str, Any], extra: set[s
                 assert abs(steps - round(steps)) < 1e-6 or value in values[:2], (name, value)
             if "log" in kind:
                 assert value > 0, (name, value)
+
+
+NNI_BATCH_SPACE: dict[str, Any] = {
+    "combine_params": {
+        "_type": "choice",
+        "_value": [
+            {"optimizer": "Adam", "learning_rate": 0.00001},
+            {"optimizer": "Adam", "learning_rate": 0.0001},
+            {"optimizer": "SGD", "learning_rate": 0.01},
+        ],
+    }
+}
+
+
+def _all_proposals(tuner: Tuner) -> list[dict[str, Any]]:
+    issued = []
+    with pytest.raises(NoMoreTrials):
+        for key in range(100):
+            params = tuner.ask(key)
+            assert params is not None
+            issued.append(params)
+            tuner.tell(key, 1.0)
+    return issued
+
+
+def test_batch_tuner_hands_out_each_parameter_set_as_it_is() -> None:
+    tuner = create_tuner("BatchTuner", {}, NNI_BATCH_SPACE, "maximize")
+    assert _all_proposals(tuner) == NNI_BATCH_SPACE["combine_params"]["_value"]
+
+
+def test_batch_tuner_hands_out_a_plain_value_under_the_parameter_name() -> None:
+    space = {"combine_params": {"_type": "choice", "_value": [0.1, "adam", {"lr": 0.5}]}}
+    tuner = create_tuner("BatchTuner", {}, space, "maximize")
+    assert _all_proposals(tuner) == [{"combine_params": 0.1}, {"combine_params": "adam"}, {"lr": 0.5}]
+
+
+def test_pbt_without_a_checkpoint_folder_uses_the_experiments_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("NNI_CHECKPOINT_DIRECTORY", raising=False)
+    tuner = create_tuner("PBTTuner", {"population_size": 2}, NUMERIC_SPACE, "maximize")
+    with pytest.raises(RuntimeError, match="experiment's folder"):
+        tuner.ask(0)
+    tuner.use_folder(tmp_path / "exp")
+    first, second = tuner.ask(0), tuner.ask(1)
+    assert first is not None and second is not None
+    for params in (first, second):
+        assert params["save_checkpoint_dir"].startswith(str(tmp_path / "exp" / "checkpoints") + "/")
+
+
+def test_pbt_checkpoint_folder_from_class_args_or_nni_variable_wins(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NNI_CHECKPOINT_DIRECTORY", str(tmp_path / "nni"))
+    from_env = create_tuner("PBTTuner", {"population_size": 2}, NUMERIC_SPACE, "maximize")
+    given = create_tuner(
+        "PBTTuner", {"population_size": 2, "all_checkpoint_dir": str(tmp_path / "mine")}, NUMERIC_SPACE, "maximize"
+    )
+    for tuner, folder in ((from_env, "nni"), (given, "mine")):
+        tuner.use_folder(tmp_path / "exp")
+        params = tuner.ask(0)
+        assert params is not None
+        assert params["save_checkpoint_dir"].startswith(str(tmp_path / folder) + "/")
+
+
+SINGLE_VALUE_SPACE: dict[str, Any] = {
+    "u": {"_type": "uniform", "_value": [0.5, 0.5]},
+    "lu": {"_type": "loguniform", "_value": [0.01, 0.01]},
+    "qu": {"_type": "quniform", "_value": [32, 32, 8]},
+    "qlu": {"_type": "qloguniform", "_value": [4, 4, 2]},
+    "ri": {"_type": "randint", "_value": [3, 4]},
+    "n": {"_type": "normal", "_value": [1.5, 0]},
+    "qn": {"_type": "qnormal", "_value": [1.4, 0, 0.5]},
+    "ln": {"_type": "lognormal", "_value": [0, 0]},
+    "qln": {"_type": "qlognormal", "_value": [0, 0, 0.5]},
+}
+SINGLE_VALUES = {"u": 0.5, "lu": 0.01, "qu": 32.0, "qlu": 4.0, "ri": 3, "n": 1.5, "qn": 1.5, "ln": 1.0, "qln": 1.0}
+SINGLE_VALUE_RUNS: dict[str, tuple[dict[str, Any], frozenset[str], int]] = {
+    "TPE": ({"tpe_args": {"n_startup_jobs": 3}}, frozenset(SINGLE_VALUES), 8),
+    "Random": ({}, frozenset(SINGLE_VALUES), 8),
+    "Anneal": ({}, frozenset(SINGLE_VALUES), 8),
+    "TPE_legacy": ({}, frozenset(SINGLE_VALUES), 8),
+    "Evolution": ({"population_size": 3}, frozenset(SINGLE_VALUES), 8),
+    "GridSearch": ({}, frozenset(SINGLE_VALUES), 8),
+    "PBTTuner": ({"population_size": 2}, frozenset(SINGLE_VALUES), 4),
+    "GPTuner": (
+        {"cold_start_num": 2, "selection_num_warm_up": 50, "selection_num_starting_points": 1},
+        frozenset({"u", "lu", "qu", "qlu", "ri"}),
+        4,
+    ),
+    "MetisTuner": ({"cold_start_num": 2, "selection_num_starting_points": 2}, frozenset({"u", "qu", "ri"}), 4),
+}
+
+
+def test_every_tuner_but_batch_has_a_single_value_run() -> None:
+    assert set(SINGLE_VALUE_RUNS) == set(TUNER_NAMES) - {"BatchTuner"}
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_VALUE_RUNS))
+def test_single_value_ranges_run_as_their_constant(name: str, tmp_path) -> None:
+    args, types, asks = SINGLE_VALUE_RUNS[name]
+    if name == "PBTTuner":
+        args = {**args, "all_checkpoint_dir": str(tmp_path)}
+    space = {key: spec for key, spec in SINGLE_VALUE_SPACE.items() if key in types}
+    space["x"] = {"_type": "choice", "_value": list(range(asks))}
+    tuner = create_tuner(name, args, space, "maximize")
+    issued = _run_with_pending(tuner, asks, pending=1, objective=lambda params: float(params["x"]))
+    assert len(issued) >= 2, name
+    for params in issued:
+        assert {key: params[key] for key in types} == {key: SINGLE_VALUES[key] for key in types}, name
+        assert all(type(params[key]) is type(SINGLE_VALUES[key]) for key in types), name

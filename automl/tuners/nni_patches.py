@@ -16,6 +16,8 @@ from nni.algorithms.hpo import batch_tuner, evolution_tuner, tpe_tuner
 from nni.runtime.log import silence_stdout
 from nni.utils import OptimizeMode, extract_scalar_reward
 
+from automl.search_space import is_nested_choice
+
 ImportData = list[dict[str, Any]]
 """NNI's import_data format: one {"parameter": params, "value": result} per finished trial."""
 
@@ -120,11 +122,6 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def is_nested_choice(options: list[Any]) -> bool:
-    """Whether a choice's options are nested search spaces (mappings with a `_name`)."""
-    return bool(options) and all(isinstance(option, dict) and "_name" in option for option in options)
 
 
 def _quiet_logging() -> None:
