@@ -18,7 +18,7 @@ from nni.assessor import Assessor, AssessResult
 
 from automl.stoppers.base import SUCCEEDED, History, Stopper
 from automl.tuners.base import Mode, UserCodeError
-from automl.tuners.custom import build, load_class, one_line
+from automl.tuners.custom import build, failure, load_class
 
 RUNNING = "running"
 """The status of a trial that has not ended."""
@@ -75,4 +75,4 @@ class CustomStopper(Stopper):
         try:
             return getattr(self._assessor, method)(*args)
         except (Exception, SystemExit) as exc:
-            raise UserCodeError(f"{self.name}.{method} raised {one_line(exc)}") from exc
+            raise failure(self.name, self._assessor, method, exc) from exc

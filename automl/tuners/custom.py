@@ -28,6 +28,17 @@ from automl.errors import UserError
 from automl.tuners.base import NoMoreTrials, Tuner, UserCodeError
 from automl.tuners.nni_patches import to_plain
 
+NNI_METHODS = frozenset({
+    "update_search_space",
+    "generate_parameters",
+    "generate_multiple_parameters",
+    "receive_trial_result",
+    "trial_end",
+    "import_data",
+    "assess_trial",
+})
+"""The methods NNI calls on tuners and assessors."""
+
 _IMPORTING = threading.Lock()
 """Imports of user classes change sys.path and sys.modules: one at a time (the daemon loads from threads)."""
 
@@ -111,7 +122,22 @@ class CustomTuner(Tuner):
         except nni.NoMoreTrialError as exc:
             raise NoMoreTrials(f"{self.name}: {exc}") from exc
         except (Exception, SystemExit) as exc:
-            raise UserCodeError(f"{self.name}.{method} raised {one_line(exc)}") from exc
+            raise failure(self.name, self._tuner, method, exc) from exc
+
+
+def failure(class_name: str, instance: Any, method: str, exc: BaseException) -> UserCodeError:
+    """The one-line reason for an exception from `instance`: its class and the NNI method it came from.
+
+    That is the innermost NNI method of `instance` on the traceback (generate_parameters rather than the
+    generate_multiple_parameters that called it), else the method called.
+    """
+    traceback = exc.__traceback__
+    while traceback is not None:
+        frame = traceback.tb_frame
+        if frame.f_code.co_name in NNI_METHODS and frame.f_locals.get("self") is instance:
+            method = frame.f_code.co_name
+        traceback = traceback.tb_next
+    return UserCodeError(f"{class_name}.{method} raised {one_line(exc)}")
 
 
 def load_class(class_name: str, code_directory: Path | None, base: type, kind: str) -> type:
