@@ -411,7 +411,7 @@ _SPECS: dict[str, _Spec] = {
         retries=MAX_SLOW_REPEATS,
     ),
     "PBTTuner": _Spec(
-        "nni.algorithms.hpo.pbt_tuner:PBTTuner",
+        "automl.tuners.nni_patches:PBTTuner",
         {
             "all_checkpoint_dir": _PATH,
             "population_size": _integer(1),

@@ -7,12 +7,13 @@ Importing it quiets NNI (no log on stdout, no warnings on stderr). The GP, Metis
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from typing import Any
 
 import nni
 import numpy as np
-from nni.algorithms.hpo import batch_tuner, evolution_tuner, tpe_tuner
+from nni.algorithms.hpo import batch_tuner, evolution_tuner, pbt_tuner, tpe_tuner
 from nni.runtime.log import silence_stdout
 from nni.utils import OptimizeMode, extract_scalar_reward
 
@@ -87,6 +88,29 @@ class BatchTuner(batch_tuner.BatchTuner):
         for trial in data:
             if trial["parameter"] in self._values:
                 self._values.remove(trial["parameter"])
+
+
+class PBTTuner(pbt_tuner.PBTTuner):
+    """NNI's PBTTuner whose resume (import_data) takes up from the newest complete generation, or from scratch.
+
+    NNI's raises a KeyError when the newest generation in the data is incomplete and the one before is
+    absent. Only the first import, before any proposal, is used: later ones (trials that were running at the
+    restart and ended since) would restart the generations, and are ignored, as NNI ignores imports once
+    trials run.
+    """
+
+    def import_data(self, data: ImportData) -> None:
+        if getattr(self, "_imported", False) or self.pos >= 0 or self.running:
+            return
+        self._imported = True
+        generations: dict[int, ImportData] = {}
+        for record in data:
+            if "save_checkpoint_dir" in record["parameter"]:
+                generation = int(os.path.basename(record["parameter"]["save_checkpoint_dir"]))
+                generations.setdefault(generation, []).append(record)
+        complete = [generation for generation, records in generations.items() if len(records) == self.population_size]
+        if complete:
+            super().import_data(generations[max(complete)])
 
 
 def indexed_parameters(space: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
