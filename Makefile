@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Trials run with the shell's environment, as if .venv were activated: `python` in a trial command is .venv's.
+export PATH := $(abspath $(BIN)):$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
 
 .PHONY: install demo test lint bench bench-multifidelity clean
 
@@ -13,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[dev,examples]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
@@ -22,7 +25,12 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	@if [ -t 0 ] && [ -t 1 ]; then \
 		id=$$($(BIN)/automl submit trials/digits_mlp.yml) && $(BIN)/automl tui $$id && \
-		{ $(BIN)/automl export $$id --best 2>/dev/null || echo "experiment $$id goes on in the daemon: automl show $$id"; }; \
+		status=$$($(BIN)/automl show $$id --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["status"])') && \
+		if [ "$$status" = running ] || [ "$$status" = paused ]; then \
+			echo "experiment $$id goes on in the background daemon ($$status): follow it with 'automl tui $$id' or 'automl show $$id'"; \
+			echo "best so far (the experiment has not ended):"; \
+		fi; \
+		$(BIN)/automl export $$id --best || echo "no trial has succeeded yet"; \
 	else \
 		$(BIN)/automl run trials/digits_mlp.yml && $(BIN)/automl export digits-mlp --best; \
 	fi

@@ -21,6 +21,7 @@ from typing import Any
 from tui.cli import add_command as add_tui_command
 
 from . import __version__
+from .cli_convert import add_command as add_convert_command
 from .cli_daemon import add_commands as add_daemon_commands
 from .cli_gpus import add_command as add_gpus_command
 from .errors import DaemonError, UserError
@@ -48,15 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run an experiment in the foreground, with live progress")
-    run.add_argument("config", help="experiment config (YAML or JSON; NNI v2 config.yml files work too)")
+    run.add_argument("config", help="experiment config (YAML or JSON; NNI config.yml files, v2 or v1, work too)")
     run.set_defaults(handler=_cmd_run)
 
     ls = sub.add_parser("ls", help="list experiments")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(handler=_cmd_ls)
 
-    show = sub.add_parser("show", help="one experiment: status, best trial, every trial")
+    show = sub.add_parser("show", help="one experiment: status, best trial, every trial; or one trial in full")
     show.add_argument("experiment", help="experiment id, unique id prefix, or name")
+    show.add_argument("trial", nargs="?", type=int, help="one trial: its whole curve, params, usage and log files")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(handler=_cmd_show)
 
@@ -73,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_daemon_commands(sub)
     add_gpus_command(sub)
+    add_convert_command(sub)
     add_tui_command(sub)
     return parser
 
@@ -105,12 +108,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
           f"tuner {config.tuner.name}, {config.concurrency} at a time", flush=True)
     try:
         status, interrupted, best = asyncio.run(_run_loop(store, experiment, config, tuner))
+        ended = store.find_experiment(experiment_id)
     finally:
         store.close()
     if best is not None:
         print(f"best: trial {best.id}, {config.objective.metric}={best.value:.6g}, params {json.dumps(best.params)}")
         print(f"export it: automl export {experiment_id} --best -o best.yaml")
-    print(f"experiment {experiment_id} {status}")
+    why = ended.error or ended.note
+    print(f"experiment {experiment_id} {status}" + (f": {why}" if why and status != "detached" else ""))
     if interrupted:
         return 130
     return 0 if status == "done" else 1
@@ -212,6 +217,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from .views import experiment_view
 
     store, experiment = _find(args.experiment)
+    if args.trial is not None:
+        return _show_trial(store, experiment, args.trial, args.json)
     view = experiment_view(store, experiment)
     if args.json:
         print(json.dumps(view, indent=2))
@@ -220,8 +227,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print(f"config     {view['config_path']}")
     print(f"tuner      {view['tuner']['name']}  objective: {view['objective']['mode']} "
           f"{view['objective']['metric']}")
+    if view["objective"].get("mode_from"):
+        print(f"direction: {view['objective']['mode']} (from {view['objective']['mode_from']})")
     if view["error"]:
         print(f"error      {view['error']}")
+    if view["note"]:
+        print(f"note       {view['note']}")
     best = view["best"]
     print("best       " + ("-" if best is None else f"trial {best['id']}: {best['value']:.6g} "
                                                     f"{json.dumps(best['params'])}"))
@@ -241,6 +252,50 @@ def _cmd_show(args: argparse.Namespace) -> int:
               f"{_figure(t['cpu_seconds'], '.1f')} {_figure(t['peak_rss_mib'], '.0f', 'M')} "
               f"{_figure(t['cost'], '.3f')}  {detail}")
     return 0
+
+
+def _show_trial(store: Any, experiment: Any, trial_id: int, as_json: bool) -> int:
+    from .views import trial_detail_view
+
+    view = trial_detail_view(store, experiment, trial_id)
+    if as_json:
+        print(json.dumps(view, indent=2))
+        return 0
+    value = "-" if view["value"] is None else f"{view['value']:.6g}"
+    print(f"trial {view['id']} of {experiment.name} [{experiment.id}]  status {view['status']}  "
+          f"{experiment.config['objective']['metric']} {value}")
+    for name, param in view["params"].items():
+        print(f"  {name} = {json.dumps(param)}")
+    print(f"started    {_when(view['started'])}   ended {_when(view['ended'])}"
+          + ("" if not (view["started"] and view["ended"]) else f"   ({view['ended'] - view['started']:.1f} s)"))
+    if view["retry_of"] is not None:
+        print(f"retry      attempt {view['attempt'] + 1}, of trial {view['retry_of']}")
+    if view["exit_code"] is not None:
+        print(f"exit code  {view['exit_code']}")
+    if view["error"]:
+        print(f"error      {view['error']}")
+    print(f"usage      GPUs {','.join(map(str, view['gpus'])) or '-'}: {_figure(view['gpu_seconds'], '.0f', width=0)} "
+          f"GPU-s, {_figure(view['energy_j'], '.0f', width=0)} J, GPU memory "
+          f"{_figure(view['gpu_memory_mib'], '.0f', width=0)} MiB; {_figure(view['cpu_seconds'], '.1f', width=0)} "
+          f"CPU-s, peak RSS {_figure(view['peak_rss_mib'], '.0f', width=0)} MiB; cost "
+          f"{_figure(view['cost'], '.4f', width=0)}")
+    print(f"folder     {view['files']['folder']}")
+    for name, path in view["files"].items():
+        if name != "folder":
+            print(f"  {name:<9}{path}")
+    curve = view["curve"]
+    print(f"curve      {len(curve)} report(s)" + (":" if curve else ""))
+    if curve:
+        print(f"  {'STEP':>6} {'VALUE':>12} {'AT':>9}  KIND")
+    for point in curve:
+        shown = "-" if point["value"] is None else f"{point['value']:.6g}"
+        at = "-" if view["started"] is None else f"+{point['time'] - view['started']:.1f}s"
+        print(f"  {'-' if point['step'] is None else point['step']:>6} {shown:>12} {at:>9}  {point['kind']}")
+    return 0
+
+
+def _when(stamp: float | None) -> str:
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
 def _figure(value: float | None, fmt: str, unit: str = "", width: int = 7) -> str:

@@ -91,7 +91,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if daemon_pid(home()) is None:
         pid = start_detached(home())
         print(f"daemon started (pid {pid})", file=sys.stderr)
-    result = _request("submit", config=str(path))
+    result = _request("submit", config=str(path), environment=dict(os.environ))  # its trials run with ours
     for warning in result["warnings"]:
         print(f"automl: warning: {warning}", file=sys.stderr)
     print(result["id"])
@@ -112,22 +112,26 @@ def _cmd_control(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    from .launcher import STDERR_FILE, STDOUT_FILE
+    from .launcher import STDERR_FILE, printed_output
     from .store import Store
 
     store = Store.open_for_reading(home())
     if store is None:
         raise UserError(f"no experiment {args.experiment!r}: no experiments exist yet under {home()}")
     experiment = store.find_experiment(args.experiment)
-    path = home() / "experiments" / experiment.id / "trials" / str(args.trial) / (
-        STDERR_FILE if args.stderr else STDOUT_FILE)
+    trial_dir = home() / "experiments" / experiment.id / "trials" / str(args.trial)
     if not any(t.id == args.trial for t in store.trials(experiment.id)):
         raise UserError(f"experiment {experiment.id} has no trial {args.trial}")
-    offset = _print_from(path, 0)
+
+    def files() -> list[Path]:
+        return [trial_dir / STDERR_FILE] if args.stderr else printed_output(trial_dir)
+
+    output = _Output(files()[0])
+    output.print_new(files())
     while args.follow and _trial_status(store, experiment.id, args.trial) in ("waiting", "running"):
         time.sleep(0.2)
-        offset = _print_from(path, offset)
-    _print_from(path, offset)
+        output.print_new(files())
+    output.print_new(files())
     return 0
 
 
@@ -190,16 +194,36 @@ def _cmd_daemon_install(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_from(path: Path, offset: int) -> int:
+class _Output:
+    """Prints what a trial's output files gained since the last look; a line on stderr names the file whenever
+    the text shown comes from another file than before (NNI scripts print to trial.log, not stdout)."""
+
+    def __init__(self, first: Path):
+        self.offsets: dict[Path, int] = {}
+        self.shown = first
+
+    def print_new(self, paths: list[Path]) -> None:
+        """Print each file's new text."""
+        for path in paths:
+            data = _read_from(path, self.offsets.get(path, 0))
+            if not data:
+                continue
+            if path != self.shown:
+                sys.stdout.flush()
+                print(f"automl: ==> {path} <==", file=sys.stderr, flush=True)
+                self.shown = path
+            self.offsets[path] = self.offsets.get(path, 0) + len(data)
+            sys.stdout.write(data.decode(errors="replace"))
+            sys.stdout.flush()
+
+
+def _read_from(path: Path, offset: int) -> bytes:
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
-        return offset
-    sys.stdout.write(data.decode(errors="replace"))
-    sys.stdout.flush()
-    return offset + len(data)
+        return b""
 
 
 def _trial_status(store: Any, exp_id: str, trial_id: int) -> str:

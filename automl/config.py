@@ -7,7 +7,7 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,7 +16,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from . import search_space
 from .errors import UserError
-from .launcher import trial_path
 from .tuners import canonical_tuner_name
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -44,6 +43,8 @@ class Objective(_Model):
 
     metric: str = "default"
     mode: Literal["maximize", "minimize"] = "maximize"
+    mode_from: str | None = None
+    """Where a direction the user did not state came from (an NNI config's assessor or tuner default); else None."""
 
 
 def _canonical(name: str, canonical: Callable[[str], str]) -> str:
@@ -157,14 +158,17 @@ class ExperimentConfig(_Model):
     working_dir: Path = Path(".")
     search_space: dict[str, Any] | None = None
     search_space_file: Path | None = None
+    fixed_params: dict[str, Any] = Field(default_factory=dict)
     objective: Objective = Field(default_factory=Objective)
     tuner: TunerSpec = Field(default_factory=TunerSpec)
     stopper: StopperSpec | None = None
     max_trials: int | None = Field(default=None, ge=1)
     max_duration: Duration | None = None
+    on_max_duration: Literal["finish", "kill"] = "kill"
     concurrency: int = Field(default=1, ge=1)
     trial_timeout: Duration | None = None
     retries: int = Field(default=0, ge=0)
+    max_failures: int | None = Field(default=5, ge=1)
     rerun_interrupted: bool = True
     resources: Resources = Field(default_factory=Resources)
     gpu: GpuPolicy = Field(default_factory=GpuPolicy)
@@ -199,8 +203,10 @@ def config_from_store(data: dict[str, Any]) -> ExperimentConfig:
     return ExperimentConfig.model_validate({**data, "search_space_file": None})
 
 
-def load_config(path: str | os.PathLike[str]) -> tuple[ExperimentConfig, list[str]]:
-    """Read, translate (NNI v2 files), validate and resolve a config file; returns it and any warnings."""
+def load_config(path: str | os.PathLike[str],
+                environment: Mapping[str, str] | None = None) -> tuple[ExperimentConfig, list[str]]:
+    """Read, translate (NNI v1 and v2 files), validate and resolve a config file; returns it and any warnings.
+    `environment` is what its trials will run with (None: this process's), where its command is looked up."""
     path = Path(path)
     raw = _read_mapping(path)
     warnings: list[str] = []
@@ -209,13 +215,15 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ExperimentConfig, list[st
 
         raw, warnings = translate(raw, str(path))
     raw.setdefault("name", path.stem)
-    config = build_config(raw, path.parent, str(path))
+    config = build_config(raw, path.parent, str(path), environment)
     assert config.search_space is not None
     return config, [*warnings, *search_space.constant_warnings(config.search_space, f"{path}: search space")]
 
 
-def build_config(raw: dict[str, Any], base_dir: Path, source: str) -> ExperimentConfig:
-    """Validate a config mapping whose relative paths are relative to `base_dir`, then check it is runnable."""
+def build_config(raw: dict[str, Any], base_dir: Path, source: str,
+                 environment: Mapping[str, str] | None = None) -> ExperimentConfig:
+    """Validate a config mapping whose relative paths are relative to `base_dir`, then check it is runnable
+    in `environment` (None: this process's)."""
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
@@ -235,6 +243,7 @@ def build_config(raw: dict[str, Any], base_dir: Path, source: str) -> Experiment
             if not spec.code_directory.is_dir():
                 raise UserError(f"{source}: field '{field}.code_directory': folder {spec.code_directory} "
                                 "does not exist")
+    _check_fixed_params(config, source)
     if config.stopper is not None:
         from .stoppers import check_stopper
 
@@ -243,7 +252,7 @@ def build_config(raw: dict[str, Any], base_dir: Path, source: str) -> Experiment
                           class_name=config.stopper.class_name, code_directory=config.stopper.code_directory)
         except UserError as e:
             raise UserError(f"{source}: field 'stopper': {e}") from None
-    _check_command(config, source)
+    _check_command(config, source, os.environ if environment is None else environment)
     return config
 
 
@@ -277,10 +286,19 @@ def _read_search_space(path: Path, source: str) -> dict[str, Any]:
 
 def _looks_like_nni(raw: dict[str, Any]) -> bool:
     return any(key in raw for key in ("trialCommand", "trialConcurrency", "searchSpaceFile", "searchSpace",
-                                      "trainingService", "experimentName"))
+                                      "trainingService", "experimentName", "trainingServicePlatform"))
 
 
-def _check_command(config: ExperimentConfig, source: str) -> None:
+def _check_fixed_params(config: ExperimentConfig, source: str) -> None:
+    """A fixed parameter must not also be searched: the trial would get one of the two values silently."""
+    both = sorted(set(config.fixed_params) & set(config.search_space or {}))
+    if both:
+        raise UserError(f"{source}: field 'fixed_params': {', '.join(both)} also in the search space; "
+                        "a parameter is either fixed or searched")
+
+
+def _check_command(config: ExperimentConfig, source: str, environment: Mapping[str, str]) -> None:
+    """The program exists (on the PATH its trials will have) and so does a Python script it is given."""
     argv = config.argv()
     if argv[0] == "/bin/sh":
         return
@@ -288,7 +306,7 @@ def _check_command(config: ExperimentConfig, source: str) -> None:
     if os.sep in program:
         if not (config.working_dir / program).exists():
             raise UserError(f"{source}: field 'command': program {program} not found in {config.working_dir}")
-    elif shutil.which(program, path=trial_path()) is None:
+    elif shutil.which(program, path={**environment, **config.env}.get("PATH", os.defpath)) is None:
         raise UserError(f"{source}: field 'command': program {program!r} not found on PATH")
     scripts = [a for a in argv[1:] if a.endswith(".py") and not a.startswith("-")]
     if scripts and Path(program).name.startswith("python"):

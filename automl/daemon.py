@@ -26,6 +26,7 @@ from .control_server import ControlServer
 from .errors import UserError
 from .experiment import DETACHED, ExperimentLoop
 from .gpu_pool import GpuPool, report
+from .launcher import LocalLauncher
 from .nvml import open_probe
 from .store import Experiment, Store
 
@@ -96,7 +97,7 @@ class Daemon:
         if op == "gpus":
             return {"gpus": self._gpu_report()}
         if op == "submit":
-            return await self._submit(_arg(args, "config", str))
+            return await self._submit(_arg(args, "config", str), _environment(args))
         if op == "shutdown":
             self._shutdown.set()
             return {"stopping": True}
@@ -130,17 +131,18 @@ class Daemon:
         policies.update({exp_id: loop.gpus for exp_id, loop in self.loops.items()})
         return report(self.pool, policies)
 
-    async def _submit(self, path: str) -> dict[str, Any]:
+    async def _submit(self, path: str, environment: dict[str, str] | None) -> dict[str, Any]:
+        """Host a new experiment whose trials run with `environment` (the submitting shell's; None: ours)."""
         from .tuners import tuner_for
 
         if self._shutdown.is_set():
             raise UserError("the daemon is shutting down; submit again once it has restarted")
-        config, warnings = await asyncio.to_thread(load_config, path)
+        config, warnings = await asyncio.to_thread(load_config, path, environment)
         tuner = await asyncio.to_thread(tuner_for, config)
         if self._shutdown.is_set():
             raise UserError("the daemon is shutting down; submit again once it has restarted")
         exp_id = self.store.create_experiment(config.name, config.model_dump(mode="json"), str(Path(path).resolve()),
-                                              host=HOST)
+                                              host=HOST, environment=environment)
         tuner.use_folder(self.store.home / "experiments" / exp_id)
         self._host(self.store.find_experiment(exp_id), config, tuner)
         log.info("experiment %s (%s) submitted from %s", exp_id, config.name, path)
@@ -162,7 +164,8 @@ class Daemon:
 
     def _host(self, experiment: Experiment, config: Any, tuner: Any) -> None:
         slots = self.pool.slots(experiment.id, config.gpu, config.resources.gpus)
-        loop = ExperimentLoop(self.store, experiment, config, tuner, slots)
+        loop = ExperimentLoop(self.store, experiment, config, tuner, slots,
+                              launcher=LocalLauncher(experiment.environment))
         loop.listeners.append(lambda event, data: self.server.publish(event, experiment.id, data))
         self.loops[experiment.id] = loop
         task = asyncio.get_running_loop().create_task(self._drive(loop))
@@ -294,6 +297,16 @@ def _arg(args: dict[str, Any], name: str, kind: type) -> Any:
     value = args.get(name)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise UserError(f"argument '{name}' must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _environment(args: dict[str, Any]) -> dict[str, str] | None:
+    """A submit's `environment` (names to values, all strings), or None when the client sent none."""
+    value = args.get("environment")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise UserError(f"argument 'environment' must be an object of strings, got {type(value).__name__}")
     return value
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,8 @@ from .launcher import (
     recorded_exit,
     stderr_tail,
 )
-from .process_usage import ProcessTreeUsage, recorded_cpu_seconds
+from .paths import trial_dir
+from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
 from .stoppers.base import Stopper
 from .store import USAGE_FIELDS, Experiment, Store, Trial
 from .tuner_worker import TunerWorker
@@ -104,6 +105,10 @@ class ExperimentLoop:
         self._learning = 0  # tell/restore calls not yet done: the tuner may still have something to say
         self._exhausted = False
         self._tuner_waiting = False
+        self._time_up = False  # max_duration passed with on_max_duration 'finish': running trials end on their own
+        self._worked = False  # some trial succeeded or was stopped early: the trial code runs
+        self._failures: list[str] = []  # errors of the trials that failed for good before any trial worked
+        self._failure: str | None = None  # why the experiment failed, decided by the loop itself
         self._stop_reason: str | None = None
         self._error: BaseException | None = None  # raised by a task; ends the experiment as failed
         self._wake = asyncio.Event()
@@ -172,6 +177,7 @@ class ExperimentLoop:
             self._give_back_unstarted()
         if max_duration is not None:
             self.config.max_duration = max_duration
+            self._time_up = self._time_up and self._out_of_time()  # a longer budget lets new trials start again
         self.store.update_config(self.experiment.id, self.config.model_dump(mode="json"))
         self._emit("experiment_updated", concurrency=self.config.concurrency, max_trials=self.config.max_trials,
                    max_duration=self.config.max_duration)
@@ -187,16 +193,25 @@ class ExperimentLoop:
             while self._stop_reason is None and not self._finished():
                 if self._error is not None:
                     raise self._error
-                if self._out_of_time():
+                if self._out_of_time() and not self._time_up:
                     log.info("experiment %s reached max_duration", self.experiment.id)
-                    self._stop_reason = MAX_DURATION_REACHED
-                    break
+                    if self.config.on_max_duration == "kill":
+                        self._stop_reason = MAX_DURATION_REACHED
+                        self._note("max_duration reached: running trials were killed")
+                        break
+                    self._let_running_finish()
                 self._launch_what_fits()
                 await self._sleep_until_something_happens()
             if self._error is not None:
                 raise self._error
-            if self._stop_reason not in (None, MAX_DURATION_REACHED):
+            if self._failure is not None:
+                status, error = "failed", self._failure
+            elif self._stop_reason not in (None, MAX_DURATION_REACHED):
                 status = "stopped"
+            elif not self._worked and self._failures:
+                status, error = "failed", _failure_summary(f"all {len(self._failures)} trials failed", self._failures)
+            elif self._stop_reason is None and not (self._time_up or self._exhausted) and self._budget_spent():
+                self._note(f"max_trials reached ({self.config.max_trials} trials)")
         except asyncio.CancelledError:
             self._stop_reason = DETACHED
             raise
@@ -217,6 +232,23 @@ class ExperimentLoop:
         self._emit("experiment_status", status=status, error=error)
         return status
 
+    def _note(self, note: str) -> None:
+        """Record and announce why the experiment ends, or will end, short of its budget."""
+        log.info("experiment %s: %s", self.experiment.id, note)
+        self.experiment.note = note
+        self.store.set_experiment_note(self.experiment.id, note)
+        self._emit("experiment_note", note=note)
+
+    def _let_running_finish(self) -> None:
+        """max_duration with on_max_duration 'finish': start nothing more, let the running trials end on their own."""
+        self._time_up = True
+        for request in list(self._ready):
+            self._ready.remove(request)
+            if request.retry_of is None:
+                self.configs_started -= 1
+                self._give_back(request.key)
+        self._note(f"max_duration reached: no new trials; {len(self._running)} running trial(s) may finish")
+
     def _set_paused(self, paused: bool) -> None:
         self.paused = paused
         if paused:
@@ -228,7 +260,7 @@ class ExperimentLoop:
     def _finished(self) -> bool:
         if self._running or self._ready or self._asking or self._learning:
             return False
-        return self._exhausted or self._budget_spent() or self._tuner_waiting
+        return self._exhausted or self._budget_spent() or self._tuner_waiting or self._time_up
 
     def _budget_spent(self) -> bool:
         return self.config.max_trials is not None and self.configs_started >= self.config.max_trials
@@ -237,7 +269,7 @@ class ExperimentLoop:
         return self.config.max_duration is not None and self.elapsed >= self.config.max_duration
 
     def _launch_what_fits(self) -> None:
-        while not self.paused and len(self._running) < self.config.concurrency:
+        while not (self.paused or self._time_up) and len(self._running) < self.config.concurrency:
             if self._ready:
                 placement = self.gpus.acquire()
                 if placement is None:
@@ -250,15 +282,15 @@ class ExperimentLoop:
             return
 
     def _can_ask(self) -> bool:
-        return not (self._asking or self._exhausted or self._tuner_waiting or self._budget_spent())
+        return not (self._asking or self._exhausted or self._tuner_waiting or self._time_up or self._budget_spent())
 
     async def _ask(self, key: int) -> None:
         params = None
         try:
             params = await self._worker.call(self._worker.tuner.ask, key)
-        except NoMoreTrials:
-            log.info("experiment %s: the tuner has no more configurations", self.experiment.id)
+        except NoMoreTrials as e:
             self._exhausted = True
+            self._note(f"the tuner has no more configurations after {self.configs_started}: {e}")
         except Exception as e:
             self._error = e
         finally:
@@ -267,7 +299,7 @@ class ExperimentLoop:
         if params is None:
             self._tuner_waiting = not (self._exhausted or self._error)
             return
-        if self._budget_spent():  # max_trials was lowered while the tuner thought
+        if self._budget_spent() or self._time_up:  # max_trials was lowered or time ran out while the tuner thought
             self._give_back(key)
             return
         self.configs_started += 1
@@ -291,7 +323,7 @@ class ExperimentLoop:
 
     async def _sleep_until_something_happens(self) -> None:
         timeout = None
-        if self.config.max_duration is not None:
+        if self.config.max_duration is not None and not self._time_up:
             timeout = max(0.0, self.config.max_duration - self.elapsed)
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
@@ -319,8 +351,8 @@ class ExperimentLoop:
     async def _follow(self, running: _Running) -> None:
         trial = running.trial
         spec = TrialSpec(self.experiment.id, trial.id, self.config.argv(), self.config.working_dir,
-                         self.trial_dir(trial.id), trial.params, self.config.cpus_per_trial(),
-                         running.placement.gpus, self.config.env)
+                         self.trial_dir(trial.id), {**self.config.fixed_params, **trial.params},
+                         self.config.cpus_per_trial(), running.placement.gpus, self.config.env)
         try:
             # shielded: a process half-started when the loop detaches is found again by its environment
             process = await asyncio.shield(self.launcher.start(spec))
@@ -415,8 +447,10 @@ class ExperimentLoop:
         trial = running.trial
         value = running.final if status == "succeeded" else self._learned_from_stopped(running, status)
         energy, peak = self.gpus.release(running.placement)
-        usage = self._usage(running, energy, peak, recorded_cpu_seconds(self.trial_dir(trial.id)))
-        self.store.trial_ended(trial, status, code, reason, value, usage)
+        recorded = recorded_usage(self.trial_dir(trial.id))  # true even for a trial that ended while we were down
+        usage = self._usage(running, energy, peak, recorded)
+        self.store.trial_ended(trial, status, code, reason, value, usage,
+                               ended=None if recorded is None else recorded.ended)
         del self._running[trial.id]
         self._emit("trial_ended", trial=trial.id, status=status, value=value, error=reason)
         self._after_end(trial, running.key, recovered=running.recovered)
@@ -426,11 +460,12 @@ class ExperimentLoop:
         """Retry a failed or re-run an interrupted trial, or else tell the tuner its configuration's outcome."""
         if trial.status == "succeeded" and (self.best is None or self._better(trial.value, self.best.value)):
             self.best = trial
-        if self._would_run_again(trial) and self._stop_reason is None:
+        if self._would_run_again(trial) and self._stop_reason is None and not self._time_up:
             log.info("trial %d %s (%s); running it again", trial.id, trial.status, trial.error)
             self._ready.append(self._again(trial, key, recovered))
             return
         self.configs_ended += 1
+        self._count_outcome(trial)
         if self.stopper is not None:
             ended = self._worker.call(self.stopper.ended, trial.id, trial.status, trial.value)
             asyncio.get_running_loop().create_task(self._guarded(ended))
@@ -499,11 +534,25 @@ class ExperimentLoop:
             else:
                 history.append((trial.params, trial.value))
                 self.configs_ended += 1
+                self._count_outcome(trial)
                 if trial.status == "succeeded" and (self.best is None or self._better(trial.value, self.best.value)):
                     self.best = trial
         await self._worker.call(self._worker.tuner.restore, history)
         log.info("experiment %s resumed: %d configurations, %d ended, %d trials re-attached", self.experiment.id,
                  self.configs_started, self.configs_ended, len(self._running))
+
+    def _count_outcome(self, trial: Trial) -> None:
+        """Note whether an ended trial shows the trial code working; fail the experiment after max_failures
+        failures before any trial worked (a broken script or environment)."""
+        if trial.status in ("succeeded", "early_stopped"):
+            self._worked = True
+        elif trial.status == "failed" and not self._worked:
+            self._failures.append(trial.error or "failed")
+            limit = self.config.max_failures
+            if limit is not None and len(self._failures) >= limit and self._failure is None:
+                self._failure = _failure_summary(f"the first {limit} trials all failed (max_failures: {limit})",
+                                                 self._failures)
+                self.stop("experiment failed: its first trials all failed")
 
     def _would_run_again(self, trial: Trial) -> bool:
         """Whether an ended trial's configuration runs once more: a retry after a failure, a re-run after a reboot."""
@@ -568,16 +617,19 @@ class ExperimentLoop:
             self.store.trial_usage(running.trial, self._usage(running, *self.gpus.measured(running.placement)))
 
     def _usage(self, running: _Running, energy_j: float, gpu_memory_mib: float,
-               recorded_cpu: float | None = None) -> dict[str, float]:
-        """What the trial used so far (adding to what an earlier automl process measured before a restart),
-        and its price."""
+               recorded: RecordedUsage | None = None) -> dict[str, float]:
+        """What the trial used so far (adding to what an earlier automl process measured before a restart, and
+        taking what its wrapper recorded at its exit), and its price."""
         trial, placement, tree, before = running.trial, running.placement, running.tree, running.before
-        ran = max(0.0, self.store.clock() - trial.started) if trial.started else 0.0
+        ended = self.store.clock() if recorded is None or recorded.ended is None else recorded.ended
+        ran = max(0.0, ended - trial.started) if trial.started else 0.0
         usage = TrialUsage(
             gpu_seconds=placement.share * len(placement.gpus) * ran,
             energy_j=before.get("energy_j", 0.0) + energy_j,
-            cpu_seconds=max(tree.cpu_seconds if tree else 0.0, recorded_cpu or 0.0, before.get("cpu_seconds", 0.0)),
-            peak_rss_mib=max(tree.peak_rss_mib if tree else 0.0, before.get("peak_rss_mib", 0.0)),
+            cpu_seconds=max(tree.cpu_seconds if tree else 0.0, recorded.cpu_seconds if recorded else 0.0,
+                            before.get("cpu_seconds", 0.0)),
+            peak_rss_mib=max(tree.peak_rss_mib if tree else 0.0, recorded.peak_rss_mib if recorded else 0.0,
+                             before.get("peak_rss_mib", 0.0)),
             gpu_memory_mib=max(gpu_memory_mib, before.get("gpu_memory_mib", 0.0)),
         )
         return usage.priced(self.config.cost).as_dict()
@@ -589,7 +641,7 @@ class ExperimentLoop:
 
     def trial_dir(self, trial_id: int) -> Path:
         """Where a trial's params, metrics and logs live."""
-        return self.store.home / "experiments" / self.experiment.id / "trials" / str(trial_id)
+        return trial_dir(self.store.home, self.experiment.id, trial_id)
 
     def _emit(self, event: str, **data: Any) -> None:
         for listener in self.listeners:
@@ -611,6 +663,12 @@ def _first_stop(stopper: Stopper, key: int, reports: list[tuple[int, float | Non
         if stopper.report(key, step, value):
             return step
     return None
+
+
+def _failure_summary(what: str, errors: list[str]) -> str:
+    """'all 4 trials failed; most common error (3 of 4): ...' for an experiment that failed through its trials."""
+    error, count = Counter(errors).most_common(1)[0]
+    return f"{what}; most common error ({count} of {len(errors)}): {error}"
 
 
 def _with_tail(reason: str, trial_dir: Path) -> str:

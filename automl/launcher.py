@@ -7,31 +7,40 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
 
+from . import trial_exit
 from .process_usage import CPU_TIMES_FILE
 from .trial import METRICS_ENV, PARAMS_ENV
+from .trial_exit import EXIT_FILE, USAGE_FILE
 
 NNI_CHANNEL = "import://automl.nni_channel.TrialChannel"
 PARAMS_FILE = "params.json"
 METRICS_FILE = "metrics.jsonl"
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
-EXIT_FILE = "exit_code"
+NNI_LOG_FILE = "trial.log"  # where `import nni` sends a trial's print() and logging under NNI_PLATFORM=local
+TRIAL_LIB = "trial_lib"
+TRIAL_LIB_MODULES = ("trial.py", "nni_channel.py")
 ENDED_POLL = 0.05  # seconds between looks at a terminated tree
 
-# Runs the trial and records, in the trial's folder (its first argument), the CPU time of the whole
-# tree and then the exit status, so both are known even to a daemon that restarted and is no longer the
-# trial's parent. The wrapper outlives a SIGTERM or SIGINT sent to the whole group (the trap defers it
-# until the trial has exited), and re-raises the signal that ended the trial, so a parent that is still
-# there sees it too. A constant: user values are only ever passed as arguments.
+# Runs the trial and records, in the trial's folder (the 1st argument), its exit status and usage, so they are
+# known even to a daemon that restarted and is no longer the trial's parent. While that parent is alive (it
+# watches the trial's tree itself), the shell records its `times` (CPU time of every process it waited for) and
+# the exit status, at no cost. When the parent has gone, it `exec`s automl's exit recorder (trial_exit.py, run
+# by the interpreter and path given as the 2nd and 3rd arguments), which also records the end time and the peak
+# memory: a Python start at the end of the trial, paid only then. The wrapper outlives a SIGTERM or SIGINT sent
+# to the whole group (the trap defers it until the trial has exited), and re-raises the signal that ended the
+# trial, so a parent that is still there sees it too. A constant: user values are only ever passed as arguments.
 _RECORD_EXIT = (
-    "trap : TERM INT; "
-    f'"$@"; code=$?; times > "$0/{CPU_TIMES_FILE}"; '
+    'trap : TERM INT; py=$1; recorder=$2; shift 2; "$@"; code=$?; trap "" TERM INT; '
+    'kill -0 "$PPID" 2>/dev/null || exec "$py" -I -S "$recorder" "$0" "$code"; '
+    f'times > "$0/{CPU_TIMES_FILE}"; '
     f'echo "$code" > "$0/{EXIT_FILE}.tmp" && mv "$0/{EXIT_FILE}.tmp" "$0/{EXIT_FILE}"; '
     'if [ "$code" -gt 128 ]; then trap - TERM INT; kill -$((code - 128)) $$; fi; exit "$code"'
 )
@@ -75,17 +84,13 @@ class Launcher(Protocol):
     def alive(self, pid: int, created: float | None) -> bool: ...
 
 
-def trial_path() -> str:
-    """PATH for trials: this interpreter's folder first, so `python` means the environment automl runs in."""
-    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-
-
-def trial_env(spec: TrialSpec) -> dict[str, str]:
-    """The environment of a trial: ours, then NNI's for unmodified NNI scripts, then the config's own."""
+def trial_env(spec: TrialSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a trial: the shell's that ran the experiment (`base`, else ours), then automl's and
+    NNI's variables for unmodified NNI scripts, then the config's own; the trial library is appended to
+    PYTHONPATH, so the user's entries keep priority."""
     trial_dir = str(spec.trial_dir)
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     env.update({
-        "PATH": trial_path(),
         "PYTHONUNBUFFERED": "1",
         "AUTOML_EXPERIMENT_ID": spec.experiment_id,
         "AUTOML_TRIAL_ID": str(spec.trial_id),
@@ -103,11 +108,45 @@ def trial_env(spec: TrialSpec) -> dict[str, str]:
         "NNI_OUTPUT_DIR": trial_dir,
     })
     env.update(spec.env)
+    library = str(trial_library(spec.trial_dir.parent.parent))
+    env["PYTHONPATH"] = os.pathsep.join([part for part in (env.get("PYTHONPATH"), library) if part])
     return env
 
 
+_current_libraries: set[Path] = set()
+
+
+def trial_library(experiment_dir: Path) -> Path:
+    """The experiment's trial library: `automl.trial` and the NNI channel copied from this automl, as a
+    namespace package, so a Python without automl can run `from automl import trial` and NNI scripts, while a
+    Python with automl installed keeps using its own (a regular package wins over a namespace portion)."""
+    library = experiment_dir / TRIAL_LIB
+    if library in _current_libraries:
+        return library
+    package = library / "automl"
+    package.mkdir(parents=True, exist_ok=True)
+    for name in TRIAL_LIB_MODULES:
+        source = (Path(__file__).parent / name).read_bytes()
+        target = package / name
+        if not target.is_file() or target.read_bytes() != source:
+            (package / f"{name}.tmp").write_bytes(source)
+            os.replace(package / f"{name}.tmp", target)
+    _current_libraries.add(library)
+    return library
+
+
+def printed_output(trial_dir: Path) -> list[Path]:
+    """The files that hold what a trial printed: its stdout, and NNI's trial.log once `import nni` made one."""
+    nni_log = trial_dir / NNI_LOG_FILE
+    return [trial_dir / STDOUT_FILE, *([nni_log] if nni_log.exists() else [])]
+
+
 class LocalLauncher:
-    """Runs each trial as a subprocess in its own process session, so a signal to us does not reach it."""
+    """Runs each trial as a subprocess in its own process session, so a signal to us does not reach it, with
+    the environment of the shell that ran the experiment (`environment`; None: this process's)."""
+
+    def __init__(self, environment: Mapping[str, str] | None = None):
+        self.environment = environment
 
     async def start(self, spec: TrialSpec) -> asyncio.subprocess.Process:
         """Write the trial's folder (params, empty metrics file) and start its process."""
@@ -115,11 +154,12 @@ class LocalLauncher:
         (spec.trial_dir / PARAMS_FILE).write_text(json.dumps(spec.params, indent=2) + "\n")
         (spec.trial_dir / METRICS_FILE).touch()
         (spec.trial_dir / EXIT_FILE).unlink(missing_ok=True)
+        (spec.trial_dir / USAGE_FILE).unlink(missing_ok=True)
         (spec.trial_dir / CPU_TIMES_FILE).unlink(missing_ok=True)
-        argv = ["/bin/sh", "-c", _RECORD_EXIT, str(spec.trial_dir), *spec.argv]
+        argv = ["/bin/sh", "-c", _RECORD_EXIT, str(spec.trial_dir), sys.executable, trial_exit.__file__, *spec.argv]
         with open(spec.trial_dir / STDOUT_FILE, "ab") as out, open(spec.trial_dir / STDERR_FILE, "ab") as err:
             return await asyncio.create_subprocess_exec(
-                *argv, cwd=spec.working_dir, env=trial_env(spec), stdin=asyncio.subprocess.DEVNULL,
+                *argv, cwd=spec.working_dir, env=trial_env(spec, self.environment), stdin=asyncio.subprocess.DEVNULL,
                 stdout=out, stderr=err, start_new_session=True)
 
     async def terminate(self, pid: int, grace: float) -> None:

@@ -1,10 +1,14 @@
-"""Translate an NNI v2 `config.yml` (camelCase fields) into our config mapping, refusing what we cannot honour."""
+"""Translate an NNI `config.yml` (v2, or v1 converted as NNI itself does) into our config mapping, with NNI 3.0's
+semantics, refusing what we cannot honour."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import UserError
+from .tuners import canonical_tuner_name
 
 # NNI fields that change nothing about how trials run here: accepted, with a warning saying so.
 _IGNORED = {
@@ -23,14 +27,46 @@ _TOP_LEVEL = {
 _LOCAL_SERVICE = {"platform", "useActiveGpu", "maxTrialNumberPerGpu", "gpuIndices", "trialGpuNumber",
                   "trialCommand", "trialCodeDirectory", "reuseMode", "debug", "nniManagerIp"}
 
+V1_MARKER = "trainingServicePlatform"
+"""The field only NNI's v1 format has (nnictl tells the two formats apart by it)."""
+
+# The direction each builtin algorithm's constructor defaults to, read from NNI 3.0's source. Random,
+# GridSearch and BatchTuner have none (NNI's web UI then shows maximize); Curvefitting takes no direction
+# and only works on rising curves.
+TUNER_DEFAULT_MODES = {
+    "TPE": "minimize", "TPE_legacy": "minimize", "Anneal": "minimize", "Evolution": "maximize",
+    "GPTuner": "maximize", "MetisTuner": "maximize", "PBTTuner": "maximize",
+    "Hyperband": "maximize", "BOHB": "maximize",
+}
+_NO_DIRECTION_DEFAULT = "maximize"
+
+# NNI's advisors as a tuner proposing configurations plus Hyperband brackets stopping trials:
+# canonical name -> (our tuner, {NNI classArg: our Hyperband arg}, NNI's defaults, the classArg of the full budget)
+_ADVISORS: dict[str, tuple[str, dict[str, str], dict[str, Any], str]] = {
+    "Hyperband": ("Random", {"R": "max_resource", "eta": "reduction_factor"}, {"R": 60, "eta": 3}, "R"),
+    "BOHB": ("TPE", {"min_budget": "min_resource", "max_budget": "max_resource", "eta": "reduction_factor"},
+             {"min_budget": 1, "max_budget": 3, "eta": 3}, "max_budget"),
+}
+TRIAL_BUDGET = "TRIAL_BUDGET"
+"""The parameter NNI's Hyperband and BOHB put a trial's budget in."""
+
+
+def is_v1(raw: dict[str, Any]) -> bool:
+    """Whether an NNI config is in NNI's v1 format."""
+    return V1_MARKER in raw
+
 
 def translate(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:
-    """Our config mapping for an NNI v2 config, plus warnings for fields that have no effect here."""
+    """Our config mapping for an NNI v1 or v2 config, plus warnings for what differs or has no effect here."""
+    warnings: list[str] = []
+    if is_v1(raw):
+        raw = v1_to_v2(raw, source, warnings)
+        source = f"{source} (NNI v1, converted to v2)"
     unknown = sorted(set(raw) - _TOP_LEVEL)
     if unknown:
         raise UserError(f"{source}: unknown NNI field(s) {', '.join(unknown)}; "
                         f"supported: {', '.join(sorted(_TOP_LEVEL))}")
-    warnings = [f"{source}: '{key}' is ignored: {why}" for key, why in _IGNORED.items() if key in raw]
+    warnings += [f"{source}: '{key}' is ignored: {why}" for key, why in _IGNORED.items() if key in raw]
     _refuse(raw, source)
     service = _training_service(raw.get("trainingService"), source, warnings)
 
@@ -39,6 +75,8 @@ def translate(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], list[st
                      "searchSpace": "search_space", "trialCodeDirectory": "working_dir",
                      "trialConcurrency": "concurrency", "maxExperimentDuration": "max_duration",
                      "maxTrialNumber": "max_trials", "maxTrialDuration": "trial_timeout"})
+    if "max_duration" in out:
+        out["on_max_duration"] = "finish"  # NNI starts no trial after it and lets running ones end
     _copy(service, out, {"trialCodeDirectory": "working_dir"})
     command = raw.get("trialCommand", service.get("trialCommand"))
     if command is None:
@@ -53,20 +91,177 @@ def translate(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], list[st
         gpu_policy["indices"] = _gpu_indices(service["gpuIndices"], source)
     if gpu_policy:
         out["gpu"] = gpu_policy
+    out.update(_algorithms(raw, source, warnings))
+    return out, warnings
+
+
+def v1_to_v2(raw: dict[str, Any], source: str, warnings: list[str]) -> dict[str, Any]:
+    """An NNI v1 config in v2 form, converted by NNI's own `to_v2` (as nnictl does); only the local platform."""
+    platform = raw.get(V1_MARKER)
+    if platform != "local":
+        raise UserError(f"{source}: this is NNI's v1 config format with trainingServicePlatform: {platform}; "
+                        "only the local platform is supported (trainingServicePlatform: local)")
+    from nni.experiment.config import convert  # imports nni: about a second, so only for v1 files
+
+    logger = logging.getLogger(convert.__name__)
+    collected = _Collected()
+    logger.addHandler(collected)
+    logger.propagate = False
+    try:
+        v2 = convert.to_v2(raw)
+    except KeyError as e:
+        raise UserError(f"{source}: NNI v1 config: field {e.args[0]!r} is required here") from None
+    except (AssertionError, AttributeError, TypeError) as e:
+        raise UserError(f"{source}: NNI v1 config cannot be converted: {e or type(e).__name__}") from None
+    finally:
+        logger.removeHandler(collected)
+        logger.propagate = True
+    if collected.errors:
+        raise UserError(f"{source}: NNI v1 fields that have no v2 equivalent: {'; '.join(collected.errors)}")
+    warnings += [f"{source}: {message}" for message in collected.warnings]
+    return v2
+
+
+class _Collected(logging.Handler):
+    """Keeps what NNI's converter logs: its warnings (fields dropped) and errors (fields it could not convert)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warnings: list[str] = []
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        (self.errors if record.levelno >= logging.ERROR else self.warnings).append(record.getMessage())
+
+
+@dataclass
+class _Algorithm:
+    """A tuner, advisor or assessor of an NNI config: our spec for it and the direction its classArgs state."""
+
+    field: str
+    spec: dict[str, Any]
+    stated: str | None
+
+    @property
+    def custom(self) -> bool:
+        return "class_name" in self.spec
+
+    @property
+    def label(self) -> str:
+        """How messages name it: the canonical builtin name, or 'the custom tuner module.Class'."""
+        if self.custom:
+            return f"the custom {self.field} {self.spec['class_name']}"
+        return _canonical_algorithm(str(self.spec["name"]))
+
+
+def _algorithms(raw: dict[str, Any], source: str, warnings: list[str]) -> dict[str, Any]:
+    """Our tuner, stopper, objective and fixed parameters from NNI's tuner (or advisor) and assessor."""
     if raw.get("tuner") is not None and raw.get("advisor") is not None:
         raise UserError(f"{source}: give either 'tuner' or 'advisor', not both")
-    if raw.get("tuner") is not None:
-        out["tuner"], mode = _tuner(raw["tuner"], source, "tuner")
-        out["objective"] = {"metric": "default", "mode": mode}
-    if raw.get("advisor") is not None:
-        out["tuner"], out["stopper"], mode = _advisor(raw["advisor"], source, warnings)
-        out["objective"] = {"metric": "default", "mode": mode}
-    if raw.get("assessor") is not None:
-        if raw.get("advisor") is not None:
-            raise UserError(f"{source}: an advisor stops trials itself; drop 'assessor'")
-        spec, _ = _tuner(raw["assessor"], source, "assessor")
-        out["stopper"] = spec
-    return out, warnings
+    field = "advisor" if raw.get("advisor") is not None else "tuner"
+    if raw.get(field) is None:
+        raise UserError(f"{source}: field 'tuner': required, e.g. {{name: TPE}}")
+    tuner = _algorithm(raw[field], source, field)
+    assessor = None if raw.get("assessor") is None else _algorithm(raw["assessor"], source, "assessor")
+    is_advisor = not tuner.custom and tuner.label in _ADVISORS
+    if field == "advisor" and not is_advisor:
+        raise UserError(f"{source}: field 'advisor.name': {tuner.spec.get('name', tuner.label)!r} is not "
+                        "supported; allowed: Hyperband, BOHB (or give a tuner and an assessor)")
+    if is_advisor and assessor is not None:
+        raise UserError(f"{source}: {tuner.label} stops trials itself; drop 'assessor'")
+
+    mode, mode_from = _direction(tuner, assessor)
+    objective: dict[str, Any] = {"metric": "default", "mode": mode}
+    if mode_from is not None:
+        objective["mode_from"] = mode_from
+        warnings.append(f"{source}: the optimize direction is {mode}, from {mode_from} (NNI's rule: the "
+                        "tuner's classArgs.optimize_mode, else the assessor's, else the tuner's default); "
+                        "set tuner.classArgs.optimize_mode to choose")
+    out: dict[str, Any] = {"objective": objective}
+    if is_advisor:
+        out["tuner"], out["stopper"], out["fixed_params"] = _advisor(tuner, source, warnings)
+        return out
+    out["tuner"] = tuner.spec
+    if assessor is not None:
+        out["stopper"] = _assessor_spec(assessor, mode, source, warnings)
+    return out
+
+
+def _algorithm(spec: Any, source: str, field: str) -> _Algorithm:
+    """A builtin (`name`) or custom (`className`, `codeDirectory`) algorithm with its classArgs, checked."""
+    if not isinstance(spec, dict):
+        raise UserError(f"{source}: field '{field}': must be a mapping with 'name' (or 'className') and "
+                        "optional 'classArgs'")
+    custom = "className" in spec
+    allowed = {"className", "codeDirectory", "classArgs"} if custom else {"name", "classArgs"}
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise UserError(f"{source}: field '{field}': unknown field(s) {', '.join(unknown)}; allowed: name, "
+                        "classArgs (a builtin) or className, codeDirectory, classArgs (a custom class)")
+    if not custom and spec.get("name") is None:
+        raise UserError(f"{source}: field '{field}.name': required (or 'className' for a custom class)")
+    class_args = spec.get("classArgs") or {}
+    if not isinstance(class_args, dict):
+        raise UserError(f"{source}: field '{field}.classArgs': must be a mapping of argument names to values, "
+                        f"got {class_args!r}")
+    stated = class_args.get("optimize_mode")
+    if stated is not None and stated not in ("maximize", "minimize"):
+        raise UserError(f"{source}: field '{field}.classArgs.optimize_mode': must be 'maximize' or 'minimize', "
+                        f"got {stated!r}")
+    if not custom:
+        args = {key: value for key, value in class_args.items() if key != "optimize_mode"}
+        return _Algorithm(field, {"name": spec["name"], "args": args}, stated)
+    ours: dict[str, Any] = {"class_name": spec["className"]}
+    if spec.get("codeDirectory") is not None:
+        ours["code_directory"] = spec["codeDirectory"]
+    ours["args"] = dict(class_args)  # NNI hands a custom class its classArgs as written
+    return _Algorithm(field, ours, stated)
+
+
+def _direction(tuner: _Algorithm, assessor: _Algorithm | None) -> tuple[str, str | None]:
+    """NNI's direction and, when the tuner's classArgs do not state it, where it came from."""
+    if tuner.stated is not None:
+        return tuner.stated, None
+    if assessor is not None and assessor.stated is not None:
+        return assessor.stated, "the assessor"
+    default = None if tuner.custom else TUNER_DEFAULT_MODES.get(tuner.label)
+    if default is not None:
+        return default, f"{tuner.label}'s default"
+    return _NO_DIRECTION_DEFAULT, f"no direction in {tuner.label}: NNI's default"
+
+
+def _assessor_spec(assessor: _Algorithm, mode: str, source: str, warnings: list[str]) -> dict[str, Any]:
+    """Our stopper spec; an optimize_mode the tuner overrules is dropped, so the assessor runs in `mode`."""
+    if assessor.stated is not None and assessor.stated != mode:
+        warnings.append(f"{source}: assessor.classArgs.optimize_mode is {assessor.stated} but the tuner's is "
+                        f"{mode}; the tuner's wins (NNI's rule) and the assessor runs with {mode}")
+        assessor.spec["args"].pop("optimize_mode", None)
+    return assessor.spec
+
+
+def _advisor(tuner: _Algorithm, source: str, warnings: list[str]) -> tuple[dict[str, Any], dict[str, Any],
+                                                                          dict[str, Any]]:
+    """NNI's Hyperband or BOHB as our tuner (Random or TPE), Hyperband stopper and the trials' TRIAL_BUDGET."""
+    ours, mapping, defaults, budget = _ADVISORS[tuner.label]
+    given = tuner.spec["args"]
+    args = {**defaults, **given}
+    stopper_args = {our_name: args[theirs] for theirs, our_name in mapping.items()}
+    ignored = sorted(set(given) - set(mapping))
+    if ignored:
+        warnings.append(f"{source}: {tuner.field} classArgs {', '.join(ignored)} ignored: trials run {ours}'s "
+                        "configurations under Hyperband brackets that stop them early")
+    return {"name": ours, "args": {}}, {"name": "Hyperband", "args": stopper_args}, {TRIAL_BUDGET: args[budget]}
+
+
+def _canonical_algorithm(name: str) -> str:
+    """A builtin tuner or advisor's canonical name; an unknown one as written (validation names it later)."""
+    for advisor in _ADVISORS:
+        if name.strip().lower() == advisor.lower():
+            return advisor
+    try:
+        return canonical_tuner_name(name)
+    except UserError:
+        return name
 
 
 def _refuse(raw: dict[str, Any], source: str) -> None:
@@ -98,51 +293,6 @@ def _training_service(service: Any, source: str, warnings: list[str]) -> dict[st
     if service.get("reuseMode"):
         warnings.append(f"{source}: 'trainingService.reuseMode' is ignored: every trial is a fresh process")
     return service
-
-
-def _tuner(spec: Any, source: str, field: str) -> tuple[dict[str, Any], str]:
-    """Our spec for a builtin tuner, assessor or advisor, and the direction it names (NNI's default: minimize)."""
-    if not isinstance(spec, dict):
-        raise UserError(f"{source}: field '{field}': must be a mapping with 'name' and optional 'classArgs'")
-    if "className" in spec or "codeDirectory" in spec:
-        raise UserError(f"{source}: field '{field}': custom classes are not supported; use a builtin name")
-    unknown = sorted(set(spec) - {"name", "classArgs"})
-    if unknown:
-        raise UserError(f"{source}: field '{field}': unknown field(s) {', '.join(unknown)}; allowed: name, classArgs")
-    class_args = spec.get("classArgs") or {}
-    if not isinstance(class_args, dict):
-        raise UserError(f"{source}: field '{field}.classArgs': must be a mapping of argument names to values, "
-                        f"got {class_args!r}")
-    args = dict(class_args)
-    mode = args.pop("optimize_mode", "minimize")
-    if mode not in ("maximize", "minimize"):
-        raise UserError(f"{source}: field '{field}.classArgs.optimize_mode': must be 'maximize' or 'minimize', "
-                        f"got {mode!r}")
-    return {"name": spec.get("name"), "args": args}, mode
-
-
-# NNI's advisors as a tuner proposing configurations plus Hyperband brackets stopping trials:
-# advisor name -> (our tuner, {NNI classArg: our Hyperband arg})
-_ADVISORS = {
-    "hyperband": ("Random", {"R": "max_resource", "eta": "reduction_factor"}),
-    "bohb": ("TPE", {"min_budget": "min_resource", "max_budget": "max_resource", "eta": "reduction_factor"}),
-}
-
-
-def _advisor(spec: Any, source: str, warnings: list[str]) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """NNI's Hyperband or BOHB advisor as our tuner (Random or TPE) and Hyperband stopper."""
-    advisor, mode = _tuner(spec, source, "advisor")
-    name = str(advisor["name"]).lower()
-    if name not in _ADVISORS:
-        raise UserError(f"{source}: field 'advisor.name': {advisor['name']!r} is not supported; "
-                        "allowed: Hyperband, BOHB (or give a tuner and an assessor)")
-    tuner, mapping = _ADVISORS[name]
-    args = {ours: advisor["args"][theirs] for theirs, ours in mapping.items() if theirs in advisor["args"]}
-    ignored = sorted(set(advisor["args"]) - set(mapping))
-    if ignored:
-        warnings.append(f"{source}: advisor classArgs {', '.join(ignored)} ignored: trials run {tuner}'s "
-                        "configurations under Hyperband brackets that stop them early")
-    return {"name": tuner, "args": {}}, {"name": "Hyperband", "args": args}, mode
 
 
 def _gpu_indices(value: Any, source: str) -> list[int]:

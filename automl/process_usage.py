@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from .trial_exit import USAGE_FILE
 
 CPU_TIMES_FILE = "cpu_times"
 _TIME = re.compile(r"(\d+)m([\d.]+)s")
@@ -49,12 +53,27 @@ class ProcessTreeUsage:
         return pids
 
 
-def recorded_cpu_seconds(trial_dir: Path) -> float | None:
-    """The CPU-seconds of a trial's whole tree as its wrapper recorded them when the trial exited (the shell's
-    `times`: every process it and its children waited for), or None when nothing was recorded."""
+@dataclass(frozen=True)
+class RecordedUsage:
+    """What a trial's wrapper recorded when the trial exited: the CPU-seconds of every process of its tree that
+    was waited for; when its parent had gone (a daemon that is down), also its wall-clock end and the peak
+    resident memory of its largest process."""
+
+    cpu_seconds: float
+    ended: float | None = None
+    peak_rss_mib: float = 0.0
+
+
+def recorded_usage(trial_dir: Path) -> RecordedUsage | None:
+    """The usage the trial's wrapper recorded at its exit, or None when it recorded none."""
     try:
+        data = json.loads((trial_dir / USAGE_FILE).read_text())
+        return RecordedUsage(float(data["cpu_seconds"]), float(data["ended"]), float(data["peak_rss_mib"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:  # the shell's `times`: its own and its children's user and system time
         lines = (trial_dir / CPU_TIMES_FILE).read_text().splitlines()
     except OSError:
         return None
     values = [int(m) * 60 + float(s) for line in lines for m, s in _TIME.findall(line)]
-    return sum(values) if len(values) == 4 else None
+    return RecordedUsage(sum(values)) if len(values) == 4 else None

@@ -23,6 +23,8 @@ class Progress:
             value = "" if data["value"] is None else f" {self.loop.config.objective.metric}={data['value']:.6g}"
             error = f" ({data['error']})" if data["error"] else ""
             self._print(f"trial {data['trial']:>3} {data['status']}{value}{error}")
+        elif kind == "experiment_note":
+            self._print(data["note"])
         elif kind == "trial_started" and not self.live:
             return
         self._redraw()

@@ -21,7 +21,7 @@ from .errors import UserError
 
 USAGE_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "automl.db"
 
 
@@ -36,7 +36,9 @@ CREATE TABLE IF NOT EXISTS experiments (
     host TEXT NOT NULL DEFAULT 'foreground',
     created REAL NOT NULL,
     ended REAL,
-    error TEXT
+    error TEXT,
+    note TEXT,
+    environment TEXT
 );
 CREATE TABLE IF NOT EXISTS trials (
     experiment_id TEXT NOT NULL REFERENCES experiments(id),
@@ -91,6 +93,8 @@ class Experiment:
     created: float
     ended: float | None
     error: str | None
+    note: str | None = None  # why it ended or will end early, e.g. the tuner has no more configurations
+    environment: dict[str, str] | None = None  # the submitting shell's, for its trials; None: the host's own
 
 
 @dataclass
@@ -174,16 +178,19 @@ class Store:
     # experiments
 
     def create_experiment(self, name: str, config: dict[str, Any], config_path: str | None,
-                          host: str = "foreground") -> str:
-        """Insert a running experiment and return its new id; `host` says who runs it (foreground or daemon)."""
+                          host: str = "foreground", environment: dict[str, str] | None = None) -> str:
+        """Insert a running experiment and return its new id; `host` says who runs it (foreground or daemon),
+        `environment` what its trials run with (None: the host's own)."""
         with self._tx():
             while True:
                 exp_id = secrets.token_hex(4)
                 if not self.conn.execute("SELECT 1 FROM experiments WHERE id=?", (exp_id,)).fetchone():
                     break
             self.conn.execute(
-                "INSERT INTO experiments (id, name, status, config, config_path, host, created) VALUES (?,?,?,?,?,?,?)",
-                (exp_id, name, "running", json.dumps(config), config_path, host, self.clock()))
+                "INSERT INTO experiments (id, name, status, config, config_path, host, created, environment) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (exp_id, name, "running", json.dumps(config), config_path, host, self.clock(),
+                 None if environment is None else json.dumps(environment)))
         return exp_id
 
     def set_experiment_status(self, exp_id: str, status: str, error: str | None = None) -> None:
@@ -192,6 +199,11 @@ class Store:
         with self._tx():
             self.conn.execute("UPDATE experiments SET status=?, ended=?, error=? WHERE id=?",
                               (status, ended, error, exp_id))
+
+    def set_experiment_note(self, exp_id: str, note: str | None) -> None:
+        """Record why the experiment ended, or will end without using its whole budget."""
+        with self._tx():
+            self.conn.execute("UPDATE experiments SET note=? WHERE id=?", (note, exp_id))
 
     def update_config(self, exp_id: str, config: dict[str, Any]) -> None:
         """Replace an experiment's stored config (after a live change of its limits)."""
@@ -259,10 +271,10 @@ class Store:
 
     def trial_ended(self, trial: Trial, status: str, exit_code: int | None = None,
                     error: str | None = None, value: float | None = None,
-                    usage: dict[str, float] | None = None) -> None:
-        """Record how a trial ended, and what it used."""
+                    usage: dict[str, float] | None = None, ended: float | None = None) -> None:
+        """Record how a trial ended, and what it used; it ended now, unless told when."""
         trial.status, trial.exit_code, trial.error, trial.value = status, exit_code, error, value
-        trial.ended = self.clock()
+        trial.ended = self.clock() if ended is None else ended
         with self._tx():
             self.conn.execute(
                 "UPDATE trials SET status=?, exit_code=?, error=?, value=?, ended=? WHERE experiment_id=? AND id=?",
@@ -318,6 +330,10 @@ class Store:
         for name in USAGE_FIELDS:
             if name not in columns:
                 self.conn.execute(f"ALTER TABLE trials ADD COLUMN {name} REAL")
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(experiments)")}
+        for name in ("note", "environment"):
+            if name not in columns:
+                self.conn.execute(f"ALTER TABLE experiments ADD COLUMN {name} TEXT")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -331,8 +347,11 @@ class Store:
 
 
 def _experiment(row: sqlite3.Row) -> Experiment:
+    environment = row["environment"] if "environment" in row.keys() else None
     return Experiment(row["id"], row["name"], row["status"], json.loads(row["config"]), row["config_path"],
-                      row["host"], row["created"], row["ended"], row["error"])
+                      row["host"], row["created"], row["ended"], row["error"],
+                      row["note"] if "note" in row.keys() else None,
+                      None if environment is None else json.loads(environment))
 
 
 def _trial(row: sqlite3.Row) -> Trial:

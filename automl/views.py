@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .cost import totals
+from .errors import UserError
 from .export import ranked
+from .launcher import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
+from .paths import trial_dir
 from .store import USAGE_FIELDS, Experiment, Store, Trial
 
 
@@ -51,11 +54,28 @@ def experiment_view(store: Store, experiment: Experiment) -> dict[str, Any]:
     return {
         **experiment_summary(experiment, trials),
         "error": experiment.error,
+        "note": experiment.note,
         "config_path": experiment.config_path,
         "objective": experiment.config["objective"],
         "tuner": experiment.config["tuner"],
         "best": None if best is None else trial_view(best),
         "trials": [trial_view(t) for t in trials],
+    }
+
+
+def trial_detail_view(store: Store, experiment: Experiment, trial_id: int) -> dict[str, Any]:
+    """One trial with its whole curve and where its files are: what `show EXP TRIAL --json` prints."""
+    trial = next((t for t in store.trials(experiment.id) if t.id == trial_id), None)
+    if trial is None:
+        raise UserError(f"experiment {experiment.id} ({experiment.name}) has no trial {trial_id}")
+    folder = trial_dir(store.home, experiment.id, trial_id)
+    return {
+        **trial_view(trial),
+        "experiment": experiment.id,
+        "curve": [{"kind": m.kind, "step": m.step, "value": m.value, "time": m.time}
+                  for m in store.metrics(experiment.id, trial_id)],
+        "files": {"folder": str(folder), **{name: str(folder / file) for name, file in (
+            ("stdout", STDOUT_FILE), ("stderr", STDERR_FILE), ("metrics", METRICS_FILE), ("params", PARAMS_FILE))}},
     }
 
 

@@ -16,6 +16,13 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def activated_venv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials run with the environment of the shell that ran automl: the tests' shell has this interpreter's
+    environment activated, so `python` in a trial command is the one with automl, nni and torch."""
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh $AUTOML_HOME for one test."""

@@ -59,12 +59,13 @@ def test_nni_v2_config_translates(project):
     assert warnings == [f"{path}: 'logLevel' is ignored: automl writes its own log"]
 
 
-def test_nni_tuner_without_optimize_mode_minimizes_like_nni(project):
+@pytest.mark.parametrize(("tuner", "mode"), [("Random", "maximize"), ("TPE", "minimize")])
+def test_nni_tuner_without_optimize_mode_takes_nni_direction(project, tuner, mode):
     path = project / "config.yml"
     path.write_text(yaml.safe_dump({"searchSpaceFile": "space.json", "trialCommand": "python3 trial.py",
-                                    "trialConcurrency": 1, "tuner": {"name": "Random"},
+                                    "trialConcurrency": 1, "tuner": {"name": tuner},
                                     "trainingService": {"platform": "local"}}))
-    assert load_config(path)[0].objective.mode == "minimize"
+    assert load_config(path)[0].objective.mode == mode
 
 
 @pytest.mark.parametrize(("value", "seconds"), [(30, 30), ("45s", 45), ("10m", 600), ("1.5h", 5400),
@@ -114,7 +115,6 @@ BAD_NNI = [
     ({"advisor": {"name": "SMAC"}, "tuner": None}, "'advisor.name': 'SMAC' is not supported"),
     ({"advisor": {"name": "Hyperband"}}, "give either 'tuner' or 'advisor', not both"),
     ({"useAnnotation": True}, "'useAnnotation: true' is not supported"),
-    ({"tuner": {"className": "my.Tuner", "codeDirectory": "."}}, "custom classes are not supported"),
     ({"trainingService": {"platform": "local", "gpuIndices": "a,b"}}, "gpuIndices"),
     ({"trialCommand": None}, "field 'trialCommand': required"),
     ({"tuner": {"name": "TPE", "classArgs": 5}}, "field 'tuner.classArgs': must be a mapping"),
@@ -195,4 +195,5 @@ def test_nni_assessors_and_advisors_become_stoppers(project):
         "min_resource": 1, "max_resource": 27, "reduction_factor": 3}, "learn_from": "last"}
     assert any("num_samples" in w for w in warnings)
     config, _ = load_config(_nni_config(project, tuner=None, advisor={"name": "Hyperband", "classArgs": {"R": 9}}))
-    assert (config.tuner.name, config.stopper.args) == ("Random", {"max_resource": 9})
+    assert (config.tuner.name, config.stopper.args) == ("Random", {"max_resource": 9, "reduction_factor": 3})
+    assert config.fixed_params == {"TRIAL_BUDGET": 9}

@@ -122,6 +122,8 @@ def test_events_update_the_open_experiment_and_the_gpus():
     state.apply_event(_event("experiment_updated", concurrency=4, max_trials=50, max_duration=None))
     state.apply_event(_event("experiment_status", status="paused", error=None))
     assert (state.summary.concurrency, state.summary.max_trials, state.summary.status) == (4, 50, "paused")
+    state.apply_event(_event("experiment_note", note="the tuner has no more configurations after 6: done"))
+    assert state.summary.note == "the tuner has no more configurations after 6: done"
     for tick in range(3):
         sample = sample_store.gpu_sample(tick)
         sample["data"]["gpus"][0]["processes"].append("not a process")

@@ -113,7 +113,7 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
     running = [t for t in trials if t.status == "running"]
     return ExperimentSummary(
         id=experiment.id, name=experiment.name, status=experiment.status, created=experiment.created,
-        ended=experiment.ended, error=experiment.error,
+        ended=experiment.ended, error=experiment.error, note=experiment.note,
         mode=str(objective.get("mode", "maximize")), metric=str(objective.get("metric", "default")),
         max_trials=config.get("max_trials"), concurrency=int(config.get("concurrency") or 1),
         param_names=param_names(config, trials),

@@ -106,6 +106,7 @@ class ExperimentSummary:
     created: float
     ended: float | None = None
     error: str | None = None
+    note: str | None = None
     mode: str = "maximize"
     metric: str = "default"
     max_trials: int | None = None
@@ -284,6 +285,10 @@ class DashboardState:
             summary.error = data.get("error")
             self.versions.experiments += 1
             return "all"
+        if kind == "experiment_note" and summary is not None:
+            summary.note = data.get("note")
+            self.versions.experiments += 1
+            return None
         if kind == "experiment_updated" and summary is not None:
             summary.concurrency = data.get("concurrency") or summary.concurrency
             summary.max_trials = data.get("max_trials", summary.max_trials)

@@ -252,6 +252,8 @@ class ExperimentScreen(DashboardScreen):
             headline.append(f" #{best.id}", style="bright_black")
         if summary.status == "failed" and summary.error:
             headline.append(f" · {summary.error}", style=fmt.status_style("failed"))
+        elif summary.note:
+            headline.append(f" · {summary.note}", style="bright_black")
         return headline
 
     # reacting

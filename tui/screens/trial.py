@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Log, Static
 
-from automl.launcher import STDERR_FILE, STDOUT_FILE
+from automl.launcher import NNI_LOG_FILE, STDERR_FILE, STDOUT_FILE
 
 from .. import format as fmt
 from ..braille import Series
@@ -30,8 +30,8 @@ TAIL_BYTES = 64 * 1024
 MAX_READ = 1024 * 1024
 """The most read in one go, so that a chatty trial cannot stall the dashboard."""
 
-STREAMS = ("stdout", "stderr")
-LOG_FILES = {"stdout": STDOUT_FILE, "stderr": STDERR_FILE}
+LOG_FILES = {"stdout": STDOUT_FILE, "stderr": STDERR_FILE, "trial.log": NNI_LOG_FILE}
+"""The trial's output streams; `trial.log` is where `import nni` sends an NNI script's print() and logging."""
 
 
 class TrialScreen(DashboardScreen):
@@ -48,6 +48,7 @@ class TrialScreen(DashboardScreen):
         super().__init__()
         self.exp_id, self.trial_id = exp_id, trial_id
         self.stream = "stdout"
+        self._chosen = False  # the user picked the stream: it is no longer switched to trial.log by itself
         self._offset = 0
         self._seen: tuple[object, ...] = ()
 
@@ -65,6 +66,8 @@ class TrialScreen(DashboardScreen):
         """Titles, and start following the log."""
         self.query_one("#params-box").border_title = f"Trial #{self.trial_id}"
         self.query_one("#trial-curve").border_title = "Curve"
+        if self.log_path("trial.log").exists():
+            self.stream = "trial.log"
         self._title_log()
         self.refresh_view(force=True)
         self._follow_log()
@@ -118,14 +121,25 @@ class TrialScreen(DashboardScreen):
                                               *((("■ ", fmt.BEST_COLOR), f"best #{best.id}")
                                                 if best is not None and best is not trial else ()))
 
+    def streams(self) -> list[str]:
+        """The output streams to switch between: stdout, stderr, and NNI's trial.log once there is one."""
+        return [name for name in LOG_FILES if name != "trial.log" or self.log_path(name).exists()]
+
+    def _next_stream(self) -> str:
+        streams = self.streams()
+        return streams[(streams.index(self.stream) + 1) % len(streams)]
+
     def _title_log(self, empty: bool = False) -> None:
-        other = STREAMS[1 - STREAMS.index(self.stream)]
+        other = self._next_stream()
         log = self.query_one("#log", Log)
         where = self.log_path().relative_to(self.dashboard.home)
         log.border_title = f"{self.stream}{' (nothing written yet)' if empty else ''} · $AUTOML_HOME/{where}"
         log.border_subtitle = f"l: {other}"
 
     def _follow_log(self) -> None:
+        if not self._chosen and self.stream == "stdout" and self._offset == 0 and self.log_path("trial.log").exists():
+            self._show_stream("trial.log")  # an NNI script: `import nni` sent its output there
+            return
         self._read_log(str(self.log_path()), self._offset)
 
     @work(thread=True, exclusive=True, group="trial-log")
@@ -163,8 +177,12 @@ class TrialScreen(DashboardScreen):
             log.write(_without_carriage_returns(message.text))
 
     def action_switch_log(self) -> None:
-        """Show the other output stream."""
-        self.stream = STREAMS[1 - STREAMS.index(self.stream)]
+        """Show the next output stream."""
+        self._chosen = True
+        self._show_stream(self._next_stream())
+
+    def _show_stream(self, stream: str) -> None:
+        self.stream = stream
         self._offset = 0
         self.query_one("#log", Log).clear()
         self._title_log()
@@ -183,7 +201,7 @@ class TrialScreen(DashboardScreen):
         """Kill this trial, switch the log, and the actions on its experiment."""
         yield SystemCommand(f"Kill trial #{self.trial_id}", "k: end this trial; the experiment goes on",
                             self.action_kill)
-        yield SystemCommand("Switch between stdout and stderr", "l", self.action_switch_log)
+        yield SystemCommand("Switch the log: stdout, stderr, NNI's trial.log", "l", self.action_switch_log)
         yield from super().commands()
 
 

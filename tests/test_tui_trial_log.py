@@ -1,0 +1,38 @@
+"""The trial screen's log pane shows an NNI script's trial.log, where `import nni` sends its print() output."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests import tui_sample_store as sample_store
+from tests.test_tui_snapshots import dashboard, loaded, store_home  # noqa: F401 (store_home is a fixture)
+
+
+def test_the_log_pane_opens_on_nni_trial_log_and_switches_through_every_stream(store_home):  # noqa: F811
+    trial_dir = store_home / "experiments" / sample_store.EXPERIMENT_ID / "trials" / "24"
+    (trial_dir / "trial.log").write_text("[2026-01-01 00:00:00] PRINT accuracy 0.91\n")
+    seen = asyncio.run(_streams_shown(dashboard(store_home, sample_store.EXPERIMENT_ID)))
+    assert [stream for stream, _ in seen] == ["trial.log", "stdout", "stderr", "trial.log"]
+    assert "PRINT accuracy 0.91" in seen[0][1] and "epoch 17" in seen[1][1]
+
+
+async def _streams_shown(app) -> list[tuple[str, str]]:
+    """Open the selected trial, then press `l` three times: each stream's name and text as shown."""
+    seen = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("enter")
+        for _ in range(4):
+            log = await _log_once_read(pilot)
+            seen.append((str(log.border_title).split(" ", 1)[0], "\n".join(log.lines)))
+            await pilot.press("l")
+    return seen
+
+
+async def _log_once_read(pilot):
+    log = pilot.app.screen.query_one("#log")
+    for _ in range(100):
+        await pilot.pause(0.05)
+        if log.lines or "nothing written yet" in str(log.border_title):
+            break
+    return log
