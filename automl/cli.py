@@ -92,15 +92,16 @@ def _positive_int(text: str) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .store import Store
-    from .tuners import create_tuner
+    from .tuners import tuner_for
 
     config, warnings = load_config(args.config)
     for warning in warnings:
         print(f"automl: warning: {warning}", file=sys.stderr)
-    tuner = create_tuner(config.tuner.name, config.tuner.args, config.search_space, config.objective.mode)
+    tuner = tuner_for(config)
     store = Store(home())
     experiment_id = store.create_experiment(config.name, config.model_dump(mode="json"),
                                             str(Path(args.config).resolve()))
+    tuner.use_folder(store.home / "experiments" / experiment_id)
     experiment = store.find_experiment(experiment_id)
     log_to(store.home / "experiments" / experiment_id / "experiment.log")
     print(f"experiment {config.name} [{experiment_id}]: {config.max_trials or 'unlimited'} trials, "

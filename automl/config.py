@@ -55,22 +55,46 @@ def _canonical(name: str, canonical: Callable[[str], str]) -> str:
         raise ValueError(str(e)) from None
 
 
-class TunerSpec(_Model):
-    """An NNI builtin tuner by name, with its classArgs."""
+def _custom_class(spec: TunerSpec | StopperSpec, what: str) -> bool:
+    """Whether the spec names the user's own class; checks the name / class_name / code_directory combination.
 
-    name: str = "TPE"
+    For a user's class, `name` is set to `class_name`, so messages and views can always show `name`.
+    """
+    if spec.class_name is None:
+        if spec.code_directory is not None:
+            raise ValueError("code_directory is only used with class_name")
+        return False
+    if spec.name not in (None, spec.class_name):
+        raise ValueError(f"give either name (a builtin {what}) or class_name (your own class), not both")
+    module, _, attribute = spec.class_name.rpartition(".")
+    if not module or not attribute:
+        raise ValueError(f"class_name must be 'module.Class', got {spec.class_name!r}")
+    spec.name = spec.class_name
+    return True
+
+
+class TunerSpec(_Model):
+    """An NNI builtin tuner by name, or the user's own NNI Tuner subclass by class_name, with its classArgs."""
+
+    name: str | None = None
+    class_name: str | None = None
+    code_directory: Path | None = None
     args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known_name(self) -> TunerSpec:
-        self.name = _canonical(self.name, canonical_tuner_name)
+        if not _custom_class(self, "tuner"):
+            self.name = _canonical(self.name or "TPE", canonical_tuner_name)
         return self
 
 
 class StopperSpec(_Model):
-    """An early-stopping strategy by name with its classArgs, and what the tuner learns from a trial it stopped."""
+    """An early-stopping strategy by name (or the user's own NNI Assessor subclass by class_name) with its
+    classArgs, and what the tuner learns from a trial it stopped."""
 
-    name: str
+    name: str | None = None
+    class_name: str | None = None
+    code_directory: Path | None = None
     args: dict[str, Any] = Field(default_factory=dict)
     learn_from: Literal["last", "best", "none"] = "last"
 
@@ -78,6 +102,10 @@ class StopperSpec(_Model):
     def _known_name(self) -> StopperSpec:
         from .stoppers import canonical_stopper_name
 
+        if _custom_class(self, "early-stopping strategy"):
+            return self
+        if self.name is None:
+            raise ValueError("give name (a builtin early-stopping strategy) or class_name (your own Assessor)")
         self.name = _canonical(self.name, canonical_stopper_name)
         return self
 
@@ -187,7 +215,9 @@ def load_config(path: str | os.PathLike[str],
 
         raw, warnings = translate(raw, str(path))
     raw.setdefault("name", path.stem)
-    return build_config(raw, path.parent, str(path), environment), warnings
+    config = build_config(raw, path.parent, str(path), environment)
+    assert config.search_space is not None
+    return config, [*warnings, *search_space.constant_warnings(config.search_space, f"{path}: search space")]
 
 
 def build_config(raw: dict[str, Any], base_dir: Path, source: str,
@@ -207,12 +237,19 @@ def build_config(raw: dict[str, Any], base_dir: Path, source: str,
         config.search_space = _read_search_space(space_path, source)
         config.search_space_file = space_path
     search_space.validate(config.search_space, f"{source}: search space")
+    for field, spec in (("tuner", config.tuner), ("stopper", config.stopper)):
+        if spec is not None and spec.code_directory is not None:
+            spec.code_directory = (base_dir / spec.code_directory).resolve()
+            if not spec.code_directory.is_dir():
+                raise UserError(f"{source}: field '{field}.code_directory': folder {spec.code_directory} "
+                                "does not exist")
     _check_fixed_params(config, source)
     if config.stopper is not None:
         from .stoppers import check_stopper
 
         try:
-            check_stopper(config.stopper.name, config.stopper.args, config.objective.mode)
+            check_stopper(config.stopper.name, config.stopper.args, config.objective.mode,
+                          class_name=config.stopper.class_name, code_directory=config.stopper.code_directory)
         except UserError as e:
             raise UserError(f"{source}: field 'stopper': {e}") from None
     _check_command(config, source, os.environ if environment is None else environment)

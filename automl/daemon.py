@@ -133,33 +133,33 @@ class Daemon:
 
     async def _submit(self, path: str, environment: dict[str, str] | None) -> dict[str, Any]:
         """Host a new experiment whose trials run with `environment` (the submitting shell's; None: ours)."""
-        from .tuners import create_tuner
+        from .tuners import tuner_for
 
         if self._shutdown.is_set():
             raise UserError("the daemon is shutting down; submit again once it has restarted")
         config, warnings = await asyncio.to_thread(load_config, path, environment)
-        tuner = await asyncio.to_thread(create_tuner, config.tuner.name, config.tuner.args, config.search_space,
-                                        config.objective.mode)
+        tuner = await asyncio.to_thread(tuner_for, config)
         if self._shutdown.is_set():
             raise UserError("the daemon is shutting down; submit again once it has restarted")
         exp_id = self.store.create_experiment(config.name, config.model_dump(mode="json"), str(Path(path).resolve()),
                                               host=HOST, environment=environment)
+        tuner.use_folder(self.store.home / "experiments" / exp_id)
         self._host(self.store.find_experiment(exp_id), config, tuner)
         log.info("experiment %s (%s) submitted from %s", exp_id, config.name, path)
         return {"id": exp_id, "name": config.name, "warnings": warnings}
 
     async def _resume(self, experiment: Experiment) -> None:
-        from .tuners import create_tuner
+        from .tuners import tuner_for
 
         try:
             config = config_from_store(experiment.config)
-            tuner = await asyncio.to_thread(create_tuner, config.tuner.name, config.tuner.args, config.search_space,
-                                            config.objective.mode)
+            tuner = await asyncio.to_thread(tuner_for, config)
+            tuner.use_folder(self.store.home / "experiments" / experiment.id)
+            self._host(experiment, config, tuner)
         except Exception as e:
             log.exception("experiment %s cannot be resumed", experiment.id)
             self.store.set_experiment_status(experiment.id, "failed", f"cannot be resumed: {e}")
             return
-        self._host(experiment, config, tuner)
         log.info("experiment %s resumed", experiment.id)
 
     def _host(self, experiment: Experiment, config: Any, tuner: Any) -> None:

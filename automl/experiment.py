@@ -653,7 +653,8 @@ def _stopper(config: ExperimentConfig) -> Stopper | None:
         return None
     from .stoppers import create_stopper
 
-    return create_stopper(config.stopper.name, config.stopper.args, config.objective.mode)
+    return create_stopper(config.stopper.name, config.stopper.args, config.objective.mode,
+                          class_name=config.stopper.class_name, code_directory=config.stopper.code_directory)
 
 
 def _first_stop(stopper: Stopper, key: int, reports: list[tuple[int, float | None]]) -> int | None:

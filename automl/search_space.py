@@ -1,4 +1,10 @@
-"""Search spaces in NNI's JSON format: validation with messages that say what is allowed."""
+"""Search spaces in NNI's JSON format: validation with messages that say what is allowed.
+
+As in NNI, a bounded parameter whose range holds one value (low == high, a
+randint of one integer, a normal with sigma 0) is a constant: `constants`
+finds them, `constant_warnings` says so once, and `with_constants_as_choices`
+gives tuners a space in which each is a one-value choice.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ ARITY: dict[str, tuple[int, str]] = {
     "qlognormal": (3, "[mu, sigma, q]"),
 }
 TYPES = ("choice", *ARITY)
+_NORMAL_TYPES = ("normal", "qnormal", "lognormal", "qlognormal")
 
 
 def validate(space: Any, source: str = "search space") -> dict[str, Any]:
@@ -34,13 +41,72 @@ def parameter_types(space: dict[str, Any]) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, spec in space.items():
         found[name] = spec["_type"]
-        if spec["_type"] == "choice":
+        if spec["_type"] == "choice" and is_nested_choice(spec["_value"]):
             for option in spec["_value"]:
-                if isinstance(option, dict) and "_name" in option:
-                    sub = {k: v for k, v in option.items() if k != "_name"}
-                    for sub_name, sub_type in parameter_types(sub).items():
-                        found[f"{name}.{sub_name}"] = sub_type
+                sub = {k: v for k, v in option.items() if k != "_name"}
+                for sub_name, sub_type in parameter_types(sub).items():
+                    found[f"{name}.{sub_name}"] = sub_type
     return found
+
+
+def is_nested_choice(options: list[Any]) -> bool:
+    """Whether a choice's options are nested search spaces: all mappings with a `_name` (NNI's rule).
+
+    Mappings without `_name` are plain values, e.g. BatchTuner's whole parameter sets.
+    """
+    return bool(options) and all(isinstance(option, dict) and "_name" in option for option in options)
+
+
+def constants(space: dict[str, Any], prefix: str = "") -> dict[str, tuple[str, list[Any], float | int]]:
+    """Each parameter whose range holds a single value: its path -> (type, _value, the value it always takes)."""
+    found: dict[str, tuple[str, list[Any], float | int]] = {}
+    for name, spec in space.items():
+        if name == "_name":
+            continue
+        kind, values = spec["_type"], spec["_value"]
+        if kind == "choice" and is_nested_choice(values):
+            for option in values:
+                found.update(constants(option, f"{prefix}{name}[{option['_name']}]."))
+        elif (value := _constant(kind, values)) is not None:
+            found[f"{prefix}{name}"] = (kind, values, value)
+    return found
+
+
+def constant_warnings(space: dict[str, Any], source: str = "search space") -> list[str]:
+    """One warning per parameter that runs as a constant, naming it, its range and its value."""
+    return [f"{source}: parameter '{path}' is {kind} {values}, a single value: it runs as the constant {value!r}"
+            for path, (kind, values, value) in constants(space).items()]
+
+
+def with_constants_as_choices(space: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `space` in which every single-value parameter is a choice of that one value."""
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        if name == "_name":
+            out[name] = spec
+            continue
+        kind, values = spec["_type"], spec["_value"]
+        if kind == "choice" and is_nested_choice(values):
+            out[name] = {"_type": "choice", "_value": [with_constants_as_choices(option) for option in values]}
+        elif (value := _constant(kind, values)) is not None:
+            out[name] = {"_type": "choice", "_value": [value]}
+        else:
+            out[name] = spec
+    return out
+
+
+def _constant(kind: str, values: list[Any]) -> float | int | None:
+    """The one value a (valid) parameter can take, or None when it can take several."""
+    if kind == "randint":
+        return int(values[0]) if values[1] - values[0] == 1 else None
+    if kind in _NORMAL_TYPES:
+        if values[1] != 0:
+            return None
+        value = math.exp(values[0]) if kind.endswith("lognormal") else float(values[0])
+        return float(round(value / values[2]) * values[2]) if kind.startswith("q") else value
+    if kind in ARITY and values[0] == values[1]:
+        return float(values[0])
+    return None
 
 
 def _check_space(space: Any, source: str, prefix: str) -> None:
@@ -74,13 +140,17 @@ def _check_parameter(name: str, spec: Any, source: str) -> None:
 def _check_choice(name: str, values: list[Any], where: str, source: str) -> None:
     if not values:
         raise UserError(f"{where}: choice needs at least one option")
-    nested = [v for v in values if isinstance(v, dict)]
-    for option in nested:
-        if "_name" not in option:
-            raise UserError(f"{where}: a nested choice option must have a '_name' key, got {option}")
+    named = [v for v in values if isinstance(v, dict) and "_name" in v]
+    if not named:
+        return
+    if len(named) != len(values):
+        plain = next(v for v in values if not (isinstance(v, dict) and "_name" in v))
+        raise UserError(f"{where}: a nested choice needs a '_name' in every option, got {plain!r}; "
+                        "options without '_name' are plain values only when no option has one")
+    for option in named:
         sub = {k: v for k, v in option.items() if k != "_name"}
         _check_space(sub, source, prefix=f"{name}[{option['_name']}].")
-    names = [v["_name"] for v in nested]
+    names = [v["_name"] for v in named]
     if len(set(map(repr, names))) != len(names):
         raise UserError(f"{where}: nested choice options must have distinct '_name's, got {names}")
 
@@ -92,11 +162,14 @@ def _check_numeric(kind: str, values: list[Any], where: str) -> None:
     if not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in values):
         raise UserError(f"{where}: {kind} values {meaning} must be finite numbers, got {values}")
     a, b = values[0], values[1]
-    if kind in ("normal", "qnormal", "lognormal", "qlognormal"):
-        if b <= 0:
-            raise UserError(f"{where}: {kind} needs sigma > 0, got {b}")
-    elif a >= b:
-        raise UserError(f"{where}: {kind} needs low < high, got low={a}, high={b}")
+    if kind in _NORMAL_TYPES:
+        if b < 0:
+            raise UserError(f"{where}: {kind} needs sigma >= 0 (0 makes it the constant mu), got {b}")
+    elif kind == "randint" and a >= b:
+        raise UserError(f"{where}: randint needs low < high (high is excluded), got low={a}, high={b}")
+    elif a > b:
+        raise UserError(f"{where}: {kind} needs low <= high (low == high makes it a constant), "
+                        f"got low={a}, high={b}")
     if kind == "randint" and not (float(a).is_integer() and float(b).is_integer()):
         raise UserError(f"{where}: randint bounds must be integers, got {values}")
     if kind in ("loguniform", "qloguniform") and a <= 0:

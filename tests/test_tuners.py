@@ -7,12 +7,15 @@ import math
 import random
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from automl.errors import UserError
 from automl.tuners import TUNER_NAMES, NoMoreTrials, Tuner, canonical_tuner_name, create_tuner
+from tests.conftest import automl, show, write_config
+from tests.test_daemon import _submit, _wait, _wait_status, daemon  # noqa: F401  (daemon is a fixture)
 
 MIXED_SPACE: dict[str, Any] = {
     "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
@@ -128,7 +131,7 @@ def test_unavailable_nni_tuner_says_why(name: str) -> None:
         ("GridSearch", {"seed": 3}, ["GridSearch", "'seed'", "optimize_mode"]),
         ("BatchTuner", {"population_size": 3}, ["BatchTuner", "'population_size'"]),
         ("Anneal", {"constant_liar_type": "best"}, ["Anneal", "constant_liar_type", "'min'"]),
-        ("PBTTuner", {"population_size": 4}, ["PBTTuner", "all_checkpoint_dir"]),
+        ("PBTTuner", {"all_checkpoint_dir": ""}, ["PBTTuner", "all_checkpoint_dir", "non-empty path"]),
     ],
 )
 def test_bad_class_args_name_the_tuner_and_argument(
@@ -188,7 +191,6 @@ def test_optimize_mode_must_agree_with_the_experiment() -> None:
         ("MetisTuner", {"flag": {"_type": "choice", "_value": [True, False]}}, ["'flag'", "numbers"]),
         ("PBTTuner", NESTED_SPACE, ["PBTTuner", "'optimizer'", "nested"]),
         ("BatchTuner", NUMERIC_SPACE, ["BatchTuner", "combine_params", "choice"]),
-        ("BatchTuner", {"combine_params": {"_type": "choice", "_value": [1, 2]}}, ["BatchTuner", "mapping"]),
         ("TPE", {}, ["TPE", "empty"]),
     ],
 )
@@ -429,3 +431,211 @@ def _assert_in_space(space: dict[str, Any], params: dict[str, Any], extra: set[s
                 assert abs(steps - round(steps)) < 1e-6 or value in values[:2], (name, value)
             if "log" in kind:
                 assert value > 0, (name, value)
+
+
+NNI_BATCH_SPACE: dict[str, Any] = {
+    "combine_params": {
+        "_type": "choice",
+        "_value": [
+            {"optimizer": "Adam", "learning_rate": 0.00001},
+            {"optimizer": "Adam", "learning_rate": 0.0001},
+            {"optimizer": "SGD", "learning_rate": 0.01},
+        ],
+    }
+}
+
+
+def _all_proposals(tuner: Tuner) -> list[dict[str, Any]]:
+    issued = []
+    with pytest.raises(NoMoreTrials):
+        for key in range(100):
+            params = tuner.ask(key)
+            assert params is not None
+            issued.append(params)
+            tuner.tell(key, 1.0)
+    return issued
+
+
+def test_batch_tuner_hands_out_each_parameter_set_as_it_is() -> None:
+    tuner = create_tuner("BatchTuner", {}, NNI_BATCH_SPACE, "maximize")
+    assert _all_proposals(tuner) == NNI_BATCH_SPACE["combine_params"]["_value"]
+
+
+def test_batch_tuner_hands_out_a_plain_value_under_the_parameter_name() -> None:
+    space = {"combine_params": {"_type": "choice", "_value": [0.1, "adam", {"lr": 0.5}]}}
+    tuner = create_tuner("BatchTuner", {}, space, "maximize")
+    assert _all_proposals(tuner) == [{"combine_params": 0.1}, {"combine_params": "adam"}, {"lr": 0.5}]
+
+
+def test_pbt_without_a_checkpoint_folder_uses_the_experiments_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("NNI_CHECKPOINT_DIRECTORY", raising=False)
+    tuner = create_tuner("PBTTuner", {"population_size": 2}, NUMERIC_SPACE, "maximize")
+    with pytest.raises(RuntimeError, match="experiment's folder"):
+        tuner.ask(0)
+    tuner.use_folder(tmp_path / "exp")
+    first, second = tuner.ask(0), tuner.ask(1)
+    assert first is not None and second is not None
+    for params in (first, second):
+        assert params["save_checkpoint_dir"].startswith(str(tmp_path / "exp" / "checkpoints") + "/")
+
+
+def test_pbt_checkpoint_folder_from_class_args_or_nni_variable_wins(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NNI_CHECKPOINT_DIRECTORY", str(tmp_path / "nni"))
+    from_env = create_tuner("PBTTuner", {"population_size": 2}, NUMERIC_SPACE, "maximize")
+    given = create_tuner(
+        "PBTTuner", {"population_size": 2, "all_checkpoint_dir": str(tmp_path / "mine")}, NUMERIC_SPACE, "maximize"
+    )
+    for tuner, folder in ((from_env, "nni"), (given, "mine")):
+        tuner.use_folder(tmp_path / "exp")
+        params = tuner.ask(0)
+        assert params is not None
+        assert params["save_checkpoint_dir"].startswith(str(tmp_path / folder) + "/")
+
+
+SINGLE_VALUE_SPACE: dict[str, Any] = {
+    "u": {"_type": "uniform", "_value": [0.5, 0.5]},
+    "lu": {"_type": "loguniform", "_value": [0.01, 0.01]},
+    "qu": {"_type": "quniform", "_value": [32, 32, 8]},
+    "qlu": {"_type": "qloguniform", "_value": [4, 4, 2]},
+    "ri": {"_type": "randint", "_value": [3, 4]},
+    "n": {"_type": "normal", "_value": [1.5, 0]},
+    "qn": {"_type": "qnormal", "_value": [1.4, 0, 0.5]},
+    "ln": {"_type": "lognormal", "_value": [0, 0]},
+    "qln": {"_type": "qlognormal", "_value": [0, 0, 0.5]},
+}
+SINGLE_VALUES = {"u": 0.5, "lu": 0.01, "qu": 32.0, "qlu": 4.0, "ri": 3, "n": 1.5, "qn": 1.5, "ln": 1.0, "qln": 1.0}
+SINGLE_VALUE_RUNS: dict[str, tuple[dict[str, Any], frozenset[str], int]] = {
+    "TPE": ({"tpe_args": {"n_startup_jobs": 3}}, frozenset(SINGLE_VALUES), 8),
+    "Random": ({}, frozenset(SINGLE_VALUES), 8),
+    "Anneal": ({}, frozenset(SINGLE_VALUES), 8),
+    "TPE_legacy": ({}, frozenset(SINGLE_VALUES), 8),
+    "Evolution": ({"population_size": 3}, frozenset(SINGLE_VALUES), 8),
+    "GridSearch": ({}, frozenset(SINGLE_VALUES), 8),
+    "PBTTuner": ({"population_size": 2}, frozenset(SINGLE_VALUES), 4),
+    "GPTuner": (
+        {"cold_start_num": 2, "selection_num_warm_up": 50, "selection_num_starting_points": 1},
+        frozenset({"u", "lu", "qu", "qlu", "ri"}),
+        4,
+    ),
+    "MetisTuner": ({"cold_start_num": 2, "selection_num_starting_points": 2}, frozenset({"u", "qu", "ri"}), 4),
+}
+
+
+def test_every_tuner_but_batch_has_a_single_value_run() -> None:
+    assert set(SINGLE_VALUE_RUNS) == set(TUNER_NAMES) - {"BatchTuner"}
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_VALUE_RUNS))
+def test_single_value_ranges_run_as_their_constant(name: str, tmp_path) -> None:
+    args, types, asks = SINGLE_VALUE_RUNS[name]
+    if name == "PBTTuner":
+        args = {**args, "all_checkpoint_dir": str(tmp_path)}
+    space = {key: spec for key, spec in SINGLE_VALUE_SPACE.items() if key in types}
+    space["x"] = {"_type": "choice", "_value": list(range(asks))}
+    tuner = create_tuner(name, args, space, "maximize")
+    issued = _run_with_pending(tuner, asks, pending=1, objective=lambda params: float(params["x"]))
+    assert len(issued) >= 2, name
+    for params in issued:
+        assert {key: params[key] for key in types} == {key: SINGLE_VALUES[key] for key in types}, name
+        assert all(type(params[key]) is type(SINGLE_VALUES[key]) for key in types), name
+
+
+# end to end: `automl run` and the daemon on our own config
+
+PBT_TRIAL = """
+import os
+import time
+import nni
+params = nni.get_next_parameter()
+load = os.path.join(params["load_checkpoint_dir"], "model.txt")
+if params["load_checkpoint_dir"] != params["save_checkpoint_dir"] and not os.path.isfile(load):
+    raise SystemExit(f"no checkpoint in {load}")
+start = float(open(load).read()) if os.path.isfile(load) else 0.0
+time.sleep(params.get("pace", 0))
+os.makedirs(params["save_checkpoint_dir"], exist_ok=True)
+with open(os.path.join(params["save_checkpoint_dir"], "model.txt"), "w") as f:
+    f.write(str(start + params["x"]))
+nni.report_final_result(start + params["x"])
+"""
+
+
+def _run_config(folder, trial: str, **fields: Any):
+    (folder / "trial.py").write_text(trial)
+    return write_config(folder, **fields)
+
+
+def _experiment_id() -> str:
+    (experiment,) = json.loads(automl("ls", "--json", check=True).stdout)
+    return experiment["id"]
+
+
+def test_automl_run_takes_nnis_batch_tuner_example_as_it_is(tmp_path, home) -> None:
+    (tmp_path / "search_space.json").write_text(json.dumps(NNI_BATCH_SPACE))
+    trial = "import nni\nparams = nni.get_next_parameter()\nnni.report_final_result(params['learning_rate'])\n"
+    config = _run_config(tmp_path, trial, search_space_file="search_space.json", search_space=None,
+                         tuner={"name": "BatchTuner"}, max_trials=10, concurrency=1)
+    result = automl("run", str(config))
+    assert result.returncode == 0, result.stderr
+    trials = show(_experiment_id())["trials"]
+    assert [t["params"] for t in trials] == NNI_BATCH_SPACE["combine_params"]["_value"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 3
+
+
+def test_automl_run_warns_once_and_runs_a_single_value_range_as_its_constant(tmp_path, home) -> None:
+    space = {"x": {"_type": "uniform", "_value": [0, 1]}, "lr": {"_type": "loguniform", "_value": [0.01, 0.01]}}
+    config = _run_config(tmp_path, "import nni\nnni.report_final_result(nni.get_next_parameter()['lr'])\n",
+                         search_space=space, tuner={"name": "TPE"}, max_trials=3)
+    result = automl("run", str(config))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("automl: warning: ")]
+    assert warnings == [f"automl: warning: {config}: search space: parameter 'lr' is loguniform [0.01, 0.01], "
+                        "a single value: it runs as the constant 0.01"]
+    assert [t["params"]["lr"] for t in show(_experiment_id())["trials"]] == [0.01] * 3
+
+
+def test_automl_run_pbt_keeps_checkpoints_in_the_experiment_folder(tmp_path, home, monkeypatch) -> None:
+    monkeypatch.delenv("NNI_CHECKPOINT_DIRECTORY", raising=False)
+    config = _run_config(tmp_path, PBT_TRIAL, search_space={"x": {"_type": "uniform", "_value": [0, 1]}},
+                         tuner={"name": "PBTTuner", "args": {"population_size": 2}}, max_trials=6, concurrency=2)
+    result = automl("run", str(config))
+    assert result.returncode == 0, result.stderr
+    exp_id = _experiment_id()
+    trials = show(exp_id)["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 6
+    folder = home / "experiments" / exp_id / "checkpoints"
+    assert all(t["params"]["save_checkpoint_dir"].startswith(f"{folder}/") for t in trials)
+    loaded = [t for t in trials if t["params"]["load_checkpoint_dir"] != t["params"]["save_checkpoint_dir"]]
+    assert len(loaded) == 4
+    assert all((Path(t["params"]["save_checkpoint_dir"]) / "model.txt").is_file() for t in trials)
+
+
+def test_pbt_in_the_daemon_goes_on_with_its_checkpoints_after_a_restart(tmp_path, home, daemon) -> None:  # noqa: F811
+    space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.5]}}
+    exp_id = _submit(_run_config(tmp_path, PBT_TRIAL, search_space=space, max_trials=6, concurrency=2,
+                                 tuner={"name": "PBTTuner", "args": {"population_size": 2}}))
+    _wait(lambda: [t for t in show(exp_id)["trials"] if t["status"] == "succeeded"])
+    automl("daemon", "restart", check=True)
+    trials = _wait_status(exp_id, "done")["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 6
+    folder = home / "experiments" / exp_id / "checkpoints"
+    assert all(t["params"]["save_checkpoint_dir"].startswith(f"{folder}/") for t in trials)
+    assert any(t["params"]["load_checkpoint_dir"] != t["params"]["save_checkpoint_dir"] for t in trials)
+
+
+def test_pbt_resumes_from_its_newest_complete_generation_and_never_raises(tmp_path) -> None:
+    def record(member: int, generation: int, value: float) -> tuple[dict[str, Any], float]:
+        folder = tmp_path / str(member)
+        (folder / str(generation)).mkdir(parents=True, exist_ok=True)
+        save = str(folder / str(generation))
+        return {"x": 0.5, "load_checkpoint_dir": save, "save_checkpoint_dir": save}, value
+
+    args = {"all_checkpoint_dir": str(tmp_path), "population_size": 2}
+    incomplete = create_tuner("PBTTuner", args, NUMERIC_SPACE, "maximize")
+    incomplete.restore([record(0, 1, 0.5)])
+    assert incomplete.ask(0) is not None
+    incomplete.restore([record(1, 1, 0.7)])
+    resumed = create_tuner("PBTTuner", args, NUMERIC_SPACE, "maximize")
+    resumed.restore([record(0, 0, 0.1), record(1, 0, 0.9), record(0, 1, 0.2)])
+    params = resumed.ask(0)
+    assert params is not None and params["save_checkpoint_dir"].endswith("/1")
+    assert params["load_checkpoint_dir"].endswith("/0")

@@ -8,6 +8,7 @@ Resolving a name and checking classArgs (`check_stopper`) is cheap; `nni`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from automl.errors import UserError
@@ -41,17 +42,51 @@ def canonical_stopper_name(name: str) -> str:
     raise UserError(f"unknown early-stopping strategy {name!r}; available: {', '.join(STOPPER_NAMES)}")
 
 
-def create_stopper(name: str, args: Mapping[str, Any] | None, mode: Mode) -> Stopper:
-    """A ready stopper; `args` are its classArgs (NNI style). Any user mistake raises a UserError."""
-    canonical, kwargs = _checked(name, args, mode)
+def create_stopper(
+    name: str | None,
+    args: Mapping[str, Any] | None,
+    mode: Mode,
+    *,
+    class_name: str | None = None,
+    code_directory: Path | None = None,
+) -> Stopper:
+    """A ready stopper; `args` are its classArgs (NNI style). Any user mistake raises a UserError.
+
+    With `class_name` ("module.Class", imported with `code_directory` first on sys.path) it is the user's own
+    subclass of NNI's Assessor, given `args` as they are; `name` is then ignored.
+    """
+    if class_name is not None:
+        return _custom(class_name, code_directory, args, mode)
+    canonical, kwargs = _checked(name or "", args, mode)
     return _build(canonical, _factory(canonical), mode, kwargs)
 
 
-def check_stopper(name: str, args: Mapping[str, Any] | None, mode: Mode) -> str:
-    """The canonical name, or the UserError `create_stopper` would raise; cheap, and never loads NNI."""
-    canonical, kwargs = _checked(name, args, mode)
+def check_stopper(
+    name: str | None,
+    args: Mapping[str, Any] | None,
+    mode: Mode,
+    *,
+    class_name: str | None = None,
+    code_directory: Path | None = None,
+) -> str:
+    """The canonical name (or class_name), or the UserError `create_stopper` would raise.
+
+    Cheap and never loads NNI for a builtin; a user's class is imported and built once to check it.
+    """
+    if class_name is not None:
+        _custom(class_name, code_directory, args, mode)
+        return class_name
+    canonical, kwargs = _checked(name or "", args, mode)
     _build(canonical, _checker(canonical), mode, kwargs)
     return canonical
+
+
+def _custom(class_name: str, code_directory: Path | None, args: Mapping[str, Any] | None, mode: Mode) -> Stopper:
+    if args is not None and not isinstance(args, Mapping):
+        raise UserError(f"{class_name}: classArgs must be a mapping, got {args!r}")
+    from automl.stoppers.custom import create_custom_stopper
+
+    return create_custom_stopper(class_name, code_directory, dict(args or {}), mode)
 
 
 def _checked(name: str, args: Mapping[str, Any] | None, mode: Mode) -> tuple[str, dict[str, Any]]:

@@ -7,12 +7,22 @@ when a tuner is actually created.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from automl.errors import UserError
-from automl.tuners.base import Mode, NoMoreTrials, Tuner
+from automl.tuners.base import Mode, NoMoreTrials, Tuner, UserCodeError
 
-__all__ = ["TUNER_NAMES", "Mode", "NoMoreTrials", "Tuner", "canonical_tuner_name", "create_tuner"]
+__all__ = [
+    "TUNER_NAMES",
+    "Mode",
+    "NoMoreTrials",
+    "Tuner",
+    "UserCodeError",
+    "canonical_tuner_name",
+    "create_tuner",
+    "tuner_for",
+]
 
 TUNER_NAMES: tuple[str, ...] = (
     "TPE",
@@ -62,14 +72,36 @@ def canonical_tuner_name(name: str) -> str:
 
 
 def create_tuner(
-    name: str, args: Mapping[str, Any] | None, search_space: dict[str, Any], mode: Mode
+    name: str | None,
+    args: Mapping[str, Any] | None,
+    search_space: dict[str, Any],
+    mode: Mode,
+    *,
+    class_name: str | None = None,
+    code_directory: Path | None = None,
 ) -> Tuner:
-    """A ready tuner for `search_space`; `args` are NNI's classArgs. Any user mistake raises UserError."""
-    canonical = canonical_tuner_name(name)
+    """A ready tuner for `search_space`; `args` are NNI's classArgs. Any user mistake raises UserError.
+
+    With `class_name` ("module.Class", imported with `code_directory` first on sys.path) it is the user's own
+    subclass of NNI's Tuner, given `args` as they are and the search space unchanged; `name` is then ignored.
+    Call `use_folder` with the experiment's folder before the first `ask`.
+    """
+    label = class_name or canonical_tuner_name(name or "")
     if args is not None and not isinstance(args, Mapping):
-        raise UserError(f"{canonical}: classArgs must be a mapping, got {args!r}")
+        raise UserError(f"{label}: classArgs must be a mapping, got {args!r}")
+    if class_name is not None:
+        from automl.tuners.custom import create_custom_tuner
+
+        return create_custom_tuner(class_name, code_directory, dict(args or {}), search_space)
     if mode not in ("maximize", "minimize"):
         raise UserError(f"optimize mode must be 'maximize' or 'minimize', got {mode!r}")
     from automl.tuners.nni_adapter import create_nni_tuner
 
-    return create_nni_tuner(canonical, dict(args or {}), search_space, mode)
+    return create_nni_tuner(label, dict(args or {}), search_space, mode)
+
+
+def tuner_for(config: Any) -> Tuner:
+    """The tuner an experiment config asks for (its `tuner`, `search_space` and `objective.mode`)."""
+    spec = config.tuner
+    return create_tuner(spec.name, spec.args, config.search_space, config.objective.mode,
+                        class_name=spec.class_name, code_directory=spec.code_directory)

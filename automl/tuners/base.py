@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Literal
 
 Mode = Literal["maximize", "minimize"]
@@ -10,6 +11,10 @@ Mode = Literal["maximize", "minimize"]
 
 class NoMoreTrials(Exception):
     """The strategy has nothing left to propose, ever (e.g. a finished grid)."""
+
+
+class UserCodeError(Exception):
+    """A user's own tuner or assessor class raised: the experiment fails with this one-line reason."""
 
 
 class Tuner(ABC):
@@ -34,6 +39,12 @@ class Tuner(ABC):
     @abstractmethod
     def tell(self, key: int, value: float | None) -> None:
         """Trial `key` ended with objective `value`, or None when it failed."""
+
+    def use_folder(self, folder: Path) -> None:  # noqa: B027
+        """The experiment's own folder, given once before the first `ask`.
+
+        Strategies that keep files (PBTTuner's default checkpoint folder) put them there; others ignore it.
+        """
 
     def restore(self, history: list[tuple[dict[str, Any], float | None]]) -> None:  # noqa: B027
         """Feed results of earlier trials, e.g. when an experiment resumes.

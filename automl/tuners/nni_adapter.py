@@ -15,6 +15,7 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import nni
@@ -23,8 +24,9 @@ from nni.algorithms.hpo.random_tuner import RandomTuner
 from nni.algorithms.hpo.tpe_tuner import TpeArguments
 
 from automl.errors import UserError
+from automl.search_space import is_nested_choice, with_constants_as_choices
 from automl.tuners.base import Mode, NoMoreTrials, Tuner
-from automl.tuners.nni_patches import is_nested_choice, to_plain
+from automl.tuners.nni_patches import to_plain
 
 MAX_REPEATS = 20
 """Proposals in a row that repeat an earlier set before the adapter fills in a fresh set itself."""
@@ -51,23 +53,39 @@ SEARCH_SPACE_TYPES = frozenset(
 )
 """Every parameter type of NNI's search-space format."""
 
+CHECKPOINTS = "checkpoints"
+"""PBTTuner's checkpoint folder inside the experiment's folder, unless classArgs or NNI_CHECKPOINT_DIRECTORY say."""
+
+_UNPLACED = "<experiment folder>/checkpoints"
+"""PBT's checkpoint folder until the experiment's folder is known."""
+
 
 def create_nni_tuner(name: str, args: dict[str, Any], search_space: dict[str, Any], mode: Mode) -> NniTuner:
-    """The NNI tuner `name` (canonical) set up for `search_space`; every user mistake is a UserError."""
+    """The NNI tuner `name` (canonical) set up for `search_space`; every user mistake is a UserError.
+
+    Single-value parameters reach the NNI tuner as one-value choices, so every tuner gives their constant.
+    """
     spec = _SPECS[name]
     kwargs = _class_args(name, spec, args, mode)
     _check_search_space(name, spec, search_space)
+    space = _batch_space(search_space) if spec.batch else with_constants_as_choices(search_space)
     tuner_class = _load(spec.tuner)
     try:
         tuner = tuner_class(*spec.tuner_args, **kwargs)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{name}: invalid classArgs: {exc}") from exc
     try:
-        tuner.update_search_space(copy.deepcopy(search_space))
+        tuner.update_search_space(copy.deepcopy(space))
     except (ValueError, RuntimeError, KeyError, IndexError, TypeError) as exc:
         raise UserError(f"{name} cannot use this search space: {exc}") from exc
     return NniTuner(
-        name, tuner, search_space, deferred=spec.deferred, fill_in=spec.fill_in, retries=spec.retries
+        name,
+        tuner,
+        space,
+        deferred=spec.deferred,
+        fill_in=spec.fill_in,
+        retries=spec.retries,
+        place=spec.place if kwargs.get("all_checkpoint_dir") == _UNPLACED else None,
     )
 
 
@@ -90,8 +108,10 @@ class NniTuner(Tuner):
         deferred: bool = False,
         fill_in: bool = True,
         retries: int | None = MAX_REPEATS,
+        place: Callable[[Any, dict[str, Any], Path], None] | None = None,
     ) -> None:
         self.name = name
+        self._place = place
         self._tuner = tuner
         self._space = copy.deepcopy(search_space)
         self._deferred = deferred
@@ -104,9 +124,16 @@ class NniTuner(Tuner):
         self._next_id = 0
         self._fresh: _FreshSets | None = None
 
+    def use_folder(self, folder: Path) -> None:
+        if self._place is not None:
+            self._place(self._tuner, copy.deepcopy(self._space), folder)
+            self._place = None
+
     def ask(self, key: int) -> dict[str, Any] | None:
         if key in self._issued:
             raise ValueError(f"trial {key} already has parameters")
+        if self._place is not None:
+            raise RuntimeError(f"{self.name} needs the experiment's folder (use_folder) before its first proposal")
         repeats = 0
         while self._retries is None or repeats < self._retries:
             proposal = self._propose()
@@ -214,6 +241,7 @@ class _Spec:
     deferred: bool = False
     fill_in: bool = True
     retries: int | None = MAX_REPEATS
+    place: Callable[[Any, dict[str, Any], Path], None] | None = None
 
 
 @dataclass
@@ -309,15 +337,15 @@ def _prepare_tpe(name: str, kwargs: dict[str, Any]) -> None:
 
 
 def _prepare_pbt(name: str, kwargs: dict[str, Any]) -> None:
+    """PBT's checkpoint folder: classArgs, else NNI_CHECKPOINT_DIRECTORY, else one in the experiment's folder."""
     if "all_checkpoint_dir" not in kwargs:
-        default = os.environ.get("NNI_CHECKPOINT_DIRECTORY")
-        if not default:
-            raise UserError(
-                f"{name} needs classArgs.all_checkpoint_dir: the folder where trials load and save their "
-                "checkpoints (given to each trial as params['load_checkpoint_dir'] and "
-                "params['save_checkpoint_dir'])"
-            )
-        kwargs["all_checkpoint_dir"] = default
+        kwargs["all_checkpoint_dir"] = os.environ.get("NNI_CHECKPOINT_DIRECTORY") or _UNPLACED
+
+
+def _place_pbt(tuner: Any, space: dict[str, Any], folder: Path) -> None:
+    """Point PBT's population, made before the experiment had a folder, at `folder`/checkpoints."""
+    tuner.all_checkpoint_dir = str(folder / CHECKPOINTS)
+    tuner.update_search_space(space)
 
 
 _TPE_ARGS = {
@@ -383,7 +411,7 @@ _SPECS: dict[str, _Spec] = {
         retries=MAX_SLOW_REPEATS,
     ),
     "PBTTuner": _Spec(
-        "nni.algorithms.hpo.pbt_tuner:PBTTuner",
+        "automl.tuners.nni_patches:PBTTuner",
         {
             "all_checkpoint_dir": _PATH,
             "population_size": _integer(1),
@@ -392,6 +420,7 @@ _SPECS: dict[str, _Spec] = {
             "fraction": _number(0, 1, above_low=True),
         },
         prepare=_prepare_pbt,
+        place=_place_pbt,
         nested=False,
         deferred=True,
         fill_in=False,
@@ -462,18 +491,19 @@ def _check_search_space(name: str, spec: _Spec, space: dict[str, Any]) -> None:
 def _check_batch_space(name: str, space: dict[str, Any]) -> None:
     (_, spec), *rest = space.items()
     values = spec.get("_value")
-    if (
-        rest
-        or spec.get("_type") != "choice"
-        or not isinstance(values, list)
-        or not values
-        or not all(isinstance(value, dict) for value in values)
-    ):
+    if rest or spec.get("_type") != "choice" or not isinstance(values, list) or not values:
         raise UserError(
             f"{name} needs a search space with exactly one parameter (conventionally 'combine_params') "
             "of type 'choice' whose values are the parameter sets to run, each a mapping; "
             f"got parameters {', '.join(repr(k) for k in space)}"
         )
+
+
+def _batch_space(space: dict[str, Any]) -> dict[str, Any]:
+    """BatchTuner's space with each value a parameter set: a plain value v of parameter p becomes {p: v}."""
+    ((parameter, spec),) = space.items()
+    sets = [value if isinstance(value, dict) else {parameter: value} for value in spec["_value"]]
+    return {parameter: {"_type": "choice", "_value": sets}}
 
 
 def _walk(space: dict[str, Any], prefix: str = "") -> list[tuple[str, str, list[Any]]]:

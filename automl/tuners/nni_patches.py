@@ -7,14 +7,17 @@ Importing it quiets NNI (no log on stdout, no warnings on stderr). The GP, Metis
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from typing import Any
 
 import nni
 import numpy as np
-from nni.algorithms.hpo import batch_tuner, evolution_tuner, tpe_tuner
+from nni.algorithms.hpo import batch_tuner, evolution_tuner, pbt_tuner, tpe_tuner
 from nni.runtime.log import silence_stdout
 from nni.utils import OptimizeMode, extract_scalar_reward
+
+from automl.search_space import is_nested_choice
 
 ImportData = list[dict[str, Any]]
 """NNI's import_data format: one {"parameter": params, "value": result} per finished trial."""
@@ -87,6 +90,29 @@ class BatchTuner(batch_tuner.BatchTuner):
                 self._values.remove(trial["parameter"])
 
 
+class PBTTuner(pbt_tuner.PBTTuner):
+    """NNI's PBTTuner whose resume (import_data) takes up from the newest complete generation, or from scratch.
+
+    NNI's raises a KeyError when the newest generation in the data is incomplete and the one before is
+    absent. Only the first import, before any proposal, is used: later ones (trials that were running at the
+    restart and ended since) would restart the generations, and are ignored, as NNI ignores imports once
+    trials run.
+    """
+
+    def import_data(self, data: ImportData) -> None:
+        if getattr(self, "_imported", False) or self.pos >= 0 or self.running:
+            return
+        self._imported = True
+        generations: dict[int, ImportData] = {}
+        for record in data:
+            if "save_checkpoint_dir" in record["parameter"]:
+                generation = int(os.path.basename(record["parameter"]["save_checkpoint_dir"]))
+                generations.setdefault(generation, []).append(record)
+        complete = [generation for generation, records in generations.items() if len(records) == self.population_size]
+        if complete:
+            super().import_data(generations[max(complete)])
+
+
 def indexed_parameters(space: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Plain parameters in the `{"_index", "_value"}` form kept inside NNI's Evolution and hyperopt tuners."""
     out: dict[str, Any] = {}
@@ -120,11 +146,6 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def is_nested_choice(options: list[Any]) -> bool:
-    """Whether a choice's options are nested search spaces (mappings with a `_name`)."""
-    return bool(options) and all(isinstance(option, dict) and "_name" in option for option in options)
 
 
 def _quiet_logging() -> None:
