@@ -39,6 +39,7 @@ from .paths import trial_dir
 from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
 from .stoppers.base import Stopper
 from .store import USAGE_FIELDS, Experiment, Store, Trial
+from .trial import BARE_PARAMETER_ENV
 from .tuner_worker import TunerWorker
 from .tuners.base import NoMoreTrials
 
@@ -352,7 +353,7 @@ class ExperimentLoop:
         trial = running.trial
         spec = TrialSpec(self.experiment.id, trial.id, self.config.argv(), self.config.working_dir,
                          self.trial_dir(trial.id), {**self.config.fixed_params, **trial.params},
-                         self.config.cpus_per_trial(), running.placement.gpus, self.config.env)
+                         self.config.cpus_per_trial(), running.placement.gpus, self._trial_env())
         try:
             # shielded: a process half-started when the loop detaches is found again by its environment
             process = await asyncio.shield(self.launcher.start(spec))
@@ -363,6 +364,11 @@ class ExperimentLoop:
         self.store.trial_started(trial, process.pid, self.launcher.start_time(process.pid))
         self._emit("trial_started", trial=trial.id, params=trial.params, gpus=running.placement.gpus)
         await self._watch(running, asyncio.ensure_future(process.wait()))
+
+    def _trial_env(self) -> dict[str, str]:
+        """The config's environment for trials, and the name of a parameter NNI's trial API hands out bare."""
+        bare = self._worker.tuner.bare_parameter
+        return self.config.env if bare is None else {**self.config.env, BARE_PARAMETER_ENV: bare}
 
     async def _watch(self, running: _Running, exit_code: asyncio.Future[int | None]) -> None:
         """Collect metrics until the process ends; enforce the timeout and our decided endings; conclude."""
@@ -523,13 +529,15 @@ class ExperimentLoop:
         if self.stopper is not None:  # before any re-attached trial reports again
             await self._worker.call(self.stopper.restore, [(t.id, curves.get(t.id, []), t.status) for t in trials])
         history: list[tuple[dict[str, Any], float | None]] = []
+        pending: list[dict[str, Any]] = []  # their outcome reaches the tuner when they end
+        live: list[tuple[Trial, int]] = []
         for key, trial in last_attempts.items():
             self.configs_started += 1
             if trial.status in ("waiting", "running"):
-                history.append((trial.params, None))
-                self._recover(trial, key, curves.get(trial.id, []))
+                pending.append(trial.params)
+                live.append((trial, key))
             elif self._would_run_again(trial):
-                history.append((trial.params, None))
+                pending.append(trial.params)
                 self._ready.append(self._again(trial, key, recovered=True))
             else:
                 history.append((trial.params, trial.value))
@@ -537,7 +545,9 @@ class ExperimentLoop:
                 self._count_outcome(trial)
                 if trial.status == "succeeded" and (self.best is None or self._better(trial.value, self.best.value)):
                     self.best = trial
-        await self._worker.call(self._worker.tuner.restore, history)
+        await self._worker.call(self._worker.tuner.restore, history, pending)
+        for trial, key in live:  # after the tuner knows the history: a trial that ended meanwhile reports at once
+            self._recover(trial, key, curves.get(trial.id, []))
         log.info("experiment %s resumed: %d configurations, %d ended, %d trials re-attached", self.experiment.id,
                  self.configs_started, self.configs_ended, len(self._running))
 

@@ -7,6 +7,7 @@ append to our metrics file. Imported only inside trials that import nni.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from nni.runtime.trial_command_channel.base import TrialCommandChannel
@@ -26,7 +27,11 @@ class TrialChannel(TrialCommandChannel):
         if self._handed_out:
             return None
         self._handed_out = True
-        return ParameterRecord(parameter_id=int(trial.trial_id() or 0), parameters=trial.get_params())
+        params = trial.get_params()
+        bare = os.environ.get(trial.BARE_PARAMETER_ENV)
+        if bare and list(params) == [bare]:  # a plain value of NNI's BatchTuner: NNI hands it out alone
+            return ParameterRecord(parameter_id=int(trial.trial_id() or 0), parameters=params[bare])
+        return ParameterRecord(parameter_id=int(trial.trial_id() or 0), parameters=params)
 
     def send_metric(self, type: str, parameter_id: int | None, trial_job_id: str, sequence: int,  # noqa: A002
                     value: Any) -> None:

@@ -227,7 +227,7 @@ def _direction(tuner: _Algorithm, assessor: _Algorithm | None) -> tuple[str, str
     default = None if tuner.custom else TUNER_DEFAULT_MODES.get(tuner.label)
     if default is not None:
         return default, f"{tuner.label}'s default"
-    return _NO_DIRECTION_DEFAULT, f"no direction in {tuner.label}: NNI's default"
+    return _NO_DIRECTION_DEFAULT, f"NNI's default, as {tuner.label} has no direction"
 
 
 def _assessor_spec(assessor: _Algorithm, mode: str, source: str, warnings: list[str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ __all__ = ["get_params", "report", "report_final", "trial_id", "experiment_id", 
 
 PARAMS_ENV = "AUTOML_PARAMS_FILE"
 METRICS_ENV = "AUTOML_METRICS_FILE"
+BARE_PARAMETER_ENV = "AUTOML_NNI_BARE_PARAMETER"  # NNI's BatchTuner hands a plain value out bare: which parameter
 
 _intermediate_count = 0
 _final_reported = False

@@ -72,9 +72,9 @@ def _write(folder: Path, config: dict[str, Any], name: str = "config.yml") -> Pa
     ("PBTTuner", "maximize", "PBTTuner's default"),
     ("Hyperband", "maximize", "Hyperband's default"),
     ("BOHB", "maximize", "BOHB's default"),
-    ("Random", "maximize", "no direction in Random: NNI's default"),
-    ("GridSearch", "maximize", "no direction in GridSearch: NNI's default"),
-    ("Batch", "maximize", "no direction in BatchTuner: NNI's default"),
+    ("Random", "maximize", "NNI's default, as Random has no direction"),
+    ("GridSearch", "maximize", "NNI's default, as GridSearch has no direction"),
+    ("Batch", "maximize", "NNI's default, as BatchTuner has no direction"),
 ])
 def test_a_tuner_without_optimize_mode_takes_its_nni_default(tuner, mode, mode_from):
     config, warnings = translate(_v2(tuner={"name": tuner}), "c.yml")
@@ -96,7 +96,7 @@ def test_the_direction_comes_from_the_tuner_then_the_advisor_then_the_assessor()
     assert assessed["objective"] == {"metric": "default", "mode": "maximize", "mode_from": "the assessor"}
     custom, _ = translate(_v2(tuner={"className": "my_tuner.MyTuner"}), "c.yml")
     assert custom["objective"]["mode"] == "maximize"
-    assert custom["objective"]["mode_from"] == "no direction in the custom tuner my_tuner.MyTuner: NNI's default"
+    assert custom["objective"]["mode_from"] == "NNI's default, as the custom tuner my_tuner.MyTuner has no direction"
 
 
 def test_a_tuner_and_assessor_that_disagree_run_in_the_tuners_direction(tmp_path):
@@ -294,3 +294,32 @@ def test_a_v1_custom_tuner_translates_like_nni_2():
                           "c.yml")
     assert config["tuner"] == {"class_name": "demo_tuner.DemoTuner", "code_directory": "../tuners",
                                "args": {"optimize_mode": "maximize"}}
+
+
+# BatchTuner: NNI's mnist-batch-tune-keras space, and plain values handed out bare as NNI does
+
+NNI_BATCH_TRIAL = """\
+import json, nni
+params = nni.get_next_parameter()
+print(json.dumps(params))
+nni.report_final_result(params['learning_rate'] if isinstance(params, dict) else float(params))
+"""
+
+
+@pytest.mark.parametrize("values", [
+    [{"optimizer": "Adam", "learning_rate": 0.001}, {"optimizer": "SGD", "learning_rate": 0.01}],
+    [0.001, 0.01],
+])
+def test_nni_batch_tuner_runs_nni_spaces_and_hands_plain_values_out_bare(tmp_path, home, values):
+    project = _project(tmp_path / "p", NNI_BATCH_TRIAL)
+    (project / "search_space.json").write_text(json.dumps({"combine_params": {"_type": "choice", "_value": values}}))
+    config = _write(project, _v2(tuner={"name": "BatchTuner"}, maxTrialNumber=10, trialConcurrency=1))
+    result = automl("run", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    exp_id = json.loads(automl("ls", "--json", check=True).stdout)[0]["id"]
+    view = show(exp_id)
+    assert [t["status"] for t in view["trials"]] == ["succeeded"] * 2
+    logs = [(home / "experiments" / exp_id / "trials" / str(t["id"]) / "trial.log").read_text()
+            for t in view["trials"]]
+    received = [json.loads(log.strip().splitlines()[-1].split(" PRINT ", 1)[1]) for log in logs]
+    assert received == values, "each trial gets its value as NNI's BatchTuner hands it out"

@@ -620,22 +620,42 @@ def test_pbt_in_the_daemon_goes_on_with_its_checkpoints_after_a_restart(tmp_path
     folder = home / "experiments" / exp_id / "checkpoints"
     assert all(t["params"]["save_checkpoint_dir"].startswith(f"{folder}/") for t in trials)
     assert any(t["params"]["load_checkpoint_dir"] != t["params"]["save_checkpoint_dir"] for t in trials)
+    saved = [t["params"]["save_checkpoint_dir"] for t in trials]
+    assert len(set(saved)) == len(saved), "no member of a generation runs twice into the same folder"
 
 
-def test_pbt_resumes_from_its_newest_complete_generation_and_never_raises(tmp_path) -> None:
-    def record(member: int, generation: int, value: float) -> tuple[dict[str, Any], float]:
-        folder = tmp_path / str(member)
-        (folder / str(generation)).mkdir(parents=True, exist_ok=True)
-        save = str(folder / str(generation))
-        return {"x": 0.5, "load_checkpoint_dir": save, "save_checkpoint_dir": save}, value
+def _pbt_record(root: Path, member: int, generation: int, load: int | None = None) -> dict[str, Any]:
+    save = root / str(member) / str(generation)
+    save.mkdir(parents=True, exist_ok=True)
+    loaded = save if load is None else root / str(load) / str(generation - 1)
+    return {"x": 0.5, "load_checkpoint_dir": str(loaded), "save_checkpoint_dir": str(save)}
 
+
+def test_pbt_resumes_in_the_generation_it_was_in_without_running_a_member_twice(tmp_path) -> None:
+    args = {"all_checkpoint_dir": str(tmp_path), "population_size": 3}
+    gen0 = [_pbt_record(tmp_path, member, 0) for member in range(3)]
+    done1, running1 = _pbt_record(tmp_path, 0, 1, load=0), _pbt_record(tmp_path, 1, 1, load=0)
+    tuner = create_tuner("PBTTuner", args, NUMERIC_SPACE, "maximize")
+    tuner.restore([(gen0[0], 0.9), (gen0[1], None), (gen0[2], 0.1), (done1, 0.95)], [running1])
+    third = tuner.ask(0)
+    assert third is not None and third["save_checkpoint_dir"] == str(tmp_path / "2" / "1"), \
+        "only the member never handed out is proposed"
+    assert third["load_checkpoint_dir"].endswith("/0")
+    assert tuner.ask(1) is None, "the next generation waits for the member still running"
+    tuner.tell(0, 0.5)
+    assert tuner.ask(1) is None
+    tuner.restore([(running1, 0.7)])
+    fourth = tuner.ask(1)
+    assert fourth is not None and fourth["save_checkpoint_dir"].endswith("/2")
+
+
+def test_pbt_resumes_a_first_generation_in_progress_and_from_nothing(tmp_path) -> None:
     args = {"all_checkpoint_dir": str(tmp_path), "population_size": 2}
-    incomplete = create_tuner("PBTTuner", args, NUMERIC_SPACE, "maximize")
-    incomplete.restore([record(0, 1, 0.5)])
-    assert incomplete.ask(0) is not None
-    incomplete.restore([record(1, 1, 0.7)])
-    resumed = create_tuner("PBTTuner", args, NUMERIC_SPACE, "maximize")
-    resumed.restore([record(0, 0, 0.1), record(1, 0, 0.9), record(0, 1, 0.2)])
-    params = resumed.ask(0)
-    assert params is not None and params["save_checkpoint_dir"].endswith("/1")
-    assert params["load_checkpoint_dir"].endswith("/0")
+    tuner = create_tuner("PBTTuner", args, NUMERIC_SPACE, "maximize")
+    first = _pbt_record(tmp_path, 0, 0)
+    tuner.restore([(first, 0.4)])
+    second = tuner.ask(0)
+    assert second is not None and second["save_checkpoint_dir"] == str(tmp_path / "1" / "0")
+    fresh = create_tuner("PBTTuner", args, NUMERIC_SPACE, "maximize")
+    fresh.restore([])
+    assert fresh.ask(0) is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,9 @@ class Tuner(ABC):
     (a nested choice is a dict with a `_name` key).
     """
 
+    bare_parameter: str | None = None
+    """The parameter whose value an NNI trial receives alone instead of the whole set (BatchTuner's plain values)."""
+
     @abstractmethod
     def ask(self, key: int) -> dict[str, Any] | None:
         """Parameters for the trial numbered `key`.
@@ -46,10 +50,14 @@ class Tuner(ABC):
         Strategies that keep files (PBTTuner's default checkpoint folder) put them there; others ignore it.
         """
 
-    def restore(self, history: list[tuple[dict[str, Any], float | None]]) -> None:  # noqa: B027
+    def restore(  # noqa: B027
+        self, history: list[tuple[dict[str, Any], float | None]], pending: Sequence[dict[str, Any]] = ()
+    ) -> None:
         """Feed results of earlier trials, e.g. when an experiment resumes.
 
-        A None value marks a set that failed or is still running: it is not
-        learned from, but it is never proposed again. Strategies that cannot
-        learn from history may ignore it.
+        `history` holds ended trials with their value; None marks a failed one:
+        it is not learned from, but never proposed again. `pending` holds sets
+        whose trials still run or will run again: never proposed again, and
+        their outcome comes later through another `restore([(params, value)])`.
+        Strategies that cannot learn from history may ignore both.
         """

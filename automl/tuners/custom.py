@@ -16,7 +16,7 @@ import math
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,9 @@ class CustomTuner(Tuner):
             self._call("receive_trial_result", parameter_id, copy.deepcopy(params), float(value))
         self._call("trial_end", parameter_id, succeeded)
 
-    def restore(self, history: list[tuple[dict[str, Any], float | None]]) -> None:
+    def restore(
+        self, history: list[tuple[dict[str, Any], float | None]], pending: Sequence[dict[str, Any]] = ()
+    ) -> None:
         records = [
             {"parameter": copy.deepcopy(params), "value": float(value)}
             for params, value in history

@@ -13,7 +13,7 @@ import json
 import math
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ def create_nni_tuner(name: str, args: dict[str, Any], search_space: dict[str, An
         tuner.update_search_space(copy.deepcopy(space))
     except (ValueError, RuntimeError, KeyError, IndexError, TypeError) as exc:
         raise UserError(f"{name} cannot use this search space: {exc}") from exc
-    return NniTuner(
+    adapter = NniTuner(
         name,
         tuner,
         space,
@@ -87,6 +87,9 @@ def create_nni_tuner(name: str, args: dict[str, Any], search_space: dict[str, An
         retries=spec.retries,
         place=spec.place if kwargs.get("all_checkpoint_dir") == _UNPLACED else None,
     )
+    if spec.batch:
+        adapter.bare_parameter = _plain_batch_parameter(search_space)
+    return adapter
 
 
 class NniTuner(Tuner):
@@ -175,13 +178,18 @@ class NniTuner(Tuner):
         self._tuner.receive_trial_result(issued.parameter_id, copy.deepcopy(issued.params), float(value))
         self._tuner.trial_end(issued.parameter_id, True)
 
-    def restore(self, history: list[tuple[dict[str, Any], float | None]]) -> None:
-        records = []
-        for params, value in history:
-            plain = to_plain(params)
-            self._seen.add(_canonical(plain))
-            if value is not None and math.isfinite(value):
-                records.append({"parameter": plain, "value": float(value)})
+    def restore(
+        self, history: list[tuple[dict[str, Any], float | None]], pending: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        plain = [(to_plain(params), value) for params, value in history]
+        waiting = [to_plain(params) for params in pending]
+        for params in [params for params, _ in plain] + waiting:
+            self._seen.add(_canonical(params))
+        if hasattr(self._tuner, "restore_history"):  # a tuner that rebuilds its state itself (PBT)
+            self._tuner.restore_history(plain, waiting)
+            return
+        records = [{"parameter": params, "value": float(value)}
+                   for params, value in plain if value is not None and math.isfinite(value)]
         if records:
             self._tuner.import_data(records)
 
@@ -497,6 +505,12 @@ def _check_batch_space(name: str, space: dict[str, Any]) -> None:
             "of type 'choice' whose values are the parameter sets to run, each a mapping; "
             f"got parameters {', '.join(repr(k) for k in space)}"
         )
+
+
+def _plain_batch_parameter(space: dict[str, Any]) -> str | None:
+    """BatchTuner's parameter when some of its values are plain (not parameter sets): NNI hands those out bare."""
+    ((parameter, spec),) = space.items()
+    return parameter if any(not isinstance(value, dict) for value in spec["_value"]) else None
 
 
 def _batch_space(space: dict[str, Any]) -> dict[str, Any]:

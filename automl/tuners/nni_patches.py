@@ -91,26 +91,83 @@ class BatchTuner(batch_tuner.BatchTuner):
 
 
 class PBTTuner(pbt_tuner.PBTTuner):
-    """NNI's PBTTuner whose resume (import_data) takes up from the newest complete generation, or from scratch.
+    """NNI's PBTTuner that takes up a restarted experiment in the generation it was in.
 
-    NNI's raises a KeyError when the newest generation in the data is incomplete and the one before is
-    absent. Only the first import, before any proposal, is used: later ones (trials that were running at the
-    restart and ended since) would restart the generations, and are ignored, as NNI ignores imports once
-    trials run.
+    NNI's own resume starts over from the newest complete generation, with a new random exploit, so trials
+    of the next generation that ran or still run before the restart are run again into the same checkpoint
+    folders (and it raises a KeyError when that generation's predecessor is absent). Here the generation in
+    progress is rebuilt: its members already handed out keep their parameters, the ones still running count
+    when their results arrive, and only members never handed out are drawn anew.
     """
 
-    def import_data(self, data: ImportData) -> None:
-        if getattr(self, "_imported", False) or self.pos >= 0 or self.running:
+    def restore_history(
+        self, history: list[tuple[dict[str, Any], float | None]], pending: list[dict[str, Any]]
+    ) -> None:
+        """Ended trials (value None: failed) and trials whose outcome comes later; the first call rebuilds the
+        generation in progress, later ones settle its pending members."""
+        if getattr(self, "_pending", None) is not None:
+            for params, value in history:
+                self._settle(params, value)
             return
-        self._imported = True
-        generations: dict[int, ImportData] = {}
-        for record in data:
-            if "save_checkpoint_dir" in record["parameter"]:
-                generation = int(os.path.basename(record["parameter"]["save_checkpoint_dir"]))
-                generations.setdefault(generation, []).append(record)
-        complete = [generation for generation, records in generations.items() if len(records) == self.population_size]
-        if complete:
-            super().import_data(generations[max(complete)])
+        self._pending: dict[str, pbt_tuner.TrialInfo] = {}
+        generations: dict[int, list[tuple[dict[str, Any], float | None, bool]]] = {}
+        for params, value, waiting in [(p, v, False) for p, v in history] + [(p, None, True) for p in pending]:
+            if "save_checkpoint_dir" in params:
+                generations.setdefault(int(os.path.basename(params["save_checkpoint_dir"])), []).append(
+                    (params, value, waiting))
+        if not generations:
+            return
+        newest = max(generations)
+        if newest > 0 and not self._start_generation(newest, generations.get(newest - 1, [])):
+            return
+        self._take_members(generations[newest])
+
+    def _start_generation(self, generation: int, before: list[tuple[dict[str, Any], float | None, bool]]) -> bool:
+        """Draw generation `generation` from the complete one before it, as NNI does between generations."""
+        if len(before) != self.population_size or any(waiting for _, _, waiting in before):
+            return False
+        self.epoch = generation - 1
+        self.finished = [pbt_tuner.TrialInfo(checkpoint_dir=os.path.dirname(params["save_checkpoint_dir"]),
+                                             hyper_parameters=params, score=self._score(value))
+                         for params, value, _ in before]
+        self.finished_trials = self.population_size
+        self._proceed_next_epoch()
+        return True
+
+    def _take_members(self, members: list[tuple[dict[str, Any], float | None, bool]]) -> None:
+        """Put the generation's members handed out before the restart first, in place of fresh draws."""
+        handed_out = []
+        for params, value, waiting in members:
+            folder = os.path.dirname(params["save_checkpoint_dir"])
+            info = pbt_tuner.TrialInfo(checkpoint_dir=folder, hyper_parameters=params)
+            handed_out.append(info)
+            if waiting:
+                self._pending[params["save_checkpoint_dir"]] = info
+            else:
+                self._finish(info, value)
+        folders = {info.checkpoint_dir for info in handed_out}
+        self.population = handed_out + [info for info in self.population if info.checkpoint_dir not in folders]
+        self.pos = len(handed_out) - 1
+        if self.finished_trials == self.population_size:
+            self._proceed_next_epoch()
+
+    def _settle(self, params: dict[str, Any], value: float | None) -> None:
+        info = self._pending.pop(params.get("save_checkpoint_dir", ""), None)
+        if info is not None:
+            self._finish(info, value)
+            if self.finished_trials == self.population_size:
+                self._proceed_next_epoch()
+
+    def _finish(self, info: pbt_tuner.TrialInfo, value: float | None) -> None:
+        info.score = self._score(value)
+        self.finished.append(info)
+        self.finished_trials += 1
+
+    def _score(self, value: float | None) -> float:
+        """A trial's result; a failed one counts as the worst, as NNI's trial_end does."""
+        if value is not None:
+            return float(value)
+        return float("inf") if self.optimize_mode == OptimizeMode.Minimize else float("-inf")
 
 
 def indexed_parameters(space: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
