@@ -68,7 +68,9 @@ def canonical_tuner_name(name: str) -> str:
     if key in _UNAVAILABLE:
         display, reason = _UNAVAILABLE[key]
         raise UserError(f"tuner {display!r} is not available: {reason}. Available: {', '.join(TUNER_NAMES)}")
-    raise UserError(f"unknown tuner {name!r}; available: {', '.join(TUNER_NAMES)}")
+    raise UserError(f"unknown tuner {name!r}; available: {', '.join(TUNER_NAMES)}; a tuner of your own (or one "
+                    "registered with `nnictl algo register`) is named by class_name and code_directory (NNI: "
+                    "className and codeDirectory)")
 
 
 def create_tuner(
