@@ -7,6 +7,7 @@ import math
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -264,13 +265,7 @@ def test_restored_sets_are_never_proposed_again() -> None:
     for name in ("GridSearch", "Random", "TPE", "Anneal", "Evolution"):
         tuner = create_tuner(name, {}, space, "maximize")
         tuner.restore(done)
-        issued = []
-        with pytest.raises(NoMoreTrials):
-            for key in range(20):
-                params = tuner.ask(key)
-                assert params is not None
-                issued.append(params)
-                tuner.tell(key, float(params["a"]))
+        issued = _all_proposals(tuner, lambda params: float(params["a"]))
         assert len(issued) == 5, name
         assert not {_signature(p) for p in issued} & {_signature(p) for p, _ in done}, name
 
@@ -445,14 +440,15 @@ NNI_BATCH_SPACE: dict[str, Any] = {
 }
 
 
-def _all_proposals(tuner: Tuner) -> list[dict[str, Any]]:
+def _all_proposals(tuner: Tuner, value: Callable[[dict[str, Any]], float] = lambda params: 1.0) -> list[dict[str, Any]]:
+    """Every set the tuner proposes until it has no more, each told `value(params)` at once."""
     issued = []
     with pytest.raises(NoMoreTrials):
         for key in range(100):
             params = tuner.ask(key)
             assert params is not None
             issued.append(params)
-            tuner.tell(key, 1.0)
+            tuner.tell(key, value(params))
     return issued
 
 
