@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import psutil
 
 from . import trial_exit
+from .paths import check_own_file, create_file, new_trial_folder, open_new, private_folders, replace_file
 from .process_usage import CPU_TIMES_FILE
 from .trial import METRICS_ENV, PARAMS_ENV
 from .trial_exit import EXIT_FILE, USAGE_FILE
@@ -74,7 +75,18 @@ class TrialProcess(Protocol):
 class Launcher(Protocol):
     """What the experiment loop needs of a launcher: start a trial's process, and end, date or look up one."""
 
-    async def start(self, spec: TrialSpec) -> TrialProcess: ...
+    async def start(self, spec: TrialSpec) -> asyncio.subprocess.Process:
+        """Write the trial's fresh folder (params, empty metrics file) and start its process. A folder that is
+        already there is never reused: TrialFolderExists, before anything is written."""
+        new_trial_folder(spec.trial_dir)
+        create_file(spec.trial_dir / PARAMS_FILE, (json.dumps(spec.params, indent=2) + "\n").encode())
+        create_file(spec.trial_dir / METRICS_FILE)
+        argv = ["/bin/sh", "-c", _RECORD_EXIT, str(spec.trial_dir), sys.executable, trial_exit.__file__, *spec.argv]
+        with open(open_new(spec.trial_dir / STDOUT_FILE), "ab") as out, \
+                open(open_new(spec.trial_dir / STDERR_FILE), "ab") as err:
+            return await asyncio.create_subprocess_exec(
+                *argv, cwd=spec.working_dir, env=trial_env(spec, self.environment), stdin=asyncio.subprocess.DEVNULL,
+                stdout=out, stderr=err, start_new_session=True)
 
     async def terminate(self, pid: int, grace: float) -> None: ...
 
@@ -124,14 +136,12 @@ def trial_library(experiment_dir: Path) -> Path:
     library = experiment_dir / TRIAL_LIB
     if library in _current_libraries:
         return library
-    package = library / "automl"
-    package.mkdir(parents=True, exist_ok=True)
+    package = private_folders(library / "automl")
     for name in TRIAL_LIB_MODULES:
         source = (Path(__file__).parent / name).read_bytes()
         target = package / name
-        if not target.is_file() or target.read_bytes() != source:
-            (package / f"{name}.tmp").write_bytes(source)
-            os.replace(package / f"{name}.tmp", target)
+        if not check_own_file(target) or target.read_bytes() != source:
+            replace_file(target, source)
     _current_libraries.add(library)
     return library
 
