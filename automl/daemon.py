@@ -29,7 +29,7 @@ from .experiment import DETACHED, ExperimentLoop
 from .gpu_pool import GpuPool, report
 from .launcher import LocalLauncher
 from .nvml import open_probe
-from .paths import open_append, replace_file, secure_home
+from .paths import last_line, open_append, replace_file, secure_home
 from .store import Experiment, Store
 
 log = logging.getLogger("automl")
@@ -216,7 +216,8 @@ def start_detached(home: Path, timeout: float = 30.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise UserError(f"the daemon exited at start (code {proc.returncode}); see {home / LOG_FILE}")
+            why = last_line(home / LOG_FILE).removeprefix("automl: error: ")
+            raise UserError(f"the daemon exited at start (code {proc.returncode}): {why} (see {home / LOG_FILE})")
         if daemon_pid(home) is not None:
             return proc.pid
         time.sleep(0.05)

@@ -140,6 +140,18 @@ def set_aside(folder: Path) -> Path | None:
     return aside
 
 
+def last_line(path: Path, max_chars: int = 300) -> str:
+    """The last non-empty line of a log file (usually what went wrong), shortened; "" if none or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][-max_chars:] if lines else ""
+
+
 def _make_folder(folder: Path, parents: bool = False) -> bool:
     """Create `folder` 0700 (and, if `parents`, its missing parents as the user's own); False if it exists."""
     try:
