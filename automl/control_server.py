@@ -27,6 +27,7 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 MAX_QUEUED_EVENTS = 10_000
 MAX_CLIENTS = 256  # connections served at once: bounds the descriptors clients can take from running experiments
+ACCEPT_BACKLOG = 32  # connections queued and accepted per round: a small one keeps a flood's transient descriptors few
 IDLE_TIMEOUT_S = 60.0  # a connection that sends no complete request for this long is closed (subscribers never are)
 
 
@@ -70,7 +71,8 @@ class ControlServer:
         try:
             info = os.stat(self.socket_path)
             self._socket_identity = (info.st_dev, info.st_ino)
-            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=protocol.MAX_MESSAGE_BYTES)
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=protocol.MAX_MESSAGE_BYTES,
+                                                          backlog=ACCEPT_BACKLOG)
         except BaseException:
             sock.close()
             self._remove_socket_file()
@@ -399,7 +401,7 @@ def _bind(path: Path) -> socket.socket:
         os.umask(old_umask)
     try:
         os.chmod(path, 0o600)
-        sock.listen(128)
+        sock.listen(ACCEPT_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
