@@ -25,7 +25,7 @@ from .cli_convert import add_command as add_convert_command
 from .cli_daemon import add_commands as add_daemon_commands
 from .cli_gpus import add_command as add_gpus_command
 from .errors import DaemonError, UserError
-from .paths import home
+from .paths import home, open_append, private_folders, secure_home, write_atomically
 
 log = logging.getLogger("automl")
 
@@ -98,7 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"automl: warning: {warning}", file=sys.stderr)
     tuner = tuner_for(config)
-    store = Store(home())
+    store = Store(secure_home())
     experiment_id = store.create_experiment(config.name, config.model_dump(mode="json"),
                                             str(Path(args.config).resolve()))
     tuner.use_folder(store.home / "experiments" / experiment_id)
@@ -162,8 +162,8 @@ async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tup
 
 def log_to(path: Path) -> None:
     """Also write automl's log, INFO and up, to `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    private_folders(path.parent)
+    handler = logging.StreamHandler(os.fdopen(open_append(path), "a", encoding="utf-8"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.setLevel(logging.INFO)
     log.addHandler(handler)
@@ -322,7 +322,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
         return 0
-    _write_atomically(Path(args.output), text)
+    write_atomically(Path(args.output), text)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -330,13 +330,3 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _format_from_suffix(output: str | None) -> str:
     suffix = Path(output).suffix.lower() if output else ""
     return {".json": "json", ".csv": "csv", ".txt": "args", ".args": "args"}.get(suffix, "yaml")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {e.strerror}") from None

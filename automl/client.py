@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
+import struct
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from . import protocol
+from .errors import UserError
+
+CONNECT_PATIENCE = 10.0  # seconds a client without a timeout waits for room in a full listen backlog
+_CREDS = struct.Struct("3i")
 
 
 class DaemonNotRunning(Exception):
     """Nothing answers on the control socket: the socket file is missing or refuses connections."""
+
+
+class UntrustedDaemon(UserError):
+    """The control socket, or the process behind it, is not this user's own: nothing is sent to it."""
 
 
 class RemoteError(Exception):
@@ -100,10 +111,13 @@ class Client:
     def _connect(self) -> socket.socket:
         if self._sock is not None:
             return self._sock
+        check_socket(self.socket_path)
+        deadline = time.monotonic() + (CONNECT_PATIENCE if self.timeout is None else self.timeout)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            sock.connect(str(self.socket_path))
+            _connect_patiently(sock, str(self.socket_path), deadline)
+            check_peer(sock, self.socket_path)
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
             raise DaemonNotRunning(f"the automl daemon is not running: nothing answers on {self.socket_path}") from None
@@ -148,6 +162,50 @@ class Client:
         except ValueError as e:
             self.close()
             raise ConnectionError(f"unreadable line from the daemon: {e}") from None
+
+
+def check_socket(path: Path) -> None:
+    """Refuse, before connecting, a socket that is not this user's own: a link, another kind of file, one of
+    another user, or one in a folder another user owns or can write (where it could be swapped). A missing
+    socket is left to the connection (DaemonNotRunning)."""
+    uid = os.geteuid()
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    folder = os.stat(path.parent)
+    if folder.st_uid != uid or stat.S_IMODE(folder.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UntrustedDaemon(f"{path.parent} belongs to uid {folder.st_uid} or is writable by other users "
+                              f"(mode {stat.S_IMODE(folder.st_mode):04o}); automl talks only to a daemon in a folder "
+                              f"of yours alone: chmod 700 {path.parent}, or set AUTOML_HOME to a folder of your own")
+    if stat.S_ISLNK(info.st_mode):
+        raise UntrustedDaemon(f"{path} is a symbolic link, not the daemon's socket; remove it")
+    if not stat.S_ISSOCK(info.st_mode):
+        raise UntrustedDaemon(f"{path} is not a socket; move it away")
+    if info.st_uid != uid:
+        raise UntrustedDaemon(f"{path} belongs to uid {info.st_uid}, not to you (uid {uid}); it is not your daemon's")
+
+
+def check_peer(sock: socket.socket, path: Path) -> None:
+    """Refuse a daemon that runs as another user (SO_PEERCRED), before sending it anything."""
+    pid, uid, _ = _CREDS.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
+    if uid != os.geteuid():
+        raise UntrustedDaemon(f"the process answering on {path} (pid {pid}) runs as uid {uid}, not as you "
+                              f"(uid {os.geteuid()}); it is not your daemon, and nothing was sent to it")
+
+
+def _connect_patiently(sock: socket.socket, path: str, deadline: float) -> None:
+    """Connect, waiting out a full listen backlog (EAGAIN: the daemon is busy accepting) until `deadline`."""
+    pause = 0.01
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() + pause >= deadline:
+                raise TimeoutError(f"the daemon on {path} accepts no connections: its queue stayed full") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
 
 def _remote_error(reply: dict[str, Any]) -> RemoteError:

@@ -14,6 +14,7 @@ import stat
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 MAX_QUEUED_EVENTS = 10_000
+MAX_CLIENTS = 256  # connections served at once: bounds the descriptors clients can take from running experiments
+ACCEPT_BACKLOG = 32  # connections queued and accepted per round: a small one keeps a flood's transient descriptors few
+IDLE_TIMEOUT_S = 60.0  # a connection that sends no complete request for this long is closed (subscribers never are)
 
 
 class DaemonAlreadyRunning(UserError):
@@ -38,17 +42,20 @@ class ControlServer:
     """
 
     def __init__(self, socket_path: Path, handler: Handler, ops: Collection[str], *,
-                 max_queued_events: int = MAX_QUEUED_EVENTS) -> None:
+                 max_queued_events: int = MAX_QUEUED_EVENTS, max_clients: int = MAX_CLIENTS,
+                 idle_timeout: float = IDLE_TIMEOUT_S) -> None:
         if protocol.SUBSCRIBE in ops:
             raise ValueError(f"'{protocol.SUBSCRIBE}' is served by the control server itself; leave it out of ops")
         self.socket_path = Path(socket_path)
         self._handler = handler
         self._ops = frozenset(ops)
         self._max_queued_events = max_queued_events
+        self._max_clients = max_clients
+        self._idle_timeout = idle_timeout
         self._uid = os.getuid()
         self._server: asyncio.AbstractServer | None = None
         self._socket_identity: tuple[int, int] | None = None
-        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
         self._subscribers: set[_Subscriber] = set()
         self._lingering: set[asyncio.WriteTransport] = set()
 
@@ -64,7 +71,8 @@ class ControlServer:
         try:
             info = os.stat(self.socket_path)
             self._socket_identity = (info.st_dev, info.st_ino)
-            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=protocol.MAX_MESSAGE_BYTES)
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=protocol.MAX_MESSAGE_BYTES,
+                                                          backlog=ACCEPT_BACKLOG)
         except BaseException:
             sock.close()
             self._remove_socket_file()
@@ -78,8 +86,8 @@ class ControlServer:
         server.close()
         self._subscribers.clear()
         tasks = list(self._connections)
-        for task, writer in self._connections.items():
-            _abort(writer.transport)
+        for task, connection in self._connections.items():
+            _abort(connection.writer.transport)
             task.cancel()
         for transport in self._lingering:
             _abort(transport)
@@ -112,10 +120,9 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections[task] = writer
         try:
-            if self._peer_allowed(writer):
-                await self._converse(reader, writer)
+            if self._peer_allowed(writer) and (connection := self._admit(task, writer)) is not None:
+                await self._converse(reader, connection)
         except ConnectionError:
             pass
         except asyncio.CancelledError:
@@ -143,11 +150,45 @@ class ControlServer:
             None, protocol.FORBIDDEN, f"this daemon accepts connections only from its own user (uid {self._uid})")))
         return False
 
-    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Answer requests in order until the client closes, the line limit is broken, or it subscribes."""
+    def _admit(self, task: asyncio.Task[None], writer: asyncio.StreamWriter) -> _Connection | None:
+        """Serve a new connection if there is room, made by closing the longest-idle one when all places are
+        taken; when every connection is subscribed or waiting for an answer, refuse it with a `busy` error."""
+        if len(self._connections) >= self._max_clients and not self._evict_idlest():
+            log.warning("refused a control connection: all %d places are in use", self._max_clients)
+            writer.write(protocol.encode(protocol.error_reply(
+                None, protocol.BUSY, f"the daemon serves at most {self._max_clients} connections at once and all "
+                                     "are in use; try again later")))
+            return None
+        connection = _Connection(writer, asyncio.get_running_loop().time())
+        self._connections[task] = connection
+        return connection
+
+    def _evict_idlest(self) -> bool:
+        """Close the connection that has waited longest without a request; False if none is idle."""
+        idle = [(c.last_active, task) for task, c in self._connections.items() if not (c.busy or c.subscribed)]
+        if not idle:
+            return False
+        _, task = min(idle, key=lambda pair: pair[0])
+        self._say_goodbye(self._connections.pop(task).writer, "closed to make room for a new connection "
+                          f"(at most {self._max_clients} at once): it sent no request for the longest")
+        return True
+
+    def _say_goodbye(self, writer: asyncio.StreamWriter, why: str) -> None:
+        """Close an idle connection after one line saying why; its task then sees the end of its input."""
+        if not writer.transport.is_closing():
+            writer.write(protocol.encode(protocol.error_reply(None, protocol.IDLE, why)))
+        self._close_soon(writer)
+
+    async def _converse(self, reader: asyncio.StreamReader, connection: _Connection) -> None:
+        """Answer requests in order until the client closes or idles too long, the line limit is broken, or it
+        subscribes."""
+        writer = connection.writer
         while True:
             try:
-                line = await reader.readline()
+                line = await asyncio.wait_for(reader.readline(), self._idle_timeout)
+            except asyncio.TimeoutError:
+                self._say_goodbye(writer, f"closed after {self._idle_timeout:g} s without a request")
+                return
             except (asyncio.LimitOverrunError, ValueError):
                 writer.write(protocol.encode(protocol.error_reply(
                     None, protocol.TOO_LARGE,
@@ -157,12 +198,16 @@ class ControlServer:
                 return
             if not line.strip():
                 continue
+            connection.busy = True
             reply, subscription = await self._answer(line)
             writer.write(reply)
             if subscription is not None:
+                connection.subscribed = True
                 await self._stream_events(subscription, reader, writer)
                 return
             await writer.drain()
+            connection.busy = False
+            connection.last_active = asyncio.get_running_loop().time()
 
     async def _answer(self, line: bytes) -> tuple[bytes, protocol.SubscribeArgs | None]:
         """The encoded reply to one request line, and the subscription it asks for, if any."""
@@ -234,6 +279,17 @@ class ControlServer:
                 self.socket_path.unlink()
         except FileNotFoundError:
             pass
+
+
+@dataclass
+class _Connection:
+    """One served connection: when it last finished a request, and whether it is answering one or subscribed
+    (neither of which is idle)."""
+
+    writer: asyncio.StreamWriter
+    last_active: float
+    busy: bool = False
+    subscribed: bool = False
 
 
 class _Subscriber:
@@ -345,7 +401,7 @@ def _bind(path: Path) -> socket.socket:
         os.umask(old_umask)
     try:
         os.chmod(path, 0o600)
-        sock.listen(128)
+        sock.listen(ACCEPT_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()

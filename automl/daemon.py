@@ -12,6 +12,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from .experiment import DETACHED, ExperimentLoop
 from .gpu_pool import GpuPool, report
 from .launcher import LocalLauncher
 from .nvml import open_probe
+from .paths import last_line, open_append, replace_file, secure_home
 from .store import Experiment, Store
 
 log = logging.getLogger("automl")
@@ -38,6 +40,7 @@ LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
 OPS = ("ping", "status", "gpus", "submit", "pause", "resume", "stop", "kill", "update", "shutdown")
 HOST = "daemon"
+FILE_LIMIT = 8192  # open files: the control server's client cap and every trial's files, with room to spare
 
 
 def socket_path(home: Path) -> Path:
@@ -56,7 +59,8 @@ class Daemon:
 
     async def run(self) -> None:
         """Serve until SIGTERM, SIGINT or a `shutdown` request; running trials are left running."""
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        secure_home(self.home)
+        raise_file_limit()
         lock = _lock(self.home / LOCK_FILE)
         self._shutdown = asyncio.Event()
         self.store = Store(self.home)
@@ -64,7 +68,7 @@ class Daemon:
         self.server = ControlServer(socket_path(self.home), self.handle, OPS)
         try:
             await self.server.start()
-            (self.home / PID_FILE).write_text(f"{os.getpid()}\n")
+            replace_file(self.home / PID_FILE, f"{os.getpid()}\n".encode())
             aio = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 aio.add_signal_handler(sig, self._shutdown.set)
@@ -191,7 +195,7 @@ def serve_foreground(home: Path) -> None:
     """`automl daemon start --foreground`: run the daemon in this process (for service managers)."""
     from .cli import log_to
 
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secure_home(home)
     if not sys.stderr.isatty():  # detached, or under a service manager: the log file is the one place
         for handler in [h for h in log.handlers if type(h) is logging.StreamHandler]:
             log.removeHandler(handler)
@@ -204,15 +208,16 @@ def start_detached(home: Path, timeout: float = 30.0) -> int:
     running = daemon_pid(home)
     if running is not None:
         raise UserError(f"the daemon already runs (pid {running})")
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(home / LOG_FILE, "ab") as log_file:
+    secure_home(home)
+    with open(open_append(home / LOG_FILE), "ab") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "automl", "daemon", "start", "--foreground"],
                                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd="/",
                                 start_new_session=True, env={**os.environ, "AUTOML_HOME": str(home)})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise UserError(f"the daemon exited at start (code {proc.returncode}); see {home / LOG_FILE}")
+            why = last_line(home / LOG_FILE).removeprefix("automl: error: ")
+            raise UserError(f"the daemon exited at start (code {proc.returncode}): {why} (see {home / LOG_FILE})")
         if daemon_pid(home) is not None:
             return proc.pid
         time.sleep(0.05)
@@ -270,13 +275,22 @@ def _unit_quoted(text: str, command: bool = False) -> str:
 
 def _lock(path: Path) -> Any:
     """Hold the data directory's daemon lock for the life of the process; one daemon per data directory."""
-    handle = open(path, "a+")
+    handle = open(open_append(path), "ab")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise UserError(f"another daemon already runs for {path.parent}") from None
     return handle
+
+
+def raise_file_limit(wanted: int = FILE_LIMIT) -> None:
+    """Raise the soft limit on open files towards `wanted` (within the hard limit), so clients and trials
+    together do not run the daemon out of descriptors under a low default such as 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _pid_running(pid: int) -> bool:

@@ -35,7 +35,7 @@ from .launcher import (
     recorded_exit,
     stderr_tail,
 )
-from .paths import trial_dir
+from .paths import set_aside, trial_dir
 from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
 from .stoppers.base import Stopper
 from .store import USAGE_FIELDS, Experiment, Store, Trial
@@ -588,7 +588,9 @@ class ExperimentLoop:
             return
         code = recorded_exit(self.trial_dir(trial.id))
         if trial.status == "waiting" and code is None:
-            # automl died between storing the trial and starting its process: start it now, under its own id
+            # automl died between storing the trial and starting its process: start it now, under its own id, in a
+            # fresh folder (no process of it runs, so what the cut-short start wrote there is only set aside)
+            set_aside(self.trial_dir(trial.id))
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
             return
         self._collect(running)

@@ -15,9 +15,10 @@ from typing import Any, Protocol
 import psutil
 
 from . import trial_exit
+from .paths import check_own_file, create_file, last_line, new_trial_folder, open_new, private_folders, replace_file
 from .process_usage import CPU_TIMES_FILE
 from .trial import METRICS_ENV, PARAMS_ENV
-from .trial_exit import EXIT_FILE, USAGE_FILE
+from .trial_exit import EXIT_FILE
 
 NNI_CHANNEL = "import://automl.nni_channel.TrialChannel"
 PARAMS_FILE = "params.json"
@@ -35,11 +36,12 @@ ENDED_POLL = 0.05  # seconds between looks at a terminated tree
 # is a zombie for `kill -0` until it is reaped), the shell records its `times` (CPU time of every process it waited
 # for) and the exit status, at no cost. When the parent has gone, it `exec`s automl's exit recorder (trial_exit.py,
 # run by the interpreter and path given as the 2nd and 3rd arguments), which also records the end time and the peak
-# memory: a Python start at the end of the trial, paid only then. The wrapper outlives a SIGTERM or SIGINT sent to the
+# memory: a Python start at the end of the trial, paid only then. What it records is private (umask 077), the
+# trial's own files keep the user's umask. The wrapper outlives a SIGTERM or SIGINT sent to the
 # whole group (the trap defers it until the trial has exited), and re-raises the signal that ended the trial, so a
 # parent that is still there sees it too. A constant: user values are only ever passed as arguments.
 _RECORD_EXIT = (
-    'trap : TERM INT; py=$1; recorder=$2; shift 2; "$@"; code=$?; trap "" TERM INT; '
+    'trap : TERM INT; py=$1; recorder=$2; shift 2; "$@"; code=$?; trap "" TERM INT; umask 077; '
     'read -r _ _ _ parent _ < /proc/$$/stat; [ "$parent" = "$PPID" ] || exec "$py" -I -S "$recorder" "$0" "$code"; '
     f'times > "$0/{CPU_TIMES_FILE}"; '
     f'echo "$code" > "$0/{EXIT_FILE}.tmp" && mv "$0/{EXIT_FILE}.tmp" "$0/{EXIT_FILE}"; '
@@ -124,14 +126,12 @@ def trial_library(experiment_dir: Path) -> Path:
     library = experiment_dir / TRIAL_LIB
     if library in _current_libraries:
         return library
-    package = library / "automl"
-    package.mkdir(parents=True, exist_ok=True)
+    package = private_folders(library / "automl")
     for name in TRIAL_LIB_MODULES:
         source = (Path(__file__).parent / name).read_bytes()
         target = package / name
-        if not target.is_file() or target.read_bytes() != source:
-            (package / f"{name}.tmp").write_bytes(source)
-            os.replace(package / f"{name}.tmp", target)
+        if not check_own_file(target) or target.read_bytes() != source:
+            replace_file(target, source)
     _current_libraries.add(library)
     return library
 
@@ -150,15 +150,14 @@ class LocalLauncher:
         self.environment = environment
 
     async def start(self, spec: TrialSpec) -> asyncio.subprocess.Process:
-        """Write the trial's folder (params, empty metrics file) and start its process."""
-        spec.trial_dir.mkdir(parents=True, exist_ok=True)
-        (spec.trial_dir / PARAMS_FILE).write_text(json.dumps(spec.params, indent=2) + "\n")
-        (spec.trial_dir / METRICS_FILE).touch()
-        (spec.trial_dir / EXIT_FILE).unlink(missing_ok=True)
-        (spec.trial_dir / USAGE_FILE).unlink(missing_ok=True)
-        (spec.trial_dir / CPU_TIMES_FILE).unlink(missing_ok=True)
+        """Write the trial's fresh folder (params, empty metrics file) and start its process. A folder that is
+        already there is never reused: TrialFolderExists, before anything is written."""
+        new_trial_folder(spec.trial_dir)
+        create_file(spec.trial_dir / PARAMS_FILE, (json.dumps(spec.params, indent=2) + "\n").encode())
+        create_file(spec.trial_dir / METRICS_FILE)
         argv = ["/bin/sh", "-c", _RECORD_EXIT, str(spec.trial_dir), sys.executable, trial_exit.__file__, *spec.argv]
-        with open(spec.trial_dir / STDOUT_FILE, "ab") as out, open(spec.trial_dir / STDERR_FILE, "ab") as err:
+        with open(open_new(spec.trial_dir / STDOUT_FILE), "ab") as out, \
+                open(open_new(spec.trial_dir / STDERR_FILE), "ab") as err:
             return await asyncio.create_subprocess_exec(
                 *argv, cwd=spec.working_dir, env=trial_env(spec, self.environment), stdin=asyncio.subprocess.DEVNULL,
                 stdout=out, stderr=err, start_new_session=True)
@@ -267,14 +266,7 @@ def describe_exit(code: int) -> str:
 
 def stderr_tail(trial_dir: Path, max_chars: int = 300) -> str:
     """The last non-empty line of a trial's stderr (usually the exception), shortened."""
-    try:
-        with open(trial_dir / STDERR_FILE, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1][-max_chars:] if lines else ""
+    return last_line(trial_dir / STDERR_FILE, max_chars)
 
 
 def _tree(pid: int) -> list[psutil.Process]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .paths import check_own_file, create_file, secure_home
 
 USAGE_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
 
@@ -153,7 +154,7 @@ class Store:
         if readonly:
             self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
         else:
-            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _create_database_file(home)
             self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
@@ -344,6 +345,18 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+
+def _create_database_file(home: Path) -> None:
+    """Make sure the database and SQLite's side files in a safe data directory are regular files of ours (a
+    link there would have SQLite write elsewhere), creating a new database 0600; UserError if not."""
+    secure_home(home)
+    for suffix in ("-wal", "-shm", "-journal"):
+        check_own_file(home / f"{DB_NAME}{suffix}")
+    try:
+        create_file(home / DB_NAME)
+    except FileExistsError:
+        check_own_file(home / DB_NAME)
 
 
 def _experiment(row: sqlite3.Row) -> Experiment:

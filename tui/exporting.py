@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from automl.errors import UserError
 from automl.export import ranked, render_best
+from automl.paths import write_atomically
 from automl.store import Store, Trial
 
 
@@ -25,13 +25,7 @@ def write_best(home: Path, exp_id: str, folder: Path) -> tuple[Path, Trial]:
     if not order:
         raise UserError(f"{experiment.name} has no succeeded trial yet: nothing to export")
     path = folder / f"{_file_name(experiment.name)}-best.yaml"
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(render_best(order[0], "yaml"), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {e.strerror}") from None
+    write_atomically(path, render_best(order[0], "yaml"))
     return path, order[0]
 
 
