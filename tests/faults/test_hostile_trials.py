@@ -78,6 +78,8 @@ def escape(path, ignore_term):
     while not os.path.exists(path):
         time.sleep(0.01)
 escape(os.path.join(trial.trial_dir(), 'escaped.pid'), params.get('ignore_term', False))
+while params.get('gated') and not os.path.exists(os.path.join(trial.trial_dir(), 'gate')):
+    time.sleep(0.05)
 for step in range(params.get('steps', 3)):
     trial.report(step * 0.1)
     time.sleep(params.get('pace', 0.05))
@@ -218,6 +220,25 @@ def test_a_process_that_escaped_the_trial_dies_with_it(tmp_path, daemon, escapee
     log = (daemon / "daemon.log").read_text()
     assert f"trial {t['id']} left 1 process(es) running after it ended; ending them: {escaped[0]}" in log
     assert observed.slowest_answer_s < ANSWER_LIMIT_S
+
+
+def test_processes_left_by_a_trial_that_ended_while_the_daemon_was_down_die_when_it_resumes(
+        tmp_path, home, daemon, escapees):  # noqa: F811
+    write_trial(tmp_path, ESCAPING_TRIAL)
+    space = {"gated": {"_type": "choice", "_value": [True]}}
+    exp_id = _submit(write_config(tmp_path, tuner={"name": "GridSearch"}, search_space=space, max_trials=1,
+                                  concurrency=1))
+    [escaped] = _wait(lambda: list(home.glob(f"experiments/{exp_id}/trials/*/escaped.pid")), timeout=60)
+    os.kill(_pid(home), signal.SIGKILL)
+    (escaped.parent / GATE).touch()
+    _wait(lambda: (escaped.parent / "exit_code").exists(), timeout=60)
+    subprocess.run([sys.executable, "-m", "automl", "daemon", "start"], check=True, capture_output=True)
+    [t] = _wait_status(exp_id, "done", "failed", timeout=60)["trials"]
+    assert (t["status"], t["value"]) == ("succeeded", 0.5), t
+    pid = int(escaped.read_text())
+    assert not _alive([pid])
+    assert f"trial {t['id']} left 1 process(es) running after it ended; ending them: {pid}" in (
+        home / "daemon.log").read_text()
 
 
 def test_ctrl_c_of_automl_run_ends_processes_that_escaped_its_trials(tmp_path, home, escapees):
