@@ -78,6 +78,7 @@ class _Running:
     before: dict[str, float] = field(default_factory=dict)  # usage an earlier automl process measured
     looked: float = 0.0  # when the process tree was last looked at
     stored: float = 0.0  # when its usage was last written
+    metrics_identity: metrics_file.Identity | None = None  # the metrics file read so far, to notice a replaced one
     termination: asyncio.Task[None] | None = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -111,6 +112,7 @@ class ExperimentLoop:
         self._failures: list[str] = []  # errors of the trials that failed for good before any trial worked
         self._failure: str | None = None  # why the experiment failed, decided by the loop itself
         self._stop_reason: str | None = None
+        self._killing = False  # a second Ctrl-C: processes a trial left behind get no grace period either
         self._error: BaseException | None = None  # raised by a task; ends the experiment as failed
         self._wake = asyncio.Event()
         gpus.bind(running=lambda: len(self._running), wake=self._wake.set)
@@ -145,6 +147,7 @@ class ExperimentLoop:
     def kill_now(self) -> None:
         """SIGKILL every running trial's process tree at once (a second Ctrl-C)."""
         self.stop()
+        self._killing = True
         for running in self._running.values():
             if running.pid is not None:
                 self.launcher.kill(running.pid)
@@ -376,9 +379,9 @@ class ExperimentLoop:
         deadline = None if self.config.trial_timeout is None else (trial.started or 0) + self.config.trial_timeout
         while True:
             done, _ = await asyncio.wait({exit_code}, timeout=self.poll_interval)
-            self._collect(running)
             if done:
                 break
+            self._collect(running)
             self._look_at_usage(running)
             if running.ending is None and deadline is not None and self.store.clock() >= deadline:
                 running.ending = ("failed", f"timed out after {self.config.trial_timeout:g} s")
@@ -386,6 +389,9 @@ class ExperimentLoop:
                 running.termination = asyncio.ensure_future(self.launcher.terminate(running.pid, self.grace))
         if running.termination is not None:
             await running.termination  # the whole tree is gone before its GPUs are handed on
+        await self.launcher.end_leftovers(self.experiment.id, trial.id, 0.0 if self._killing else self.grace)
+        while self._collect(running, final=True):  # all it wrote, now that nothing of it writes any more
+            await asyncio.sleep(0)
         recorded = recorded_exit(self.trial_dir(trial.id))  # exact even when the wait lost the status
         self._conclude(running, exit_code.result() if recorded is None else recorded)
 
@@ -412,14 +418,15 @@ class ExperimentLoop:
             status, reason = "succeeded", None
         self._finish(running, status, code, reason)
 
-    def _collect(self, running: _Running) -> None:
-        """Persist the metrics the trial appended since the last look, then act on them."""
+    def _collect(self, running: _Running, final: bool = False) -> bool:
+        """Persist the metrics the trial appended since the last look (one chunk of its file), then act on them;
+        whether more is waiting. `final`: the trial has ended, so a last line without a newline counts too."""
         trial = running.trial
-        result = metrics_file.read_new(self.trial_dir(trial.id) / METRICS_FILE, trial.metrics_offset,
-                                       running.seq, self.config.objective.metric)
-        if not result.metrics:
-            return
-        self.store.add_metrics(trial, result.metrics, result.offset)
+        result = metrics_file.read_new(self.trial_dir(trial.id) / METRICS_FILE, trial.metrics_offset, running.seq,
+                                       self.config.objective.metric, identity=running.metrics_identity, final=final)
+        running.metrics_identity = result.identity
+        if result.metrics or result.offset != trial.metrics_offset:
+            self.store.add_metrics(trial, result.metrics, result.offset)
         running.seq += len(result.metrics)
         trial.steps += sum(m.kind == "intermediate" for m in result.metrics)
         reports = []
@@ -436,6 +443,7 @@ class ExperimentLoop:
             self._learning += 1
             judged = self._worker.call(_first_stop, self.stopper, trial.id, reports)
             asyncio.get_running_loop().create_task(self._guarded(self._judged(running, judged)))
+        return result.more
 
     async def _judged(self, running: _Running, judged: Awaitable[int | None]) -> None:
         """End the trial early if the stopper said so (it gets SIGTERM, then SIGKILL after the grace period)."""
@@ -593,7 +601,9 @@ class ExperimentLoop:
             set_aside(self.trial_dir(trial.id))
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
             return
-        self._collect(running)
+        self.launcher.kill_leftovers(trial.experiment_id, trial.id)
+        while self._collect(running, final=True):
+            pass
         if code is not None:
             self._conclude(running, code)
         else:

@@ -1,9 +1,18 @@
-"""Reading the JSON-lines metrics file a trial appends to, and extracting the objective from each record."""
+"""Reading the JSON-lines metrics file a trial appends to, and extracting the objective from each record.
+
+The file is the trial's, so it is untrusted: it is opened without following a symbolic link or blocking on a FIFO,
+read only if it is a regular file of this user, and at most one chunk (a little over `MAX_LINE`) per look. A line
+longer than `MAX_LINE`, or a file that was truncated below what was read or replaced by another, is a problem that
+fails the trial.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,28 +20,46 @@ from typing import Any
 
 from .store import Metric
 
+MAX_LINE = 2**20  # bytes: the longest metrics line read; a longer one fails its trial
+_CHUNK = MAX_LINE + 1  # bytes read per look: a whole line of MAX_LINE bytes and its newline
 _MAX_STEP = 2**62
 _MAX_TIME = 2**40
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+Identity = tuple[int, int]  # (device, inode) of the file read: a different one means it was replaced
 
 
 @dataclass
 class ReadResult:
-    """New metrics since the last read, the new file offset, and the first problem found (a reason to fail)."""
+    """New metrics since the last read, the new file offset, the first problem found (a reason to fail), which
+    file was read, and whether a whole chunk was read (more may be waiting)."""
 
     metrics: list[Metric]
     offset: int
     problem: str | None = None
+    identity: Identity | None = None
+    more: bool = False
 
 
-def read_new(path: Path, offset: int, next_seq: int, objective: str) -> ReadResult:
-    """Parse the complete lines appended after `offset`; a partial last line is left for the next read."""
+class _Unreadable(Exception):
+    """The metrics file is not one automl reads: the message says what it is."""
+
+
+def read_new(path: Path, offset: int, next_seq: int, objective: str, *, identity: Identity | None = None,
+             final: bool = False) -> ReadResult:
+    """Parse the complete lines appended after `offset`, one chunk at most; a partial last line is left for the
+    next read, unless the trial has ended (`final`). `identity`: the file read before, to notice a replaced one."""
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
+        data, identity = _read_chunk(path, offset, identity)
     except FileNotFoundError:
-        return ReadResult([], offset)
-    end = data.rfind(b"\n") + 1
+        return ReadResult([], offset, None if identity is None else f"{path.name} was removed", identity)
+    except _Unreadable as e:
+        return ReadResult([], offset, f"{path.name} {e}", identity)
+    full = len(data) == _CHUNK
+    end = len(data) if final and not full else data.rfind(b"\n") + 1
+    if end == 0 and full:
+        return ReadResult([], offset, f"{path.name} has a line longer than {MAX_LINE} bytes", identity)
     metrics: list[Metric] = []
     problem = None
     for line in data[:end].splitlines():
@@ -41,7 +68,33 @@ def read_new(path: Path, offset: int, next_seq: int, objective: str) -> ReadResu
         metric, issue = _parse(line, next_seq + len(metrics), objective)
         metrics.append(metric)
         problem = problem or issue
-    return ReadResult(metrics, offset + end, problem)
+    return ReadResult(metrics, offset + end, problem, identity, more=full)
+
+
+def _read_chunk(path: Path, offset: int, known: Identity | None) -> tuple[bytes, Identity]:
+    """At most one chunk from `offset` of the file at `path`, and which file it is, if it is the trial's own
+    regular file; opened without following a link and without blocking (a FIFO opens at once, and is refused)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise FileNotFoundError(path) from e
+        raise _Unreadable("is a symbolic link" if e.errno == errno.ELOOP else f"cannot be opened: {e.strerror}") from e
+    try:
+        info = os.fstat(fd)
+        identity = (info.st_dev, info.st_ino)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _KINDS if test(info.st_mode)), "a special file")
+            raise _Unreadable(f"is {kind}, not a regular file")
+        if info.st_uid != os.geteuid():
+            raise _Unreadable(f"belongs to another user (uid {info.st_uid})")
+        if known is not None and identity != known:
+            raise _Unreadable("was replaced by another file")
+        if info.st_size < offset:
+            raise _Unreadable(f"was truncated to {info.st_size} bytes, below the {offset} bytes already read")
+        return os.pread(fd, _CHUNK, offset), identity
+    finally:
+        os.close(fd)
 
 
 def objective_value(value: Any, objective: str) -> tuple[float | None, str | None]:

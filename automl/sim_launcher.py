@@ -94,6 +94,14 @@ class SimulatedLauncher:
         process = self._processes.get(pid)
         return process is not None and not process.task.done()
 
+    async def end_leftovers(self, experiment_id: str, trial_id: int, grace: float) -> list[int]:
+        """A simulated trial starts no processes, so it leaves none behind."""
+        return []
+
+    def kill_leftovers(self, experiment_id: str, trial_id: int) -> list[int]:
+        """A simulated trial starts no processes, so it leaves none behind."""
+        return []
+
     async def _train(self, trial_dir: Path, params: dict[str, Any]) -> int:
         value = None
         for epoch in range(1, self.epochs + 1):
