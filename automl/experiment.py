@@ -40,6 +40,7 @@ from .paths import trial_dir
 from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
 from .stoppers.base import Stopper
 from .store import USAGE_FIELDS, Experiment, Store, StoreUnavailable, Trial
+from .trial_logs import cap_logs
 from .tuner_worker import TunerWorker
 from .tuners.base import NoMoreTrials
 
@@ -50,6 +51,8 @@ MAX_DURATION_REACHED = "max_duration reached"
 DETACHED = "detached"
 USAGE_EVERY = 1.0  # seconds between looks at a running trial's process tree
 STORE_USAGE_EVERY = 5.0  # seconds between writes of a running trial's usage to the store
+CAP_LOGS_EVERY = 1.0  # seconds between looks at the size of a running trial's log files
+MIB = 1 << 20
 
 
 @dataclass
@@ -79,6 +82,8 @@ class _Running:
     looked: float = 0.0  # when the process tree was last looked at
     stored: float = 0.0  # when its usage was last written
     termination: asyncio.Task[None] | None = field(default=None, repr=False)
+    logs_capped: float = 0.0  # when its log files were last looked at
+    capping: asyncio.Future[int] | None = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -420,6 +425,7 @@ class ExperimentLoop:
             if done:
                 break
             self._look_at_usage(running)
+            self._cap_logs(running)
             if running.ending is None and deadline is not None and self.store.clock() >= deadline:
                 running.ending = ("failed", f"timed out after {self.config.trial_timeout:g} s")
             if running.ending is not None and running.termination is None and running.pid is not None:
@@ -428,6 +434,7 @@ class ExperimentLoop:
             await self._store_takes_writes()
         if running.termination is not None:
             await running.termination  # the whole tree is gone before its GPUs are handed on
+        await asyncio.to_thread(cap_logs, self.trial_dir(trial.id), self._log_limit())
         recorded = recorded_exit(self.trial_dir(trial.id))  # exact even when the wait lost the status
         self._conclude(running, exit_code.result() if recorded is None else recorded)
 
@@ -668,6 +675,18 @@ class ExperimentLoop:
         if spec.learn_from == "last":
             return values[-1]
         return max(values) if self.config.objective.mode == "maximize" else min(values)
+
+    def _cap_logs(self, running: _Running) -> None:
+        """Every second, cap the trial's log files at max_log_mib (on a worker thread: it may move megabytes)."""
+        now = asyncio.get_running_loop().time()
+        if now - running.logs_capped < CAP_LOGS_EVERY or running.capping is not None and not running.capping.done():
+            return
+        running.logs_capped = now
+        running.capping = asyncio.ensure_future(
+            asyncio.to_thread(cap_logs, self.trial_dir(running.trial.id), self._log_limit()))
+
+    def _log_limit(self) -> int:
+        return int(self.config.max_log_mib * MIB)
 
     # usage and cost
 

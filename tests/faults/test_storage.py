@@ -212,3 +212,28 @@ def test_a_damaged_store_is_a_clear_message_and_starts_nothing(home, tmp_path):
         assert f"mv {home / DB_NAME} {home / DB_NAME}.damaged" in result.stderr
         assert "Traceback" not in result.stderr
     assert not (home / "experiments").exists() and not (home / "daemon.pid").exists()
+
+
+def test_a_chatty_trial_keeps_only_the_tail_of_its_logs(home, tmp_path):
+    write_trial(tmp_path, """
+for i in range(40):
+    for j in range(1000):
+        print(f"out {i:03d} {j:04d} " + "x" * 40)
+        print(f"err {i:03d} {j:04d} " + "y" * 40, file=sys.stderr)
+    time.sleep(0.05)
+print("last line")
+trial.report_final(params['x'])
+""")
+    limit = 256 * 1024
+    config = write_config(tmp_path, max_trials=1, concurrency=1, max_log_mib=limit / (1 << 20))
+    result = automl("run", str(config))
+    assert result.returncode == 0, result.stderr
+    exp_id = show("test")["id"]
+    assert show(exp_id)["trials"][0]["status"] == "succeeded"
+    folder = trial_dir(home, exp_id, 1)
+    for name, last in (("stdout.log", "last line"), ("stderr.log", "err 039 0999 " + "y" * 40)):
+        text = (folder / name).read_text()
+        assert len(text) <= limit, (name, len(text))  # ~2.4 MB were printed to each
+        lines = text.splitlines()
+        assert lines[0].startswith("[automl: ") and "earlier bytes of this log were dropped" in lines[0]
+        assert lines[-1] == last
