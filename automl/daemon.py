@@ -62,6 +62,8 @@ class Daemon:
         self.store = Store(self.home, write_wait=LOOP_WRITE_WAIT)
         self.pool = GpuPool(open_probe())
         self.server = ControlServer(socket_path(self.home), self.handle, OPS)
+        self.store.on_fault = lambda fault: self.server.publish(
+            "store_fault", None, {"fault": None if fault is None else fault.describe()})
         try:
             await self.server.start()
             (self.home / PID_FILE).write_text(f"{os.getpid()}\n")

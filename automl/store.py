@@ -178,6 +178,7 @@ class Store:
         self.clock = clock
         self.path = home / DB_NAME
         self.fault: StoreFault | None = None
+        self.on_fault: Callable[[StoreFault | None], None] | None = None  # told when a fault begins and ends
         if readonly:
             self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
             self._checked(lambda: self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone())
@@ -411,6 +412,7 @@ class Store:
             log.warning("store %s takes no writes (%s); trials go on, their metrics stay in their files, "
                         "retrying every %g s at most", self.path, error, RETRY_MAX)
             self.fault = StoreFault(str(error), time.time(), failures, time.monotonic() + delay)
+            self._tell_fault()
         else:
             self.fault.error, self.fault.failures = str(error), failures
             self.fault.retry_at = time.monotonic() + delay
@@ -420,6 +422,11 @@ class Store:
             log.warning("store %s takes writes again after %.1f s (%d failed attempts)", self.path,
                         time.time() - self.fault.since, self.fault.failures)
             self.fault = None
+            self._tell_fault()
+
+    def _tell_fault(self) -> None:
+        if self.on_fault is not None:
+            self.on_fault(self.fault)
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
