@@ -40,7 +40,7 @@ from .paths import trial_dir
 from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
 from .stoppers.base import Stopper
 from .store import USAGE_FIELDS, Experiment, Store, StoreUnavailable, Trial
-from .trial_logs import cap_logs
+from .trial_logs import cap_logs, oversized_logs
 from .tuner_worker import TunerWorker
 from .tuners.base import NoMoreTrials
 
@@ -308,7 +308,7 @@ class ExperimentLoop:
         return self.config.max_duration is not None and self.elapsed >= self.config.max_duration
 
     def _launch_what_fits(self) -> None:
-        if not self._save_unsaved():
+        if not self._save_unsaved() or not self.store.due():
             return  # a new trial needs its row first, and the store takes no writes now
         while not (self.paused or self._time_up) and len(self._running) < self.config.concurrency:
             if self._ready:
@@ -434,7 +434,8 @@ class ExperimentLoop:
             await self._store_takes_writes()
         if running.termination is not None:
             await running.termination  # the whole tree is gone before its GPUs are handed on
-        await asyncio.to_thread(cap_logs, self.trial_dir(trial.id), self._log_limit())
+        if oversized_logs(self.trial_dir(trial.id), self._log_limit()):
+            await asyncio.to_thread(cap_logs, self.trial_dir(trial.id), self._log_limit())
         recorded = recorded_exit(self.trial_dir(trial.id))  # exact even when the wait lost the status
         self._conclude(running, exit_code.result() if recorded is None else recorded)
 
@@ -677,13 +678,15 @@ class ExperimentLoop:
         return max(values) if self.config.objective.mode == "maximize" else min(values)
 
     def _cap_logs(self, running: _Running) -> None:
-        """Every second, cap the trial's log files at max_log_mib (on a worker thread: it may move megabytes)."""
+        """Every second, look at the sizes of the trial's log files; cap those over max_log_mib on a worker thread
+        (it may move megabytes)."""
         now = asyncio.get_running_loop().time()
         if now - running.logs_capped < CAP_LOGS_EVERY or running.capping is not None and not running.capping.done():
             return
         running.logs_capped = now
-        running.capping = asyncio.ensure_future(
-            asyncio.to_thread(cap_logs, self.trial_dir(running.trial.id), self._log_limit()))
+        folder = self.trial_dir(running.trial.id)
+        if oversized_logs(folder, self._log_limit()):
+            running.capping = asyncio.ensure_future(asyncio.to_thread(cap_logs, folder, self._log_limit()))
 
     def _log_limit(self) -> int:
         return int(self.config.max_log_mib * MIB)

@@ -24,6 +24,17 @@ def cap_logs(trial_dir: Path, limit: int) -> int:
     return sum(cap(trial_dir / name, limit) for name in LOG_FILES)
 
 
+def oversized_logs(trial_dir: Path, limit: int) -> bool:
+    """Whether any log file of a trial is over `limit` bytes (a look at sizes only: cheap enough for the event loop)."""
+    for name in LOG_FILES:
+        try:
+            if os.lstat(trial_dir / name).st_size > limit:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def cap(path: Path, limit: int) -> int:
     """Keep the last half of `limit` bytes of a file that outgrew `limit`, after a line saying what was dropped;
     how many bytes were dropped (0: it was within its limit, missing, not a regular file, or could not be cut)."""
