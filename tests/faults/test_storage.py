@@ -200,6 +200,24 @@ def test_a_read_only_store_pauses_writes_and_loses_nothing(home, tmp_path):
     assert "takes writes again" in (home / "daemon.log").read_text()
 
 
+def test_a_daemon_restarted_while_the_store_is_locked_concludes_its_trials_once_it_is_free(home, tmp_path):
+    """Trials that end while no daemon runs, and then while the store is locked, are concluded from their files."""
+    write_trial(tmp_path, TRIAL)
+    config = write_config(tmp_path, max_trials=TRIALS, concurrency=2)
+    with running_daemon(home):
+        exp_id = automl("submit", str(config), check=True).stdout.strip()
+        pids = _wait(lambda: _reporting_pids(home, exp_id, 2), timeout=60)
+        automl("daemon", "stop", check=True)
+        with locked_store(home):
+            _wait(lambda: not any(_alive(pid) for pid in pids), timeout=30)
+            automl("daemon", "start", check=True)
+            _wait(_store_fault, timeout=30)
+            assert all(t["status"] == "running" for t in show(exp_id)["trials"])
+        ended = _wait(lambda: (lambda v: v if v["status"] != "running" else None)(show(exp_id)), timeout=90)
+        assert ended["status"] == "done", ended
+    assert_caught_up(home, exp_id)
+
+
 def test_a_damaged_store_is_a_clear_message_and_starts_nothing(home, tmp_path):
     home.mkdir(parents=True)
     (home / DB_NAME).write_bytes(b"not a database, just garbage " * 200)
