@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -39,6 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, DaemonError) as e:
         print(f"automl: error: {e}", file=sys.stderr)
         return e.exit_code
+    except sqlite3.DatabaseError as e:
+        from .store import DB_NAME, damaged_message
+
+        print(f"automl: error: {damaged_message(home() / DB_NAME, e)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 1
 
@@ -91,7 +97,7 @@ def _positive_int(text: str) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .store import Store
+    from .store import LOOP_WRITE_WAIT, Store
     from .tuners import tuner_for
 
     config, warnings = load_config(args.config)
@@ -103,6 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                             str(Path(args.config).resolve()))
     tuner.use_folder(store.home / "experiments" / experiment_id)
     experiment = store.find_experiment(experiment_id)
+    store.set_write_wait(LOOP_WRITE_WAIT)  # from here on a lock must not stall the loop: it retries instead
     log_to(store.home / "experiments" / experiment_id / "experiment.log")
     print(f"experiment {config.name} [{experiment_id}]: {config.max_trials or 'unlimited'} trials, "
           f"tuner {config.tuner.name}, {config.concurrency} at a time", flush=True)

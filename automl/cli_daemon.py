@@ -176,6 +176,10 @@ def _cmd_daemon_status(args: argparse.Namespace) -> int:
     elif status["running"]:
         print(f"running: pid {status['pid']}, socket {status['socket']}, "
               f"{len(status['experiments'])} experiment(s): {' '.join(status['experiments']) or '-'}")
+        fault = status.get("store_fault")
+        if fault:
+            print(f"store fault: {fault['error']} for {time.time() - fault['since']:.0f} s ({fault['failures']} "
+                  f"failed writes, next try in {fault['retry_in']:.1f} s); trials go on, metrics wait in their files")
     else:
         print(f"not running (socket {status['socket']})")
     return 0

@@ -174,6 +174,7 @@ class ExperimentConfig(_Model):
     gpu: GpuPolicy = Field(default_factory=GpuPolicy)
     cost: CostPolicy = Field(default_factory=CostPolicy)
     env: dict[str, str] = Field(default_factory=dict)
+    max_log_mib: float = Field(default=64, gt=0, le=1 << 20, allow_inf_nan=False)  # per log file; the tail is kept
 
     @model_validator(mode="after")
     def _one_search_space(self) -> ExperimentConfig:

@@ -30,7 +30,7 @@ from .gpu_pool import GpuPool, report
 from .launcher import LocalLauncher
 from .nvml import open_probe
 from .paths import last_line, open_append, replace_file, secure_home
-from .store import Experiment, Store
+from .store import LOOP_WRITE_WAIT, Experiment, Store, StoreUnavailable
 
 log = logging.getLogger("automl")
 
@@ -63,9 +63,11 @@ class Daemon:
         raise_file_limit()
         lock = _lock(self.home / LOCK_FILE)
         self._shutdown = asyncio.Event()
-        self.store = Store(self.home)
+        self.store = Store(self.home, write_wait=LOOP_WRITE_WAIT)
         self.pool = GpuPool(open_probe())
         self.server = ControlServer(socket_path(self.home), self.handle, OPS)
+        self.store.on_fault = lambda fault: self.server.publish(
+            "store_fault", None, {"fault": None if fault is None else fault.describe()})
         try:
             await self.server.start()
             replace_file(self.home / PID_FILE, f"{os.getpid()}\n".encode())
@@ -97,11 +99,16 @@ class Daemon:
         if op == "status":
             return {"running": True, "pid": os.getpid(), "socket": str(socket_path(self.home)),
                     "started": self._started, "version": __version__, "experiments": sorted(self.loops),
-                    "gpus": self.pool.count}
+                    "gpus": self.pool.count,
+                    "store_fault": None if self.store.fault is None else self.store.fault.describe()}
         if op == "gpus":
             return {"gpus": self._gpu_report()}
         if op == "submit":
-            return await self._submit(_arg(args, "config", str), _environment(args))
+            try:
+                return await self._submit(_arg(args, "config", str), _environment(args))
+            except StoreUnavailable as e:
+                raise UserError(f"the store takes no writes now ({e}); submit again once it does "
+                                "(`automl daemon status` shows the fault)") from None
         if op == "shutdown":
             self._shutdown.set()
             return {"stopping": True}
@@ -209,6 +216,7 @@ def start_detached(home: Path, timeout: float = 30.0) -> int:
     if running is not None:
         raise UserError(f"the daemon already runs (pid {running})")
     secure_home(home)
+    _check_store(home)
     with open(open_append(home / LOG_FILE), "ab") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "automl", "daemon", "start", "--foreground"],
                                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd="/",
@@ -271,6 +279,13 @@ def _unit_quoted(text: str, command: bool = False) -> str:
     """A value quoted for a systemd unit file: specifiers and quotes escaped, and `$` too on command lines."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
     return f'"{escaped.replace("$", "$$") if command else escaped}"'
+
+
+def _check_store(home: Path) -> None:
+    """Refuse to start on a store that cannot be read (its message says how to recover), before anything starts."""
+    store = Store.open_for_reading(home)
+    if store is not None:
+        store.close()
 
 
 def _lock(path: Path) -> Any:

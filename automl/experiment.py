@@ -12,6 +12,7 @@ reboot took are marked interrupted (and re-run).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections import Counter, deque
@@ -38,8 +39,9 @@ from .launcher import (
 from .paths import set_aside, trial_dir
 from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
 from .stoppers.base import Stopper
-from .store import USAGE_FIELDS, Experiment, Store, Trial
+from .store import USAGE_FIELDS, Experiment, Store, StoreUnavailable, Trial
 from .trial import BARE_PARAMETER_ENV
+from .trial_logs import cap_logs, oversized_logs
 from .tuner_worker import TunerWorker
 from .tuners.base import NoMoreTrials
 
@@ -50,6 +52,8 @@ MAX_DURATION_REACHED = "max_duration reached"
 DETACHED = "detached"
 USAGE_EVERY = 1.0  # seconds between looks at a running trial's process tree
 STORE_USAGE_EVERY = 5.0  # seconds between writes of a running trial's usage to the store
+CAP_LOGS_EVERY = 1.0  # seconds between looks at the size of a running trial's log files
+MIB = 1 << 20
 
 
 @dataclass
@@ -80,6 +84,8 @@ class _Running:
     stored: float = 0.0  # when its usage was last written
     metrics_identity: metrics_file.Identity | None = None  # the metrics file read so far, to notice a replaced one
     termination: asyncio.Task[None] | None = field(default=None, repr=False)
+    logs_capped: float = 0.0  # when its log files were last looked at
+    capping: asyncio.Future[int] | None = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -114,6 +120,8 @@ class ExperimentLoop:
         self._stop_reason: str | None = None
         self._killing = False  # a second Ctrl-C: processes a trial left behind get no grace period either
         self._error: BaseException | None = None  # raised by a task; ends the experiment as failed
+        self._unsaved: deque[Callable[[], None]] = deque()  # records the store did not take yet, in order
+        self._leaving = False  # detached: records not stored by then are left to the next loop to reconstruct
         self._wake = asyncio.Event()
         gpus.bind(running=lambda: len(self._running), wake=self._wake.set)
 
@@ -142,6 +150,7 @@ class ExperimentLoop:
 
     def detach(self) -> None:
         """Leave the experiment as it is, its trials running, for a later loop to resume (daemon shutdown)."""
+        self._leaving = True
         self.stop(DETACHED)
 
     def kill_now(self) -> None:
@@ -182,7 +191,7 @@ class ExperimentLoop:
         if max_duration is not None:
             self.config.max_duration = max_duration
             self._time_up = self._time_up and self._out_of_time()  # a longer budget lets new trials start again
-        self.store.update_config(self.experiment.id, self.config.model_dump(mode="json"))
+        self._write(self.store.update_config, self.experiment.id, self.config.model_dump(mode="json"))
         self._emit("experiment_updated", concurrency=self.config.concurrency, max_trials=self.config.max_trials,
                    max_duration=self.config.max_duration)
         self._wake.set()
@@ -231,16 +240,46 @@ class ExperimentLoop:
                 await self._end_running_trials()
             self._worker.close()
         if self._stop_reason == DETACHED:
+            self._save_unsaved()
             return DETACHED
-        self.store.set_experiment_status(self.experiment.id, status, error)
+        self._write(self.store.set_experiment_status, self.experiment.id, status, error)
+        await self._all_saved()
         self._emit("experiment_status", status=status, error=error)
         return status
+
+    # writing to the store
+
+    def _write(self, write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Store a record now or, while the store takes no writes (locked, disk full, read-only), as soon as it
+        does again, after the records queued before it."""
+        self._unsaved.append(functools.partial(write, *args, **kwargs))
+        self._save_unsaved()
+
+    def _save_unsaved(self) -> bool:
+        """Write the queued records in order for as long as the store takes them; whether all are written."""
+        while self._unsaved and self.store.due():
+            try:
+                self._unsaved[0]()
+            except StoreUnavailable:
+                return False
+            self._unsaved.popleft()
+        return not self._unsaved
+
+    async def _all_saved(self) -> None:
+        """Wait until every queued record is in the store; a daemon that shuts down leaves the rest to its restart,
+        which reconstructs them from the trials' folders."""
+        while not self._save_unsaved() and not self._leaving:
+            await self._sleep_until_something_happens()
+
+    async def _store_takes_writes(self) -> None:
+        """Sleep until a failing store may be tried again."""
+        await asyncio.sleep(self.store.retry_in() or self.poll_interval)
 
     def _note(self, note: str) -> None:
         """Record and announce why the experiment ends, or will end, short of its budget."""
         log.info("experiment %s: %s", self.experiment.id, note)
         self.experiment.note = note
-        self.store.set_experiment_note(self.experiment.id, note)
+        self._write(self.store.set_experiment_note, self.experiment.id, note)
         self._emit("experiment_note", note=note)
 
     def _let_running_finish(self) -> None:
@@ -257,7 +296,7 @@ class ExperimentLoop:
         self.paused = paused
         if paused:
             self.gpus.withdraw()
-        self.store.set_experiment_status(self.experiment.id, "paused" if paused else "running")
+        self._write(self.store.set_experiment_status, self.experiment.id, "paused" if paused else "running")
         self._emit("experiment_status", status="paused" if paused else "running", error=None)
         self._wake.set()
 
@@ -273,12 +312,16 @@ class ExperimentLoop:
         return self.config.max_duration is not None and self.elapsed >= self.config.max_duration
 
     def _launch_what_fits(self) -> None:
+        if not self._save_unsaved() or not self.store.due():
+            return  # a new trial needs its row first, and the store takes no writes now
         while not (self.paused or self._time_up) and len(self._running) < self.config.concurrency:
             if self._ready:
                 placement = self.gpus.acquire()
                 if placement is None:
                     return
                 self._start(self._ready.popleft(), placement)
+                if self.store.fault is not None:
+                    return
                 continue
             if len(self._running) + len(self._ready) < self.config.concurrency and self._can_ask():
                 self._asking = True
@@ -329,6 +372,9 @@ class ExperimentLoop:
         timeout = None
         if self.config.max_duration is not None and not self._time_up:
             timeout = max(0.0, self.config.max_duration - self.elapsed)
+        if self._unsaved or self._ready and self.store.fault is not None:
+            retry = self.store.retry_in() or self.poll_interval
+            timeout = retry if timeout is None else min(timeout, retry)
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
         except asyncio.TimeoutError:
@@ -338,8 +384,13 @@ class ExperimentLoop:
     # one trial
 
     def _start(self, request: _Request, placement: Placement) -> None:
-        trial = self.store.add_trial(self.experiment.id, request.params, request.key, placement.gpus,
-                                     request.retry_of, request.attempt)
+        try:
+            trial = self.store.add_trial(self.experiment.id, request.params, request.key, placement.gpus,
+                                         request.retry_of, request.attempt)
+        except StoreUnavailable:
+            self.gpus.release(placement)
+            self._ready.appendleft(request)  # started once the store takes writes again
+            return
         running = _Running(trial, request.key, placement, recovered=request.recovered)
         self._running[trial.id] = running
         running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
@@ -364,7 +415,7 @@ class ExperimentLoop:
             self._finish(running, "failed", None, f"could not start {spec.argv[0]!r}: {e.strerror or e}")
             return
         self._attach(running, process.pid)
-        self.store.trial_started(trial, process.pid, self.launcher.start_time(process.pid))
+        self._mark_started(trial, process.pid, self.launcher.start_time(process.pid), self.store.clock())
         self._emit("trial_started", trial=trial.id, params=trial.params, gpus=running.placement.gpus)
         await self._watch(running, asyncio.ensure_future(process.wait()))
 
@@ -383,6 +434,7 @@ class ExperimentLoop:
                 break
             self._collect(running)
             self._look_at_usage(running)
+            self._cap_logs(running)
             if running.ending is None and deadline is not None and self.store.clock() >= deadline:
                 running.ending = ("failed", f"timed out after {self.config.trial_timeout:g} s")
             if running.ending is not None and running.termination is None and running.pid is not None:
@@ -390,8 +442,9 @@ class ExperimentLoop:
         if running.termination is not None:
             await running.termination  # the whole tree is gone before its GPUs are handed on
         await self.launcher.end_leftovers(self.experiment.id, trial.id, 0.0 if self._killing else self.grace)
-        while self._collect(running, final=True):  # all it wrote, now that nothing of it writes any more
-            await asyncio.sleep(0)
+        await self._collect_all(running)  # all it wrote, now that nothing of it writes any more
+        if oversized_logs(self.trial_dir(trial.id), self._log_limit()):
+            await asyncio.to_thread(cap_logs, self.trial_dir(trial.id), self._log_limit())
         recorded = recorded_exit(self.trial_dir(trial.id))  # exact even when the wait lost the status
         self._conclude(running, exit_code.result() if recorded is None else recorded)
 
@@ -420,13 +473,20 @@ class ExperimentLoop:
 
     def _collect(self, running: _Running, final: bool = False) -> bool:
         """Persist the metrics the trial appended since the last look (one chunk of its file), then act on them;
-        whether more is waiting. `final`: the trial has ended, so a last line without a newline counts too."""
+        whether it is all stored: False when more is waiting, or when the store took no writes (the lines stay in
+        the metrics file, read again from the same offset). `final`: the trial has ended, so a last line without
+        a newline counts too."""
         trial = running.trial
+        if not self.store.due():
+            return False
         result = metrics_file.read_new(self.trial_dir(trial.id) / METRICS_FILE, trial.metrics_offset, running.seq,
                                        self.config.objective.metric, identity=running.metrics_identity, final=final)
         running.metrics_identity = result.identity
         if result.metrics or result.offset != trial.metrics_offset:
-            self.store.add_metrics(trial, result.metrics, result.offset)
+            try:
+                self.store.add_metrics(trial, result.metrics, result.offset)
+            except StoreUnavailable:
+                return False
         running.seq += len(result.metrics)
         trial.steps += sum(m.kind == "intermediate" for m in result.metrics)
         reports = []
@@ -443,7 +503,15 @@ class ExperimentLoop:
             self._learning += 1
             judged = self._worker.call(_first_stop, self.stopper, trial.id, reports)
             asyncio.get_running_loop().create_task(self._guarded(self._judged(running, judged)))
-        return result.more
+        return not result.more
+
+    async def _collect_all(self, running: _Running) -> None:
+        """Store every metric line an ended trial wrote: chunk by chunk, waiting out a store that takes no writes."""
+        while not self._collect(running, final=True):
+            if self.store.fault is not None:
+                await self._store_takes_writes()
+            else:
+                await asyncio.sleep(0)
 
     async def _judged(self, running: _Running, judged: Awaitable[int | None]) -> None:
         """End the trial early if the stopper said so (it gets SIGTERM, then SIGKILL after the grace period)."""
@@ -463,8 +531,9 @@ class ExperimentLoop:
         energy, peak = self.gpus.release(running.placement)
         recorded = recorded_usage(self.trial_dir(trial.id))  # true even for a trial that ended while we were down
         usage = self._usage(running, energy, peak, recorded)
-        self.store.trial_ended(trial, status, code, reason, value, usage,
-                               ended=None if recorded is None else recorded.ended)
+        ended = self.store.clock() if recorded is None or recorded.ended is None else recorded.ended
+        trial.status, trial.exit_code, trial.error, trial.value, trial.ended = status, code, reason, value, ended
+        self._write(self.store.trial_ended, trial, status, code, reason, value, usage, ended=ended)
         del self._running[trial.id]
         self._emit("trial_ended", trial=trial.id, status=status, value=value, error=reason)
         self._after_end(trial, running.key, recovered=running.recovered)
@@ -582,7 +651,7 @@ class ExperimentLoop:
         """A trial the store says is running (or about to): re-attach it, conclude it, start it, or mark it
         interrupted."""
         if trial.status == "waiting" and (orphan := find_trial_process(trial.experiment_id, trial.id)) is not None:
-            self.store.trial_started(trial, orphan.pid, orphan.create_time(), started=orphan.create_time())
+            self._mark_started(trial, orphan.pid, orphan.create_time(), orphan.create_time())
         placement = self.gpus.claim(trial.gpus, trial.gpu_memory_mib)
         running = _Running(trial, key, placement, trial.pid, self.store.final_value(trial.experiment_id, trial.id),
                            trial.metric_lines, recovered=True,
@@ -602,12 +671,26 @@ class ExperimentLoop:
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
             return
         self.launcher.kill_leftovers(trial.experiment_id, trial.id)
-        while self._collect(running, final=True):
-            pass
+        if self._collect(running, final=True):
+            self._conclude_recovered(running, code)
+        else:  # more than one look reads, or a store that takes no writes now: conclude once every line is in it
+            running.task = asyncio.get_running_loop().create_task(self._guarded(self._settle(running, code)))
+
+    async def _settle(self, running: _Running, code: int | None) -> None:
+        """Conclude a trial that ended while automl was down, once the store has taken all its metrics."""
+        await self._collect_all(running)
+        self._conclude_recovered(running, code)
+
+    def _conclude_recovered(self, running: _Running, code: int | None) -> None:
         if code is not None:
             self._conclude(running, code)
         else:
             self._finish(running, "interrupted", None, "its process was gone when automl restarted (machine restart?)")
+
+    def _mark_started(self, trial: Trial, pid: int, pid_created: float | None, started: float) -> None:
+        """Record that a trial runs as process `pid` (in memory at once, in the store as soon as it takes it)."""
+        trial.status, trial.pid, trial.pid_created, trial.started = "running", pid, pid_created, started
+        self._write(self.store.trial_started, trial, pid, pid_created, started)
 
     def _learned_from_stopped(self, running: _Running, status: str) -> float | None:
         """What the tuner learns from a trial the stopper ended: its last or best intermediate value, or nothing."""
@@ -618,6 +701,20 @@ class ExperimentLoop:
         if spec.learn_from == "last":
             return values[-1]
         return max(values) if self.config.objective.mode == "maximize" else min(values)
+
+    def _cap_logs(self, running: _Running) -> None:
+        """Every second, look at the sizes of the trial's log files; cap those over max_log_mib on a worker thread
+        (it may move megabytes)."""
+        now = asyncio.get_running_loop().time()
+        if now - running.logs_capped < CAP_LOGS_EVERY or running.capping is not None and not running.capping.done():
+            return
+        running.logs_capped = now
+        folder = self.trial_dir(running.trial.id)
+        if oversized_logs(folder, self._log_limit()):
+            running.capping = asyncio.ensure_future(asyncio.to_thread(cap_logs, folder, self._log_limit()))
+
+    def _log_limit(self) -> int:
+        return int(self.config.max_log_mib * MIB)
 
     # usage and cost
 
@@ -634,9 +731,12 @@ class ExperimentLoop:
             return
         running.looked = now
         self.gpus.seen(running.placement, running.tree.sample())
-        if now - running.stored >= STORE_USAGE_EVERY:
+        if now - running.stored >= STORE_USAGE_EVERY and self.store.due():
             running.stored = now
-            self.store.trial_usage(running.trial, self._usage(running, *self.gpus.measured(running.placement)))
+            try:
+                self.store.trial_usage(running.trial, self._usage(running, *self.gpus.measured(running.placement)))
+            except StoreUnavailable:
+                pass  # a running total: the next write brings it up to date
 
     def _usage(self, running: _Running, energy_j: float, gpu_memory_mib: float,
                recorded: RecordedUsage | None = None) -> dict[str, float]:

@@ -7,6 +7,7 @@ metric is committed before anything acts on it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import secrets
 import sqlite3
@@ -17,13 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import DaemonError, UserError
 from .paths import check_own_file, create_file, secure_home
+
+log = logging.getLogger("automl")
 
 USAGE_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
 
 SCHEMA_VERSION = 3
 DB_NAME = "automl.db"
+OPEN_WAIT = 10.0  # seconds opening the store waits for another writer's lock
+LOOP_WRITE_WAIT = 0.1  # seconds an experiment loop's write waits for a lock: longer would stall the event loop
+RETRY_FIRST = 0.2  # seconds before the first retry after a failed write; doubled per failure
+RETRY_MAX = 5.0
 
 
 _SCHEMA = """
@@ -129,6 +136,25 @@ class Trial:
     cost: float | None = None
 
 
+class StoreUnavailable(DaemonError):
+    """The store cannot take a write now (locked, disk full, read-only, damaged); the writer retries later."""
+
+
+@dataclass
+class StoreFault:
+    """Why writes to the store fail now, since when (wall clock), how often, and when to try again (monotonic)."""
+
+    error: str
+    since: float
+    failures: int
+    retry_at: float
+
+    def describe(self) -> dict[str, Any]:
+        """The fault as the daemon's `status` reports it."""
+        return {"error": self.error, "since": self.since, "failures": self.failures,
+                "retry_in": round(max(0.0, self.retry_at - time.monotonic()), 3)}
+
+
 @dataclass
 class Metric:
     """One line of a trial's metrics file: its objective `value` (None if not numeric) and the record as written."""
@@ -145,26 +171,59 @@ class Store:
     """Access to one data directory's database."""
 
     def __init__(self, home: Path, readonly: bool = False, *, durable: bool = True,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, write_wait: float = OPEN_WAIT):
         """`durable=False` skips the fsync per commit (simulations, where a crash loses nothing of value);
-        `clock` stamps every record (a simulation's virtual clock)."""
+        `clock` stamps every record (a simulation's virtual clock); `write_wait` is how long a write waits for
+        another writer's lock before it fails as StoreUnavailable."""
         self.home = home
         self.clock = clock
         self.path = home / DB_NAME
+        self.fault: StoreFault | None = None
+        self.on_fault: Callable[[StoreFault | None], None] | None = None  # told when a fault begins and ends
         if readonly:
             self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            self._checked(lambda: self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone())
         else:
             _create_database_file(home)
-            self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
-            with self._tx():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
-                self._upgrade()
-                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.conn = sqlite3.connect(self.path, timeout=OPEN_WAIT, isolation_level=None)
+            self._checked(lambda: self._prepare(durable))
+            self.set_write_wait(write_wait)
         self.conn.row_factory = sqlite3.Row
+
+    def set_write_wait(self, seconds: float) -> None:
+        """How long a write waits for another writer's lock before it fails as StoreUnavailable."""
+        self.conn.execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+
+    def _prepare(self, durable: bool) -> None:
+        """WAL mode, and the schema unless it is current (so an existing store opens even while it takes no writes)."""
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+        if self._schema_version() == SCHEMA_VERSION:
+            return
+        with self._tx():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+            self._upgrade()
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _schema_version(self) -> int | None:
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+            return None
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return None if row is None else int(row[0])
+
+    def _checked(self, opening: Callable[[], Any]) -> None:
+        """Run the first statements on a new connection; a damaged or unwritable store is a clear message."""
+        try:
+            opening()
+        except (StoreUnavailable, sqlite3.OperationalError) as e:
+            self.conn.close()
+            raise StoreUnavailable(f"cannot open the store {self.path}: {e.__cause__ or e}; free disk space, or end "
+                                   f"the process that holds it, and try again") from None
+        except sqlite3.DatabaseError as e:
+            self.conn.close()
+            raise UserError(damaged_message(self.path, e)) from None
 
     @classmethod
     def open_for_reading(cls, home: Path) -> Store | None:
@@ -336,15 +395,77 @@ class Store:
             if name not in columns:
                 self.conn.execute(f"ALTER TABLE experiments ADD COLUMN {name} TEXT")
 
+    # writes that fail
+
+    def due(self) -> bool:
+        """Whether a write may be tried now: the store works, or the back-off after its last failure has passed."""
+        return self.fault is None or time.monotonic() >= self.fault.retry_at
+
+    def retry_in(self) -> float | None:
+        """Seconds until a failing store may be tried again (None: it works)."""
+        return None if self.fault is None else max(0.0, self.fault.retry_at - time.monotonic())
+
+    def _failed(self, error: sqlite3.DatabaseError) -> None:
+        """Note a failed write: the first one of a fault is logged, later ones push the next try further out."""
+        failures = 1 if self.fault is None else self.fault.failures + 1
+        delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
+        if self.fault is None:
+            log.warning("store %s takes no writes (%s); trials go on, their metrics stay in their files, "
+                        "retrying every %g s at most", self.path, error, RETRY_MAX)
+            self.fault = StoreFault(str(error), time.time(), failures, time.monotonic() + delay)
+            self._tell_fault()
+        else:
+            self.fault.error, self.fault.failures = str(error), failures
+            self.fault.retry_at = time.monotonic() + delay
+
+    def _succeeded(self) -> None:
+        if self.fault is not None:
+            log.warning("store %s takes writes again after %.1f s (%d failed attempts)", self.path,
+                        time.time() - self.fault.since, self.fault.failures)
+            self.fault = None
+            self._tell_fault()
+
+    def _tell_fault(self) -> None:
+        if self.on_fault is not None:
+            self.on_fault(self.fault)
+
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction; a lock, full disk, read-only or damaged file raises StoreUnavailable (rolled back)."""
         try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._rollback()
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as e:
+            if not _is_fault(e):
+                raise
+            self._rollback()
+            self._failed(e)
+            raise StoreUnavailable(f"{self.path}: {e}") from e
+        self._succeeded()
+
+    def _rollback(self) -> None:
+        """End a failed transaction, if SQLite has not already (a full disk can roll it back itself)."""
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.DatabaseError:
+                pass
+
+
+def damaged_message(path: Path, error: sqlite3.DatabaseError) -> str:
+    """What a user reads when the store cannot be read: the file, the reason, and how to recover."""
+    return (f"the store {path} cannot be read ({error}); to start afresh, move it and its -wal and -shm files "
+            f"aside (e.g. `mv {path} {path}.damaged`), or restore it from a backup")
+
+
+def _is_fault(error: sqlite3.DatabaseError) -> bool:
+    """A condition of the file or its disk (locked, full, read-only, I/O error, damaged), not a bug in a statement."""
+    return isinstance(error, sqlite3.OperationalError) or type(error) is sqlite3.DatabaseError
 
 
 def _create_database_file(home: Path) -> None:

@@ -234,3 +234,16 @@ def _trials(home: Path):
         return store.trials(EXP)
     finally:
         store.close()
+
+
+def test_the_status_bar_shows_a_store_that_takes_no_writes_until_it_does_again():
+    from tui.widgets.status_bar import link_text
+
+    state = DashboardState()
+    state.set_link(True, "connected", {"pid": 1, "store_fault": {"error": "database is locked", "since": 0.0}})
+    assert "store takes no writes: database is locked" in link_text(state).plain
+    state.apply_event({"event": "store_fault", "experiment": None, "time": 1.0, "data": {"fault": None}})
+    assert link_text(state).plain == "● daemon"
+    state.apply_event({"event": "store_fault", "experiment": None, "time": 2.0,
+                       "data": {"fault": {"error": "database or disk is full"}}})
+    assert "database or disk is full" in link_text(state).plain

@@ -187,6 +187,7 @@ class DashboardState:
         self.trials: dict[int, TrialState] = {}
         self.gpus: dict[int, GpuState] = {}
         self.daemon: dict[str, Any] | None = None
+        self.store_fault: dict[str, Any] | None = None  # why the daemon's store takes no writes now, if it does not
         self.connected: bool | None = None
         self.link_note = "connecting to the daemon…"
         self.retry_at: float | None = None
@@ -279,6 +280,10 @@ class DashboardState:
         if kind == "gpu_sample":
             self._take_gpu_sample(data.get("gpus") or [])
             return None
+        if kind == "store_fault":
+            self.store_fault = data.get("fault") if isinstance(data.get("fault"), dict) else None
+            self.versions.link += 1
+            return None if self.store_fault else "all"  # once it works again, what waited is in the store
         summary = self.experiments.get(exp_id or "")
         if kind == "experiment_status" and summary is not None:
             summary.status = str(data.get("status") or summary.status)
@@ -321,6 +326,7 @@ class DashboardState:
         self.connected, self.link_note = connected, note
         if daemon is not None:
             self.daemon = daemon
+            self.store_fault = daemon.get("store_fault")
         self.retry_at = None if retry_in is None else time.monotonic() + retry_in
         self.versions.link += 1
 

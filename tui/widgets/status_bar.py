@@ -31,9 +31,13 @@ class StatusBar(Static):
 
 
 def link_text(state: DashboardState) -> Text:
-    """'● daemon', '○ connecting…' or '✗ disconnected (why), retrying in 3s'."""
+    """'● daemon' (with the store's fault, if it takes no writes), '○ connecting…' or '✗ disconnected (why),
+    retrying in 3s'."""
     if state.connected is None:
         return Text("○ connecting…", style="yellow")
+    if state.connected and state.store_fault:
+        error = str(state.store_fault.get("error") or "fault")
+        return Text.assemble(("●", "green"), " daemon  ", (f"⚠ store takes no writes: {error[:40]}", "bold yellow"))
     if state.connected:
         return Text.assemble(("●", "green"), " daemon")
     wait = retry_countdown(state)
