@@ -37,9 +37,10 @@ def secure_home(data_dir: Path | None = None) -> Path:
     if _make_folder(data_dir, parents=True):
         return data_dir
     _check_private(data_dir, os.stat(data_dir))  # a data directory may be reached through a link of the user's
-    experiments = data_dir / EXPERIMENTS
-    if not _make_folder(experiments):
-        _check_private(experiments, os.lstat(experiments))
+    try:
+        _check_private(data_dir / EXPERIMENTS, os.lstat(data_dir / EXPERIMENTS))
+    except FileNotFoundError:
+        pass  # made, like every folder below, by private_folders when it is first needed
     return data_dir
 
 
