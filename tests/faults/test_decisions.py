@@ -172,3 +172,23 @@ def test_an_orphaned_run_is_stopped_without_a_daemon(tmp_path, home):
     assert _left_over(home, exp_id) == []
     assert not (home / "daemon.pid").exists(), "no daemon was needed"
     assert automl("resume", exp_id).returncode == 2, "a stopped experiment is no orphan to adopt"
+
+
+def test_unknown_arguments_and_empty_experiment_names_are_user_errors(tmp_path, home, daemon):  # noqa: F811
+    from automl.client import Client, RemoteError
+
+    write_trial(tmp_path, STUBBORN_TRIAL)
+    exp_id = _submit(write_config(tmp_path, search_space=_space(0.1, 2), max_trials=1))
+    with Client(home / "daemon.sock") as client:
+        for op, args, expected in (("pause", {"experiment": ""}, "must not be empty"),
+                                   ("stop", {"experiment": exp_id, "force": True}, "unknown argument(s) 'force'"),
+                                   ("status", {"verbose": 1}, "allowed: none")):
+            try:
+                client.request(op, **args)
+            except RemoteError as e:
+                assert (e.code, expected in e.message) == ("user_error", True), e.message
+            else:
+                raise AssertionError(f"{op} {args} was accepted")
+    refused = automl("stop", "")
+    assert refused.returncode == 2 and "must not be empty" in refused.stderr
+    assert show(exp_id)["status"] in ("running", "done"), "nothing was stopped"
