@@ -128,6 +128,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if status == "done" else 1
 
 
+def stop_orphan(experiment: Any) -> int:
+    """`automl stop` of an experiment whose `automl run` is gone: host it here just long enough to end its
+    leftover trials (SIGTERM, then SIGKILL after the grace period) and record it stopped."""
+    from .config import config_from_store
+    from .store import Store
+    from .tuners import tuner_for
+
+    store = Store(home())
+    try:
+        if not store.claim_experiment(experiment, "foreground", experiment.environment):
+            raise UserError(f"experiment {experiment.id} was taken up by another process meanwhile")
+        store.decide_stop(experiment.id, "stopped by user")
+        config = config_from_store(experiment.config)
+        tuner = tuner_for(config)
+        tuner.use_folder(store.home / "experiments" / experiment.id)
+        status, _, _ = asyncio.run(_run_loop(store, store.find_experiment(experiment.id), config, tuner))
+    finally:
+        store.close()
+    print(f"stop: experiment {experiment.id} {status} (its automl run had gone)")
+    return 0 if status == "stopped" else 1
+
+
 async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tuple[str, bool, Any]:
     from .experiment import ExperimentLoop
     from .gpu_pool import GpuPool

@@ -20,8 +20,10 @@ def add_commands(sub: Any) -> None:
     submit.add_argument("config", help="experiment config (YAML or JSON; NNI v2 config.yml files work too)")
     submit.set_defaults(handler=_cmd_submit)
 
-    for name, text in (("pause", "start no new trials (running ones go on)"), ("resume", "continue after pause"),
-                       ("stop", "end an experiment: its running trials are terminated")):
+    for name, text in (("pause", "start no new trials (running ones go on)"),
+                       ("resume", "continue after pause; an orphaned experiment (its automl run was killed) is "
+                                  "handed to the daemon"),
+                       ("stop", "end an experiment: its running trials are terminated (an orphaned one's too)")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("experiment", help="experiment id, unique id prefix, or name")
         cmd.set_defaults(handler=_cmd_control, op=name)
@@ -83,14 +85,10 @@ def _request(op: str, **args: Any) -> Any:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from .daemon import daemon_pid, start_detached
-
     path = Path(args.config).resolve()
     if not path.exists():
         raise UserError(f"{args.config}: config file not found")
-    if daemon_pid(home()) is None:
-        pid = start_detached(home())
-        print(f"daemon started (pid {pid})", file=sys.stderr)
+    _ensure_daemon()
     result = _request("submit", config=str(path), environment=dict(os.environ))  # its trials run with ours
     for warning in result["warnings"]:
         print(f"automl: warning: {warning}", file=sys.stderr)
@@ -98,7 +96,40 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensure_daemon() -> None:
+    """Start the daemon unless it runs."""
+    from .daemon import daemon_pid, start_detached
+
+    if daemon_pid(home()) is None:
+        pid = start_detached(home())
+        print(f"daemon started (pid {pid})", file=sys.stderr)
+
+
+def _orphan(ref: str) -> Any:
+    """The experiment `ref` if its foreground `automl run` is gone, else None (the daemon answers for it)."""
+    from .store import Store
+    from .views import is_orphaned
+
+    store = Store.open_for_reading(home())
+    if store is None:
+        return None
+    try:
+        experiment = store.find_experiment(ref)
+    finally:
+        store.close()
+    return experiment if is_orphaned(experiment) else None
+
+
 def _cmd_control(args: argparse.Namespace) -> int:
+    if args.op in ("stop", "resume") and (orphan := _orphan(args.experiment)) is not None:
+        if args.op == "stop":
+            from .cli import stop_orphan
+
+            return stop_orphan(orphan)
+        _ensure_daemon()
+        _request("resume", experiment=orphan.id, environment=dict(os.environ))  # its trials run with ours
+        print(f"resume: experiment {orphan.id} adopted by the daemon (its automl run had gone)")
+        return 0
     fields: dict[str, Any] = {"experiment": args.experiment}
     if args.op == "kill":
         fields["trial"] = args.trial

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import search_space
 from .errors import UserError
@@ -20,15 +21,24 @@ from .tuners import canonical_tuner_name
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_CONFIG_NODES = 1_000_000  # values in a config once YAML aliases are expanded (a few bytes can expand to gigabytes)
+MAX_CONFIG_DEPTH = 100  # nested mappings and lists (deeper ones exhaust the recursion of every reader after us)
 
 
 def parse_duration(value: Any) -> float | None:
-    """Seconds from a number or a string like '90s', '10m', '1.5h', '2d'."""
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, str) and (m := _DURATION.match(value)):
-        return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    raise ValueError(f"expected seconds or a duration such as '90s', '10m', '2h', '1d'; got {value!r}")
+    """Seconds from a number or a string like '90s', '10m', '1.5h', '2d'; never infinite or NaN."""
+    if value is None:
+        return None
+    seconds = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    if seconds is None:
+        raise ValueError(f"expected seconds or a duration such as '90s', '10m', '2h', '1d'; got {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
@@ -186,6 +196,27 @@ class ExperimentConfig(_Model):
             raise ValueError("command must not be empty")
         return self
 
+    @field_validator("command")
+    @classmethod
+    def _balanced_quotes(cls, command: str | list[str]) -> str | list[str]:
+        """A command string the shell cannot split (an unclosed quote) fails every trial; say so now."""
+        if isinstance(command, str):
+            try:
+                shlex.split(command)
+            except ValueError as e:
+                raise ValueError(f"the shell cannot split it: {e} (an unclosed quote or a trailing backslash?)") \
+                    from None
+        return command
+
+    @field_validator("env")
+    @classmethod
+    def _environment_names(cls, env: dict[str, str]) -> dict[str, str]:
+        """Names a process environment can hold: not empty, no '='."""
+        for name in env:
+            if not name or "=" in name:
+                raise ValueError(f"environment variable names must be non-empty and hold no '='; got {name!r}")
+        return env
+
     def cpus_per_trial(self) -> int:
         """A trial's CPU threads (its OMP_NUM_THREADS): as configured, else an equal share of the cores."""
         return self.resources.cpus or max(1, (os.cpu_count() or 1) // self.concurrency)
@@ -264,12 +295,10 @@ def _read_mapping(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: config file not found") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read config file ({e})") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from None
+    data = _parse(text, path, "config")
     if not isinstance(data, dict):
         raise UserError(f"{path}: the config must be a mapping of fields, got {type(data).__name__}")
+    _refuse_nul(data, str(path))
     return data
 
 
@@ -278,11 +307,92 @@ def _read_search_space(path: Path, source: str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise UserError(f"{source}: field 'search_space_file': cannot read {path} ({e.strerror})") from None
+    return _parse(text, path, "search space")
+
+
+def _parse(text: str, path: Path, what: str) -> Any:
+    """A JSON or YAML document, refused when it nests too deeply, refers to itself or expands beyond bounds."""
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"{path}: search space is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: "
-                        f"{e}") from None
+        raise UserError(f"{path}: {what} is not valid {kind}: {e}") from None
+    except RecursionError:
+        data = None
+        problem: str | None = f"nests deeper than {MAX_CONFIG_DEPTH} levels"
+    else:
+        problem = _shape_problem(data)
+    if problem is not None:
+        raise UserError(f"{path}: {what} {problem}; write it out plainly") from None
+    return data
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why `data` cannot be a config: it contains itself, nests too deeply, or holds too many values once the
+    YAML aliases are expanded (shared values are counted once per use, as every reader after us sees them)."""
+    done: dict[int, tuple[int, int]] = {}  # container id -> (values, depth) with aliases expanded
+    stack: list[tuple[Any, Iterator[Any], list[int]]] = []
+    active: set[int] = set()
+
+    def enter(value: Any) -> tuple[int, int] | None:
+        if not isinstance(value, (dict, list)):
+            return (1, 0)
+        if id(value) in done:
+            return done[id(value)]
+        if id(value) in active:
+            raise _SelfReference
+        if len(stack) >= MAX_CONFIG_DEPTH:
+            raise _TooDeep
+        active.add(id(value))
+        stack.append((value, iter(value.values() if isinstance(value, dict) else value), [1, 0]))
+        return None
+
+    try:
+        shape = enter(data)
+        while stack:
+            container, children, acc = stack[-1]
+            child = next(children, _END)
+            if child is not _END:
+                shape = enter(child)
+            else:
+                stack.pop()
+                active.discard(id(container))
+                shape = done[id(container)] = (acc[0], acc[1] + 1)
+            if shape is not None and stack:
+                parent = stack[-1][2]
+                parent[0] += shape[0]
+                parent[1] = max(parent[1], shape[1])
+                if parent[0] > MAX_CONFIG_NODES:
+                    return f"holds more than {MAX_CONFIG_NODES:,} values once its aliases are expanded"
+    except _SelfReference:
+        return "contains itself (a YAML alias inside its own anchor)"
+    except _TooDeep:
+        return f"nests deeper than {MAX_CONFIG_DEPTH} levels"
+    return None
+
+
+class _SelfReference(Exception):
+    pass
+
+
+class _TooDeep(Exception):
+    pass
+
+
+_END = object()
+
+
+def _refuse_nul(data: Any, source: str, field: str = "") -> None:
+    """No path, command, name or environment value can hold a NUL byte; name the field that does."""
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        where = f"{field}.{key}" if field else str(key)
+        if isinstance(key, str) and "\0" in key:
+            raise UserError(f"{source}: field {where!r}: a name holds a NUL byte")
+        if isinstance(value, str) and "\0" in value:
+            raise UserError(f"{source}: field {where!r}: holds a NUL byte, which no path, command, name or "
+                            "environment value can hold")
+        _refuse_nul(value, source, where)
 
 
 def _looks_like_nni(raw: dict[str, Any]) -> bool:
@@ -338,9 +448,14 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
         else:
             message = item["msg"].removeprefix("Value error, ")
             got = item.get("input")
-            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            shown = "" if isinstance(got, dict) else f" (got {_shortened(repr(got))})"
             lines.append(f"  field '{field}': {message}{shown}")
     return "\n".join(lines)
+
+
+def _shortened(text: str, limit: int = 200) -> str:
+    """A value as shown in a message: at most `limit` characters."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol
-from .errors import UserError
+from .errors import DaemonError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,8 @@ class ControlServer:
             return protocol.encode(protocol.error_reply(reply_id, e.code, e.message)), None
         except UserError as e:
             return protocol.encode(protocol.error_reply(request_id, protocol.USER_ERROR, str(e))), None
+        except DaemonError as e:  # e.g. a store that takes no writes now: nothing was done, the request may be retried
+            return protocol.encode(protocol.error_reply(request_id, protocol.INTERNAL, str(e))), None
         except Exception as e:
             log.exception("control op failed: %s", line[:200].decode("utf-8", "replace").strip())
             message = f"internal error: {type(e).__name__}: {e}"

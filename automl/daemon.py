@@ -38,7 +38,15 @@ SOCKET_FILE = "daemon.sock"
 PID_FILE = "daemon.pid"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
-OPS = ("ping", "status", "gpus", "submit", "pause", "resume", "stop", "kill", "update", "shutdown")
+ARGUMENTS = {  # each op's arguments; any other is a user error
+    "ping": (), "status": (), "gpus": (), "shutdown": (),
+    "submit": ("config", "environment"),
+    "pause": ("experiment",), "stop": ("experiment",),
+    "resume": ("experiment", "environment"),
+    "kill": ("experiment", "trial"),
+    "update": ("experiment", "concurrency", "max_trials", "max_duration"),
+}
+OPS = tuple(ARGUMENTS)
 HOST = "daemon"
 FILE_LIMIT = 8192  # open files: the control server's client cap and every trial's files, with room to spare
 
@@ -94,6 +102,10 @@ class Daemon:
 
     async def handle(self, op: str, args: dict[str, Any]) -> Any:
         """Answer one control request."""
+        unknown = sorted(set(args) - set(ARGUMENTS[op]))
+        if unknown:
+            allowed = ", ".join(ARGUMENTS[op]) or "none"
+            raise UserError(f"unknown argument(s) {', '.join(map(repr, unknown))} for {op}; allowed: {allowed}")
         if op == "ping":
             return {"version": __version__}
         if op == "status":
@@ -112,6 +124,8 @@ class Daemon:
         if op == "shutdown":
             self._shutdown.set()
             return {"stopping": True}
+        if op == "resume" and (orphan := self._orphan(_arg(args, "experiment", str))) is not None:
+            return await self._adopt(orphan, _environment(args))
         loop = self._loop(_arg(args, "experiment", str))
         if op == "pause":
             loop.pause()
@@ -172,6 +186,27 @@ class Daemon:
             self.store.set_experiment_status(experiment.id, "failed", f"cannot be resumed: {e}")
             return
         log.info("experiment %s resumed", experiment.id)
+
+    def _orphan(self, ref: str) -> Experiment | None:
+        """The experiment `ref` if it is an orphan: run by an `automl run` that is gone, hosted by no one."""
+        from .views import is_orphaned
+
+        experiment = self.store.find_experiment(ref)
+        return experiment if experiment.id not in self.loops and is_orphaned(experiment) else None
+
+    async def _adopt(self, experiment: Experiment, environment: dict[str, str] | None) -> dict[str, Any]:
+        """Host an orphaned experiment from now on: re-attach its live trials and go on (un-paused); its trials
+        run with `environment` (the resuming shell's; None: ours)."""
+        if self._shutdown.is_set():
+            raise UserError("the daemon is shutting down; resume again once it has restarted")
+        if not self.store.claim_experiment(experiment, HOST, environment):
+            raise UserError(f"experiment {experiment.id} was taken up by another process meanwhile")
+        if experiment.status == "paused":
+            self.store.set_experiment_status(experiment.id, "running")
+        log.info("experiment %s (%s) adopted: its automl run (pid %s) is gone", experiment.id, experiment.name,
+                 experiment.host_pid)
+        await self._resume(self.store.find_experiment(experiment.id))
+        return {"experiment": experiment.id, "adopted": True}
 
     def _host(self, experiment: Experiment, config: Any, tuner: Any) -> None:
         slots = self.pool.slots(experiment.id, config.gpu, config.resources.gpus)

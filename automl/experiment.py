@@ -143,8 +143,11 @@ class ExperimentLoop:
     # control
 
     def stop(self, reason: str = "stopped by user") -> None:
-        """End the experiment: no new trials, running ones are terminated (their status: killed)."""
+        """End the experiment: no new trials, running ones are terminated (their status: killed). The decision is
+        stored first, so a host that dies before it is carried out leaves it to the next one."""
         if self._stop_reason is None:
+            if reason != DETACHED:
+                self.store.decide_stop(self.experiment.id, reason)
             self._stop_reason = reason
             self._wake.set()
 
@@ -174,7 +177,7 @@ class ExperimentLoop:
         running = self._running.get(trial_id)
         if running is None:
             raise UserError(f"trial {trial_id} of experiment {self.experiment.id} is not running")
-        running.ending = running.ending or ("killed", "killed by user")
+        self._decide(running, "killed", "killed by user")
         self._wake.set()
 
     def update(self, concurrency: int | None = None, max_trials: int | None = None,
@@ -201,6 +204,7 @@ class ExperimentLoop:
     async def run(self) -> str:
         """Run until the experiment ends and return its final status ('detached' if handed over)."""
         status, error = "done", None
+        self._stop_reason = self.experiment.stop_reason  # a stop decided before a crash is carried out now
         try:
             await self._resume_from_store()
             while self._stop_reason is None and not self._finished():
@@ -293,10 +297,10 @@ class ExperimentLoop:
         self._note(f"max_duration reached: no new trials; {len(self._running)} running trial(s) may finish")
 
     def _set_paused(self, paused: bool) -> None:
+        self.store.set_experiment_status(self.experiment.id, "paused" if paused else "running")  # stored, then done
         self.paused = paused
         if paused:
             self.gpus.withdraw()
-        self._write(self.store.set_experiment_status, self.experiment.id, "paused" if paused else "running")
         self._emit("experiment_status", status="paused" if paused else "running", error=None)
         self._wake.set()
 
@@ -436,7 +440,7 @@ class ExperimentLoop:
             self._look_at_usage(running)
             self._cap_logs(running)
             if running.ending is None and deadline is not None and self.store.clock() >= deadline:
-                running.ending = ("failed", f"timed out after {self.config.trial_timeout:g} s")
+                self._decide(running, "failed", f"timed out after {self.config.trial_timeout:g} s")
             if running.ending is not None and running.termination is None and running.pid is not None:
                 running.termination = asyncio.ensure_future(self.launcher.terminate(running.pid, self.grace))
         if running.termination is not None:
@@ -498,7 +502,7 @@ class ExperimentLoop:
                 reports.append((len(running.intermediate), metric.value))
             self._emit("trial_metric", trial=trial.id, kind=metric.kind, step=metric.step, value=metric.value)
         if result.problem and running.ending is None:
-            running.ending = ("failed", result.problem)
+            self._decide(running, "failed", result.problem)
         if reports and self.stopper is not None and running.ending is None and running.final is None:
             self._learning += 1
             judged = self._worker.call(_first_stop, self.stopper, trial.id, reports)
@@ -523,7 +527,13 @@ class ExperimentLoop:
         if step is not None and running.ending is None and running.trial.id in self._running:
             assert self.config.stopper is not None
             log.info("trial %d stopped early by %s at step %d", running.trial.id, self.config.stopper.name, step)
-            running.ending = ("early_stopped", f"stopped early by {self.config.stopper.name} at step {step}")
+            self._decide(running, "early_stopped", f"stopped early by {self.config.stopper.name} at step {step}")
+
+    def _decide(self, running: _Running, status: str, reason: str) -> None:
+        """Decide how a running trial ends (unless that is decided already): stored first, then acted on."""
+        if running.ending is None:
+            self.store.decide_ending(running.trial, status, reason)
+            running.ending = (status, reason)
 
     def _finish(self, running: _Running, status: str, code: int | None, reason: str | None) -> None:
         trial = running.trial
@@ -656,7 +666,7 @@ class ExperimentLoop:
         running = _Running(trial, key, placement, trial.pid, self.store.final_value(trial.experiment_id, trial.id),
                            trial.metric_lines, recovered=True,
                            before={name: getattr(trial, name) or 0.0 for name in USAGE_FIELDS},
-                           intermediate=list(intermediate))
+                           intermediate=list(intermediate), ending=trial.decision)
         self._running[trial.id] = running
         if trial.status == "running" and trial.pid is not None and self.launcher.alive(trial.pid, trial.pid_created):
             self._attach(running, trial.pid)
@@ -664,6 +674,9 @@ class ExperimentLoop:
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._watch(running, exit_code)))
             return
         code = recorded_exit(self.trial_dir(trial.id))
+        if trial.status == "waiting" and code is None and self._stop_reason is not None:
+            self._finish(running, "killed", None, f"{self._stop_reason} before it started")
+            return
         if trial.status == "waiting" and code is None:
             # automl died between storing the trial and starting its process: start it now, under its own id, in a
             # fresh folder (no process of it runs, so what the cut-short start wrote there is only set aside)

@@ -9,6 +9,7 @@ gives tuners a space in which each is a one-value choice.
 from __future__ import annotations
 
 import math
+import sys
 from numbers import Real
 from typing import Any
 
@@ -28,6 +29,9 @@ ARITY: dict[str, tuple[int, str]] = {
 }
 TYPES = ("choice", *ARITY)
 _NORMAL_TYPES = ("normal", "qnormal", "lognormal", "qlognormal")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+SIGMAS = 20.0  # how far from mu a normal sample is taken to reach, for the range checks
+MAX_EXP = math.log(sys.float_info.max)  # the largest x whose exp(x) is a finite float
 
 
 def validate(space: Any, source: str = "search space") -> dict[str, Any]:
@@ -176,3 +180,21 @@ def _check_numeric(kind: str, values: list[Any], where: str) -> None:
         raise UserError(f"{where}: {kind} needs low > 0 (it samples the logarithm), got low={a}")
     if arity == 3 and values[2] <= 0:
         raise UserError(f"{where}: {kind} needs q > 0, got q={values[2]}")
+    _check_representable(kind, values, where)
+
+
+def _check_representable(kind: str, values: list[Any], where: str) -> None:
+    """Bounds the samplers can work with: randint bounds and their distance in 64-bit integers; a range (or 20
+    sigmas around mu) whose width, and for the log types whose exponential, are finite floats."""
+    a, b = values[0], values[1]
+    if kind == "randint":
+        if not (INT64_MIN <= a and b <= INT64_MAX and b - a <= INT64_MAX):
+            raise UserError(f"{where}: randint bounds and their distance must fit 64-bit integers "
+                            f"(at most {INT64_MAX}), got {values}")
+        return
+    low, high = (a - SIGMAS * b, a + SIGMAS * b) if kind in _NORMAL_TYPES else (a, b)
+    if not math.isfinite(high - low):
+        raise UserError(f"{where}: {kind} {values} spans more than a float can hold; use a narrower range")
+    if kind.endswith("lognormal") and high > MAX_EXP:
+        raise UserError(f"{where}: {kind} {values}: exp(mu + {SIGMAS:g} sigma) overflows a float; "
+                        f"keep mu + {SIGMAS:g} sigma below {MAX_EXP:.0f}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import secrets
 import sqlite3
 import time
@@ -25,7 +26,7 @@ log = logging.getLogger("automl")
 
 USAGE_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAME = "automl.db"
 OPEN_WAIT = 10.0  # seconds opening the store waits for another writer's lock
 LOOP_WRITE_WAIT = 0.1  # seconds an experiment loop's write waits for a lock: longer would stall the event loop
@@ -46,7 +47,10 @@ CREATE TABLE IF NOT EXISTS experiments (
     ended REAL,
     error TEXT,
     note TEXT,
-    environment TEXT
+    environment TEXT,
+    stop_reason TEXT,
+    host_pid INTEGER,
+    host_started REAL
 );
 CREATE TABLE IF NOT EXISTS trials (
     experiment_id TEXT NOT NULL REFERENCES experiments(id),
@@ -72,6 +76,7 @@ CREATE TABLE IF NOT EXISTS trials (
     peak_rss_mib REAL,
     gpu_memory_mib REAL,
     cost REAL,
+    decision TEXT,
     PRIMARY KEY (experiment_id, id)
 );
 CREATE TABLE IF NOT EXISTS metrics (
@@ -103,6 +108,9 @@ class Experiment:
     error: str | None
     note: str | None = None  # why it ended or will end early, e.g. the tuner has no more configurations
     environment: dict[str, str] | None = None  # the submitting shell's, for its trials; None: the host's own
+    stop_reason: str | None = None  # a stop decided and stored, carried out by whichever process hosts it next
+    host_pid: int | None = None  # the process that hosts it (automl run, or the daemon), with its start time:
+    host_started: float | None = None  # a foreground experiment whose host is gone is orphaned
 
 
 @dataclass
@@ -134,6 +142,7 @@ class Trial:
     peak_rss_mib: float | None = None
     gpu_memory_mib: float | None = None
     cost: float | None = None
+    decision: tuple[str, str] | None = None  # (status, reason) an ending decided for it and not yet carried out
 
 
 class StoreUnavailable(DaemonError):
@@ -239,18 +248,19 @@ class Store:
 
     def create_experiment(self, name: str, config: dict[str, Any], config_path: str | None,
                           host: str = "foreground", environment: dict[str, str] | None = None) -> str:
-        """Insert a running experiment and return its new id; `host` says who runs it (foreground or daemon),
-        `environment` what its trials run with (None: the host's own)."""
+        """Insert a running experiment hosted by this process and return its new id; `host` says who runs it
+        (foreground or daemon), `environment` what its trials run with (None: the host's own)."""
+        pid, started = host_identity()
         with self._tx():
             while True:
                 exp_id = secrets.token_hex(4)
                 if not self.conn.execute("SELECT 1 FROM experiments WHERE id=?", (exp_id,)).fetchone():
                     break
             self.conn.execute(
-                "INSERT INTO experiments (id, name, status, config, config_path, host, created, environment) "
-                "VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO experiments (id, name, status, config, config_path, host, created, environment, "
+                "host_pid, host_started) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (exp_id, name, "running", json.dumps(config), config_path, host, self.clock(),
-                 None if environment is None else json.dumps(environment)))
+                 None if environment is None else json.dumps(environment), pid, started))
         return exp_id
 
     def set_experiment_status(self, exp_id: str, status: str, error: str | None = None) -> None:
@@ -265,6 +275,25 @@ class Store:
         with self._tx():
             self.conn.execute("UPDATE experiments SET note=? WHERE id=?", (note, exp_id))
 
+    def decide_stop(self, exp_id: str, reason: str) -> None:
+        """Record that the experiment is to stop, before anything acts on it: a host that dies meanwhile leaves
+        the decision to the next one."""
+        with self._tx():
+            self.conn.execute("UPDATE experiments SET stop_reason=? WHERE id=?", (reason, exp_id))
+
+    def claim_experiment(self, experiment: Experiment, host: str,
+                         environment: dict[str, str] | None = None) -> bool:
+        """Make this process the host of an experiment whose host is gone, unless another process claimed it
+        since `experiment` was read; whether it did."""
+        pid, started = host_identity()
+        with self._tx():
+            claimed = self.conn.execute(
+                "UPDATE experiments SET host=?, host_pid=?, host_started=?, environment=? WHERE id=? "
+                "AND host IS ? AND host_pid IS ? AND host_started IS ?",
+                (host, pid, started, None if environment is None else json.dumps(environment), experiment.id,
+                 experiment.host, experiment.host_pid, experiment.host_started)).rowcount
+        return claimed == 1
+
     def update_config(self, exp_id: str, config: dict[str, Any]) -> None:
         """Replace an experiment's stored config (after a live change of its limits)."""
         with self._tx():
@@ -277,6 +306,8 @@ class Store:
 
     def find_experiment(self, ref: str) -> Experiment:
         """An experiment by id, unique id prefix, or name (the newest of that name); UserError if none."""
+        if not ref:
+            raise UserError("an experiment reference must not be empty; give its id, an id prefix or its name")
         row = self.conn.execute("SELECT * FROM experiments WHERE id=?", (ref,)).fetchone()
         if row is None:
             rows = self.conn.execute("SELECT * FROM experiments WHERE id LIKE ? ORDER BY created",
@@ -328,6 +359,13 @@ class Store:
             self.conn.execute("UPDATE trials SET metrics_offset=? WHERE experiment_id=? AND id=?",
                               (offset, trial.experiment_id, trial.id))
         trial.metrics_offset = offset
+
+    def decide_ending(self, trial: Trial, status: str, reason: str) -> None:
+        """Record how a running trial is to end (killed, stopped early, timed out), before it is acted on."""
+        trial.decision = (status, reason)
+        with self._tx():
+            self.conn.execute("UPDATE trials SET decision=? WHERE experiment_id=? AND id=?",
+                              (json.dumps([status, reason]), trial.experiment_id, trial.id))
 
     def trial_ended(self, trial: Trial, status: str, exit_code: int | None = None,
                     error: str | None = None, value: float | None = None,
@@ -386,14 +424,14 @@ class Store:
 
     def _upgrade(self) -> None:
         """Bring a database written by an older automl up to this schema (columns are only ever added)."""
-        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(trials)")}
-        for name in USAGE_FIELDS:
-            if name not in columns:
-                self.conn.execute(f"ALTER TABLE trials ADD COLUMN {name} REAL")
-        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(experiments)")}
-        for name in ("note", "environment"):
-            if name not in columns:
-                self.conn.execute(f"ALTER TABLE experiments ADD COLUMN {name} TEXT")
+        added = {"trials": [*((name, "REAL") for name in USAGE_FIELDS), ("decision", "TEXT")],
+                 "experiments": [("note", "TEXT"), ("environment", "TEXT"), ("stop_reason", "TEXT"),
+                                 ("host_pid", "INTEGER"), ("host_started", "REAL")]}
+        for table, wanted in added.items():
+            columns = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            for name, kind in wanted:
+                if name not in columns:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     # writes that fail
 
@@ -480,12 +518,22 @@ def _create_database_file(home: Path) -> None:
         check_own_file(home / DB_NAME)
 
 
+def host_identity() -> tuple[int, float | None]:
+    """This process's pid and start time: what tells a live host from a dead one whose pid was reused."""
+    from .launcher import process_start_time
+
+    return os.getpid(), process_start_time(os.getpid())
+
+
 def _experiment(row: sqlite3.Row) -> Experiment:
-    environment = row["environment"] if "environment" in row.keys() else None
+    def column(name: str) -> Any:  # None in a read-only handle on a database an older automl wrote
+        return row[name] if name in row.keys() else None
+
+    environment = column("environment")
     return Experiment(row["id"], row["name"], row["status"], json.loads(row["config"]), row["config_path"],
-                      row["host"], row["created"], row["ended"], row["error"],
-                      row["note"] if "note" in row.keys() else None,
-                      None if environment is None else json.loads(environment))
+                      row["host"], row["created"], row["ended"], row["error"], column("note"),
+                      None if environment is None else json.loads(environment), column("stop_reason"),
+                      column("host_pid"), column("host_started"))
 
 
 def _trial(row: sqlite3.Row) -> Trial:
@@ -493,7 +541,8 @@ def _trial(row: sqlite3.Row) -> Trial:
                  row["attempt"], row["tuner_key"], row["created"], row["started"], row["ended"], row["pid"],
                  row["pid_created"], json.loads(row["gpus"]), row["exit_code"], row["error"], row["value"],
                  row["metrics_offset"], row["steps"], row["lines"],
-                 **{name: row[name] if name in row.keys() else None for name in USAGE_FIELDS})
+                 **{name: row[name] if name in row.keys() else None for name in USAGE_FIELDS},
+                 decision=tuple(json.loads(row["decision"])) if "decision" in row.keys() and row["decision"] else None)
 
 
 def _finite_or_none(value: float | None) -> float | None:

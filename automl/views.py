@@ -7,7 +7,7 @@ from typing import Any
 from .cost import totals
 from .errors import UserError
 from .export import ranked
-from .launcher import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
+from .launcher import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE, is_alive
 from .paths import trial_dir
 from .store import USAGE_FIELDS, Experiment, Store, Trial
 
@@ -31,13 +31,25 @@ def trial_view(trial: Trial) -> dict[str, Any]:
     }
 
 
+def is_orphaned(experiment: Experiment) -> bool:
+    """Whether the experiment runs (or is paused) in the foreground of an `automl run` that is gone (killed): no
+    process carries it on until `automl resume` hands it to the daemon or `automl stop` ends it."""
+    return (experiment.status in ("running", "paused") and experiment.host == "foreground"
+            and experiment.host_pid is not None and not is_alive(experiment.host_pid, experiment.host_started))
+
+
+def shown_status(experiment: Experiment) -> str:
+    """The stored status, or `orphaned` for an experiment whose foreground host is gone."""
+    return "orphaned" if is_orphaned(experiment) else experiment.status
+
+
 def experiment_summary(experiment: Experiment, trials: list[Trial]) -> dict[str, Any]:
     """An experiment's headline figures: what `ls` shows."""
     best = best_trial(experiment, trials)
     return {
         "id": experiment.id,
         "name": experiment.name,
-        "status": experiment.status,
+        "status": shown_status(experiment),
         "created": experiment.created,
         "ended": experiment.ended,
         "trials": len(trials),
