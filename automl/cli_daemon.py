@@ -207,6 +207,10 @@ def _cmd_daemon_status(args: argparse.Namespace) -> int:
     elif status["running"]:
         print(f"running: pid {status['pid']}, socket {status['socket']}, "
               f"{len(status['experiments'])} experiment(s): {' '.join(status['experiments']) or '-'}")
+        lag = status.get("loop_lag_ms")
+        if lag:
+            print(f"memory {status['rss_mib']:.0f} MiB; event-loop lag over the last {lag['samples']} wake-ups: "
+                  f"p50 {lag['p50']:.1f} ms, p99 {lag['p99']:.1f} ms, max {lag['max']:.1f} ms")
         fault = status.get("store_fault")
         if fault:
             print(f"store fault: {fault['error']} for {time.time() - fault['since']:.0f} s ({fault['failures']} "

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from . import __version__
 from .client import Client, DaemonNotRunning
 from .config import GpuPolicy, config_from_store, load_config, parse_duration
@@ -28,6 +30,7 @@ from .errors import UserError
 from .experiment import DETACHED, ExperimentLoop
 from .gpu_pool import GpuPool, report
 from .launcher import LocalLauncher
+from .loop_lag import LoopLag
 from .nvml import open_probe
 from .paths import last_line, open_append, replace_file, secure_home
 from .store import LOOP_WRITE_WAIT, Experiment, Store, StoreUnavailable
@@ -64,6 +67,7 @@ class Daemon:
         self.loops: dict[str, ExperimentLoop] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.time()
+        self.lag = LoopLag()
 
     async def run(self) -> None:
         """Serve until SIGTERM, SIGINT or a `shutdown` request; running trials are left running."""
@@ -86,10 +90,12 @@ class Daemon:
             for experiment in self.store.experiments():
                 if experiment.host == HOST and experiment.status in ("running", "paused"):
                     await self._resume(experiment)
-            sampler = aio.create_task(self.pool.run(after=self._publish_gpus)) if self.pool.count else None
+            gauges = [aio.create_task(self.lag.run())]
+            if self.pool.count:
+                gauges.append(aio.create_task(self.pool.run(after=self._publish_gpus)))
             await self._shutdown.wait()
-            if sampler is not None:
-                sampler.cancel()
+            for gauge in gauges:
+                gauge.cancel()
             log.info("daemon shutting down; running trials keep running")
             for loop in self.loops.values():
                 loop.detach()
@@ -112,7 +118,8 @@ class Daemon:
             return {"running": True, "pid": os.getpid(), "socket": str(socket_path(self.home)),
                     "started": self._started, "version": __version__, "experiments": sorted(self.loops),
                     "gpus": self.pool.count,
-                    "store_fault": None if self.store.fault is None else self.store.fault.describe()}
+                    "store_fault": None if self.store.fault is None else self.store.fault.describe(),
+                    "loop_lag_ms": self.lag.summary(), "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1)}
         if op == "gpus":
             return {"gpus": self._gpu_report()}
         if op == "submit":
