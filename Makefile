@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python bench/digits_demo.py
 	$(BIN)/python bench/daemon_footprint.py
 	$(BIN)/python bench/gpu_scheduling.py
+	$(BIN)/python bench/reliability.py
 
 # mf-prior-bench pins numpy<2 but runs on numpy 2: installed without its pins
 bench-multifidelity: install
