@@ -147,7 +147,7 @@ class ExperimentLoop:
         stored first, so a host that dies before it is carried out leaves it to the next one."""
         if self._stop_reason is None:
             if reason != DETACHED:
-                self.store.decide_stop(self.experiment.id, reason)
+                self._write(self.store.decide_stop, self.experiment.id, reason)
             self._stop_reason = reason
             self._wake.set()
 
@@ -255,7 +255,8 @@ class ExperimentLoop:
 
     def _write(self, write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         """Store a record now or, while the store takes no writes (locked, disk full, read-only), as soon as it
-        does again, after the records queued before it."""
+        does again, after the records queued before it. A decision (stop, pause, how a trial ends) goes through
+        here before it is acted on: stored first whenever the store works, and never held up when it does not."""
         self._unsaved.append(functools.partial(write, *args, **kwargs))
         self._save_unsaved()
 
@@ -297,7 +298,7 @@ class ExperimentLoop:
         self._note(f"max_duration reached: no new trials; {len(self._running)} running trial(s) may finish")
 
     def _set_paused(self, paused: bool) -> None:
-        self.store.set_experiment_status(self.experiment.id, "paused" if paused else "running")  # stored, then done
+        self._write(self.store.set_experiment_status, self.experiment.id, "paused" if paused else "running")
         self.paused = paused
         if paused:
             self.gpus.withdraw()
@@ -532,7 +533,7 @@ class ExperimentLoop:
     def _decide(self, running: _Running, status: str, reason: str) -> None:
         """Decide how a running trial ends (unless that is decided already): stored first, then acted on."""
         if running.ending is None:
-            self.store.decide_ending(running.trial, status, reason)
+            self._write(self.store.decide_ending, running.trial, status, reason)
             running.ending = (status, reason)
 
     def _finish(self, running: _Running, status: str, code: int | None, reason: str | None) -> None:

@@ -255,3 +255,21 @@ trial.report_final(params['x'])
         lines = text.splitlines()
         assert lines[0].startswith("[automl: ") and "earlier bytes of this log were dropped" in lines[0]
         assert lines[-1] == last
+
+
+def test_a_kill_and_a_stop_while_the_store_is_locked_are_carried_out_and_stored_later(home, tmp_path):
+    write_trial(tmp_path, "for step in range(100):\n    trial.report(step)\n    time.sleep(0.1)\n")
+    config = write_config(tmp_path, max_trials=4, concurrency=2)
+    with running_daemon(home):
+        exp_id = automl("submit", str(config), check=True).stdout.strip()
+        pids = _wait(lambda: _reporting_pids(home, exp_id, 2), timeout=60)
+        with locked_store(home):
+            _wait(_store_fault, timeout=30)
+            automl("kill", exp_id, "1", check=True)
+            automl("stop", exp_id, check=True)
+            _wait(lambda: not any(_alive(pid) for pid in pids), timeout=30)
+            assert _store_fault(), "the fault still holds while the decisions are carried out"
+        ended = _wait(lambda: (lambda v: v if v["status"] != "running" else None)(show(exp_id)), timeout=60)
+    assert ended["status"] == "stopped", ended
+    assert [(t["id"], t["status"], t["error"]) for t in ended["trials"]] == [
+        (1, "killed", "killed by user"), (2, "killed", "stopped by user")]
