@@ -23,15 +23,15 @@ from typing import Any
 import psutil
 
 from . import __version__
-from .client import Client, DaemonNotRunning
-from .config import GpuPolicy, config_from_store, load_config, parse_duration
-from .control_server import ControlServer
+from .config.model import GpuPolicy, config_from_store, load_config, parse_duration
+from .control.client import Client, DaemonNotRunning
+from .control.server import ControlServer
+from .engine.experiment import DETACHED, ExperimentLoop
+from .engine.loop_lag import LoopLag
 from .errors import UserError
-from .experiment import DETACHED, ExperimentLoop
-from .gpu_pool import GpuPool, report
-from .launcher import LocalLauncher
-from .loop_lag import LoopLag
-from .nvml import open_probe
+from .gpu.pool import GpuPool, report
+from .gpu.probe import open_probe
+from .launchers.local import LocalLauncher
 from .paths import last_line, open_append, replace_file, secure_home
 from .store import LOOP_WRITE_WAIT, Experiment, Store, StoreUnavailable
 
@@ -242,7 +242,7 @@ class Daemon:
 
 def serve_foreground(home: Path) -> None:
     """`automl daemon start --foreground`: run the daemon in this process (for service managers)."""
-    from .cli import log_to
+    from .cli.commands import log_to
 
     secure_home(home)
     if not sys.stderr.isatty():  # detached, or under a service manager: the log file is the one place

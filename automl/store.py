@@ -520,7 +520,7 @@ def _create_database_file(home: Path) -> None:
 
 def host_identity() -> tuple[int, float | None]:
     """This process's pid and start time: what tells a live host from a dead one whose pid was reused."""
-    from .launcher import process_start_time
+    from .launchers.local import process_start_time
 
     return os.getpid(), process_start_time(os.getpid())
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cost import totals
+from .engine.cost import totals
 from .errors import UserError
 from .export import ranked
-from .launcher import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE, is_alive
+from .launchers.base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
+from .launchers.local import is_alive
 from .paths import trial_dir
 from .store import USAGE_FIELDS, Experiment, Store, Trial
 

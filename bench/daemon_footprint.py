@@ -15,7 +15,7 @@ import psutil
 import yaml
 from _common import run_cli
 
-from automl.client import Client
+from automl.control.client import Client
 
 REPORTING_TRIAL = (
     "import time\nfrom automl import trial\np = trial.get_params()\n"

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from automl.config import GpuPolicy
-from automl.gpu_pool import GpuPool
-from automl.nvml import SimulatedProbe
+from automl.config.model import GpuPolicy
+from automl.gpu.pool import GpuPool
+from automl.gpu.probe import SimulatedProbe
 
 MEMORY = [24576] * 4 + [49152] * 4
 EXPERIMENTS = [("small", 3000), ("medium", 8000), ("large", 14000)]  # base memory need per trial, MiB

@@ -4,7 +4,7 @@ Problems: mf-prior-bench's synthetic multi-fidelity Hartmann functions (no
 download; the fidelity is the epoch, 1..100) and the digits MLP trained for
 real, one epoch at a time (bench/digits_curve.py, 27 epochs). Each of our
 methods runs through the real experiment loop with simulated trials on a
-virtual clock (`automl.sim_launcher`); Optuna's TPE with its successive-halving
+virtual clock (`automl.launchers.simulated`); Optuna's TPE with its successive-halving
 pruner runs as an ask/tell loop over the same number of workers, one epoch per
 tick. Every run stops once its trials have spent the epoch budget. A
 configuration counts as found once it has been evaluated for all the epochs;
@@ -209,8 +209,8 @@ def _in_time(proposed: Trace, epochs: int) -> Trace:
 
 def _run_automl(task: Problem, method: tuple[str, dict[str, Any] | None], trials: int, epochs: int,
                 seed: int) -> Trace:
-    from automl.config import build_config
-    from automl.sim_launcher import SimulatedLauncher, simulate
+    from automl.config.model import build_config
+    from automl.launchers.simulated import SimulatedLauncher, simulate
     from automl.tuners import create_tuner
 
     tuner_name, stopper = method

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from automl.config import load_config, parse_duration
+from automl.config.model import load_config, parse_duration
 from automl.errors import UserError
 from tests.conftest import automl, write_config, write_trial
 
@@ -173,7 +173,7 @@ def test_a_bad_config_on_a_fresh_machine_creates_no_data_directory(project, home
 
 
 def test_a_stored_config_validates_again_as_the_daemon_resumes_it(project):
-    from automl.config import config_from_store
+    from automl.config.model import config_from_store
 
     config, _ = load_config(write_config(project, search_space=None, search_space_file="space.json"))
     again = config_from_store(config.model_dump(mode="json"))

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from automl import protocol
-from automl.client import Client, DaemonNotRunning, RemoteError
-from automl.control_server import ControlServer, DaemonAlreadyRunning
+from automl.control import protocol
+from automl.control.client import Client, DaemonNotRunning, RemoteError
+from automl.control.server import ControlServer, DaemonAlreadyRunning
 from automl.errors import UserError
 
 T = TypeVar("T")
@@ -255,7 +255,7 @@ def test_handler_errors_become_error_replies(server: ServerThread, socket_path: 
         with pytest.raises(RemoteError) as user:
             client.request("fail_user")
         assert (user.value.code, user.value.message) == ("user_error", "no experiment named 'x'; known: a, b")
-        with caplog.at_level(logging.ERROR, logger="automl.control_server"):
+        with caplog.at_level(logging.ERROR, logger="automl.control.server"):
             with pytest.raises(RemoteError) as internal:
                 client.request("fail_internal")
         assert (internal.value.code, internal.value.message) == ("internal", "internal error: RuntimeError: boom")
@@ -286,7 +286,7 @@ def test_an_event_that_is_not_json_is_logged_and_dropped(server: ServerThread, s
                                                          caplog: pytest.LogCaptureFixture) -> None:
     with Client(socket_path) as client:
         events = client.subscribe()
-        with caplog.at_level(logging.ERROR, logger="automl.control_server"):
+        with caplog.at_level(logging.ERROR, logger="automl.control.server"):
             server.publish(("metric", "e1", {"value": object()}), ("metric", "e1", {"value": float("inf")}))
         assert [e["data"] for e in _take(events, 1)] == [{"value": None}]
     assert "event 'metric' of experiment e1 is not JSON" in caplog.text

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from automl.config import load_config
+from automl.config.model import load_config
 from automl.errors import UserError
 from automl.stoppers import check_stopper, create_stopper
 from automl.tuners import NoMoreTrials, UserCodeError, create_tuner

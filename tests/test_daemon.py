@@ -312,7 +312,7 @@ def test_two_clients_at_once(tmp_path, daemon):
 
 
 def test_subscribers_receive_an_experiments_live_events(tmp_path, daemon):
-    from automl.client import Client
+    from automl.control.client import Client
 
     write_trial(tmp_path, STEPPING_TRIAL)
     exp_id = _submit(write_config(tmp_path, max_trials=2, concurrency=1))
@@ -349,7 +349,7 @@ def test_a_blocked_event_loop_shows_as_lag():
     """A loop blocked for 0.2 s wakes the lag gauge at least 0.15 s late (its 50 ms sleep lies within the block)."""
     import asyncio
 
-    from automl.loop_lag import LoopLag
+    from automl.engine.loop_lag import LoopLag
 
     async def block_once() -> dict:
         lag = LoopLag()

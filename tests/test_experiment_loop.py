@@ -9,9 +9,9 @@ import time
 
 import psutil
 
-from automl.config import GpuPolicy, build_config
-from automl.experiment import ExperimentLoop
-from automl.gpu_pool import GpuPool
+from automl.config.model import GpuPolicy, build_config
+from automl.engine.experiment import ExperimentLoop
+from automl.gpu.pool import GpuPool
 from automl.store import Store
 from automl.tuners.base import NoMoreTrials, Tuner
 from tests.conftest import write_trial

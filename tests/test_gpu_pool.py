@@ -3,9 +3,9 @@ energy split. Runs on a simulated fleet with a hand-driven clock: the scheduler 
 
 import pytest
 
-from automl.config import GpuPolicy
-from automl.gpu_pool import GpuPool, report
-from automl.nvml import SimulatedProbe
+from automl.config.model import GpuPolicy
+from automl.gpu.pool import GpuPool, report
+from automl.gpu.probe import SimulatedProbe
 
 
 class Clock:

@@ -32,7 +32,7 @@ with open(os.path.join(trial.trial_dir(), 'visible.json'), 'w') as f:
 def _gpu_count() -> int:
     if os.environ.get("AUTOML_SIM_GPUS"):
         return 0
-    from automl.nvml import open_probe
+    from automl.gpu.probe import open_probe
 
     probe = open_probe()
     return 0 if probe is None else probe.count()

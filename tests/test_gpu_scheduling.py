@@ -32,7 +32,7 @@ def fleet(tmp_path, home, monkeypatch):
 
 
 def test_trials_avoid_a_gpu_while_someone_else_uses_it_and_cost_is_accounted(tmp_path, fleet):
-    from automl.client import Client
+    from automl.control.client import Client
 
     started = json.loads(automl("daemon", "status", "--json", check=True).stdout)
     assert started["gpus"] == 2

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from automl.config import load_config
+from automl.config.model import load_config
+from automl.config.nni import translate
 from automl.errors import UserError
-from automl.nni_config import translate
 from tests.conftest import automl, show
 
 SPACE = {"x": {"_type": "uniform", "_value": [0, 1]}}

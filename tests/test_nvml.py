@@ -5,7 +5,7 @@ import json
 import pytest
 
 from automl.errors import UserError
-from automl.nvml import SimulatedProbe, open_probe
+from automl.gpu.probe import SimulatedProbe, open_probe
 
 
 class Clock:

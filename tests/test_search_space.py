@@ -2,14 +2,14 @@
 
 import pytest
 
-from automl.errors import UserError
-from automl.search_space import (
+from automl.config.search_space import (
     constant_warnings,
     constants,
     parameter_types,
     validate,
     with_constants_as_choices,
 )
+from automl.errors import UserError
 
 FULL_SPACE = {
     "opt": {"_type": "choice", "_value": [

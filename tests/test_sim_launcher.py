@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from automl.config import build_config
-from automl.sim_launcher import SimulatedLauncher, simulate
+from automl.config.model import build_config
+from automl.launchers.simulated import SimulatedLauncher, simulate
 from automl.tuners import create_tuner
 
 EPOCHS = 27

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from automl.config import CostPolicy
+from automl.config.model import CostPolicy
 from automl.store import Metric, Store
 from tests import tui_sample_store as sample_store
 from tui import format as fmt

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from automl.tuner_worker import TunerWorker
+from automl.engine.tuner_worker import TunerWorker
 
 
 def test_a_call_is_pending_until_the_event_loop_takes_its_answer():

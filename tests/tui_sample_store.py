@@ -8,8 +8,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from automl.config import CostPolicy
-from automl.cost import TrialUsage
+from automl.config.model import CostPolicy
+from automl.engine.cost import TrialUsage
 from automl.store import Metric, Store
 
 NOW = 1_764_000_000.0

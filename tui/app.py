@@ -20,7 +20,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from automl.client import DaemonNotRunning, RemoteError
+from automl.control.client import DaemonNotRunning, RemoteError
 
 from .exporting import write_best
 from .link import DaemonLink, Link

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from automl.client import Client
+from automl.control.client import Client
 
 
 class Link(Protocol):
@@ -26,7 +26,7 @@ class Link(Protocol):
         ...
 
     def request(self, op: str, **args: Any) -> Any:
-        """One request's result; raises `automl.client.RemoteError` on an error reply."""
+        """One request's result; raises `automl.control.client.RemoteError` on an error reply."""
         ...
 
     def close(self) -> None:

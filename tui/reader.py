@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from automl import cost
+from automl.engine import cost
 from automl.export import flatten
 from automl.store import USAGE_FIELDS, Experiment, Store, Trial
 from automl.views import best_trial
@@ -134,7 +134,7 @@ def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:
 
 
 def cost_totals(config: dict[str, Any], trials: list[Trial]) -> dict[str, Any]:
-    """The experiment's resource use summed over its trials (`automl.cost.totals`), and `money`: what it cost
+    """The experiment's resource use summed over its trials (`automl.engine.cost.totals`), and `money`: what it cost
     when the experiment has prices (a cost above zero, or a price in its `cost:` config), else None, and the
     dashboard shows GPU-hours instead."""
     prices = config.get("cost") or {}

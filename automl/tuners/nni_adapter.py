@@ -23,8 +23,8 @@ from nni.algorithms.hpo.gridsearch_tuner import GridSearchTuner
 from nni.algorithms.hpo.random_tuner import RandomTuner
 from nni.algorithms.hpo.tpe_tuner import TpeArguments
 
+from automl.config.search_space import is_nested_choice, with_constants_as_choices
 from automl.errors import UserError
-from automl.search_space import is_nested_choice, with_constants_as_choices
 from automl.tuners.base import Mode, NoMoreTrials, Tuner
 from automl.tuners.nni_patches import to_plain
 

@@ -17,7 +17,7 @@ from nni.algorithms.hpo import batch_tuner, evolution_tuner, pbt_tuner, tpe_tune
 from nni.runtime.log import silence_stdout
 from nni.utils import OptimizeMode, extract_scalar_reward
 
-from automl.search_space import is_nested_choice
+from automl.config.search_space import is_nested_choice
 
 ImportData = list[dict[str, Any]]
 """NNI's import_data format: one {"parameter": params, "value": result} per finished trial."""

@@ -20,9 +20,9 @@ from typing import Any
 import psutil
 import pytest
 
-from automl import protocol
-from automl.client import Client, RemoteError
-from automl.control_server import ACCEPT_BACKLOG, MAX_CLIENTS, ControlServer
+from automl.control import protocol
+from automl.control.client import Client, RemoteError
+from automl.control.server import ACCEPT_BACKLOG, MAX_CLIENTS, ControlServer
 from tests.conftest import automl, show, write_config, write_trial
 from tests.test_daemon import STEPPING_TRIAL, _kill_trials, _pid, _submit, _wait_status
 

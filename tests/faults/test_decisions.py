@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from automl.launcher import find_trial_process
+from automl.launchers.local import find_trial_process
 from automl.store import Store
 from tests.conftest import automl, show, write_config, write_trial
 from tests.test_daemon import _kill_trials, _pid, _submit, _wait, _wait_status, daemon  # noqa: F401
@@ -176,7 +176,7 @@ def test_an_orphaned_run_is_stopped_without_a_daemon(tmp_path, home):
 
 
 def test_unknown_arguments_and_empty_experiment_names_are_user_errors(tmp_path, home, daemon):  # noqa: F811
-    from automl.client import Client, RemoteError
+    from automl.control.client import Client, RemoteError
 
     write_trial(tmp_path, STUBBORN_TRIAL)
     exp_id = _submit(write_config(tmp_path, search_space=_space(0.1, 2), max_trials=1))

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Log, Static
 
-from automl.launcher import NNI_LOG_FILE, STDERR_FILE, STDOUT_FILE
+from automl.launchers.base import NNI_LOG_FILE, STDERR_FILE, STDOUT_FILE
 
 from .. import format as fmt
 from ..braille import Series

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from .paths import home
+from ..paths import home
 
 LOCAL_SAMPLES = 3  # without a daemon, load is averaged over this many samples...
 LOCAL_EVERY = 0.25  # ...this many seconds apart
@@ -50,8 +50,8 @@ def _cmd_gpus(args: argparse.Namespace) -> int:
 
 
 def _from_daemon() -> tuple[list[dict[str, Any]] | None, str]:
-    from .client import Client, DaemonNotRunning
-    from .daemon import socket_path
+    from ..control.client import Client, DaemonNotRunning
+    from ..daemon import socket_path
 
     try:
         with Client(socket_path(home())) as client:
@@ -61,9 +61,9 @@ def _from_daemon() -> tuple[list[dict[str, Any]] | None, str]:
 
 
 def _measure_here() -> list[dict[str, Any]]:
-    from .config import GpuPolicy
-    from .gpu_pool import GpuPool, report
-    from .nvml import open_probe
+    from ..config.model import GpuPolicy
+    from ..gpu.pool import GpuPool, report
+    from ..gpu.probe import open_probe
 
     pool = GpuPool(open_probe())
     if not pool.count:

@@ -21,29 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.model import ExperimentConfig
+from ..errors import UserError
+from ..gpu.pool import GpuSlots, Placement
+from ..launchers.base import METRICS_FILE, Launcher, TrialSpec
+from ..launchers.local import LocalLauncher, describe_exit, find_trial_process, recorded_exit, stderr_tail
+from ..paths import set_aside, trial_dir
+from ..stoppers.base import Stopper
+from ..store import USAGE_FIELDS, Experiment, Store, StoreUnavailable, Trial
+from ..trial import BARE_PARAMETER_ENV
+from ..tuners.base import NoMoreTrials
 from . import metrics_file
-from .config import ExperimentConfig
 from .cost import TrialUsage
-from .errors import UserError
-from .gpu_pool import GpuSlots, Placement
-from .launcher import (
-    METRICS_FILE,
-    Launcher,
-    LocalLauncher,
-    TrialSpec,
-    describe_exit,
-    find_trial_process,
-    recorded_exit,
-    stderr_tail,
-)
-from .paths import set_aside, trial_dir
 from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
-from .stoppers.base import Stopper
-from .store import USAGE_FIELDS, Experiment, Store, StoreUnavailable, Trial
-from .trial import BARE_PARAMETER_ENV
 from .trial_logs import cap_logs, oversized_logs
 from .tuner_worker import TunerWorker
-from .tuners.base import NoMoreTrials
 
 log = logging.getLogger("automl")
 
@@ -787,7 +779,7 @@ class ExperimentLoop:
 def _stopper(config: ExperimentConfig) -> Stopper | None:
     if config.stopper is None:
         return None
-    from .stoppers import create_stopper
+    from ..stoppers import create_stopper
 
     return create_stopper(config.stopper.name, config.stopper.args, config.objective.mode,
                           class_name=config.stopper.class_name, code_directory=config.stopper.code_directory)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def add_command(sub: Any) -> None:
@@ -22,7 +22,7 @@ def add_command(sub: Any) -> None:
 def _cmd_convert(args: argparse.Namespace) -> int:
     import yaml
 
-    from .config import _looks_like_nni, _read_mapping
+    from ..config.model import _looks_like_nni, _read_mapping
 
     path = Path(args.config)
     raw = _read_mapping(path)
@@ -39,7 +39,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _to_nni(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, list[str]]:
     """The v2 form of a v1 file (a v2 file as it is), with a header comment; refused if automl cannot run it."""
-    from .nni_config import is_v1, translate, v1_to_v2
+    from ..config.nni import is_v1, translate, v1_to_v2
 
     if not is_v1(raw):
         translate(raw, str(path))
@@ -53,8 +53,8 @@ def _to_nni(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, list[
 
 def _to_automl(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, list[str]]:
     """Our config for an NNI file, checked as `automl run` would check it (a bad file is a UserError)."""
-    from .config import ExperimentConfig, build_config
-    from .nni_config import translate
+    from ..config.model import ExperimentConfig, build_config
+    from ..config.nni import translate
 
     translated, warnings = translate(raw, str(path))
     translated.setdefault("name", path.stem)

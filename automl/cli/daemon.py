@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import DaemonError, UserError
-from .paths import home
+from ..errors import DaemonError, UserError
+from ..paths import home
 
 
 def add_commands(sub: Any) -> None:
@@ -63,14 +63,14 @@ def add_commands(sub: Any) -> None:
 
 
 def _client() -> Any:
-    from .client import Client
-    from .daemon import socket_path
+    from ..control.client import Client
+    from ..daemon import socket_path
 
     return Client(socket_path(home()))
 
 
 def _request(op: str, **args: Any) -> Any:
-    from .client import DaemonNotRunning, RemoteError
+    from ..control.client import DaemonNotRunning, RemoteError
 
     try:
         with _client() as client:
@@ -98,7 +98,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 def _ensure_daemon() -> None:
     """Start the daemon unless it runs."""
-    from .daemon import daemon_pid, start_detached
+    from ..daemon import daemon_pid, start_detached
 
     if daemon_pid(home()) is None:
         pid = start_detached(home())
@@ -107,8 +107,8 @@ def _ensure_daemon() -> None:
 
 def _orphan(ref: str) -> Any:
     """The experiment `ref` if its foreground `automl run` is gone, else None (the daemon answers for it)."""
-    from .store import Store
-    from .views import is_orphaned
+    from ..store import Store
+    from ..views import is_orphaned
 
     store = Store.open_for_reading(home())
     if store is None:
@@ -123,7 +123,7 @@ def _orphan(ref: str) -> Any:
 def _cmd_control(args: argparse.Namespace) -> int:
     if args.op in ("stop", "resume") and (orphan := _orphan(args.experiment)) is not None:
         if args.op == "stop":
-            from .cli import stop_orphan
+            from .commands import stop_orphan
 
             return stop_orphan(orphan)
         _ensure_daemon()
@@ -143,8 +143,9 @@ def _cmd_control(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
-    from .launcher import STDERR_FILE, printed_output
-    from .store import Store
+    from ..launchers.base import STDERR_FILE
+    from ..launchers.local import printed_output
+    from ..store import Store
 
     store = Store.open_for_reading(home())
     if store is None:
@@ -167,7 +168,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _cmd_daemon_start(args: argparse.Namespace) -> int:
-    from .daemon import serve_foreground, start_detached
+    from ..daemon import serve_foreground, start_detached
 
     if args.foreground:
         serve_foreground(home())
@@ -178,7 +179,7 @@ def _cmd_daemon_start(args: argparse.Namespace) -> int:
 
 
 def _cmd_daemon_stop(args: argparse.Namespace) -> int:
-    from .daemon import stop
+    from ..daemon import stop
 
     pid = stop(home())
     print("the daemon is not running" if pid is None else f"daemon {pid} stopped")
@@ -186,7 +187,7 @@ def _cmd_daemon_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_daemon_restart(args: argparse.Namespace) -> int:
-    from .daemon import start_detached, stop
+    from ..daemon import start_detached, stop
 
     stop(home())
     print(f"daemon started (pid {start_detached(home())})")
@@ -194,8 +195,8 @@ def _cmd_daemon_restart(args: argparse.Namespace) -> int:
 
 
 def _cmd_daemon_status(args: argparse.Namespace) -> int:
-    from .client import DaemonNotRunning
-    from .daemon import socket_path
+    from ..control.client import DaemonNotRunning
+    from ..daemon import socket_path
 
     try:
         with _client() as client:
@@ -221,7 +222,7 @@ def _cmd_daemon_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_daemon_install(args: argparse.Namespace) -> int:
-    from .daemon import systemd_unit
+    from ..daemon import systemd_unit
 
     folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "systemd" / "user"
     folder.mkdir(parents=True, exist_ok=True)

@@ -21,12 +21,12 @@ from typing import Any
 
 from tui.cli import add_command as add_tui_command
 
-from . import __version__
-from .cli_convert import add_command as add_convert_command
-from .cli_daemon import add_commands as add_daemon_commands
-from .cli_gpus import add_command as add_gpus_command
-from .errors import DaemonError, UserError
-from .paths import home, open_append, private_folders, secure_home, write_atomically
+from .. import __version__
+from ..errors import DaemonError, UserError
+from ..paths import home, open_append, private_folders, secure_home, write_atomically
+from .convert import add_command as add_convert_command
+from .daemon import add_commands as add_daemon_commands
+from .gpus import add_command as add_gpus_command
 
 log = logging.getLogger("automl")
 
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"automl: error: {e}", file=sys.stderr)
         return e.exit_code
     except sqlite3.DatabaseError as e:
-        from .store import DB_NAME, damaged_message
+        from ..store import DB_NAME, damaged_message
 
         print(f"automl: error: {damaged_message(home() / DB_NAME, e)}", file=sys.stderr)
         return 1
@@ -96,9 +96,9 @@ def _positive_int(text: str) -> int:
 # run
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .store import LOOP_WRITE_WAIT, Store
-    from .tuners import tuner_for
+    from ..config.model import load_config
+    from ..store import LOOP_WRITE_WAIT, Store
+    from ..tuners import tuner_for
 
     config, warnings = load_config(args.config)
     for warning in warnings:
@@ -131,9 +131,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def stop_orphan(experiment: Any) -> int:
     """`automl stop` of an experiment whose `automl run` is gone: host it here just long enough to end its
     leftover trials (SIGTERM, then SIGKILL after the grace period) and record it stopped."""
-    from .config import config_from_store
-    from .store import Store
-    from .tuners import tuner_for
+    from ..config.model import config_from_store
+    from ..store import Store
+    from ..tuners import tuner_for
 
     store = Store(home())
     try:
@@ -151,9 +151,9 @@ def stop_orphan(experiment: Any) -> int:
 
 
 async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tuple[str, bool, Any]:
-    from .experiment import ExperimentLoop
-    from .gpu_pool import GpuPool
-    from .nvml import open_probe
+    from ..engine.experiment import ExperimentLoop
+    from ..gpu.pool import GpuPool
+    from ..gpu.probe import open_probe
     from .progress import Progress
 
     pool = GpuPool(open_probe() if config.resources.gpus > 0 else None)
@@ -210,13 +210,13 @@ def _log_warnings_to_stderr() -> None:
 # reading the store
 
 def _open_store() -> Any:
-    from .store import Store
+    from ..store import Store
 
     return Store.open_for_reading(home())
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from .views import experiment_summary
+    from ..views import experiment_summary
 
     store = _open_store()
     rows = [] if store is None else [experiment_summary(e, store.trials(e.id)) for e in store.experiments()]
@@ -243,7 +243,7 @@ def _find(ref: str) -> tuple[Any, Any]:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .views import experiment_view
+    from ..views import experiment_view
 
     store, experiment = _find(args.experiment)
     if args.trial is not None:
@@ -284,7 +284,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _show_trial(store: Any, experiment: Any, trial_id: int, as_json: bool) -> int:
-    from .views import trial_detail_view
+    from ..views import trial_detail_view
 
     view = trial_detail_view(store, experiment, trial_id)
     if as_json:
@@ -333,7 +333,7 @@ def _figure(value: float | None, fmt: str, unit: str = "", width: int = 7) -> st
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import ranked, render_best, render_many
+    from ..export import ranked, render_best, render_many
 
     fmt = args.format or _format_from_suffix(args.output)
     store, experiment = _find(args.experiment)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .store import Metric
+from ..store import Metric
 
 MAX_LINE = 2**20  # bytes: the longest metrics line read; a longer one fails its trial
 _CHUNK = MAX_LINE + 1  # bytes read per look: a whole line of MAX_LINE bytes and its newline

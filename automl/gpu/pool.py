@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import GpuPolicy
-from .gpu_monitor import WINDOW_S, GpuMonitor, GpuState, TrialRef
-from .nvml import Probe
+from ..config.model import GpuPolicy
+from .monitor import WINDOW_S, GpuMonitor, GpuState, TrialRef
+from .probe import Probe
 
 log = logging.getLogger("automl")
 MEMORY_MARGIN = 0.1  # the estimate is the largest peak seen plus this fraction

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from typing import Any, TextIO
 
-from .experiment import ExperimentLoop
+from ..engine.experiment import ExperimentLoop
 
 
 class Progress:

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ExperimentConfig, GpuPolicy
-from .experiment import ExperimentLoop, Listener
-from .gpu_pool import GpuPool
-from .launcher import EXIT_FILE, METRICS_FILE, PARAMS_FILE, STDERR_FILE, TrialSpec
-from .store import Store
-from .virtual_clock import VirtualClockLoop
+from ..config.model import ExperimentConfig, GpuPolicy
+from ..engine.experiment import ExperimentLoop, Listener
+from ..engine.virtual_clock import VirtualClockLoop
+from ..gpu.pool import GpuPool
+from ..store import Store
+from ..trial_exit import EXIT_FILE
+from .base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, TrialSpec
 
 Curve = Callable[[dict[str, Any], int], float]
 """A trial's value at an epoch (1-based) for its parameters."""

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .nvml import GpuProcess, GpuSnapshot, Probe
+from .probe import GpuProcess, GpuSnapshot, Probe
 
 TrialRef = tuple[str, int]  # (experiment id, trial id)
 WINDOW_S = 10.0  # utilization is averaged over this many seconds

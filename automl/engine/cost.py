@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .config import CostPolicy
+from ..config.model import CostPolicy
 
 JOULES_PER_KWH = 3.6e6
 

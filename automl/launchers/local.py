@@ -9,24 +9,18 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import psutil
 
-from . import trial_exit
-from .paths import check_own_file, create_file, last_line, new_trial_folder, open_new, private_folders, replace_file
-from .process_usage import CPU_TIMES_FILE
-from .trial import METRICS_ENV, PARAMS_ENV
-from .trial_exit import EXIT_FILE
+from .. import trial_exit
+from ..engine.process_usage import CPU_TIMES_FILE
+from ..paths import check_own_file, create_file, last_line, new_trial_folder, open_new, private_folders, replace_file
+from ..trial import METRICS_ENV, PARAMS_ENV
+from ..trial_exit import EXIT_FILE
+from .base import METRICS_FILE, NNI_LOG_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TrialSpec
 
 NNI_CHANNEL = "import://automl.nni_channel.TrialChannel"
-PARAMS_FILE = "params.json"
-METRICS_FILE = "metrics.jsonl"
-STDOUT_FILE = "stdout.log"
-STDERR_FILE = "stderr.log"
-NNI_LOG_FILE = "trial.log"  # where `import nni` sends a trial's print() and logging under NNI_PLATFORM=local
 TRIAL_LIB = "trial_lib"
 TRIAL_LIB_MODULES = ("trial.py", "nni_channel.py")
 ENDED_POLL = 0.05  # seconds between looks at a terminated tree
@@ -51,48 +45,6 @@ _RECORD_EXIT = (
     f'echo "$code" > "$0/{EXIT_FILE}.tmp" && mv "$0/{EXIT_FILE}.tmp" "$0/{EXIT_FILE}"; '
     'if [ "$code" -gt 128 ]; then trap - TERM INT; kill -$((code - 128)) $$; fi; exit "$code"'
 )
-
-
-@dataclass
-class TrialSpec:
-    """Everything needed to start one trial process."""
-
-    experiment_id: str
-    trial_id: int
-    argv: list[str]
-    working_dir: Path
-    trial_dir: Path
-    params: dict[str, Any]
-    cpus: int
-    gpus: list[int]
-    env: dict[str, str]
-
-
-class TrialProcess(Protocol):
-    """A started trial: its process id, and its exit status once it ends."""
-
-    @property
-    def pid(self) -> int: ...
-
-    async def wait(self) -> int: ...
-
-
-class Launcher(Protocol):
-    """What the experiment loop needs of a launcher: start a trial's process, and end, date or look up one."""
-
-    async def start(self, spec: TrialSpec) -> TrialProcess: ...
-
-    async def terminate(self, pid: int, grace: float) -> None: ...
-
-    def kill(self, pid: int) -> None: ...
-
-    def start_time(self, pid: int) -> float | None: ...
-
-    def alive(self, pid: int, created: float | None) -> bool: ...
-
-    async def end_leftovers(self, experiment_id: str, trial_id: int, grace: float) -> list[int]: ...
-
-    def kill_leftovers(self, experiment_id: str, trial_id: int) -> list[int]: ...
 
 
 def trial_env(spec: TrialSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -136,7 +88,7 @@ def trial_library(experiment_dir: Path) -> Path:
         return library
     package = private_folders(library / "automl")
     for name in TRIAL_LIB_MODULES:
-        source = (Path(__file__).parent / name).read_bytes()
+        source = (Path(__file__).parents[1] / name).read_bytes()
         target = package / name
         if not check_own_file(target) or target.read_bytes() != source:
             replace_file(target, source)

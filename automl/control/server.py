@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import DaemonError, UserError
 from . import protocol
-from .errors import DaemonError, UserError
 
 log = logging.getLogger(__name__)
 

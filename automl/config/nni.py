@@ -7,8 +7,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UserError
-from .tuners import canonical_tuner_name
+from ..errors import UserError
+from ..tuners import canonical_tuner_name
 
 # NNI fields that change nothing about how trials run here: accepted, with a warning saying so.
 _IGNORED = {

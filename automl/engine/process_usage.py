@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from .trial_exit import USAGE_FILE
+from ..trial_exit import USAGE_FILE
 
 CPU_TIMES_FILE = "cpu_times"
 _TIME = re.compile(r"(\d+)m([\d.]+)s")

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from . import protocol
-from .errors import UserError
 
 CONNECT_PATIENCE = 10.0  # seconds a client without a timeout waits for room in a full listen backlog
 _CREDS = struct.Struct("3i")

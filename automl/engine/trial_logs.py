@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from .launcher import NNI_LOG_FILE, STDERR_FILE, STDOUT_FILE
+from ..launchers.base import NNI_LOG_FILE, STDERR_FILE, STDOUT_FILE
 
 LOG_FILES = (STDOUT_FILE, STDERR_FILE, NNI_LOG_FILE)
 CHUNK = 1 << 20  # bytes moved at a time

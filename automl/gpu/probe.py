@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from .errors import UserError
+from ..errors import UserError
 
 SIM_ENV = "AUTOML_SIM_GPUS"
 _SIM_PID_BASE = 4_000_000  # above Linux's pid_max, so a simulated pid never names a real process

@@ -13,7 +13,7 @@ import sys
 from numbers import Real
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 # _type -> (number of values, what they mean)
 ARITY: dict[str, tuple[int, str]] = {

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..errors import UserError
+from ..tuners import canonical_tuner_name
 from . import search_space
-from .errors import UserError
-from .tuners import canonical_tuner_name
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -110,7 +110,7 @@ class StopperSpec(_Model):
 
     @model_validator(mode="after")
     def _known_name(self) -> StopperSpec:
-        from .stoppers import canonical_stopper_name
+        from ..stoppers import canonical_stopper_name
 
         if _custom_class(self, "early-stopping strategy"):
             return self
@@ -243,7 +243,7 @@ def load_config(path: str | os.PathLike[str],
     raw = _read_mapping(path)
     warnings: list[str] = []
     if _looks_like_nni(raw):
-        from .nni_config import translate
+        from .nni import translate
 
         raw, warnings = translate(raw, str(path))
     raw.setdefault("name", path.stem)
@@ -277,7 +277,7 @@ def build_config(raw: dict[str, Any], base_dir: Path, source: str,
                                 "does not exist")
     _check_fixed_params(config, source)
     if config.stopper is not None:
-        from .stoppers import check_stopper
+        from ..stoppers import check_stopper
 
         try:
             check_stopper(config.stopper.name, config.stopper.args, config.objective.mode,

@@ -1,0 +1,1 @@
+"""The experiment config: its model and checks, NNI's config format translated, and search spaces."""

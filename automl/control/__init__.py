@@ -1,0 +1,1 @@
+"""The control socket: message shapes, the owner-only server, and the client."""
