@@ -42,9 +42,13 @@ PID_FILE = "daemon.pid"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
 ARGUMENTS = {  # each op's arguments; any other is a user error
-    "ping": (), "status": (), "gpus": (), "shutdown": (),
+    "ping": (),
+    "status": (),
+    "gpus": (),
+    "shutdown": (),
     "submit": ("config", "environment"),
-    "pause": ("experiment",), "stop": ("experiment",),
+    "pause": ("experiment",),
+    "stop": ("experiment",),
     "resume": ("experiment", "environment"),
     "kill": ("experiment", "trial"),
     "update": ("experiment", "concurrency", "max_trials", "max_duration"),
@@ -79,7 +83,8 @@ class Daemon:
         self.pool = GpuPool(open_probe())
         self.server = ControlServer(socket_path(self.home), self.handle, OPS)
         self.store.on_fault = lambda fault: self.server.publish(
-            "store_fault", None, {"fault": None if fault is None else fault.describe()})
+            "store_fault", None, {"fault": None if fault is None else fault.describe()}
+        )
         try:
             await self.server.start()
             replace_file(self.home / PID_FILE, f"{os.getpid()}\n".encode())
@@ -115,19 +120,28 @@ class Daemon:
         if op == "ping":
             return {"version": __version__}
         if op == "status":
-            return {"running": True, "pid": os.getpid(), "socket": str(socket_path(self.home)),
-                    "started": self._started, "version": __version__, "experiments": sorted(self.loops),
-                    "gpus": self.pool.count,
-                    "store_fault": None if self.store.fault is None else self.store.fault.describe(),
-                    "loop_lag_ms": self.lag.summary(), "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1)}
+            return {
+                "running": True,
+                "pid": os.getpid(),
+                "socket": str(socket_path(self.home)),
+                "started": self._started,
+                "version": __version__,
+                "experiments": sorted(self.loops),
+                "gpus": self.pool.count,
+                "store_fault": None if self.store.fault is None else self.store.fault.describe(),
+                "loop_lag_ms": self.lag.summary(),
+                "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
+            }
         if op == "gpus":
             return {"gpus": self._gpu_report()}
         if op == "submit":
             try:
                 return await self._submit(_arg(args, "config", str), _environment(args))
             except StoreUnavailable as e:
-                raise UserError(f"the store takes no writes now ({e}); submit again once it does "
-                                "(`automl daemon status` shows the fault)") from None
+                raise UserError(
+                    f"the store takes no writes now ({e}); submit again once it does "
+                    "(`automl daemon status` shows the fault)"
+                ) from None
         if op == "shutdown":
             self._shutdown.set()
             return {"stopping": True}
@@ -173,8 +187,9 @@ class Daemon:
         tuner = await asyncio.to_thread(tuner_for, config)
         if self._shutdown.is_set():
             raise UserError("the daemon is shutting down; submit again once it has restarted")
-        exp_id = self.store.create_experiment(config.name, config.model_dump(mode="json"), str(Path(path).resolve()),
-                                              host=HOST, environment=environment)
+        exp_id = self.store.create_experiment(
+            config.name, config.model_dump(mode="json"), str(Path(path).resolve()), host=HOST, environment=environment
+        )
         tuner.use_folder(self.store.home / "experiments" / exp_id)
         self._host(self.store.find_experiment(exp_id), config, tuner)
         log.info("experiment %s (%s) submitted from %s", exp_id, config.name, path)
@@ -210,15 +225,20 @@ class Daemon:
             raise UserError(f"experiment {experiment.id} was taken up by another process meanwhile")
         if experiment.status == "paused":
             self.store.set_experiment_status(experiment.id, "running")
-        log.info("experiment %s (%s) adopted: its automl run (pid %s) is gone", experiment.id, experiment.name,
-                 experiment.host_pid)
+        log.info(
+            "experiment %s (%s) adopted: its automl run (pid %s) is gone",
+            experiment.id,
+            experiment.name,
+            experiment.host_pid,
+        )
         await self._resume(self.store.find_experiment(experiment.id))
         return {"experiment": experiment.id, "adopted": True}
 
     def _host(self, experiment: Experiment, config: Any, tuner: Any) -> None:
         slots = self.pool.slots(experiment.id, config.gpu, config.resources.gpus)
-        loop = ExperimentLoop(self.store, experiment, config, tuner, slots,
-                              launcher=LocalLauncher(experiment.environment))
+        loop = ExperimentLoop(
+            self.store, experiment, config, tuner, slots, launcher=LocalLauncher(experiment.environment)
+        )
         loop.listeners.append(lambda event, data: self.server.publish(event, experiment.id, data))
         self.loops[experiment.id] = loop
         task = asyncio.get_running_loop().create_task(self._drive(loop))
@@ -235,8 +255,10 @@ class Daemon:
         experiment = self.store.find_experiment(ref)
         loop = self.loops.get(experiment.id)
         if loop is None:
-            raise UserError(f"experiment {experiment.id} ({experiment.name}) is not running in the daemon "
-                            f"(status: {experiment.status})")
+            raise UserError(
+                f"experiment {experiment.id} ({experiment.name}) is not running in the daemon "
+                f"(status: {experiment.status})"
+            )
         return loop
 
 
@@ -260,9 +282,15 @@ def start_detached(home: Path, timeout: float = 30.0) -> int:
     secure_home(home)
     _check_store(home)
     with open(open_append(home / LOG_FILE), "ab") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "automl", "daemon", "start", "--foreground"],
-                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, cwd="/",
-                                start_new_session=True, env={**os.environ, "AUTOML_HOME": str(home)})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "automl", "daemon", "start", "--foreground"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            cwd="/",
+            start_new_session=True,
+            env={**os.environ, "AUTOML_HOME": str(home)},
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -53,8 +53,10 @@ def render_many(trials: list[Trial], fmt: str, with_status: bool = False) -> str
         return _csv(trials, with_status)
     if fmt == "args":
         return "".join(as_args(t.params) + "\n" for t in trials)
-    records = [{"trial": t.id, **({"status": t.status} if with_status else {}), "value": t.value,
-                "params": t.params} for t in trials]
+    records = [
+        {"trial": t.id, **({"status": t.status} if with_status else {}), "value": t.value, "params": t.params}
+        for t in trials
+    ]
     if fmt == "json":
         return json.dumps(records, indent=2) + "\n"
     return yaml.safe_dump(records, sort_keys=False)
@@ -76,8 +78,9 @@ def _csv(trials: list[Trial], with_status: bool = False) -> str:
     writer.writerow(["trial", *(["status"] if with_status else []), "value", *columns])
     for trial, row in zip(trials, rows, strict=True):
         value = "" if trial.value is None else repr(trial.value)
-        writer.writerow([trial.id, *([trial.status] if with_status else []), value,
-                         *(_cell(row.get(c)) for c in columns)])
+        writer.writerow(
+            [trial.id, *([trial.status] if with_status else []), value, *(_cell(row.get(c)) for c in columns)]
+        )
     return out.getvalue()
 
 

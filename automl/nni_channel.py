@@ -33,8 +33,14 @@ class TrialChannel(TrialCommandChannel):
             return ParameterRecord(parameter_id=int(trial.trial_id() or 0), parameters=params[bare])
         return ParameterRecord(parameter_id=int(trial.trial_id() or 0), parameters=params)
 
-    def send_metric(self, type: str, parameter_id: int | None, trial_job_id: str, sequence: int,  # noqa: A002
-                    value: Any) -> None:
+    def send_metric(
+        self,
+        type: str,
+        parameter_id: int | None,
+        trial_job_id: str,
+        sequence: int,  # noqa: A002
+        value: Any,
+    ) -> None:
         """Append NNI's PERIODICAL (step = sequence + 1) or FINAL metric to the metrics file."""
         if type == "FINAL":
             trial._emit("final", None, value)

@@ -64,8 +64,11 @@ def new_trial_folder(folder: Path) -> Path:
     try:
         os.mkdir(folder, 0o700)
     except FileExistsError:
-        raise TrialFolderExists(errno.EEXIST, f"its folder {folder} already exists (a trial ran under this id "
-                                "before, perhaps the store lost its last writes); it is never reused") from None
+        raise TrialFolderExists(
+            errno.EEXIST,
+            f"its folder {folder} already exists (a trial ran under this id "
+            "before, perhaps the store lost its last writes); it is never reused",
+        ) from None
     return folder
 
 
@@ -85,8 +88,7 @@ def open_append(path: Path) -> int:
     """A descriptor appending to a regular file of ours at `path`, created 0600 if missing; a link, another
     kind of file or one of another user's is a UserError."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise UserError(f"cannot write {path}: {_why(path, e)}") from None
     try:
@@ -175,12 +177,16 @@ def _check_private(folder: Path, info: os.stat_result) -> None:
         raise UserError(f"{folder} is not a folder; move it away or set AUTOML_HOME to a folder of your own")
     uid = os.geteuid()
     if info.st_uid != uid:
-        raise UserError(f"{folder} belongs to {_user(info.st_uid)}, not to you ({_user(uid)}): another user could "
-                        "change what automl writes there; set AUTOML_HOME to a folder of your own")
+        raise UserError(
+            f"{folder} belongs to {_user(info.st_uid)}, not to you ({_user(uid)}): another user could "
+            "change what automl writes there; set AUTOML_HOME to a folder of your own"
+        )
     mode = stat.S_IMODE(info.st_mode)
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise UserError(f"{folder} is writable by other users (mode {mode:04o}), so they could make automl write "
-                        f"elsewhere; make it yours alone: chmod 700 {folder}")
+        raise UserError(
+            f"{folder} is writable by other users (mode {mode:04o}), so they could make automl write "
+            f"elsewhere; make it yours alone: chmod 700 {folder}"
+        )
 
 
 def _check_own_file(path: Path, info: os.stat_result) -> None:

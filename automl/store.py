@@ -160,8 +160,12 @@ class StoreFault:
 
     def describe(self) -> dict[str, Any]:
         """The fault as the daemon's `status` reports it."""
-        return {"error": self.error, "since": self.since, "failures": self.failures,
-                "retry_in": round(max(0.0, self.retry_at - time.monotonic()), 3)}
+        return {
+            "error": self.error,
+            "since": self.since,
+            "failures": self.failures,
+            "retry_in": round(max(0.0, self.retry_at - time.monotonic()), 3),
+        }
 
 
 @dataclass
@@ -179,8 +183,15 @@ class Metric:
 class Store:
     """Access to one data directory's database."""
 
-    def __init__(self, home: Path, readonly: bool = False, *, durable: bool = True,
-                 clock: Callable[[], float] = time.time, write_wait: float = OPEN_WAIT):
+    def __init__(
+        self,
+        home: Path,
+        readonly: bool = False,
+        *,
+        durable: bool = True,
+        clock: Callable[[], float] = time.time,
+        write_wait: float = OPEN_WAIT,
+    ):
         """`durable=False` skips the fsync per commit (simulations, where a crash loses nothing of value);
         `clock` stamps every record (a simulation's virtual clock); `write_wait` is how long a write waits for
         another writer's lock before it fails as StoreUnavailable."""
@@ -228,8 +239,10 @@ class Store:
             opening()
         except (StoreUnavailable, sqlite3.OperationalError) as e:
             self.conn.close()
-            raise StoreUnavailable(f"cannot open the store {self.path}: {e.__cause__ or e}; free disk space, or end "
-                                   f"the process that holds it, and try again") from None
+            raise StoreUnavailable(
+                f"cannot open the store {self.path}: {e.__cause__ or e}; free disk space, or end "
+                f"the process that holds it, and try again"
+            ) from None
         except sqlite3.DatabaseError as e:
             self.conn.close()
             raise UserError(damaged_message(self.path, e)) from None
@@ -246,8 +259,14 @@ class Store:
 
     # experiments
 
-    def create_experiment(self, name: str, config: dict[str, Any], config_path: str | None,
-                          host: str = "foreground", environment: dict[str, str] | None = None) -> str:
+    def create_experiment(
+        self,
+        name: str,
+        config: dict[str, Any],
+        config_path: str | None,
+        host: str = "foreground",
+        environment: dict[str, str] | None = None,
+    ) -> str:
         """Insert a running experiment hosted by this process and return its new id; `host` says who runs it
         (foreground or daemon), `environment` what its trials run with (None: the host's own)."""
         pid, started = host_identity()
@@ -259,16 +278,28 @@ class Store:
             self.conn.execute(
                 "INSERT INTO experiments (id, name, status, config, config_path, host, created, environment, "
                 "host_pid, host_started) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (exp_id, name, "running", json.dumps(config), config_path, host, self.clock(),
-                 None if environment is None else json.dumps(environment), pid, started))
+                (
+                    exp_id,
+                    name,
+                    "running",
+                    json.dumps(config),
+                    config_path,
+                    host,
+                    self.clock(),
+                    None if environment is None else json.dumps(environment),
+                    pid,
+                    started,
+                ),
+            )
         return exp_id
 
     def set_experiment_status(self, exp_id: str, status: str, error: str | None = None) -> None:
         """Record the experiment's status; a final one also records when it ended."""
         ended = self.clock() if status in ("done", "stopped", "failed") else None
         with self._tx():
-            self.conn.execute("UPDATE experiments SET status=?, ended=?, error=? WHERE id=?",
-                              (status, ended, error, exp_id))
+            self.conn.execute(
+                "UPDATE experiments SET status=?, ended=?, error=? WHERE id=?", (status, ended, error, exp_id)
+            )
 
     def set_experiment_note(self, exp_id: str, note: str | None) -> None:
         """Record why the experiment ended, or will end without using its whole budget."""
@@ -281,8 +312,7 @@ class Store:
         with self._tx():
             self.conn.execute("UPDATE experiments SET stop_reason=? WHERE id=?", (reason, exp_id))
 
-    def claim_experiment(self, experiment: Experiment, host: str,
-                         environment: dict[str, str] | None = None) -> bool:
+    def claim_experiment(self, experiment: Experiment, host: str, environment: dict[str, str] | None = None) -> bool:
         """Make this process the host of an experiment whose host is gone, unless another process claimed it
         since `experiment` was read; whether it did."""
         pid, started = host_identity()
@@ -290,8 +320,17 @@ class Store:
             claimed = self.conn.execute(
                 "UPDATE experiments SET host=?, host_pid=?, host_started=?, environment=? WHERE id=? "
                 "AND host IS ? AND host_pid IS ? AND host_started IS ?",
-                (host, pid, started, None if environment is None else json.dumps(environment), experiment.id,
-                 experiment.host, experiment.host_pid, experiment.host_started)).rowcount
+                (
+                    host,
+                    pid,
+                    started,
+                    None if environment is None else json.dumps(environment),
+                    experiment.id,
+                    experiment.host,
+                    experiment.host_pid,
+                    experiment.host_started,
+                ),
+            ).rowcount
         return claimed == 1
 
     def update_config(self, exp_id: str, config: dict[str, Any]) -> None:
@@ -310,33 +349,54 @@ class Store:
             raise UserError("an experiment reference must not be empty; give its id, an id prefix or its name")
         row = self.conn.execute("SELECT * FROM experiments WHERE id=?", (ref,)).fetchone()
         if row is None:
-            rows = self.conn.execute("SELECT * FROM experiments WHERE id LIKE ? ORDER BY created",
-                                     (ref.replace("%", "").replace("_", "") + "%",)).fetchall()
+            rows = self.conn.execute(
+                "SELECT * FROM experiments WHERE id LIKE ? ORDER BY created",
+                (ref.replace("%", "").replace("_", "") + "%",),
+            ).fetchall()
             if len(rows) > 1:
                 raise UserError(f"experiment id prefix {ref!r} is ambiguous: {', '.join(r['id'] for r in rows)}")
             row = rows[0] if rows else None
         if row is None:
-            row = self.conn.execute("SELECT * FROM experiments WHERE name=? ORDER BY created DESC LIMIT 1",
-                                    (ref,)).fetchone()
+            row = self.conn.execute(
+                "SELECT * FROM experiments WHERE name=? ORDER BY created DESC LIMIT 1", (ref,)
+            ).fetchone()
         if row is None:
             raise UserError(f"no experiment {ref!r}; `automl ls` lists them")
         return _experiment(row)
 
     # trials
 
-    def add_trial(self, exp_id: str, params: dict[str, Any], tuner_key: int, gpus: list[int],
-                  retry_of: int | None = None, attempt: int = 0) -> Trial:
+    def add_trial(
+        self,
+        exp_id: str,
+        params: dict[str, Any],
+        tuner_key: int,
+        gpus: list[int],
+        retry_of: int | None = None,
+        attempt: int = 0,
+    ) -> Trial:
         """Insert a waiting trial with the next id of its experiment; `tuner_key` is what its tuner knows it by."""
         now = self.clock()
         with self._tx():
-            (last,) = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM trials WHERE experiment_id=?",
-                                        (exp_id,)).fetchone()
+            (last,) = self.conn.execute(
+                "SELECT COALESCE(MAX(id), 0) FROM trials WHERE experiment_id=?", (exp_id,)
+            ).fetchone()
             trial = Trial(exp_id, last + 1, params, "waiting", retry_of, attempt, tuner_key, now, gpus=gpus)
             self.conn.execute(
                 "INSERT INTO trials (experiment_id, id, params, status, retry_of, attempt, tuner_key, created, gpus) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
-                (exp_id, trial.id, json.dumps(params), trial.status, retry_of, attempt, tuner_key, now,
-                 json.dumps(gpus)))
+                (
+                    exp_id,
+                    trial.id,
+                    json.dumps(params),
+                    trial.status,
+                    retry_of,
+                    attempt,
+                    tuner_key,
+                    now,
+                    json.dumps(gpus),
+                ),
+            )
         return trial
 
     def trial_started(self, trial: Trial, pid: int, pid_created: float | None, started: float | None = None) -> None:
@@ -347,36 +407,61 @@ class Store:
         with self._tx():
             self.conn.execute(
                 "UPDATE trials SET status=?, pid=?, pid_created=?, started=? WHERE experiment_id=? AND id=?",
-                (trial.status, pid, pid_created, trial.started, trial.experiment_id, trial.id))
+                (trial.status, pid, pid_created, trial.started, trial.experiment_id, trial.id),
+            )
 
     def add_metrics(self, trial: Trial, metrics: Iterable[Metric], offset: int) -> None:
         """Persist newly read metric lines and how far the metrics file has been read, in one transaction."""
         with self._tx():
             self.conn.executemany(
                 "INSERT OR IGNORE INTO metrics VALUES (?,?,?,?,?,?,?,?)",
-                [(trial.experiment_id, trial.id, m.seq, m.kind, m.step, _finite_or_none(m.value),
-                  json.dumps(m.raw), m.time) for m in metrics])
-            self.conn.execute("UPDATE trials SET metrics_offset=? WHERE experiment_id=? AND id=?",
-                              (offset, trial.experiment_id, trial.id))
+                [
+                    (
+                        trial.experiment_id,
+                        trial.id,
+                        m.seq,
+                        m.kind,
+                        m.step,
+                        _finite_or_none(m.value),
+                        json.dumps(m.raw),
+                        m.time,
+                    )
+                    for m in metrics
+                ],
+            )
+            self.conn.execute(
+                "UPDATE trials SET metrics_offset=? WHERE experiment_id=? AND id=?",
+                (offset, trial.experiment_id, trial.id),
+            )
         trial.metrics_offset = offset
 
     def decide_ending(self, trial: Trial, status: str, reason: str) -> None:
         """Record how a running trial is to end (killed, stopped early, timed out), before it is acted on."""
         trial.decision = (status, reason)
         with self._tx():
-            self.conn.execute("UPDATE trials SET decision=? WHERE experiment_id=? AND id=?",
-                              (json.dumps([status, reason]), trial.experiment_id, trial.id))
+            self.conn.execute(
+                "UPDATE trials SET decision=? WHERE experiment_id=? AND id=?",
+                (json.dumps([status, reason]), trial.experiment_id, trial.id),
+            )
 
-    def trial_ended(self, trial: Trial, status: str, exit_code: int | None = None,
-                    error: str | None = None, value: float | None = None,
-                    usage: dict[str, float] | None = None, ended: float | None = None) -> None:
+    def trial_ended(
+        self,
+        trial: Trial,
+        status: str,
+        exit_code: int | None = None,
+        error: str | None = None,
+        value: float | None = None,
+        usage: dict[str, float] | None = None,
+        ended: float | None = None,
+    ) -> None:
         """Record how a trial ended, and what it used; it ended now, unless told when."""
         trial.status, trial.exit_code, trial.error, trial.value = status, exit_code, error, value
         trial.ended = self.clock() if ended is None else ended
         with self._tx():
             self.conn.execute(
                 "UPDATE trials SET status=?, exit_code=?, error=?, value=?, ended=? WHERE experiment_id=? AND id=?",
-                (status, exit_code, error, value, trial.ended, trial.experiment_id, trial.id))
+                (status, exit_code, error, value, trial.ended, trial.experiment_id, trial.id),
+            )
             if usage is not None:
                 self._set_usage(trial, usage)
 
@@ -389,8 +474,10 @@ class Store:
         names = [name for name in USAGE_FIELDS if name in usage]
         for name in names:
             setattr(trial, name, usage[name])
-        self.conn.execute(f"UPDATE trials SET {', '.join(f'{n}=?' for n in names)} WHERE experiment_id=? AND id=?",
-                          (*(usage[n] for n in names), trial.experiment_id, trial.id))
+        self.conn.execute(
+            f"UPDATE trials SET {', '.join(f'{n}=?' for n in names)} WHERE experiment_id=? AND id=?",
+            (*(usage[n] for n in names), trial.experiment_id, trial.id),
+        )
 
     def trials(self, exp_id: str) -> list[Trial]:
         """An experiment's trials in id order, each with its number of intermediate reports."""
@@ -398,35 +485,49 @@ class Store:
             "SELECT t.*, (SELECT COUNT(*) FROM metrics m WHERE m.experiment_id=t.experiment_id "
             "AND m.trial_id=t.id AND m.kind='intermediate') AS steps, "
             "(SELECT COUNT(*) FROM metrics m WHERE m.experiment_id=t.experiment_id AND m.trial_id=t.id) AS lines "
-            "FROM trials t WHERE experiment_id=? ORDER BY id", (exp_id,)).fetchall()
+            "FROM trials t WHERE experiment_id=? ORDER BY id",
+            (exp_id,),
+        ).fetchall()
         return [_trial(r) for r in rows]
 
     def final_value(self, exp_id: str, trial_id: int) -> float | None:
         """The objective of a trial's first valid final report, if it made one."""
-        row = self.conn.execute("SELECT value FROM metrics WHERE experiment_id=? AND trial_id=? AND kind='final' "
-                                "AND value IS NOT NULL ORDER BY seq LIMIT 1", (exp_id, trial_id)).fetchone()
+        row = self.conn.execute(
+            "SELECT value FROM metrics WHERE experiment_id=? AND trial_id=? AND kind='final' "
+            "AND value IS NOT NULL ORDER BY seq LIMIT 1",
+            (exp_id, trial_id),
+        ).fetchone()
         return None if row is None else row[0]
 
     def metrics(self, exp_id: str, trial_id: int) -> list[Metric]:
         """One trial's metrics in the order they were reported."""
-        rows = self.conn.execute("SELECT * FROM metrics WHERE experiment_id=? AND trial_id=? ORDER BY seq",
-                                 (exp_id, trial_id)).fetchall()
+        rows = self.conn.execute(
+            "SELECT * FROM metrics WHERE experiment_id=? AND trial_id=? ORDER BY seq", (exp_id, trial_id)
+        ).fetchall()
         return [Metric(r["seq"], r["kind"], r["step"], r["value"], json.loads(r["raw"]), r["time"]) for r in rows]
 
     def curves(self, exp_id: str) -> dict[int, list[float | None]]:
         """Every trial's intermediate objective values in the order reported, in one query."""
         curves: dict[int, list[float | None]] = {}
         for trial_id, value in self.conn.execute(
-                "SELECT trial_id, value FROM metrics WHERE experiment_id=? AND kind='intermediate' "
-                "ORDER BY trial_id, seq", (exp_id,)):
+            "SELECT trial_id, value FROM metrics WHERE experiment_id=? AND kind='intermediate' ORDER BY trial_id, seq",
+            (exp_id,),
+        ):
             curves.setdefault(trial_id, []).append(value)
         return curves
 
     def _upgrade(self) -> None:
         """Bring a database written by an older automl up to this schema (columns are only ever added)."""
-        added = {"trials": [*((name, "REAL") for name in USAGE_FIELDS), ("decision", "TEXT")],
-                 "experiments": [("note", "TEXT"), ("environment", "TEXT"), ("stop_reason", "TEXT"),
-                                 ("host_pid", "INTEGER"), ("host_started", "REAL")]}
+        added = {
+            "trials": [*((name, "REAL") for name in USAGE_FIELDS), ("decision", "TEXT")],
+            "experiments": [
+                ("note", "TEXT"),
+                ("environment", "TEXT"),
+                ("stop_reason", "TEXT"),
+                ("host_pid", "INTEGER"),
+                ("host_started", "REAL"),
+            ],
+        }
         for table, wanted in added.items():
             columns = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
             for name, kind in wanted:
@@ -448,8 +549,13 @@ class Store:
         failures = 1 if self.fault is None else self.fault.failures + 1
         delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
         if self.fault is None:
-            log.warning("store %s takes no writes (%s); trials go on, their metrics stay in their files, "
-                        "retrying every %g s at most", self.path, error, RETRY_MAX)
+            log.warning(
+                "store %s takes no writes (%s); trials go on, their metrics stay in their files, "
+                "retrying every %g s at most",
+                self.path,
+                error,
+                RETRY_MAX,
+            )
             self.fault = StoreFault(str(error), time.time(), failures, time.monotonic() + delay)
             self._tell_fault()
         else:
@@ -458,8 +564,12 @@ class Store:
 
     def _succeeded(self) -> None:
         if self.fault is not None:
-            log.warning("store %s takes writes again after %.1f s (%d failed attempts)", self.path,
-                        time.time() - self.fault.since, self.fault.failures)
+            log.warning(
+                "store %s takes writes again after %.1f s (%d failed attempts)",
+                self.path,
+                time.time() - self.fault.since,
+                self.fault.failures,
+            )
             self.fault = None
             self._tell_fault()
 
@@ -497,8 +607,10 @@ class Store:
 
 def damaged_message(path: Path, error: sqlite3.DatabaseError) -> str:
     """What a user reads when the store cannot be read: the file, the reason, and how to recover."""
-    return (f"the store {path} cannot be read ({error}); to start afresh, move it and its -wal and -shm files "
-            f"aside (e.g. `mv {path} {path}.damaged`), or restore it from a backup")
+    return (
+        f"the store {path} cannot be read ({error}); to start afresh, move it and its -wal and -shm files "
+        f"aside (e.g. `mv {path} {path}.damaged`), or restore it from a backup"
+    )
 
 
 def _is_fault(error: sqlite3.DatabaseError) -> bool:
@@ -530,19 +642,48 @@ def _experiment(row: sqlite3.Row) -> Experiment:
         return row[name] if name in row.keys() else None
 
     environment = column("environment")
-    return Experiment(row["id"], row["name"], row["status"], json.loads(row["config"]), row["config_path"],
-                      row["host"], row["created"], row["ended"], row["error"], column("note"),
-                      None if environment is None else json.loads(environment), column("stop_reason"),
-                      column("host_pid"), column("host_started"))
+    return Experiment(
+        row["id"],
+        row["name"],
+        row["status"],
+        json.loads(row["config"]),
+        row["config_path"],
+        row["host"],
+        row["created"],
+        row["ended"],
+        row["error"],
+        column("note"),
+        None if environment is None else json.loads(environment),
+        column("stop_reason"),
+        column("host_pid"),
+        column("host_started"),
+    )
 
 
 def _trial(row: sqlite3.Row) -> Trial:
-    return Trial(row["experiment_id"], row["id"], json.loads(row["params"]), row["status"], row["retry_of"],
-                 row["attempt"], row["tuner_key"], row["created"], row["started"], row["ended"], row["pid"],
-                 row["pid_created"], json.loads(row["gpus"]), row["exit_code"], row["error"], row["value"],
-                 row["metrics_offset"], row["steps"], row["lines"],
-                 **{name: row[name] if name in row.keys() else None for name in USAGE_FIELDS},
-                 decision=tuple(json.loads(row["decision"])) if "decision" in row.keys() and row["decision"] else None)
+    return Trial(
+        row["experiment_id"],
+        row["id"],
+        json.loads(row["params"]),
+        row["status"],
+        row["retry_of"],
+        row["attempt"],
+        row["tuner_key"],
+        row["created"],
+        row["started"],
+        row["ended"],
+        row["pid"],
+        row["pid_created"],
+        json.loads(row["gpus"]),
+        row["exit_code"],
+        row["error"],
+        row["value"],
+        row["metrics_offset"],
+        row["steps"],
+        row["lines"],
+        **{name: row[name] if name in row.keys() else None for name in USAGE_FIELDS},
+        decision=tuple(json.loads(row["decision"])) if "decision" in row.keys() and row["decision"] else None,
+    )
 
 
 def _finite_or_none(value: float | None) -> float | None:

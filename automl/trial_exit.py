@@ -27,9 +27,11 @@ def record(trial_dir: str, code: int) -> None:
     ended = time.time()
     times = os.times()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    usage = {"ended": ended,
-             "cpu_seconds": times.user + times.system + times.children_user + times.children_system,
-             "peak_rss_mib": children.ru_maxrss / 1024}
+    usage = {
+        "ended": ended,
+        "cpu_seconds": times.user + times.system + times.children_user + times.children_system,
+        "peak_rss_mib": children.ru_maxrss / 1024,
+    }
     _write(os.path.join(trial_dir, USAGE_FILE), json.dumps(usage) + "\n")
     _write(os.path.join(trial_dir, EXIT_FILE), f"{code}\n")
 

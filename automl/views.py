@@ -35,8 +35,12 @@ def trial_view(trial: Trial) -> dict[str, Any]:
 def is_orphaned(experiment: Experiment) -> bool:
     """Whether the experiment runs (or is paused) in the foreground of an `automl run` that is gone (killed): no
     process carries it on until `automl resume` hands it to the daemon or `automl stop` ends it."""
-    return (experiment.status in ("running", "paused") and experiment.host == "foreground"
-            and experiment.host_pid is not None and not is_alive(experiment.host_pid, experiment.host_started))
+    return (
+        experiment.status in ("running", "paused")
+        and experiment.host == "foreground"
+        and experiment.host_pid is not None
+        and not is_alive(experiment.host_pid, experiment.host_started)
+    )
 
 
 def shown_status(experiment: Experiment) -> str:
@@ -85,10 +89,22 @@ def trial_detail_view(store: Store, experiment: Experiment, trial_id: int) -> di
     return {
         **trial_view(trial),
         "experiment": experiment.id,
-        "curve": [{"kind": m.kind, "step": m.step, "value": m.value, "time": m.time}
-                  for m in store.metrics(experiment.id, trial_id)],
-        "files": {"folder": str(folder), **{name: str(folder / file) for name, file in (
-            ("stdout", STDOUT_FILE), ("stderr", STDERR_FILE), ("metrics", METRICS_FILE), ("params", PARAMS_FILE))}},
+        "curve": [
+            {"kind": m.kind, "step": m.step, "value": m.value, "time": m.time}
+            for m in store.metrics(experiment.id, trial_id)
+        ],
+        "files": {
+            "folder": str(folder),
+            **{
+                name: str(folder / file)
+                for name, file in (
+                    ("stdout", STDOUT_FILE),
+                    ("stderr", STDERR_FILE),
+                    ("metrics", METRICS_FILE),
+                    ("params", PARAMS_FILE),
+                )
+            },
+        },
     }
 
 

@@ -14,8 +14,11 @@ from typing import Any
 def run_cli(home: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     """Run `automl ARGS` with AUTOML_HOME=home, as from a shell with this interpreter's environment activated
     (trials run with that shell's `python`); returns the wall time and the finished process."""
-    env = {**os.environ, "AUTOML_HOME": str(home), "PATH": os.pathsep.join([str(Path(sys.executable).parent),
-                                                                          os.environ.get("PATH", "")])}
+    env = {
+        **os.environ,
+        "AUTOML_HOME": str(home),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "automl", *args], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start

@@ -42,9 +42,11 @@ def main() -> None:
             time.sleep(2)
             latencies = _control_latencies(home / "daemon.sock", count=1000)
             busy = _cpu_percent(daemon, seconds=5)
-            print(f"control requests while 8 trials report 20 metrics/s each: p50 {_pct(latencies, 50):.2f} ms, "
-                  f"p99 {_pct(latencies, 99):.2f} ms, max {max(latencies):.2f} ms (n={len(latencies)}); "
-                  f"daemon CPU {busy:.1f}%")
+            print(
+                f"control requests while 8 trials report 20 metrics/s each: p50 {_pct(latencies, 50):.2f} ms, "
+                f"p99 {_pct(latencies, 99):.2f} ms, max {max(latencies):.2f} ms (n={len(latencies)}); "
+                f"daemon CPU {busy:.1f}%"
+            )
         finally:
             run_cli(home, "daemon", "stop")
             for proc in psutil.process_iter(["environ"]):
@@ -56,10 +58,14 @@ def main() -> None:
 
 
 def _submit(folder: Path, home: Path, name: str, steps: int, concurrency: int, max_trials: int) -> str:
-    config = {"name": name, "command": "python trial.py", "tuner": {"name": "TPE"},
-              "search_space": {"x": {"_type": "uniform", "_value": [0, 1]},
-                               "steps": {"_type": "choice", "_value": [steps]}},
-              "max_trials": max_trials, "concurrency": concurrency}
+    config = {
+        "name": name,
+        "command": "python trial.py",
+        "tuner": {"name": "TPE"},
+        "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}, "steps": {"_type": "choice", "_value": [steps]}},
+        "max_trials": max_trials,
+        "concurrency": concurrency,
+    }
     path = folder / f"{name}.yml"
     path.write_text(yaml.safe_dump(config))
     return run_cli(home, "submit", str(path))[1].stdout.strip()

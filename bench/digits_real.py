@@ -52,19 +52,33 @@ def main() -> None:
     for method, stopper in METHODS.items():
         runs = [_run(stopper, seed, args.seconds, args.concurrency) for seed in range(args.seeds)]
         rows.append((method, runs))
-    print(f"Median over {args.seeds} seeds of the best validation error at {EPOCHS} epochs, "
-          f"{args.concurrency} trials at once, {args.seconds} s per run.\n")
-    print("| method | trials | epochs run | " + " | ".join(f"after {int(f * 100)}% of the time" for f in CHECKPOINTS)
-          + " | " + " | ".join(f"after {e} epochs" for e in EPOCH_CHECKPOINTS) + " |")
+    print(
+        f"Median over {args.seeds} seeds of the best validation error at {EPOCHS} epochs, "
+        f"{args.concurrency} trials at once, {args.seconds} s per run.\n"
+    )
+    print(
+        "| method | trials | epochs run | "
+        + " | ".join(f"after {int(f * 100)}% of the time" for f in CHECKPOINTS)
+        + " | "
+        + " | ".join(f"after {e} epochs" for e in EPOCH_CHECKPOINTS)
+        + " |"
+    )
     print("|---" * (len(CHECKPOINTS) + len(EPOCH_CHECKPOINTS) + 3) + "|")
     for method, runs in rows:
-        by_time = [statistics.median(_best_before(r["found"], r["start"] + f * args.seconds) for r in runs)
-                   for f in CHECKPOINTS]
-        by_epochs = [statistics.median(_best_before(r["found"], _when_spent(r["epoch_times"], e)) for r in runs)
-                     for e in EPOCH_CHECKPOINTS]
-        print(f"| {method} | {statistics.median(r['trials'] for r in runs):g} | "
-              f"{statistics.median(len(r['epoch_times']) for r in runs):g} | "
-              + " | ".join(f"{c:.4f}" for c in by_time + by_epochs) + " |")
+        by_time = [
+            statistics.median(_best_before(r["found"], r["start"] + f * args.seconds) for r in runs)
+            for f in CHECKPOINTS
+        ]
+        by_epochs = [
+            statistics.median(_best_before(r["found"], _when_spent(r["epoch_times"], e)) for r in runs)
+            for e in EPOCH_CHECKPOINTS
+        ]
+        print(
+            f"| {method} | {statistics.median(r['trials'] for r in runs):g} | "
+            f"{statistics.median(len(r['epoch_times']) for r in runs):g} | "
+            + " | ".join(f"{c:.4f}" for c in by_time + by_epochs)
+            + " |"
+        )
 
 
 def _run(stopper: dict[str, Any] | None, seed: int, seconds: int, concurrency: int) -> dict[str, Any]:
@@ -72,25 +86,36 @@ def _run(stopper: dict[str, Any] | None, seed: int, seconds: int, concurrency: i
     epoch (of any trial) was reported, in order."""
     with tempfile.TemporaryDirectory() as tmp:
         config = {
-            "name": "digits-real", "command": [sys.executable, "digits_mlp.py"], "working_dir": str(ROOT / "trials"),
+            "name": "digits-real",
+            "command": [sys.executable, "digits_mlp.py"],
+            "working_dir": str(ROOT / "trials"),
             "search_space": {**SPACE, "epochs": {"_type": "choice", "_value": [EPOCHS]}},
-            "objective": {"mode": "maximize"}, "tuner": {"name": "TPE", "args": {"seed": seed}},
-            "stopper": stopper, "max_trials": 10_000, "max_duration": seconds, "concurrency": concurrency,
+            "objective": {"mode": "maximize"},
+            "tuner": {"name": "TPE", "args": {"seed": seed}},
+            "stopper": stopper,
+            "max_trials": 10_000,
+            "max_duration": seconds,
+            "concurrency": concurrency,
             "resources": {"cpus": 1, "gpus": 0},
         }
         path = Path(tmp) / "exp.json"
         path.write_text(json.dumps(config))
         env = {**os.environ, "AUTOML_HOME": str(Path(tmp) / "home")}
-        subprocess.run([sys.executable, "-m", "automl", "run", str(path)], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "automl", "run", str(path)], env=env, check=True, stdout=subprocess.DEVNULL
+        )
         store = Store(Path(tmp) / "home", readonly=True)
         try:
             experiment = store.experiments()[0]
             trials = store.trials(experiment.id)
             metrics = [m for t in trials for m in store.metrics(experiment.id, t.id) if m.kind == "intermediate"]
             found = sorted((m.time, 1.0 - m.value) for m in metrics if m.step == EPOCHS and m.value is not None)
-            return {"start": experiment.created, "trials": len(trials), "found": found,
-                    "epoch_times": sorted(m.time for m in metrics)}
+            return {
+                "start": experiment.created,
+                "trials": len(trials),
+                "found": found,
+                "epoch_times": sorted(m.time for m in metrics),
+            }
         finally:
             store.close()
 

@@ -70,8 +70,9 @@ def fleet(seed: int, horizon: float) -> dict[str, Any]:
         while t < horizon:
             length = rng.expovariate(1 / 2400)
             mib, utilization = rng.choice(FOREIGN_KINDS)
-            foreign.append({"memory_mib": mib, "utilization": utilization, "start_s": round(t, 1),
-                            "end_s": round(t + length, 1)})
+            foreign.append(
+                {"memory_mib": mib, "utilization": utilization, "start_s": round(t, 1), "end_s": round(t + length, 1)}
+            )
             t += length + rng.expovariate(1 / 2400)
         gpus.append({"memory_mib": memory, "foreign": foreign})
     return {"gpus": gpus}
@@ -84,8 +85,15 @@ def trials(seed: int, count: int) -> list[Trial]:
     for n in range(count):
         experiment = n % len(EXPERIMENTS)
         base = EXPERIMENTS[experiment][1]
-        made.append(Trial(experiment, round(base * rng.uniform(0.95, 1.05)), rng.uniform(300, 1800),
-                          rng.choice([60, 80, 95]), 100_000 + n))
+        made.append(
+            Trial(
+                experiment,
+                round(base * rng.uniform(0.95, 1.05)),
+                rng.uniform(300, 1800),
+                rng.choice([60, 80, 95]),
+                100_000 + n,
+            )
+        )
     return made
 
 
@@ -101,8 +109,9 @@ class Truth:
         self.gpus = []
         for snap in self.probe.sample():
             foreign = [p for p in snap.processes if p.pid >= FOREIGN_PIDS]
-            self.gpus.append((snap.memory_used_mib, snap.memory_total_mib, sum(p.utilization or 0 for p in foreign),
-                              len(foreign)))
+            self.gpus.append(
+                (snap.memory_used_mib, snap.memory_total_mib, sum(p.utilization or 0 for p in foreign), len(foreign))
+            )
 
 
 class Policy:
@@ -126,9 +135,16 @@ class Ours(Policy):
         self.running = [0] * len(EXPERIMENTS)
         self.slots = []
         for n in range(len(EXPERIMENTS)):
-            slots = self.pool.slots(f"exp{n}", GpuPolicy(use_active_gpu=True, max_utilization=MAX_UTILIZATION,
-                                                        min_free_memory_mib=MIN_FREE_MIB,
-                                                        max_trials_per_gpu=per_gpu), 1)
+            slots = self.pool.slots(
+                f"exp{n}",
+                GpuPolicy(
+                    use_active_gpu=True,
+                    max_utilization=MAX_UTILIZATION,
+                    min_free_memory_mib=MIN_FREE_MIB,
+                    max_trials_per_gpu=per_gpu,
+                ),
+                1,
+            )
             slots.bind(running=lambda n=n: self.running[n], wake=lambda: None)
             self.slots.append(slots)
         self.decisions: list[float] = []
@@ -216,14 +232,21 @@ def simulate(seed: int, count: int, make: Callable[[SimulatedProbe, Clock, Truth
             usable_idle = 0
             for index in range(len(MEMORY)):
                 used, total, foreign_load, _ = truth.gpus[index]
-                usable_idle += (index not in ours and foreign_load <= MAX_UTILIZATION
-                                and total - used >= max(smallest, MIN_FREE_MIB))
+                usable_idle += (
+                    index not in ours
+                    and foreign_load <= MAX_UTILIZATION
+                    and total - used >= max(smallest, MIN_FREE_MIB)
+                )
             idle += usable_idle * TICK
             waiting_gpu_time += len(MEMORY) * TICK
         clock.now += TICK
-    result = {"policy": policy.name, "overcommits": overcommits, "over_threshold": over_threshold,
-              "idle_while_waiting": idle / waiting_gpu_time if waiting_gpu_time else 0.0,
-              "makespan_h": clock.now / 3600}
+    result = {
+        "policy": policy.name,
+        "overcommits": overcommits,
+        "over_threshold": over_threshold,
+        "idle_while_waiting": idle / waiting_gpu_time if waiting_gpu_time else 0.0,
+        "makespan_h": clock.now / 3600,
+    }
     if isinstance(policy, Ours):
         result["decisions"] = policy.decisions
     return result
@@ -241,21 +264,27 @@ def main() -> None:
         lambda probe, clock, truth: Baseline(probe, truth, skip_busy=False),
     ]
     print(f"{args.trials} trials on 8 simulated GPUs, other users coming and going; {args.seeds} seeds (mean)\n")
-    print("| placement | memory over-commits | placements over the thresholds | usable GPU idle while trials "
-          "wait | all trials done after |")
+    print(
+        "| placement | memory over-commits | placements over the thresholds | usable GPU idle while trials "
+        "wait | all trials done after |"
+    )
     print("| --- | --- | --- | --- | --- |")
     decisions: list[float] = []
     for make in policies:
         runs = [simulate(seed, args.trials, make) for seed in range(args.seeds)]
         decisions += [d for r in runs for d in r.get("decisions", [])]
-        print(f"| {runs[0]['policy']} | {statistics.mean(r['overcommits'] for r in runs):.1f} "
-              f"| {statistics.mean(r['over_threshold'] for r in runs):.1f} "
-              f"| {100 * statistics.mean(r['idle_while_waiting'] for r in runs):.2f}% "
-              f"| {statistics.mean(r['makespan_h'] for r in runs):.1f} h |")
+        print(
+            f"| {runs[0]['policy']} | {statistics.mean(r['overcommits'] for r in runs):.1f} "
+            f"| {statistics.mean(r['over_threshold'] for r in runs):.1f} "
+            f"| {100 * statistics.mean(r['idle_while_waiting'] for r in runs):.2f}% "
+            f"| {statistics.mean(r['makespan_h'] for r in runs):.1f} h |"
+        )
     decisions.sort()
     p99 = decisions[int(0.99 * len(decisions))]
-    print(f"\nautoml placement decision (GpuSlots.acquire, n={len(decisions)}): median "
-          f"{1e6 * statistics.median(decisions):.0f} us, p99 {1e6 * p99:.0f} us, max {1e6 * decisions[-1]:.0f} us")
+    print(
+        f"\nautoml placement decision (GpuSlots.acquire, n={len(decisions)}): median "
+        f"{1e6 * statistics.median(decisions):.0f} us, p99 {1e6 * p99:.0f} us, max {1e6 * decisions[-1]:.0f} us"
+    )
 
 
 if __name__ == "__main__":

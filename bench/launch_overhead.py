@@ -23,9 +23,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "sleep_trial.py").write_text(TRIAL)
-        config = {"name": "launch-overhead", "command": "python sleep_trial.py",
-                  "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}},
-                  "tuner": {"name": "Random"}, "max_trials": args.trials, "concurrency": args.concurrency}
+        config = {
+            "name": "launch-overhead",
+            "command": "python sleep_trial.py",
+            "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}},
+            "tuner": {"name": "Random"},
+            "max_trials": args.trials,
+            "concurrency": args.concurrency,
+        }
         (folder / "exp.yml").write_text(yaml.safe_dump(config))
         wall, _ = run_cli(folder / "home", "run", str(folder / "exp.yml"))
         trials = show(folder / "home", "launch-overhead")["trials"]

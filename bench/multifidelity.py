@@ -72,24 +72,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=1000, help="most trials one run may start")
-    parser.add_argument("--budget", type=float, default=50,
-                        help="epochs one run may spend, in full trials' epochs")
+    parser.add_argument("--budget", type=float, default=50, help="epochs one run may spend, in full trials' epochs")
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (processes)")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "multifidelity.png")
-    parser.add_argument("--traces", type=Path, default=ROOT / "bench" / "results" / "multifidelity.json",
-                        help="where every run's trace is written (read, with --replot)")
+    parser.add_argument(
+        "--traces",
+        type=Path,
+        default=ROOT / "bench" / "results" / "multifidelity.json",
+        help="where every run's trace is written (read, with --replot)",
+    )
     parser.add_argument("--replot", action="store_true", help="print the tables and draw the plot from --traces")
     parser.add_argument("--methods", nargs="+", default=[*METHODS, OPTUNA], choices=[*METHODS, OPTUNA])
-    parser.add_argument("--min-resource", type=int, default=_RESOURCES["min_resource"],
-                        help="the ladder's first rung, for every method that has one")
+    parser.add_argument(
+        "--min-resource",
+        type=int,
+        default=_RESOURCES["min_resource"],
+        help="the ladder's first rung, for every method that has one",
+    )
     parser.add_argument("--reduction-factor", type=int, default=_RESOURCES["reduction_factor"])
-    parser.add_argument("--learn-from", choices=("last", "best", "none"), default="last",
-                        help="what the tuner learns from a trial that a stopper ended")
-    parser.add_argument("--tpe-args", type=json.loads, default={}, metavar="JSON",
-                        help="NNI's tpe_args for our TPE methods, e.g. '{\"constant_liar_type\": \"best\"}'")
-    parser.add_argument("--compare", nargs=2, metavar="METHOD", choices=[*METHODS, OPTUNA],
-                        help="also say, per checkpoint, how sure the difference between two methods' medians is")
+    parser.add_argument(
+        "--learn-from",
+        choices=("last", "best", "none"),
+        default="last",
+        help="what the tuner learns from a trial that a stopper ended",
+    )
+    parser.add_argument(
+        "--tpe-args",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help='NNI\'s tpe_args for our TPE methods, e.g. \'{"constant_liar_type": "best"}\'',
+    )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar="METHOD",
+        choices=[*METHODS, OPTUNA],
+        help="also say, per checkpoint, how sure the difference between two methods' medians is",
+    )
     args = parser.parse_args()
     # set before the worker processes fork, so that they inherit it
     _RESOURCES.update(min_resource=args.min_resource, reduction_factor=args.reduction_factor)
@@ -101,14 +122,30 @@ def main() -> None:
     if args.replot:
         saved = json.loads(args.traces.read_text())
     else:
-        runs = [(problem, method, seed) for problem in args.problems for method in args.methods
-                for seed in range(args.seeds)]
+        runs = [
+            (problem, method, seed)
+            for problem in args.problems
+            for method in args.methods
+            for seed in range(args.seeds)
+        ]
         with ProcessPoolExecutor(args.jobs) as pool:
             done = list(pool.map(_run, runs, [args.trials] * len(runs), [args.budget] * len(runs)))
-        saved = {"seeds": args.seeds, "trials": args.trials, "budget": args.budget,
-                 "runs": [{"problem": name, "method": method, "seed": seed, "epochs": epochs, "trace": trace,
-                           "proposed": proposed}
-                          for (name, method, seed), (epochs, trace, proposed) in zip(runs, done, strict=True)]}
+        saved = {
+            "seeds": args.seeds,
+            "trials": args.trials,
+            "budget": args.budget,
+            "runs": [
+                {
+                    "problem": name,
+                    "method": method,
+                    "seed": seed,
+                    "epochs": epochs,
+                    "trace": trace,
+                    "proposed": proposed,
+                }
+                for (name, method, seed), (epochs, trace, proposed) in zip(runs, done, strict=True)
+            ],
+        }
         args.traces.parent.mkdir(parents=True, exist_ok=True)
         args.traces.write_text(json.dumps(saved) + "\n")
     results: dict[tuple[str, str], list[Trace]] = {}
@@ -118,21 +155,29 @@ def main() -> None:
         results.setdefault((run["problem"], run["method"]), []).append([tuple(point) for point in run["trace"]])
         if run.get("proposed") is not None:
             proposals.setdefault((run["problem"], run["method"]), []).append(
-                [tuple(point) for point in run["proposed"]])
+                [tuple(point) for point in run["proposed"]]
+            )
         budgets[run["problem"]] = run["epochs"]
     problems = list(budgets)
-    print(f"Median regret of the best configuration evaluated at full fidelity (lower is better; for {DIGITS}, "
-          f"the validation error), {saved['seeds']} seeds, {WORKERS} workers, at most {saved['trials']} trials, "
-          f"a budget of {saved['budget']:g} full trials' epochs.\n")
+    print(
+        f"Median regret of the best configuration evaluated at full fidelity (lower is better; for {DIGITS}, "
+        f"the validation error), {saved['seeds']} seeds, {WORKERS} workers, at most {saved['trials']} trials, "
+        f"a budget of {saved['budget']:g} full trials' epochs.\n"
+    )
     for name in problems:
         print(_table(name, {m: runs for (p, m), runs in results.items() if p == name}, budgets[name]))
     if proposals:
-        print(f"Median regret of the best configuration each method proposed early enough to run all its epochs "
-              f"by the checkpoint, that is {WORKERS} x a full trial's epochs before it (with every worker busy, "
-              f"that is when it would end): what a clairvoyant stopper could have found from the same proposals.\n")
+        print(
+            f"Median regret of the best configuration each method proposed early enough to run all its epochs "
+            f"by the checkpoint, that is {WORKERS} x a full trial's epochs before it (with every worker busy, "
+            f"that is when it would end): what a clairvoyant stopper could have found from the same proposals.\n"
+        )
     for name in problems:
-        rows = {m: [_in_time(t, round(budgets[name] / saved["budget"])) for t in runs]
-                for (p, m), runs in proposals.items() if p == name}
+        rows = {
+            m: [_in_time(t, round(budgets[name] / saved["budget"])) for t in runs]
+            for (p, m), runs in proposals.items()
+            if p == name
+        }
         if rows:
             print(_table(name, rows, budgets[name]))
     if any(m == "Random" for _p, m in results):
@@ -181,8 +226,11 @@ def _run(run: tuple[str, str, int], trials: int, budget: float) -> tuple[int, Tr
         trace = _run_optuna(task, trials, epochs, seed)
     else:
         trace = _run_automl(task, METHODS[method], trials, epochs, seed)
-    return (epochs, [(spent, value - task.optimum) for spent, value in trace],
-            None if proposals is None else proposals.trace)
+    return (
+        epochs,
+        [(spent, value - task.optimum) for spent, value in trace],
+        None if proposals is None else proposals.trace,
+    )
 
 
 class Proposals:
@@ -207,8 +255,7 @@ def _in_time(proposed: Trace, epochs: int) -> Trace:
     return [(spent + WORKERS * epochs, regret) for spent, regret in proposed]
 
 
-def _run_automl(task: Problem, method: tuple[str, dict[str, Any] | None], trials: int, epochs: int,
-                seed: int) -> Trace:
+def _run_automl(task: Problem, method: tuple[str, dict[str, Any] | None], trials: int, epochs: int, seed: int) -> Trace:
     from automl.config.model import build_config
     from automl.launchers.simulated import SimulatedLauncher, simulate
     from automl.tuners import create_tuner
@@ -217,9 +264,16 @@ def _run_automl(task: Problem, method: tuple[str, dict[str, Any] | None], trials
     if stopper is not None and stopper["name"] in ("ASHA", "Hyperband"):
         stopper = {**stopper, "args": {**stopper["args"], "max_resource": task.epochs}}
     with tempfile.TemporaryDirectory() as tmp:
-        raw = {"name": "multifidelity", "command": "true", "concurrency": WORKERS, "max_trials": trials,
-               "search_space": task.space, "objective": {"mode": "minimize"},
-               "tuner": {"name": tuner_name, "args": {"seed": seed, **_tuner_args(tuner_name)}}, "stopper": stopper}
+        raw = {
+            "name": "multifidelity",
+            "command": "true",
+            "concurrency": WORKERS,
+            "max_trials": trials,
+            "search_space": task.space,
+            "objective": {"mode": "minimize"},
+            "tuner": {"name": tuner_name, "args": {"seed": seed, **_tuner_args(tuner_name)}},
+            "stopper": stopper,
+        }
         config = build_config(raw, Path(tmp), "multifidelity")
         tuner = create_tuner(config.tuner.name, config.tuner.args, config.search_space, config.objective.mode)
         launcher = SimulatedLauncher(task.curve, epochs=task.epochs)
@@ -229,8 +283,7 @@ def _run_automl(task: Problem, method: tuple[str, dict[str, Any] | None], trials
             if event == "trial_metric" and data["kind"] == "intermediate" and data["step"] == task.epochs:
                 _improve(trace, launcher.epochs_run, data["value"])
 
-        sim = simulate(Path(tmp) / "home", config, tuner, launcher, listeners=(follow,),
-                       max_epochs=epochs)
+        sim = simulate(Path(tmp) / "home", config, tuner, launcher, listeners=(follow,), max_epochs=epochs)
         sim.store.close()
     return trace
 
@@ -244,8 +297,11 @@ def _run_optuna(task: Problem, trials: int, epochs: int, seed: int) -> Trace:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.SuccessiveHalvingPruner(**_RESOURCES))
+    study = optuna.create_study(
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.SuccessiveHalvingPruner(**_RESOURCES),
+    )
     distributions = {name: _optuna_distribution(optuna, spec) for name, spec in task.space.items()}
     trace: Trace = []
     running: list[tuple[Any, int]] = []
@@ -315,8 +371,11 @@ def best_at(trace: Trace, spent: float) -> float:
 def _reaches_random(problems: list[str], results: dict[tuple[str, str], list[Trace]], budgets: dict[str, int]) -> str:
     """Per problem and method, the first share of the budget (to 0.1%) at which the method's median is at or below
     Random's median at the end of the budget."""
-    lines = ["Share of the budget at which each method's median first reaches Random's final median "
-             "(- for never)\n", "| problem | method | reaches Random's final at |", "|---|---|---|"]
+    lines = [
+        "Share of the budget at which each method's median first reaches Random's final median (- for never)\n",
+        "| problem | method | reaches Random's final at |",
+        "|---|---|---|",
+    ]
     for problem in problems:
         if (problem, "Random") not in results:
             continue
@@ -325,14 +384,21 @@ def _reaches_random(problems: list[str], results: dict[tuple[str, str], list[Tra
         for (p, method), runs in results.items():
             if p != problem or method == "Random":
                 continue
-            share = next((i / 1000 for i in range(1, 1001)
-                          if statistics.median(best_at(t, i / 1000 * epochs) for t in runs) <= target), None)
+            share = next(
+                (
+                    i / 1000
+                    for i in range(1, 1001)
+                    if statistics.median(best_at(t, i / 1000 * epochs) for t in runs) <= target
+                ),
+                None,
+            )
             lines.append(f"| {problem} | {method} | {'-' if share is None else f'{share:.1%}'} |")
     return "\n".join(lines) + "\n"
 
 
-def _comparison(methods: list[str], problems: list[str], results: dict[tuple[str, str], list[Trace]],
-                budgets: dict[str, int]) -> str:
+def _comparison(
+    methods: list[str], problems: list[str], results: dict[tuple[str, str], list[Trace]], budgets: dict[str, int]
+) -> str:
     """Per problem and checkpoint: both medians, a bootstrap 95% interval for their difference (2,000 resamples
     of each method's seeds) and the two-sided Mann-Whitney U p-value."""
     import random
@@ -341,10 +407,12 @@ def _comparison(methods: list[str], problems: list[str], results: dict[tuple[str
 
     first, second = methods
     rng = random.Random(0)
-    lines = [f"{first} minus {second}: median regret, and how sure the difference is (a 95% interval that "
-             "holds 0, or a large p, means the seeds cannot tell them apart)\n",
-             "| problem | budget | " + first + " | " + second + " | difference, 95% interval | p |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"{first} minus {second}: median regret, and how sure the difference is (a 95% interval that "
+        "holds 0, or a large p, means the seeds cannot tell them apart)\n",
+        "| problem | budget | " + first + " | " + second + " | difference, 95% interval | p |",
+        "|---|---|---|---|---|---|",
+    ]
     for problem in problems:
         a_runs, b_runs = results[(problem, first)], results[(problem, second)]
         for fraction in CHECKPOINTS:
@@ -353,11 +421,15 @@ def _comparison(methods: list[str], problems: list[str], results: dict[tuple[str
             b = [best_at(t, at) for t in b_runs]
             if any(math.isinf(v) for v in a + b):
                 continue  # a run without a full-fidelity result yet: no difference to speak of
-            differences = sorted(statistics.median(rng.choices(a, k=len(a)))
-                                 - statistics.median(rng.choices(b, k=len(b))) for _ in range(2000))
+            differences = sorted(
+                statistics.median(rng.choices(a, k=len(a))) - statistics.median(rng.choices(b, k=len(b)))
+                for _ in range(2000)
+            )
             p = mannwhitneyu(a, b, alternative="two-sided").pvalue
-            lines.append(f"| {problem} | {int(fraction * 100)}% | {statistics.median(a):.3f} | "
-                         f"{statistics.median(b):.3f} | [{differences[50]:.3f}, {differences[1949]:.3f}] | {p:.2f} |")
+            lines.append(
+                f"| {problem} | {int(fraction * 100)}% | {statistics.median(a):.3f} | "
+                f"{statistics.median(b):.3f} | [{differences[50]:.3f}, {differences[1949]:.3f}] | {p:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -370,8 +442,9 @@ def _table(problem: str, traces: dict[str, list[Trace]], epochs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(path: Path, problems: list[str], results: dict[tuple[str, str], list[Trace]],
-          budgets: dict[str, int]) -> None:
+def _plot(
+    path: Path, problems: list[str], results: dict[tuple[str, str], list[Trace]], budgets: dict[str, int]
+) -> None:
     try:
         import matplotlib
 
@@ -384,14 +457,18 @@ def _plot(path: Path, problems: list[str], results: dict[tuple[str, str], list[T
     rows = -(-(len(problems) + 1) // columns)  # a free cell for the legend
     figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
     cells = [ax for row in axes for ax in row]
-    for ax, problem in zip(cells[:len(problems)], problems, strict=True):
+    for ax, problem in zip(cells[: len(problems)], problems, strict=True):
         grid = [budgets[problem] * (i + 1) / 200 for i in range(200)]
         for (p, method), runs in results.items():
             if p == problem:
                 ax.plot(grid, [statistics.median(best_at(t, x) for t in runs) for x in grid], label=method)
-        ax.set(title=problem, xlabel="epochs spent", yscale="log",
-               ylabel="median validation error" if problem == DIGITS else "median regret")
-    for ax in cells[len(problems):]:
+        ax.set(
+            title=problem,
+            xlabel="epochs spent",
+            yscale="log",
+            ylabel="median validation error" if problem == DIGITS else "median regret",
+        )
+    for ax in cells[len(problems) :]:
         ax.axis("off")
     cells[-1].legend(*cells[0].get_legend_handles_labels(), loc="center")
     figure.tight_layout()

@@ -116,10 +116,13 @@ class Gauge:
 
 # the faults: each takes the data directory and a work folder, and returns None when it held, else why not
 
+
 def storage_fault(fault: Callable[[Path], contextlib.AbstractContextManager[None]]) -> Callable[[Path, Path], None]:
     """An experiment keeps running while `fault` holds on its store, and loses nothing (tests/faults/test_storage)."""
+
     def scenario(home: Path, work: Path) -> None:
         survives(home, work, fault)  # raises when the fault did not hold
+
     return scenario
 
 
@@ -162,6 +165,7 @@ def damaged_store(home: Path, work: Path) -> str | None:
 
 def hostile(harm: str) -> Callable[[Path, Path], str | None]:
     """A trial does `harm` to its metrics file beside two well-behaved ones (tests/faults/test_hostile_trials)."""
+
     def scenario(home: Path, work: Path) -> str | None:
         with test_storage.running_daemon(home):
             observed = run_hostile(work, home, HOSTILE[harm])
@@ -172,16 +176,19 @@ def hostile(harm: str) -> Callable[[Path, Path], str | None]:
         if bad["steps"] != 2 or any((t["status"], t["steps"]) != ("succeeded", STEPS) for t in trials.values()):
             return "a trial lost metrics or did not succeed"
         return None
+
     return scenario
 
 
 def escaping(ending: str) -> Callable[[Path, Path], str | None]:
     """A trial's setsid grandchild must die with the trial, ended as `ending` says."""
+
     def scenario(home: Path, work: Path) -> str | None:
         with test_storage.running_daemon(home):
             observed, escaped = run_escaping(work, home, ending)
         alive = [pid for pid in escaped if _alive(pid)]
         return f"escaped grandchild(ren) {alive} still run" if alive or not escaped else None
+
     return scenario
 
 
@@ -262,8 +269,11 @@ def planted_links(home: Path, work: Path) -> str | None:
     bait = work / "precious.txt"
     bait.write_text("precious\n")
     os.utime(bait, (1_000_000_000, 1_000_000_000))
-    for name, args in (("daemon.log", ["daemon", "start"]), ("automl.db", ["run", str(_config(work))]),
-                       ("automl.db-wal", ["run", str(_config(work))])):
+    for name, args in (
+        ("daemon.log", ["daemon", "start"]),
+        ("automl.db", ["run", str(_config(work))]),
+        ("automl.db-wal", ["run", str(_config(work))]),
+    ):
         home.mkdir(mode=0o700, exist_ok=True)
         (home / name).symlink_to(bait)
         result = automl(*args)
@@ -287,6 +297,7 @@ def malformed_configs(home: Path, work: Path) -> str | None:
 
 # what every fault is measured by
 
+
 def metrics_lost(home: Path) -> int | None:
     """Lines of the trials' regular metrics files (a line at most MAX_LINE long) that the store does not hold."""
     store = _readable_store(home)
@@ -299,10 +310,12 @@ def metrics_lost(home: Path) -> int | None:
                 path = trial_dir(home, experiment.id, t.id) / "metrics.jsonl"
                 if not path.is_file() or path.is_symlink():
                     continue
-                written = collections.Counter(_key(line) for line in path.read_bytes().split(b"\n")
-                                              if line.strip() and len(line) <= MAX_LINE)
-                stored = collections.Counter(json.dumps(m.raw, sort_keys=True)
-                                             for m in store.metrics(experiment.id, t.id))
+                written = collections.Counter(
+                    _key(line) for line in path.read_bytes().split(b"\n") if line.strip() and len(line) <= MAX_LINE
+                )
+                stored = collections.Counter(
+                    json.dumps(m.raw, sort_keys=True) for m in store.metrics(experiment.id, t.id)
+                )
                 lost += sum((written - stored).values())
     finally:
         store.close()
@@ -363,8 +376,17 @@ def measure(fault: Fault) -> Row:
             left = max(len(leftovers(home)), counter.count or 0)
             lost = metrics_lost(home)
             _end_everything(home)
-        return Row(fault.name, "no" if failure else "yes", lost, left, gauge.peak_rss_mib, gauge.lag_p99_ms,
-                   gauge.lag_max_ms, seconds, failure or "")
+        return Row(
+            fault.name,
+            "no" if failure else "yes",
+            lost,
+            left,
+            gauge.peak_rss_mib,
+            gauge.lag_p99_ms,
+            gauge.lag_max_ms,
+            seconds,
+            failure or "",
+        )
 
 
 @dataclass
@@ -394,8 +416,10 @@ FAULTS = [
     Fault("world-writable data directory", world_writable_home),
     Fault("data directory owned by another user", foreign_home, "creates a second user with useradd"),
     Fault("links planted for daemon.log, automl.db, automl.db-wal", planted_links),
-    Fault(f"malformed configs ({len(bad_config_cases())} to `run`, {len(SUBMITTED)} of them also submitted)",
-          malformed_configs),
+    Fault(
+        f"malformed configs ({len(bad_config_cases())} to `run`, {len(SUBMITTED)} of them also submitted)",
+        malformed_configs,
+    ),
 ]
 
 
@@ -407,9 +431,12 @@ def main() -> None:
     rows = []
     for fault in [f for f in FAULTS if not only or any(word in f.name for word in only)]:
         row = measure(fault)
-        print(f"{row.fault}: held {row.held}, lost {_n(row.metrics_lost)}, leftovers {row.leftovers}, "
-              f"RSS {_mib(row.peak_rss_mib)}, lag p99 {_ms(row.lag_p99_ms)} max {_ms(row.lag_max_ms)}, "
-              f"{row.seconds:.1f} s {row.note}", flush=True)
+        print(
+            f"{row.fault}: held {row.held}, lost {_n(row.metrics_lost)}, leftovers {row.leftovers}, "
+            f"RSS {_mib(row.peak_rss_mib)}, lag p99 {_ms(row.lag_p99_ms)} max {_ms(row.lag_max_ms)}, "
+            f"{row.seconds:.1f} s {row.note}",
+            flush=True,
+        )
         rows.append(row)
     table = markdown(rows, time.monotonic() - started)
     print(table)
@@ -419,20 +446,28 @@ def main() -> None:
 
 def markdown(rows: list[Row], seconds: float) -> str:
     """The section: the command, the goal, the table, and a line per fault that did not hold."""
-    lines = [SECTION, "", f"    {COMMAND}      # every fault against a real daemon with real trials; as root", "",
-             f"The goal: every fault held, 0 metrics lost, 0 processes left, the daemon's RSS under {RSS_GOAL_MB} MB. "
-             "*Held* means the experiment or command behaved as specified (the fault tests in `tests/faults/` "
-             "check the same); *metrics lost* counts lines in the trials' metrics files that are not in the store; "
-             "*left* counts trial processes still running once the experiment ended; RSS (sampled every 0.1 s) and "
-             "the event-loop lag (`loop_lag_ms` of `automl daemon status`, over its last minute, polled every 0.5 s) "
-             "are the highest seen during the fault, whichever daemon ran. A locked store shows about 100 ms: a "
-             "write tried while another process holds the lock waits up to 0.1 s on the loop before it is left "
-             "for a retry.", "",
-             "| fault | held | metrics lost | left | daemon peak RSS | loop lag p99 | loop lag max | time |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        SECTION,
+        "",
+        f"    {COMMAND}      # every fault against a real daemon with real trials; as root",
+        "",
+        f"The goal: every fault held, 0 metrics lost, 0 processes left, the daemon's RSS under {RSS_GOAL_MB} MB. "
+        "*Held* means the experiment or command behaved as specified (the fault tests in `tests/faults/` "
+        "check the same); *metrics lost* counts lines in the trials' metrics files that are not in the store; "
+        "*left* counts trial processes still running once the experiment ended; RSS (sampled every 0.1 s) and "
+        "the event-loop lag (`loop_lag_ms` of `automl daemon status`, over its last minute, polled every 0.5 s) "
+        "are the highest seen during the fault, whichever daemon ran. A locked store shows about 100 ms: a "
+        "write tried while another process holds the lock waits up to 0.1 s on the loop before it is left "
+        "for a retry.",
+        "",
+        "| fault | held | metrics lost | left | daemon peak RSS | loop lag p99 | loop lag max | time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        lines.append(f"| {r.fault} | {r.held} | {_n(r.metrics_lost)} | {_n(r.leftovers)} | {_mib(r.peak_rss_mib)} "
-                     f"| {_ms(r.lag_p99_ms)} | {_ms(r.lag_max_ms)} | {r.seconds:.0f} s |")
+        lines.append(
+            f"| {r.fault} | {r.held} | {_n(r.metrics_lost)} | {_n(r.leftovers)} | {_mib(r.peak_rss_mib)} "
+            f"| {_ms(r.lag_p99_ms)} | {_ms(r.lag_max_ms)} | {r.seconds:.0f} s |"
+        )
     failed = [r for r in rows if r.held == "no"]
     lines += ["", f"All {len(rows)} faults in {seconds / 60:.1f} minutes."]
     lines += [f"- {r.fault} did not hold: {r.note}" for r in failed]
@@ -447,18 +482,20 @@ def write_section(path: Path, section: str) -> None:
         path.write_text(text.rstrip("\n") + "\n\n" + section)
         return
     end = text.find("\n## ", start + 1)
-    rest = "" if end < 0 else "\n" + text[end + 1:]
-    path.write_text(text[:start + 1] + section + rest)
+    rest = "" if end < 0 else "\n" + text[end + 1 :]
+    path.write_text(text[: start + 1] + section + rest)
 
 
 # helpers
+
 
 @contextlib.contextmanager
 def other_user() -> Iterator[tuple[int, int]]:
     """A second local user (uid, gid), made with useradd for the block and deleted afterwards."""
     name = f"automl-b{os.getpid() % 100000}"
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True
+    )
     try:
         entry = pwd.getpwnam(name)
         yield entry.pw_uid, entry.pw_gid

@@ -41,9 +41,7 @@ NUMERIC_ONLY = {"GPTuner", "MetisTuner"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tuner", default="TPE")
     parser.add_argument("--observations", type=int, default=500, help="results fed before timing")
     parser.add_argument("--asks", type=int, default=200, help="timed asks")

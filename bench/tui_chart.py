@@ -77,8 +77,10 @@ def main() -> None:
             plain.append(time.perf_counter() - start)
         runs = sorted(widget[(width, height)])
         p95 = runs[min(len(runs) - 1, int(0.95 * len(runs)))]
-        print(f"{f'{width}x{height}':>12}  {1000 * statistics.median(plain):>9.2f} ms  "
-              f"{1000 * statistics.median(runs):>11.2f} ms  {1000 * p95:>8.2f} ms  {1000 * runs[-1]:>8.2f} ms")
+        print(
+            f"{f'{width}x{height}':>12}  {1000 * statistics.median(plain):>9.2f} ms  "
+            f"{1000 * statistics.median(runs):>11.2f} ms  {1000 * p95:>8.2f} ms  {1000 * runs[-1]:>8.2f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,27 @@ from tests import tui_sample_store as sample_store  # noqa: E402  (the sample da
 from tui.app import DashboardApp  # noqa: E402
 
 GPUS = 8
-KEYS = ("down", "down", "space", "down", "space", "2", "3", "4", "1", "o", "o", "f", "f", "f", "enter", "escape",
-        "pagedown", "home", "x")
+KEYS = (
+    "down",
+    "down",
+    "space",
+    "down",
+    "space",
+    "2",
+    "3",
+    "4",
+    "1",
+    "o",
+    "o",
+    "f",
+    "f",
+    "f",
+    "enter",
+    "escape",
+    "pagedown",
+    "home",
+    "x",
+)
 
 
 class QueueLink:
@@ -93,16 +112,20 @@ def stand_in_daemon(home: str, events: Any, rate: float, seconds: float, trials:
             store.trial_ended(trial, "succeeded", 0, None, 0.5, usage={"gpu_seconds": 60.0, "cost": 0.01})
             events.put(_event("trial_ended", trial=trial_id, status="succeeded", value=0.5, error=None))
             del running[trial_id]
-            new = store.add_trial(exp_id, {"lr": 0.01, "batch_size": 64, "dropout": 0.1, "optimizer": "sgd"},
-                                  trial_id, [trial_id % GPUS])
+            new = store.add_trial(
+                exp_id, {"lr": 0.01, "batch_size": 64, "dropout": 0.1, "optimizer": "sgd"}, trial_id, [trial_id % GPUS]
+            )
             store.trial_started(new, 4_200_000 + new.id, None)
             running[new.id], steps[new.id] = new, 0
             events.put(_event("trial_started", trial=new.id, params=new.params, gpus=new.gpus))
         else:
             steps[trial_id] += 1
             value = 0.8 * (1 - 0.99 ** steps[trial_id])
-            store.add_metrics(trial, [Metric(steps[trial_id], "intermediate", steps[trial_id], value,
-                                             {"default": value}, time.time())], 0)
+            store.add_metrics(
+                trial,
+                [Metric(steps[trial_id], "intermediate", steps[trial_id], value, {"default": value}, time.time())],
+                0,
+            )
             events.put(_event("trial_metric", trial=trial_id, kind="intermediate", step=steps[trial_id], value=value))
         sent += 1
         time.sleep(max(0.0, start + sent / rate - time.monotonic()))
@@ -113,8 +136,7 @@ def _event(event: str, **data: Any) -> dict[str, Any]:
     return {"v": 1, "event": event, "experiment": sample_store.EXPERIMENT_ID, "time": time.time(), "data": data}
 
 
-async def measure(home: Path, link: QueueLink, size: tuple[int, int],
-                  seconds: float) -> tuple[list[float], int, int]:
+async def measure(home: Path, link: QueueLink, size: tuple[int, int], seconds: float) -> tuple[list[float], int, int]:
     """Run the dashboard for `seconds` with keys pressed; the probe's lateness samples, the keys pressed and the
     events that arrived meanwhile."""
     app = DashboardApp(home, link=link, experiment=sample_store.EXPERIMENT_ID)
@@ -152,23 +174,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         began = time.perf_counter()
-        sample_store.fill(home, trials=args.trials, steps=args.steps, running=8, gpus=GPUS,
-                          max_trials=10 * args.trials)
+        sample_store.fill(home, trials=args.trials, steps=args.steps, running=8, gpus=GPUS, max_trials=10 * args.trials)
         took = time.perf_counter() - began
         print(f"store: {args.trials} trials x up to {args.steps} reports, written in {took:.1f} s")
         context = multiprocessing.get_context("spawn")
         for size in ((80, 24), (160, 45)):
             events = context.Queue()
-            daemon = context.Process(target=stand_in_daemon,
-                                     args=(str(home), events, args.rate, args.seconds + 3, args.trials))
+            daemon = context.Process(
+                target=stand_in_daemon, args=(str(home), events, args.rate, args.seconds + 3, args.trials)
+            )
             daemon.start()
             link = QueueLink(events)
             lags, presses, received = asyncio.run(measure(home, link, size, args.seconds))
             daemon.join()
-            print(f"{size[0]}x{size[1]}: {received} events ({received / args.seconds:.1f}/s), "
-                  f"{presses} keys, {len(lags)} probes: lag median {1000 * statistics.median(lags):.1f} ms, "
-                  f"p95 {_percentile(lags, 0.95):.1f} ms, p99 {_percentile(lags, 0.99):.1f} ms, "
-                  f"max {1000 * max(lags):.1f} ms")
+            print(
+                f"{size[0]}x{size[1]}: {received} events ({received / args.seconds:.1f}/s), "
+                f"{presses} keys, {len(lags)} probes: lag median {1000 * statistics.median(lags):.1f} ms, "
+                f"p95 {_percentile(lags, 0.95):.1f} ms, p99 {_percentile(lags, 0.99):.1f} ms, "
+                f"max {1000 * max(lags):.1f} ms"
+            )
 
 
 def _percentile(samples: list[float], q: float) -> float:

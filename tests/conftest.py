@@ -33,8 +33,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def automl(*args: str, timeout: float = 300, check: bool = False, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run `automl ARGS` as a user would (a real process), capturing its output."""
-    result = subprocess.run([sys.executable, "-m", "automl", *args], capture_output=True, text=True,
-                            timeout=timeout, env=os.environ.copy(), **kwargs)
+    result = subprocess.run(
+        [sys.executable, "-m", "automl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+        **kwargs,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"automl {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
@@ -48,8 +54,9 @@ def show(experiment: str) -> dict[str, Any]:
 def write_trial(folder: Path, body: str, name: str = "trial.py") -> Path:
     """A Python trial script with `from automl import trial` and `params` already set up."""
     script = folder / name
-    script.write_text("import sys, time\nfrom automl import trial\nparams = trial.get_params()\n"
-                      + textwrap.dedent(body))
+    script.write_text(
+        "import sys, time\nfrom automl import trial\nparams = trial.get_params()\n" + textwrap.dedent(body)
+    )
     return script
 
 
@@ -58,8 +65,7 @@ def write_config(folder: Path, name: str = "exp.yml", **fields: Any) -> Path:
     config: dict[str, Any] = {
         "name": "test",
         "command": "python trial.py",
-        "search_space": {"x": {"_type": "uniform", "_value": [0, 1]},
-                         "k": {"_type": "choice", "_value": [1, 2, 3]}},
+        "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}, "k": {"_type": "choice", "_value": [1, 2, 3]}},
         "tuner": {"name": "Random", "args": {"seed": 1}},
         "max_trials": 4,
         "concurrency": 2,

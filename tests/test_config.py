@@ -21,8 +21,15 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_our_format_resolves_paths_and_loads_the_space_file(project):
-    path = write_config(project, search_space=None, search_space_file="space.json", max_duration="1.5h",
-                        trial_timeout=90, resources={"cpus": 2, "gpus": 0.5}, tuner={"name": "tpe"})
+    path = write_config(
+        project,
+        search_space=None,
+        search_space_file="space.json",
+        max_duration="1.5h",
+        trial_timeout=90,
+        resources={"cpus": 2, "gpus": 0.5},
+        tuner={"name": "tpe"},
+    )
     config, warnings = load_config(path)
     assert warnings == []
     assert config.working_dir == project.resolve()
@@ -41,12 +48,18 @@ def test_command_with_shell_syntax_runs_through_sh_and_lists_run_as_given(projec
 
 def test_nni_v2_config_translates(project):
     nni = {
-        "experimentName": "nni-exp", "searchSpaceFile": "space.json", "trialCommand": "python3 trial.py",
-        "trialCodeDirectory": ".", "trialConcurrency": 3, "maxTrialNumber": 12, "maxExperimentDuration": "10m",
-        "maxTrialDuration": "2m", "trialGpuNumber": 1, "logLevel": "info",
+        "experimentName": "nni-exp",
+        "searchSpaceFile": "space.json",
+        "trialCommand": "python3 trial.py",
+        "trialCodeDirectory": ".",
+        "trialConcurrency": 3,
+        "maxTrialNumber": 12,
+        "maxExperimentDuration": "10m",
+        "maxTrialDuration": "2m",
+        "trialGpuNumber": 1,
+        "logLevel": "info",
         "tuner": {"name": "TPE", "classArgs": {"optimize_mode": "maximize", "seed": 3}},
-        "trainingService": {"platform": "local", "useActiveGpu": True, "maxTrialNumberPerGpu": 2,
-                            "gpuIndices": "0,2"},
+        "trainingService": {"platform": "local", "useActiveGpu": True, "maxTrialNumberPerGpu": 2, "gpuIndices": "0,2"},
     }
     path = project / "config.yml"
     path.write_text(yaml.safe_dump(nni))
@@ -62,14 +75,23 @@ def test_nni_v2_config_translates(project):
 @pytest.mark.parametrize(("tuner", "mode"), [("Random", "maximize"), ("TPE", "minimize")])
 def test_nni_tuner_without_optimize_mode_takes_nni_direction(project, tuner, mode):
     path = project / "config.yml"
-    path.write_text(yaml.safe_dump({"searchSpaceFile": "space.json", "trialCommand": "python3 trial.py",
-                                    "trialConcurrency": 1, "tuner": {"name": tuner},
-                                    "trainingService": {"platform": "local"}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "searchSpaceFile": "space.json",
+                "trialCommand": "python3 trial.py",
+                "trialConcurrency": 1,
+                "tuner": {"name": tuner},
+                "trainingService": {"platform": "local"},
+            }
+        )
+    )
     assert load_config(path)[0].objective.mode == mode
 
 
-@pytest.mark.parametrize(("value", "seconds"), [(30, 30), ("45s", 45), ("10m", 600), ("1.5h", 5400),
-                                                 ("2d", 172800), (" 5 m ", 300)])
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(30, 30), ("45s", 45), ("10m", 600), ("1.5h", 5400), ("2d", 172800), (" 5 m ", 300)]
+)
 def test_durations(value, seconds):
     assert parse_duration(value) == seconds
 
@@ -79,8 +101,10 @@ BAD_CONFIGS = [
     ({"max_trials": "many"}, "field 'max_trials'"),
     ({"max_duration": "10 minutes"}, "expected seconds or a duration such as '90s'"),
     ({"colour": "red"}, "field 'colour': unknown field; allowed here: name, command"),
-    ({"objective": {"metric": "acc", "mode": "up"}},
-     "field 'objective.mode': Input should be 'maximize' or 'minimize'"),
+    (
+        {"objective": {"metric": "acc", "mode": "up"}},
+        "field 'objective.mode': Input should be 'maximize' or 'minimize'",
+    ),
     ({"objective": {"goal": "max"}}, "field 'objective.goal': unknown field; allowed here: metric, mode"),
     ({"tuner": {"name": "Magic"}}, "unknown tuner 'Magic'; available: TPE"),
     ({"search_space_file": "space.json"}, "give exactly one of search_space (inline) or search_space_file"),
@@ -123,8 +147,13 @@ BAD_NNI = [
 
 
 def _nni_config(project: Path, **changes) -> Path:
-    base = {"searchSpaceFile": "space.json", "trialCommand": "python3 trial.py", "trialConcurrency": 1,
-            "tuner": {"name": "Random"}, "trainingService": {"platform": "local"}}
+    base = {
+        "searchSpaceFile": "space.json",
+        "trialCommand": "python3 trial.py",
+        "trialConcurrency": 1,
+        "tuner": {"name": "Random"},
+        "trainingService": {"platform": "local"},
+    }
     base.update(changes)
     path = project / "nni.yml"
     path.write_text(yaml.safe_dump({k: v for k, v in base.items() if v is not None}))
@@ -182,17 +211,41 @@ def test_a_stored_config_validates_again_as_the_daemon_resumes_it(project):
 
 
 def test_nni_assessors_and_advisors_become_stoppers(project):
-    config, _ = load_config(_nni_config(project, assessor={"name": "Medianstop", "classArgs": {
-        "optimize_mode": "minimize", "start_step": 3}}))
+    config, _ = load_config(
+        _nni_config(
+            project, assessor={"name": "Medianstop", "classArgs": {"optimize_mode": "minimize", "start_step": 3}}
+        )
+    )
     assert (config.stopper.name, config.stopper.args) == ("Medianstop", {"start_step": 3})
-    config, _ = load_config(_nni_config(project, assessor={"name": "asha", "classArgs": {
-        "min_resource": 1, "max_resource": 27, "reduction_factor": 3}}))
+    config, _ = load_config(
+        _nni_config(
+            project,
+            assessor={"name": "asha", "classArgs": {"min_resource": 1, "max_resource": 27, "reduction_factor": 3}},
+        )
+    )
     assert (config.stopper.name, config.stopper.args["max_resource"]) == ("ASHA", 27)
-    config, warnings = load_config(_nni_config(project, tuner=None, advisor={"name": "BOHB", "classArgs": {
-        "optimize_mode": "maximize", "min_budget": 1, "max_budget": 27, "eta": 3, "num_samples": 64}}))
+    config, warnings = load_config(
+        _nni_config(
+            project,
+            tuner=None,
+            advisor={
+                "name": "BOHB",
+                "classArgs": {
+                    "optimize_mode": "maximize",
+                    "min_budget": 1,
+                    "max_budget": 27,
+                    "eta": 3,
+                    "num_samples": 64,
+                },
+            },
+        )
+    )
     assert (config.tuner.name, config.objective.mode) == ("TPE", "maximize")
-    assert config.stopper.model_dump(exclude_none=True) == {"name": "Hyperband", "args": {
-        "min_resource": 1, "max_resource": 27, "reduction_factor": 3}, "learn_from": "last"}
+    assert config.stopper.model_dump(exclude_none=True) == {
+        "name": "Hyperband",
+        "args": {"min_resource": 1, "max_resource": 27, "reduction_factor": 3},
+        "learn_from": "last",
+    }
     assert any("num_samples" in w for w in warnings)
     config, _ = load_config(_nni_config(project, tuner=None, advisor={"name": "Hyperband", "classArgs": {"R": 9}}))
     assert (config.tuner.name, config.stopper.args) == ("Random", {"max_resource": 9, "reduction_factor": 3})

@@ -73,6 +73,7 @@ class ServerThread:
         async def publish_all() -> None:
             for event in events:
                 self.server.publish(*event)
+
         self.run(publish_all())
 
     def stop(self) -> None:
@@ -105,15 +106,20 @@ def server(socket_path: Path) -> Iterator[ServerThread]:
 def test_request_reply_round_trip(server: ServerThread, socket_path: Path) -> None:
     with Client(socket_path) as client:
         assert client.request("echo", x=1, name="café", nested={"a": [1, 2.5, None]}) == {
-            "x": 1, "name": "café", "nested": {"a": [1, 2.5, None]}}
+            "x": 1,
+            "name": "café",
+            "nested": {"a": [1, 2.5, None]},
+        }
         assert client.request("echo") == {}
         assert client.request("nan") == {"value": None}
 
 
 def test_requests_on_one_connection_are_answered_in_order(server: ServerThread, socket_path: Path) -> None:
-    requests = [protocol.request_message(1, "slow", {"seconds": 0.2, "n": 1}),
-                protocol.request_message("two", "echo", {}),
-                protocol.request_message(3, "slow", {"seconds": 0, "n": 3})]
+    requests = [
+        protocol.request_message(1, "slow", {"seconds": 0.2, "n": 1}),
+        protocol.request_message("two", "echo", {}),
+        protocol.request_message(3, "slow", {"seconds": 0, "n": 3}),
+    ]
     with _raw(socket_path) as sock:
         sock.sendall(b"".join(protocol.encode(r) for r in requests))
         replies = [_read_line(sock) for _ in requests]
@@ -199,26 +205,34 @@ def test_subscribe_is_reserved() -> None:
         ControlServer(Path("/tmp/x.sock"), _echo, ["echo", "subscribe"])
 
 
-@pytest.mark.parametrize(("line", "code", "reply_id", "says"), [
-    (b"{not json", "bad_request", None, "not valid UTF-8 JSON"),
-    (b"\xff\xfe{}", "bad_request", None, "not valid UTF-8 JSON"),
-    (b"[1, 2]", "bad_request", None, "must be a JSON object, not an array"),
-    (b'"echo"', "bad_request", None, "must be a JSON object, not a string"),
-    (b'{"v": 1, "id": 5}', "bad_request", 5, "missing field 'op'"),
-    (b'{"v": 1, "id": 6, "op": "nope"}', "bad_request", 6, "known ops: echo, fail_internal"),
-    (b'{"v": 2, "id": 7, "op": "echo"}', "unsupported_version", 7, "speaks version 1"),
-    (b'{"id": 8, "op": "echo"}', "bad_request", 8, "missing field 'v'"),
-    (b'{"v": "1", "id": 9, "op": "echo"}', "bad_request", 9, "'v' must be the protocol version"),
-    (b'{"v": 1, "id": true, "op": "echo"}', "bad_request", None, "'id' must be an integer or a string"),
-    (b'{"v": 1, "id": 10, "op": "echo", "args": []}', "bad_request", 10, "'args' must be an object"),
-    (b'{"v": 1, "id": 11, "op": "echo", "extra": 1}', "bad_request", 11, "unknown field 'extra'"),
-    (b'{"v": 1, "id": 12, "op": "echo", "args": {"x": NaN}}', "bad_request", None, "NaN is not a JSON number"),
-    (b"[" * 100_000 + b"]" * 100_000, "bad_request", None, "nested too deeply"),
-    (b'{"v": 1, "id": 13, "op": "subscribe", "args": {"events": "metric"}}', "bad_request", 13,
-     "'events' must be a list of event kinds or null"),
-])
+@pytest.mark.parametrize(
+    ("line", "code", "reply_id", "says"),
+    [
+        (b"{not json", "bad_request", None, "not valid UTF-8 JSON"),
+        (b"\xff\xfe{}", "bad_request", None, "not valid UTF-8 JSON"),
+        (b"[1, 2]", "bad_request", None, "must be a JSON object, not an array"),
+        (b'"echo"', "bad_request", None, "must be a JSON object, not a string"),
+        (b'{"v": 1, "id": 5}', "bad_request", 5, "missing field 'op'"),
+        (b'{"v": 1, "id": 6, "op": "nope"}', "bad_request", 6, "known ops: echo, fail_internal"),
+        (b'{"v": 2, "id": 7, "op": "echo"}', "unsupported_version", 7, "speaks version 1"),
+        (b'{"id": 8, "op": "echo"}', "bad_request", 8, "missing field 'v'"),
+        (b'{"v": "1", "id": 9, "op": "echo"}', "bad_request", 9, "'v' must be the protocol version"),
+        (b'{"v": 1, "id": true, "op": "echo"}', "bad_request", None, "'id' must be an integer or a string"),
+        (b'{"v": 1, "id": 10, "op": "echo", "args": []}', "bad_request", 10, "'args' must be an object"),
+        (b'{"v": 1, "id": 11, "op": "echo", "extra": 1}', "bad_request", 11, "unknown field 'extra'"),
+        (b'{"v": 1, "id": 12, "op": "echo", "args": {"x": NaN}}', "bad_request", None, "NaN is not a JSON number"),
+        (b"[" * 100_000 + b"]" * 100_000, "bad_request", None, "nested too deeply"),
+        (
+            b'{"v": 1, "id": 13, "op": "subscribe", "args": {"events": "metric"}}',
+            "bad_request",
+            13,
+            "'events' must be a list of event kinds or null",
+        ),
+    ],
+)
 def test_malformed_requests_are_answered_and_the_connection_goes_on(
-        server: ServerThread, socket_path: Path, line: bytes, code: str, reply_id: Any, says: str) -> None:
+    server: ServerThread, socket_path: Path, line: bytes, code: str, reply_id: Any, says: str
+) -> None:
     with _raw(socket_path) as sock:
         sock.sendall(line + b"\n\n \n" + protocol.encode(protocol.request_message(99, "echo", {"ok": 1})))
         reply = _read_line(sock)
@@ -249,8 +263,9 @@ def test_oversized_line_is_refused_and_the_server_goes_on(server: ServerThread, 
         assert client.request("echo", after="too large") == {"after": "too large"}
 
 
-def test_handler_errors_become_error_replies(server: ServerThread, socket_path: Path,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_handler_errors_become_error_replies(
+    server: ServerThread, socket_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with Client(socket_path) as client:
         with pytest.raises(RemoteError) as user:
             client.request("fail_user")
@@ -270,20 +285,34 @@ def test_subscribers_receive_the_events_they_asked_for(server: ServerThread, soc
         one_events = one.subscribe(experiment="e1", events=["metric", "end"])
         all_events = everything.subscribe()
         metric_events = metrics.subscribe(events=["metric"])
-        server.publish(("metric", "e1", {"step": 1}), ("metric", "e2", {"step": 1}), ("trial", "e1", {"id": 3}),
-                       ("gpu", None, {"load": [0.5]}), ("metric", "e1", {"step": 2}), ("end", "e1", {}))
+        server.publish(
+            ("metric", "e1", {"step": 1}),
+            ("metric", "e2", {"step": 1}),
+            ("trial", "e1", {"id": 3}),
+            ("gpu", None, {"load": [0.5]}),
+            ("metric", "e1", {"step": 2}),
+            ("end", "e1", {}),
+        )
         server.publish(("metric", None, {"last": True}))
         assert [(e["event"], e["experiment"], e["data"]) for e in _take(one_events, 3)] == [
-            ("metric", "e1", {"step": 1}), ("metric", "e1", {"step": 2}), ("end", "e1", {})]
+            ("metric", "e1", {"step": 1}),
+            ("metric", "e1", {"step": 2}),
+            ("end", "e1", {}),
+        ]
         received = _take(all_events, 7)
         assert [e["event"] for e in received] == ["metric", "metric", "trial", "gpu", "metric", "end", "metric"]
         assert all(e["v"] == 1 and isinstance(e["time"], float) for e in received)
         assert [(e["experiment"], e["data"]) for e in _take(metric_events, 4)] == [
-            ("e1", {"step": 1}), ("e2", {"step": 1}), ("e1", {"step": 2}), (None, {"last": True})]
+            ("e1", {"step": 1}),
+            ("e2", {"step": 1}),
+            ("e1", {"step": 2}),
+            (None, {"last": True}),
+        ]
 
 
-def test_an_event_that_is_not_json_is_logged_and_dropped(server: ServerThread, socket_path: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_an_event_that_is_not_json_is_logged_and_dropped(
+    server: ServerThread, socket_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with Client(socket_path) as client:
         events = client.subscribe()
         with caplog.at_level(logging.ERROR, logger="automl.control.server"):

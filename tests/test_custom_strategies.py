@@ -125,8 +125,14 @@ def _records(path: Path) -> list[list[Any]]:
 
 
 def _tuner(code: Path, tmp_path: Path, **args: Any) -> Any:
-    return create_tuner(None, {"record": str(tmp_path / "tuner.jsonl"), **args}, SPACE, "maximize",
-                        class_name="my_tuner.RecordingTuner", code_directory=code)
+    return create_tuner(
+        None,
+        {"record": str(tmp_path / "tuner.jsonl"), **args},
+        SPACE,
+        "maximize",
+        class_name="my_tuner.RecordingTuner",
+        code_directory=code,
+    )
 
 
 # the adapters, in process
@@ -164,7 +170,8 @@ def test_a_custom_tuner_that_runs_out_answers_none(code: Path, tmp_path: Path) -
 
 
 def test_parameters_a_custom_tuner_delivers_later_are_handed_out(code: Path, tmp_path: Path) -> None:
-    (code / "late_tuner.py").write_text(textwrap.dedent('''
+    (code / "late_tuner.py").write_text(
+        textwrap.dedent('''
         from nni.tuner import Tuner
 
         class LateTuner(Tuner):
@@ -179,16 +186,25 @@ def test_parameters_a_custom_tuner_delivers_later_are_handed_out(code: Path, tmp
                     for pid in self.waiting:
                         kwargs["st_callback"](pid, {"from": pid})
                 return []
-    '''))
+    ''')
+    )
     tuner = create_tuner(None, {}, SPACE, "maximize", class_name="late_tuner.LateTuner", code_directory=code)
     assert tuner.ask(0) is None
     assert [tuner.ask(1), tuner.ask(2)] == [{"from": 0}, {"from": 1}]
 
 
-@pytest.mark.parametrize(("method", "key"), [("generate_parameters", "ask"), ("receive_trial_result", "tell"),
-                                             ("trial_end", "tell"), ("import_data", "restore")])
-def test_an_exception_in_the_class_names_the_class_and_method(code: Path, tmp_path: Path, method: str,
-                                                              key: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "key"),
+    [
+        ("generate_parameters", "ask"),
+        ("receive_trial_result", "tell"),
+        ("trial_end", "tell"),
+        ("import_data", "restore"),
+    ],
+)
+def test_an_exception_in_the_class_names_the_class_and_method(
+    code: Path, tmp_path: Path, method: str, key: str
+) -> None:
     tuner = _tuner(code, tmp_path, fail_in=method)
     with pytest.raises(UserCodeError) as error:
         if key == "ask":
@@ -202,7 +218,8 @@ def test_an_exception_in_the_class_names_the_class_and_method(code: Path, tmp_pa
 
 
 def test_no_more_trial_error_from_generate_multiple_parameters_ends_the_search(code: Path) -> None:
-    (code / "done_tuner.py").write_text(textwrap.dedent('''
+    (code / "done_tuner.py").write_text(
+        textwrap.dedent("""
         import nni
         from nni.tuner import Tuner
 
@@ -212,25 +229,32 @@ def test_no_more_trial_error_from_generate_multiple_parameters_ends_the_search(c
 
             def generate_multiple_parameters(self, parameter_id_list, **kwargs):
                 raise nni.NoMoreTrialError("all done")
-    '''))
+    """)
+    )
     tuner = create_tuner(None, {}, SPACE, "maximize", class_name="done_tuner.DoneTuner", code_directory=code)
     with pytest.raises(NoMoreTrials, match="all done"):
         tuner.ask(0)
 
 
-@pytest.mark.parametrize(("class_name", "args", "words"), [
-    ("missing_module.Tuner", {}, ["missing_module.Tuner", "cannot import module 'missing_module'", "strategies"]),
-    ("my_tuner.Missing", {}, ["my_tuner.Missing", "has no 'Missing'"]),
-    ("my_tuner.NotATuner", {}, ["my_tuner.NotATuner", "not a subclass of nni.tuner.Tuner"]),
-    ("my_tuner.RecordingTuner", {"record": "r", "colour": 1}, ["invalid classArgs", "colour"]),
-    ("my_tuner.RecordingTuner", {}, ["invalid classArgs", "record"]),
-    ("my_tuner.RecordingTuner", {"record": "r", "fail_in": "update_search_space"},
-     ["update_search_space raised ValueError: boom"]),
-    ("RecordingTuner", {}, ["'module.Class'"]),
-])
-def test_a_tuner_class_that_cannot_be_loaded_is_a_user_error(code: Path, tmp_path: Path, monkeypatch,
-                                                             class_name: str, args: dict[str, Any],
-                                                             words: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("class_name", "args", "words"),
+    [
+        ("missing_module.Tuner", {}, ["missing_module.Tuner", "cannot import module 'missing_module'", "strategies"]),
+        ("my_tuner.Missing", {}, ["my_tuner.Missing", "has no 'Missing'"]),
+        ("my_tuner.NotATuner", {}, ["my_tuner.NotATuner", "not a subclass of nni.tuner.Tuner"]),
+        ("my_tuner.RecordingTuner", {"record": "r", "colour": 1}, ["invalid classArgs", "colour"]),
+        ("my_tuner.RecordingTuner", {}, ["invalid classArgs", "record"]),
+        (
+            "my_tuner.RecordingTuner",
+            {"record": "r", "fail_in": "update_search_space"},
+            ["update_search_space raised ValueError: boom"],
+        ),
+        ("RecordingTuner", {}, ["'module.Class'"]),
+    ],
+)
+def test_a_tuner_class_that_cannot_be_loaded_is_a_user_error(
+    code: Path, tmp_path: Path, monkeypatch, class_name: str, args: dict[str, Any], words: list[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError) as error:
         create_tuner(None, args, SPACE, "maximize", class_name=class_name, code_directory=code)
@@ -240,11 +264,16 @@ def test_a_tuner_class_that_cannot_be_loaded_is_a_user_error(code: Path, tmp_pat
 
 def test_a_custom_assessor_judges_whole_histories_as_nni_does(code: Path, tmp_path: Path) -> None:
     record = tmp_path / "assessor.jsonl"
-    stopper = create_stopper(None, {"record": str(record), "step": 3}, "minimize",
-                             class_name="my_assessor.StopAt", code_directory=code)
+    stopper = create_stopper(
+        None, {"record": str(record), "step": 3}, "minimize", class_name="my_assessor.StopAt", code_directory=code
+    )
     assert stopper.mode == "minimize"
     assert [stopper.report(7, step, value) for step, value in ((1, 0.5), (2, None), (2, 9.0), (3, 0.1))] == [
-        False, False, False, True]
+        False,
+        False,
+        False,
+        True,
+    ]
     stopper.ended(7, "early_stopped", 0.1)
     stopper.ended(8, "failed", None)  # never reported: NNI does not tell the assessor
     stopper.restore([(9, [0.2, 0.3], "succeeded"), (10, [0.4], "running")])
@@ -252,8 +281,12 @@ def test_a_custom_assessor_judges_whole_histories_as_nni_does(code: Path, tmp_pa
     calls = _records(record)
     assert [call[:2] for call in calls[:3]] == [["assess_trial", "7"]] * 3
     assert calls[0][2] == [0.5] and calls[2][2][::2] == [0.5, 0.1] and math.isnan(calls[2][2][1])
-    assert calls[3:] == [["trial_end", "7", False], ["assess_trial", "9", [0.2, 0.3]], ["trial_end", "9", True],
-                         ["assess_trial", "10", [0.4, 0.6]]]
+    assert calls[3:] == [
+        ["trial_end", "7", False],
+        ["assess_trial", "9", [0.2, 0.3]],
+        ["trial_end", "9", True],
+        ["assess_trial", "10", [0.4, 0.6]],
+    ]
 
 
 def test_an_assessor_may_answer_with_a_bool_and_nothing_else(code: Path) -> None:
@@ -265,19 +298,28 @@ def test_an_assessor_may_answer_with_a_bool_and_nothing_else(code: Path) -> None
 
 
 def test_an_exception_in_an_assessor_is_not_swallowed(code: Path, tmp_path: Path) -> None:
-    stopper = create_stopper(None, {"record": str(tmp_path / "a"), "step": 3, "fail_in": "assess_trial"},
-                             "maximize", class_name="my_assessor.StopAt", code_directory=code)
+    stopper = create_stopper(
+        None,
+        {"record": str(tmp_path / "a"), "step": 3, "fail_in": "assess_trial"},
+        "maximize",
+        class_name="my_assessor.StopAt",
+        code_directory=code,
+    )
     with pytest.raises(UserCodeError, match=r"^my_assessor.StopAt.assess_trial raised RuntimeError: assessor broke"):
         stopper.report(1, 1, 0.5)
 
 
-@pytest.mark.parametrize(("class_name", "args", "words"), [
-    ("my_assessor.Nope", {}, ["has no 'Nope'"]),
-    ("my_tuner.RecordingTuner", {"record": "r"}, ["not a subclass of nni.assessor.Assessor"]),
-    ("my_assessor.StopAt", {"record": "r"}, ["invalid classArgs", "step"]),
-])
-def test_an_assessor_class_that_cannot_be_loaded_is_a_user_error(code: Path, class_name: str,
-                                                                 args: dict[str, Any], words: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("class_name", "args", "words"),
+    [
+        ("my_assessor.Nope", {}, ["has no 'Nope'"]),
+        ("my_tuner.RecordingTuner", {"record": "r"}, ["not a subclass of nni.assessor.Assessor"]),
+        ("my_assessor.StopAt", {"record": "r"}, ["invalid classArgs", "step"]),
+    ],
+)
+def test_an_assessor_class_that_cannot_be_loaded_is_a_user_error(
+    code: Path, class_name: str, args: dict[str, Any], words: list[str]
+) -> None:
     with pytest.raises(UserError) as error:
         check_stopper(None, args, "maximize", class_name=class_name, code_directory=code)
     for word in words:
@@ -288,7 +330,8 @@ def test_modules_of_the_same_name_in_two_code_directories_are_each_their_own(tmp
     for version in ("one", "two"):
         folder = tmp_path / version
         folder.mkdir()
-        (folder / "same_name.py").write_text(textwrap.dedent(f'''
+        (folder / "same_name.py").write_text(
+            textwrap.dedent(f'''
             from nni.tuner import Tuner
 
             class T(Tuner):
@@ -297,7 +340,8 @@ def test_modules_of_the_same_name_in_two_code_directories_are_each_their_own(tmp
 
                 def generate_parameters(self, parameter_id, **kwargs):
                     return {{"version": "{version}"}}
-        '''))
+        ''')
+        )
     for version in ("one", "two"):
         tuner = create_tuner(None, {}, SPACE, "maximize", class_name="same_name.T", code_directory=tmp_path / version)
         assert tuner.ask(0) == {"version": version}
@@ -307,8 +351,14 @@ def test_modules_of_the_same_name_in_two_code_directories_are_each_their_own(tmp
 
 
 def _write(folder: Path, **fields: Any) -> Path:
-    config: dict[str, Any] = {"name": "custom", "command": "python trial.py", "search_space": SPACE,
-                              "max_trials": 3, "concurrency": 1, **fields}
+    config: dict[str, Any] = {
+        "name": "custom",
+        "command": "python trial.py",
+        "search_space": SPACE,
+        "max_trials": 3,
+        "concurrency": 1,
+        **fields,
+    }
     path = folder / "exp.yml"
     path.write_text(yaml.safe_dump(config))
     (folder / "trial.py").write_text(NNI_TRIAL.replace("STEPS", "3").replace("PACE", "0.01"))
@@ -316,20 +366,28 @@ def _write(folder: Path, **fields: Any) -> Path:
 
 
 def test_config_resolves_code_directory_against_the_config_folder(code: Path, tmp_path: Path) -> None:
-    config, _ = load_config(_write(tmp_path, tuner={"class_name": "my_tuner.RecordingTuner",
-                                                    "code_directory": "strategies", "args": {"record": "r"}}))
+    config, _ = load_config(
+        _write(
+            tmp_path,
+            tuner={"class_name": "my_tuner.RecordingTuner", "code_directory": "strategies", "args": {"record": "r"}},
+        )
+    )
     assert config.tuner.code_directory == code
     assert config.tuner.name == "my_tuner.RecordingTuner"
     assert config.tuner.class_name == "my_tuner.RecordingTuner"
 
 
-@pytest.mark.parametrize(("tuner", "words"), [
-    ({"name": "TPE", "class_name": "my_tuner.RecordingTuner"}, ["field 'tuner'", "not both"]),
-    ({"name": "TPE", "code_directory": "strategies"}, ["code_directory is only used with class_name"]),
-    ({"class_name": "my_tuner.RecordingTuner", "code_directory": "nowhere"}, ["tuner.code_directory", "nowhere"]),
-])
-def test_config_mistakes_about_custom_classes_are_user_errors(code: Path, tmp_path: Path, tuner: dict[str, Any],
-                                                              words: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("tuner", "words"),
+    [
+        ({"name": "TPE", "class_name": "my_tuner.RecordingTuner"}, ["field 'tuner'", "not both"]),
+        ({"name": "TPE", "code_directory": "strategies"}, ["code_directory is only used with class_name"]),
+        ({"class_name": "my_tuner.RecordingTuner", "code_directory": "nowhere"}, ["tuner.code_directory", "nowhere"]),
+    ],
+)
+def test_config_mistakes_about_custom_classes_are_user_errors(
+    code: Path, tmp_path: Path, tuner: dict[str, Any], words: list[str]
+) -> None:
     with pytest.raises(UserError) as error:
         load_config(_write(tmp_path, tuner=tuner))
     for word in words:
@@ -351,22 +409,33 @@ def _only_experiment() -> str:
     return experiment["id"]
 
 
-def _custom_config(tmp_path: Path, tuner_args: dict[str, Any] | None = None,
-                   assessor_args: dict[str, Any] | None = None, steps: int = 3, code_directory: str = "strategies",
-                   **fields: Any) -> Path:
+def _custom_config(
+    tmp_path: Path,
+    tuner_args: dict[str, Any] | None = None,
+    assessor_args: dict[str, Any] | None = None,
+    steps: int = 3,
+    code_directory: str = "strategies",
+    **fields: Any,
+) -> Path:
     config: dict[str, Any] = {
         "name": "custom",
         "command": "python trial.py",
         "search_space": SPACE,
-        "tuner": {"class_name": "my_tuner.RecordingTuner", "code_directory": code_directory,
-                  "args": {"record": str(tmp_path / "tuner.jsonl"), **(tuner_args or {})}},
+        "tuner": {
+            "class_name": "my_tuner.RecordingTuner",
+            "code_directory": code_directory,
+            "args": {"record": str(tmp_path / "tuner.jsonl"), **(tuner_args or {})},
+        },
         "max_trials": 3,
         "concurrency": 1,
         **fields,
     }
     if assessor_args is not None:
-        config["stopper"] = {"class_name": "my_assessor.StopAt", "code_directory": code_directory,
-                             "args": {"record": str(tmp_path / "assessor.jsonl"), **assessor_args}}
+        config["stopper"] = {
+            "class_name": "my_assessor.StopAt",
+            "code_directory": code_directory,
+            "args": {"record": str(tmp_path / "assessor.jsonl"), **assessor_args},
+        }
     (tmp_path / "trial.py").write_text(NNI_TRIAL.replace("STEPS", str(steps)).replace("PACE", "0.3"))
     path = tmp_path / "exp.yml"
     path.write_text(yaml.safe_dump(config))
@@ -389,12 +458,12 @@ def test_automl_run_drives_a_custom_tuner_and_assessor(code: Path, tmp_path: Pat
     trial_ids = [str(t["id"]) for t in view["trials"]]
     assert [call for call in judged if call[0] == "assess_trial"][:2] == [
         ["assess_trial", trial_ids[0], [pytest.approx(0.1)]],
-        ["assess_trial", trial_ids[0], [pytest.approx(0.1), pytest.approx(0.2)]]]
+        ["assess_trial", trial_ids[0], [pytest.approx(0.1), pytest.approx(0.2)]],
+    ]
     assert ["trial_end", trial_ids[0], False] in judged
 
 
-def test_automl_run_refuses_a_class_that_cannot_load_and_stores_nothing(code: Path, tmp_path: Path,
-                                                                        home: Path) -> None:
+def test_automl_run_refuses_a_class_that_cannot_load_and_stores_nothing(code: Path, tmp_path: Path, home: Path) -> None:
     config = _custom_config(tmp_path, {"colour": "red"})
     result = automl("run", str(config))
     assert result.returncode == 2
@@ -421,8 +490,11 @@ def test_in_the_daemon_a_failing_class_fails_its_experiment_only(code: Path, tmp
     view = _wait_status(broken, "failed")
     assert "my_tuner.RecordingTuner.generate_parameters raised ValueError: boom" in view["error"]
     (tmp_path / "second").mkdir()
-    judged = _submit(_custom_config(tmp_path / "second", assessor_args={"step": 1, "fail_in": "assess_trial"},
-                                    code_directory="../strategies"))
+    judged = _submit(
+        _custom_config(
+            tmp_path / "second", assessor_args={"step": 1, "fail_in": "assess_trial"}, code_directory="../strategies"
+        )
+    )
     view = _wait_status(judged, "failed")
     assert "my_assessor.StopAt.assess_trial raised RuntimeError: assessor broke" in view["error"]
     refused = automl("submit", str(_custom_config(tmp_path, {"record": 1, "bogus": 2})))
@@ -433,8 +505,11 @@ def test_in_the_daemon_a_failing_class_fails_its_experiment_only(code: Path, tmp
     assert json.loads(automl("daemon", "status", "--json", check=True).stdout)["running"] is True
 
 
-def test_a_custom_tuner_is_built_again_and_fed_history_after_a_daemon_restart(code: Path, tmp_path: Path,
-                                                                              daemon) -> None:  # noqa: F811
+def test_a_custom_tuner_is_built_again_and_fed_history_after_a_daemon_restart(
+    code: Path,
+    tmp_path: Path,
+    daemon,  # noqa: F811
+) -> None:
     exp_id = _submit(_custom_config(tmp_path, steps=4, max_trials=3))
     _wait(lambda: [t for t in show(exp_id)["trials"] if t["status"] == "succeeded"])
     automl("daemon", "restart", check=True)

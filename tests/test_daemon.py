@@ -147,8 +147,11 @@ def test_pause_resume_stop_and_kill(tmp_path, daemon):
     assert all(t["status"] == "succeeded" for t in trials), "running trials went on to their end"
     automl("resume", exp_id, check=True)
     victim = _wait(lambda: _kill_a_running_trial(exp_id))
-    killed = _wait(lambda: (lambda t: t if t["status"] != "running" else None)(
-        next(t for t in show(exp_id)["trials"] if t["id"] == victim["id"])))
+    killed = _wait(
+        lambda: (lambda t: t if t["status"] != "running" else None)(
+            next(t for t in show(exp_id)["trials"] if t["id"] == victim["id"])
+        )
+    )
     assert (killed["status"], killed["error"]) == ("killed", "killed by user")
     assert show(exp_id)["status"] == "running", "killing a trial leaves the experiment going"
     assert automl("kill", exp_id, "999").returncode == 2
@@ -193,8 +196,12 @@ def test_submit_of_a_bad_config_is_a_user_error_and_the_daemon_goes_on(tmp_path,
 
 
 def test_malformed_and_oversized_messages_get_errors_and_the_daemon_goes_on(daemon):
-    for payload, code in ((b"not json\n", "bad_request"), (b'{"v": 1, "id": 1, "op": "fly"}\n', "bad_request"),
-                          (b"[1, 2]\n", "bad_request"), (b"x" * (2 * 1024 * 1024) + b"\n", "too_large")):
+    for payload, code in (
+        (b"not json\n", "bad_request"),
+        (b'{"v": 1, "id": 1, "op": "fly"}\n', "bad_request"),
+        (b"[1, 2]\n", "bad_request"),
+        (b"x" * (2 * 1024 * 1024) + b"\n", "too_large"),
+    ):
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(10)
             sock.connect(str(daemon / "daemon.sock"))
@@ -210,9 +217,15 @@ def test_malformed_and_oversized_messages_get_errors_and_the_daemon_goes_on(daem
 def test_kill_9_at_many_moments_loses_nothing_and_runs_nothing_twice(tmp_path, home, daemon):
     gate = tmp_path / "gate"
     # The last three trials finish only once the crashes are over, so a fast machine cannot end the experiment early.
-    write_trial(tmp_path, "import os\n" + STEPPING_TRIAL.replace(
-        "trial.report_final", f"while int(trial.trial_id()) > 9 and not os.path.exists({str(gate)!r}):\n"
-        "    time.sleep(0.05)\ntrial.report_final"))
+    write_trial(
+        tmp_path,
+        "import os\n"
+        + STEPPING_TRIAL.replace(
+            "trial.report_final",
+            f"while int(trial.trial_id()) > 9 and not os.path.exists({str(gate)!r}):\n"
+            "    time.sleep(0.05)\ntrial.report_final",
+        ),
+    )
     config = write_config(tmp_path, max_trials=12, concurrency=3)
     exp_id = _submit(config)
     rng = random.Random(1234)
@@ -263,7 +276,9 @@ def test_after_a_crash_asha_remembers_its_rungs(tmp_path, home, daemon):
     restarted daemon must still know the three values recorded there before, and stop it (a stopper that forgot
     them would let it go on, as ASHA lets every trial go on at a rung with fewer than eta values)."""
     gate = tmp_path / "gate"
-    write_trial(tmp_path, f"""
+    write_trial(
+        tmp_path,
+        f"""
         import os
         while params['x'] == 0.0 and not os.path.exists({str(gate)!r}):
             time.sleep(0.05)
@@ -271,11 +286,16 @@ def test_after_a_crash_asha_remembers_its_rungs(tmp_path, home, daemon):
             trial.report(params['x'])
             time.sleep(0.5 if params['x'] == 0.0 else 0.1)
         trial.report_final(params['x'])
-        """)
-    config = write_config(tmp_path, tuner={"name": "GridSearch"}, max_trials=4, concurrency=1,
-                          search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.0]}},
-                          stopper={"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9,
-                                                            "reduction_factor": 4}})
+        """,
+    )
+    config = write_config(
+        tmp_path,
+        tuner={"name": "GridSearch"},
+        max_trials=4,
+        concurrency=1,
+        search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.0]}},
+        stopper={"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 4}},
+    )
     exp_id = _submit(config)
     _wait(lambda: any(t["params"]["x"] == 0.0 and t["status"] == "running" for t in show(exp_id)["trials"]))
     os.kill(_pid(home), signal.SIGKILL)
@@ -293,8 +313,11 @@ def test_graceful_restart_keeps_trials_running_and_loses_nothing(tmp_path, home,
     write_trial(tmp_path, STEPPING_TRIAL)
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.4]}}
     exp_id = _submit(write_config(tmp_path, search_space=space, max_trials=3, concurrency=3))
-    running = _wait(lambda: (lambda ts: ts if len(ts) == 3 else None)(
-        [t for t in show(exp_id)["trials"] if t["status"] == "running"]))
+    running = _wait(
+        lambda: (lambda ts: ts if len(ts) == 3 else None)(
+            [t for t in show(exp_id)["trials"] if t["status"] == "running"]
+        )
+    )
     automl("daemon", "restart", check=True)
     view = _wait_status(exp_id, "done")
     assert [t["id"] for t in view["trials"]] == [t["id"] for t in running], "the same trials, none re-run"
@@ -304,8 +327,12 @@ def test_graceful_restart_keeps_trials_running_and_loses_nothing(tmp_path, home,
 def test_two_clients_at_once(tmp_path, daemon):
     write_trial(tmp_path, STEPPING_TRIAL)
     exp_id = _submit(write_config(tmp_path, max_trials=2))
-    procs = [subprocess.Popen([sys.executable, "-m", "automl", "daemon", "status", "--json"],
-                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "automl", "daemon", "status", "--json"], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     outputs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     assert all(o["running"] and o["pid"] == outputs[0]["pid"] for o in outputs)
     _wait_status(exp_id, "done")
@@ -332,8 +359,11 @@ def test_subscribers_receive_an_experiments_live_events(tmp_path, daemon):
 def test_status_reports_the_daemons_memory_and_event_loop_lag(home):
     automl("daemon", "start", check=True)
     try:
-        status = _wait(lambda: (lambda s: s if s["loop_lag_ms"] else None)(
-            json.loads(automl("daemon", "status", "--json", check=True).stdout)))
+        status = _wait(
+            lambda: (lambda s: s if s["loop_lag_ms"] else None)(
+                json.loads(automl("daemon", "status", "--json", check=True).stdout)
+            )
+        )
         lag = status["loop_lag_ms"]
         assert 0 <= lag["p50"] <= lag["p99"] <= lag["max"] and lag["samples"] >= 1, lag
         rss = psutil.Process(status["pid"]).memory_info().rss / 2**20

@@ -19,10 +19,14 @@ trial.report_final(params['x'])
 
 def test_asha_stops_the_weak_trials_and_the_tuner_learns_their_last_value(tmp_path, home):
     write_trial(tmp_path, STEPPING)
-    config = write_config(tmp_path, tuner={"name": "GridSearch"}, max_trials=6, concurrency=1,
-                          search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.1, 0.05, 0.0]}},
-                          stopper={"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9,
-                                                            "reduction_factor": 3}})
+    config = write_config(
+        tmp_path,
+        tuner={"name": "GridSearch"},
+        max_trials=6,
+        concurrency=1,
+        search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.1, 0.05, 0.0]}},
+        stopper={"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}},
+    )
     automl("run", str(config), check=True)
     trials = {t["params"]["x"]: t for t in show("test")["trials"]}
     assert trials[1.0]["status"] == "succeeded" and trials[1.0]["steps"] == 9
@@ -39,10 +43,14 @@ def test_asha_stops_the_weak_trials_and_the_tuner_learns_their_last_value(tmp_pa
 
 def test_without_learning_from_stopped_trials_their_value_is_none(tmp_path, home):
     write_trial(tmp_path, STEPPING)
-    config = write_config(tmp_path, tuner={"name": "GridSearch"}, max_trials=4, concurrency=1,
-                          search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.0]}},
-                          stopper={"name": "asha", "learn_from": "none",
-                                   "args": {"max_resource": 9, "reduction_factor": 3}})
+    config = write_config(
+        tmp_path,
+        tuner={"name": "GridSearch"},
+        max_trials=4,
+        concurrency=1,
+        search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.0]}},
+        stopper={"name": "asha", "learn_from": "none", "args": {"max_resource": 9, "reduction_factor": 3}},
+    )
     automl("run", str(config), check=True)
     stopped = [t for t in show("test")["trials"] if t["status"] == "early_stopped"]
     assert stopped and all(t["value"] is None for t in stopped)
@@ -52,13 +60,22 @@ def test_an_nni_config_with_an_assessor_runs_with_it(tmp_path, home):
     (tmp_path / "nni_trial.py").write_text(
         "import time\nimport nni\nx = nni.get_next_parameter()['x']\n"
         "for step in range(8):\n    nni.report_intermediate_result(x)\n    time.sleep(0.15)\n"
-        "nni.report_final_result(x)\n")
+        "nni.report_final_result(x)\n"
+    )
     (tmp_path / "space.json").write_text(json.dumps({"x": {"_type": "choice", "_value": [1.0, 0.2, 0.1]}}))
-    (tmp_path / "config.yml").write_text(yaml.safe_dump({
-        "searchSpaceFile": "space.json", "trialCommand": "python3 nni_trial.py", "trialConcurrency": 1,
-        "maxTrialNumber": 3, "tuner": {"name": "GridSearch", "classArgs": {"optimize_mode": "maximize"}},
-        "assessor": {"name": "Medianstop", "classArgs": {"optimize_mode": "maximize", "start_step": 2}},
-        "trainingService": {"platform": "local"}}))
+    (tmp_path / "config.yml").write_text(
+        yaml.safe_dump(
+            {
+                "searchSpaceFile": "space.json",
+                "trialCommand": "python3 nni_trial.py",
+                "trialConcurrency": 1,
+                "maxTrialNumber": 3,
+                "tuner": {"name": "GridSearch", "classArgs": {"optimize_mode": "maximize"}},
+                "assessor": {"name": "Medianstop", "classArgs": {"optimize_mode": "maximize", "start_step": 2}},
+                "trainingService": {"platform": "local"},
+            }
+        )
+    )
     automl("run", str(tmp_path / "config.yml"), check=True)
     statuses = {t["params"]["x"]: t["status"] for t in show("config")["trials"]}
     assert statuses[1.0] == "succeeded"

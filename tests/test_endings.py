@@ -13,8 +13,10 @@ def test_an_experiment_whose_trials_all_fail_ends_failed_and_says_why(tmp_path, 
     write_trial(tmp_path, "raise ModuleNotFoundError(\"No module named 'torchvision'\")\n")
     result = automl("run", str(write_config(tmp_path, max_trials=3, concurrency=1)))
     assert result.returncode == 1, result.stdout + result.stderr
-    why = ("all 3 trials failed; most common error (3 of 3): exited with code 1: "
-           "ModuleNotFoundError: No module named 'torchvision'")
+    why = (
+        "all 3 trials failed; most common error (3 of 3): exited with code 1: "
+        "ModuleNotFoundError: No module named 'torchvision'"
+    )
     assert f"failed: {why}" in result.stdout
     view = show(_experiment_id(result.stdout))
     assert (view["status"], view["error"]) == ("failed", why)
@@ -27,8 +29,9 @@ def test_max_failures_ends_a_broken_experiment_before_it_spends_its_budget(tmp_p
     assert result.returncode == 1
     view = show(_experiment_id(result.stdout))
     assert [t["status"] for t in view["trials"]] == ["failed"] * 3
-    assert view["error"] == ("the first 3 trials all failed (max_failures: 3); most common error (3 of 3): "
-                             "exited with code 3")
+    assert view["error"] == (
+        "the first 3 trials all failed (max_failures: 3); most common error (3 of 3): exited with code 3"
+    )
 
 
 def test_failures_after_a_trial_worked_do_not_end_the_experiment(tmp_path, home):
@@ -42,8 +45,13 @@ def test_failures_after_a_trial_worked_do_not_end_the_experiment(tmp_path, home)
 
 def test_a_tuner_out_of_configurations_says_so_while_running_and_after(tmp_path, home):
     write_trial(tmp_path, "trial.report_final(params['k'])\n")
-    config = write_config(tmp_path, search_space={"k": {"_type": "choice", "_value": [1, 2]}},
-                          tuner={"name": "GridSearch"}, max_trials=10, concurrency=1)
+    config = write_config(
+        tmp_path,
+        search_space={"k": {"_type": "choice", "_value": [1, 2]}},
+        tuner={"name": "GridSearch"},
+        max_trials=10,
+        concurrency=1,
+    )
     result = automl("run", str(config))
     assert result.returncode == 0, result.stderr
     note = "the tuner has no more configurations after 2: GridSearch: Search space fully explored"
@@ -72,7 +80,11 @@ def test_show_one_trial_gives_its_whole_curve_params_usage_and_files(tmp_path, h
     view = json.loads(automl("show", exp_id, "1", "--json", check=True).stdout)
     assert (view["id"], view["status"], view["value"], view["experiment"]) == (1, "succeeded", 0.25, exp_id)
     assert [(p["kind"], p["step"], p["value"]) for p in view["curve"]] == [
-        ("intermediate", 1, 0.0), ("intermediate", 2, 0.1), ("intermediate", 3, 0.2), ("final", None, 0.25)]
+        ("intermediate", 1, 0.0),
+        ("intermediate", 2, 0.1),
+        ("intermediate", 3, 0.2),
+        ("final", None, 0.25),
+    ]
     assert all(view["started"] <= p["time"] <= view["ended"] for p in view["curve"])
     assert set(view["params"]) == {"x", "k"} and view["cpu_seconds"] is not None
     assert json.loads(open(view["files"]["params"]).read()) == view["params"]

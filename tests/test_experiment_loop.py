@@ -61,10 +61,16 @@ class Broken(Tuner):
 
 
 def _loop(tmp_path, tuner, **fields):
-    write_trial(tmp_path, "for i in range(3):\n    trial.report(i)\n    time.sleep(0.1)\n"
-                          "trial.report_final(params['x'])\n")
-    raw = {"name": "loop", "command": [sys.executable, "trial.py"], "concurrency": 2,
-           "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}}, **fields}
+    write_trial(
+        tmp_path, "for i in range(3):\n    trial.report(i)\n    time.sleep(0.1)\ntrial.report_final(params['x'])\n"
+    )
+    raw = {
+        "name": "loop",
+        "command": [sys.executable, "trial.py"],
+        "concurrency": 2,
+        "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}},
+        **fields,
+    }
     config = build_config(raw, tmp_path, "test")
     store = Store(tmp_path / "home")
     experiment = store.find_experiment(store.create_experiment("loop", config.model_dump(mode="json"), None))
@@ -113,7 +119,8 @@ def test_stop_kills_running_trials_and_marks_the_experiment_stopped(tmp_path):
 
     assert asyncio.run(stop_when_both_report()) == "stopped"
     assert [(t.status, t.error, t.steps) for t in store.trials(loop.experiment.id)] == [
-        ("killed", "stopped by user", 1)] * 2
+        ("killed", "stopped by user", 1)
+    ] * 2
 
 
 class Generations(Tuner):
@@ -142,7 +149,9 @@ def test_the_experiment_does_not_end_while_the_tuner_is_still_digesting_a_result
 
 
 def test_a_stopped_trial_that_lingers_on_sigterm_is_gone_before_it_is_recorded(tmp_path):
-    write_trial(tmp_path, """
+    write_trial(
+        tmp_path,
+        """
         import os, signal
         def linger(*_):
             time.sleep(1)
@@ -151,7 +160,9 @@ def test_a_stopped_trial_that_lingers_on_sigterm_is_gone_before_it_is_recorded(t
         open(os.path.join(trial.trial_dir(), "pid"), "w").write(str(os.getpid()))
         trial.report(1)
         time.sleep(60)
-    """, name="linger.py")
+    """,
+        name="linger.py",
+    )
     store, loop = _loop(tmp_path, WaitsForResults(), max_trials=1, concurrency=1, command=[sys.executable, "linger.py"])
     alive_when_recorded = []
 

@@ -15,8 +15,10 @@ from tests.conftest import automl, show, write_config, write_trial
 SPACE = {
     "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
     "act": {"_type": "choice", "_value": ["relu", "gelu tanh"]},
-    "opt": {"_type": "choice", "_value": [{"_name": "sgd", "momentum": {"_type": "uniform", "_value": [0.5, 0.9]}},
-                                          {"_name": "adam"}]},
+    "opt": {
+        "_type": "choice",
+        "_value": [{"_name": "sgd", "momentum": {"_type": "uniform", "_value": [0.5, 0.9]}}, {"_name": "adam"}],
+    },
 }
 
 
@@ -28,8 +30,18 @@ def experiment(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("AUTOML_HOME", str(home))
     write_trial(folder, "if trial.trial_id() == '3':\n    sys.exit(1)\ntrial.report_final(params['lr'])\n")
-    result = automl("run", str(write_config(folder, search_space=SPACE, max_trials=6, concurrency=2,
-                                            objective={"metric": "default", "mode": "minimize"})))
+    result = automl(
+        "run",
+        str(
+            write_config(
+                folder,
+                search_space=SPACE,
+                max_trials=6,
+                concurrency=2,
+                objective={"metric": "default", "mode": "minimize"},
+            )
+        ),
+    )
     assert result.returncode == 0, result.stderr
     view = show("test")
     yield view

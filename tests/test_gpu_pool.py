@@ -19,8 +19,9 @@ class Clock:
 def _pool(*gpus, clock=None):
     """A pool over simulated GPUs; each argument is a GPU's memory or a (memory, [foreign processes]) pair."""
     clock = clock or Clock()
-    fleet = {"gpus": [{"memory_mib": g} if not isinstance(g, tuple) else {"memory_mib": g[0], "foreign": g[1]}
-                      for g in gpus]}
+    fleet = {
+        "gpus": [{"memory_mib": g} if not isinstance(g, tuple) else {"memory_mib": g[0], "foreign": g[1]} for g in gpus]
+    }
     return GpuPool(SimulatedProbe(fleet=fleet, clock=clock), clock=clock), clock
 
 
@@ -119,8 +120,10 @@ def test_a_gpu_someone_else_uses_takes_no_trial_until_they_leave():
 
 
 def test_other_users_load_is_averaged_over_the_window():
-    foreign = [{"memory_mib": 500, "utilization": 0, "start_s": 0, "end_s": None},
-               {"memory_mib": 500, "utilization": 90, "start_s": 0, "end_s": 5}]
+    foreign = [
+        {"memory_mib": 500, "utilization": 0, "start_s": 0, "end_s": None},
+        {"memory_mib": 500, "utilization": 90, "start_s": 0, "end_s": 5},
+    ]
     pool, clock = _pool((24576, foreign))
     slots = _slots(pool, use_active_gpu=True, max_utilization=30)
     for second in range(7):

@@ -55,18 +55,26 @@ def gpu_daemon(home):
 def test_a_pytorch_trial_on_a_real_gpu_is_placed_learned_and_costed(tmp_path, gpu_daemon):
     write_trial(tmp_path, "import json\n" + TORCH_TRIAL)
     config = write_config(
-        tmp_path, max_trials=3, concurrency=2, resources={"gpus": 1},
-        search_space={"mib": {"_type": "choice", "_value": [1024]}, "seconds": {"_type": "choice", "_value": [6]},
-                      "seed": {"_type": "uniform", "_value": [0, 1]}},
+        tmp_path,
+        max_trials=3,
+        concurrency=2,
+        resources={"gpus": 1},
+        search_space={
+            "mib": {"_type": "choice", "_value": [1024]},
+            "seconds": {"_type": "choice", "_value": [6]},
+            "seed": {"_type": "uniform", "_value": [0, 1]},
+        },
         gpu={"indices": [0], "max_trials_per_gpu": 2, "use_active_gpu": True, "max_utilization": 100},
-        cost={"price_per_kwh": 0.3, "price_per_gpu_hour": 2.5})
+        cost={"price_per_kwh": 0.3, "price_per_gpu_hour": 2.5},
+    )
     exp_id = _submit(config)
     view = _wait_status(exp_id, "done", "failed", timeout=300)
     trials = view["trials"]
     assert [t["status"] for t in trials] == ["succeeded"] * 3, [t["error"] for t in trials]
     for t in trials:
-        visible = json.loads((gpu_daemon / "experiments" / exp_id / "trials" / str(t["id"]) / "visible.json")
-                             .read_text())
+        visible = json.loads(
+            (gpu_daemon / "experiments" / exp_id / "trials" / str(t["id"]) / "visible.json").read_text()
+        )
         assert visible == {"visible": "0", "devices": 1} and t["gpus"] == [0]
         assert t["gpu_memory_mib"] >= 1024, "the 1 GiB tensor is in the trial's measured peak"
         assert t["energy_j"] > 0 and t["gpu_seconds"] > 0
@@ -74,7 +82,8 @@ def test_a_pytorch_trial_on_a_real_gpu_is_placed_learned_and_costed(tmp_path, gp
     first, second, third = trials
     assert second["started"] >= first["ended"], "until the first trial's memory is known, a trial gets its own GPU"
     assert second["started"] < third["ended"] and third["started"] < second["ended"], (
-        "with the need learned, two trials share the GPU (max_trials_per_gpu 2)")
+        "with the need learned, two trials share the GPU (max_trials_per_gpu 2)"
+    )
     assert view["cost"]["kwh"] > 0
     assert show(exp_id)["cost"]["gpu_seconds"] == pytest.approx(sum(t["gpu_seconds"] for t in trials), abs=1e-3)
 

@@ -20,11 +20,19 @@ def _overlapping(trials, t):
 @pytest.fixture
 def fleet(tmp_path, home, monkeypatch):
     path = tmp_path / "fleet.json"
-    path.write_text(json.dumps({"gpus": [
-        {"memory_mib": 24576,
-         "foreign": [{"memory_mib": 20000, "utilization": 95, "start_s": 0, "end_s": FOREIGN_UNTIL}]},
-        {"memory_mib": 16384},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "gpus": [
+                    {
+                        "memory_mib": 24576,
+                        "foreign": [{"memory_mib": 20000, "utilization": 95, "start_s": 0, "end_s": FOREIGN_UNTIL}],
+                    },
+                    {"memory_mib": 16384},
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("AUTOML_SIM_GPUS", str(path))
     automl("daemon", "start", check=True)
     yield home
@@ -44,9 +52,14 @@ def test_trials_avoid_a_gpu_while_someone_else_uses_it_and_cost_is_accounted(tmp
     assert gpus[0]["processes"][0]["owner"] is None and gpus[0]["foreign_utilization"] == 95
 
     write_trial(tmp_path, "import os\ntime.sleep(1.5)\ntrial.report_final(float(os.environ['CUDA_VISIBLE_DEVICES']))\n")
-    config = write_config(tmp_path, max_trials=6, concurrency=2, resources={"gpus": 1},
-                          gpu={"simulated_load": {"memory_mib": 3000, "utilization": 50}},
-                          cost={"price_per_kwh": 0.5, "price_per_gpu_hour": 2.0, "currency": "EUR"})
+    config = write_config(
+        tmp_path,
+        max_trials=6,
+        concurrency=2,
+        resources={"gpus": 1},
+        gpu={"simulated_load": {"memory_mib": 3000, "utilization": 50}},
+        cost={"price_per_kwh": 0.5, "price_per_gpu_hour": 2.0, "currency": "EUR"},
+    )
     exp_id = _submit(config)
     _wait(lambda: any(t["status"] == "running" for t in show(exp_id)["trials"]))
     report = json.loads(automl("gpus", "--json", check=True).stdout)
@@ -75,7 +88,9 @@ def test_trials_avoid_a_gpu_while_someone_else_uses_it_and_cost_is_accounted(tmp
 
 
 def test_a_trials_cpu_time_and_peak_memory_are_measured(tmp_path, home):
-    write_trial(tmp_path, """
+    write_trial(
+        tmp_path,
+        """
         block = bytearray(200 * 2**20)
         for i in range(0, len(block), 4096):
             block[i] = 1
@@ -84,7 +99,8 @@ def test_a_trials_cpu_time_and_peak_memory_are_measured(tmp_path, home):
             pass
         time.sleep(1.5)
         trial.report_final(1.0)
-    """)
+    """,
+    )
     config = write_config(tmp_path, max_trials=1, concurrency=1)
     automl("run", str(config), check=True)
     (t,) = show("test")["trials"]

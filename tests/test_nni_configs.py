@@ -46,9 +46,16 @@ def _project(folder: Path, trial: str = NNI_TRIAL) -> Path:
 
 
 def _v2(**changes: Any) -> dict[str, Any]:
-    config = {"experimentName": "nni-exp", "searchSpaceFile": "search_space.json",
-              "trialCommand": "python3 nni_trial.py", "trialCodeDirectory": ".", "trialConcurrency": 2,
-              "maxTrialNumber": 4, "tuner": {"name": "Random"}, "trainingService": {"platform": "local"}}
+    config = {
+        "experimentName": "nni-exp",
+        "searchSpaceFile": "search_space.json",
+        "trialCommand": "python3 nni_trial.py",
+        "trialCodeDirectory": ".",
+        "trialConcurrency": 2,
+        "maxTrialNumber": 4,
+        "tuner": {"name": "Random"},
+        "trainingService": {"platform": "local"},
+    }
     config.update(changes)
     return {k: v for k, v in config.items() if v is not None}
 
@@ -61,28 +68,33 @@ def _write(folder: Path, config: dict[str, Any], name: str = "config.yml") -> Pa
 
 # 1. the optimize direction
 
-@pytest.mark.parametrize(("tuner", "mode", "mode_from"), [
-    ("TPE", "minimize", "TPE's default"),
-    ("tpe", "minimize", "TPE's default"),
-    ("Anneal", "minimize", "Anneal's default"),
-    ("TPE_legacy", "minimize", "TPE_legacy's default"),
-    ("Evolution", "maximize", "Evolution's default"),
-    ("GP", "maximize", "GPTuner's default"),
-    ("MetisTuner", "maximize", "MetisTuner's default"),
-    ("PBTTuner", "maximize", "PBTTuner's default"),
-    ("Hyperband", "maximize", "Hyperband's default"),
-    ("BOHB", "maximize", "BOHB's default"),
-    ("Random", "maximize", "NNI's default, as Random has no direction"),
-    ("GridSearch", "maximize", "NNI's default, as GridSearch has no direction"),
-    ("Batch", "maximize", "NNI's default, as BatchTuner has no direction"),
-])
+
+@pytest.mark.parametrize(
+    ("tuner", "mode", "mode_from"),
+    [
+        ("TPE", "minimize", "TPE's default"),
+        ("tpe", "minimize", "TPE's default"),
+        ("Anneal", "minimize", "Anneal's default"),
+        ("TPE_legacy", "minimize", "TPE_legacy's default"),
+        ("Evolution", "maximize", "Evolution's default"),
+        ("GP", "maximize", "GPTuner's default"),
+        ("MetisTuner", "maximize", "MetisTuner's default"),
+        ("PBTTuner", "maximize", "PBTTuner's default"),
+        ("Hyperband", "maximize", "Hyperband's default"),
+        ("BOHB", "maximize", "BOHB's default"),
+        ("Random", "maximize", "NNI's default, as Random has no direction"),
+        ("GridSearch", "maximize", "NNI's default, as GridSearch has no direction"),
+        ("Batch", "maximize", "NNI's default, as BatchTuner has no direction"),
+    ],
+)
 def test_a_tuner_without_optimize_mode_takes_its_nni_default(tuner, mode, mode_from):
     config, warnings = translate(_v2(tuner={"name": tuner}), "c.yml")
     assert config["objective"] == {"metric": "default", "mode": mode, "mode_from": mode_from}
     assert [w for w in warnings if "direction" in w] == [
         f"c.yml: the optimize direction is {mode}, from {mode_from} (NNI's rule: the tuner's "
         "classArgs.optimize_mode, else the assessor's, else the tuner's default); "
-        "set tuner.classArgs.optimize_mode to choose"]
+        "set tuner.classArgs.optimize_mode to choose"
+    ]
 
 
 def test_the_direction_comes_from_the_tuner_then_the_advisor_then_the_assessor():
@@ -91,8 +103,9 @@ def test_the_direction_comes_from_the_tuner_then_the_advisor_then_the_assessor()
     assert not any("direction" in w for w in stated[1])
     advisor = translate(_v2(tuner=None, advisor={"name": "BOHB", "classArgs": {"optimize_mode": "minimize"}}), "c")
     assert advisor[0]["objective"] == {"metric": "default", "mode": "minimize"}
-    assessed, _ = translate(_v2(tuner={"name": "TPE"}, assessor={"name": "Medianstop", "classArgs": {
-        "optimize_mode": "maximize"}}), "c.yml")
+    assessed, _ = translate(
+        _v2(tuner={"name": "TPE"}, assessor={"name": "Medianstop", "classArgs": {"optimize_mode": "maximize"}}), "c.yml"
+    )
     assert assessed["objective"] == {"metric": "default", "mode": "maximize", "mode_from": "the assessor"}
     custom, _ = translate(_v2(tuner={"className": "my_tuner.MyTuner"}), "c.yml")
     assert custom["objective"]["mode"] == "maximize"
@@ -101,22 +114,33 @@ def test_the_direction_comes_from_the_tuner_then_the_advisor_then_the_assessor()
 
 def test_a_tuner_and_assessor_that_disagree_run_in_the_tuners_direction(tmp_path):
     _project(tmp_path)
-    path = _write(tmp_path, _v2(tuner={"name": "TPE", "classArgs": {"optimize_mode": "maximize"}},
-                                assessor={"name": "Medianstop", "classArgs": {"optimize_mode": "minimize",
-                                                                              "start_step": 2}}))
+    path = _write(
+        tmp_path,
+        _v2(
+            tuner={"name": "TPE", "classArgs": {"optimize_mode": "maximize"}},
+            assessor={"name": "Medianstop", "classArgs": {"optimize_mode": "minimize", "start_step": 2}},
+        ),
+    )
     config, warnings = load_config(path)
     assert (config.objective.mode, config.objective.mode_from) == ("maximize", None)
     assert config.stopper.args == {"start_step": 2}
     assert [w for w in warnings if "assessor" in w] == [
         f"{path}: assessor.classArgs.optimize_mode is minimize but the tuner's is maximize; the tuner's wins "
-        "(NNI's rule) and the assessor runs with maximize"]
+        "(NNI's rule) and the assessor runs with maximize"
+    ]
 
 
 def test_nnis_sklearn_example_with_random_and_medianstop_exports_its_most_accurate_trial(tmp_path, home):
     """NNI's sklearn-classification-v2.yml: tuner Random (no direction), assessor Medianstop maximizing."""
     _project(tmp_path, "import nni\nparams = nni.get_next_parameter()\nnni.report_final_result(params['x'])\n")
-    path = _write(tmp_path, _v2(maxExperimentDuration="15m", trialGpuNumber=0, assessor={
-        "name": "Medianstop", "classArgs": {"optimize_mode": "maximize"}}))
+    path = _write(
+        tmp_path,
+        _v2(
+            maxExperimentDuration="15m",
+            trialGpuNumber=0,
+            assessor={"name": "Medianstop", "classArgs": {"optimize_mode": "maximize"}},
+        ),
+    )
     result = automl("run", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("the optimize direction is maximize, from the assessor") == 1, result.stderr
@@ -131,8 +155,10 @@ def test_nnis_sklearn_example_with_random_and_medianstop_exports_its_most_accura
 
 def test_random_with_curvefitting_runs_maximizing(tmp_path, home):
     _project(tmp_path)
-    path = _write(tmp_path, _v2(maxTrialNumber=3, assessor={"name": "Curvefitting", "classArgs": {
-        "epoch_num": 3, "start_step": 2}}))
+    path = _write(
+        tmp_path,
+        _v2(maxTrialNumber=3, assessor={"name": "Curvefitting", "classArgs": {"epoch_num": 3, "start_step": 2}}),
+    )
     result = automl("run", str(path))
     assert result.returncode == 0, result.stderr
     view = show("nni-exp")
@@ -142,12 +168,25 @@ def test_random_with_curvefitting_runs_maximizing(tmp_path, home):
 
 # 2. Hyperband and BOHB, with TRIAL_BUDGET
 
-@pytest.mark.parametrize(("field", "algorithm", "budget"), [
-    ("tuner", {"name": "Hyperband", "classArgs": {"R": 5, "eta": 3, "optimize_mode": "maximize",
-                                                  "exec_mode": "parallelism"}}, 5),
-    ("advisor", {"name": "BOHB", "classArgs": {"min_budget": 1, "max_budget": 4, "eta": 2,
-                                               "optimize_mode": "maximize"}}, 4),
-])
+
+@pytest.mark.parametrize(
+    ("field", "algorithm", "budget"),
+    [
+        (
+            "tuner",
+            {
+                "name": "Hyperband",
+                "classArgs": {"R": 5, "eta": 3, "optimize_mode": "maximize", "exec_mode": "parallelism"},
+            },
+            5,
+        ),
+        (
+            "advisor",
+            {"name": "BOHB", "classArgs": {"min_budget": 1, "max_budget": 4, "eta": 2, "optimize_mode": "maximize"}},
+            4,
+        ),
+    ],
+)
 def test_hyperband_and_bohb_trials_read_their_budget_from_trial_budget(tmp_path, home, field, algorithm, budget):
     _project(tmp_path, NNI_BUDGET_TRIAL)
     path = _write(tmp_path, _v2(**{"tuner": None, field: algorithm}))
@@ -162,8 +201,9 @@ def test_hyperband_and_bohb_trials_read_their_budget_from_trial_budget(tmp_path,
 
 def test_hyperband_args_become_our_stopper_and_the_full_budget_a_fixed_parameter():
     for field in ("tuner", "advisor"):
-        config, warnings = translate(_v2(**{"tuner": None, field: {"name": "Hyperband", "classArgs": {
-            "R": 27, "exec_mode": "serial"}}}), "c.yml")
+        config, warnings = translate(
+            _v2(**{"tuner": None, field: {"name": "Hyperband", "classArgs": {"R": 27, "exec_mode": "serial"}}}), "c.yml"
+        )
         assert config["tuner"] == {"name": "Random", "args": {}}
         assert config["stopper"] == {"name": "Hyperband", "args": {"max_resource": 27, "reduction_factor": 3}}
         assert config["fixed_params"] == {"TRIAL_BUDGET": 27}
@@ -177,8 +217,15 @@ def test_hyperband_args_become_our_stopper_and_the_full_budget_a_fixed_parameter
 
 def test_a_fixed_parameter_that_is_also_searched_is_refused(tmp_path, home):
     _project(tmp_path)
-    path = _write(tmp_path, {"name": "fixed", "command": "python3 nni_trial.py", "search_space_file":
-                             "search_space.json", "fixed_params": {"x": 1, "y": 2}})
+    path = _write(
+        tmp_path,
+        {
+            "name": "fixed",
+            "command": "python3 nni_trial.py",
+            "search_space_file": "search_space.json",
+            "fixed_params": {"x": 1, "y": 2},
+        },
+    )
     result = automl("run", str(path))
     assert result.returncode == 2
     assert "field 'fixed_params': x also in the search space" in result.stderr
@@ -186,6 +233,7 @@ def test_a_fixed_parameter_that_is_also_searched_is_refused(tmp_path, home):
 
 
 # 3. maxExperimentDuration
+
 
 def test_max_experiment_duration_lets_running_trials_finish_like_nni():
     config, _ = translate(_v2(maxExperimentDuration="1h"), "c.yml")
@@ -195,15 +243,24 @@ def test_max_experiment_duration_lets_running_trials_finish_like_nni():
 
 # 4. NNI v1 files
 
+
 def _v1(**changes: Any) -> dict[str, Any]:
     """NNI's sklearn-classification.yml (v1), with its paths relative to a config folder beside the code."""
-    config = {"authorName": "nni", "experimentName": "nni-v1", "maxExecDuration": "5m", "maxTrialNum": 3,
-              "trialConcurrency": 2, "searchSpacePath": "../code/search_space.json",
-              "tuner": {"builtinTunerName": "Random"},
-              "assessor": {"builtinAssessorName": "Medianstop", "classArgs": {"optimize_mode": "maximize"}},
-              "trial": {"codeDir": "../code", "command": "python3 nni_trial.py", "gpuNum": 0},
-              "useAnnotation": False, "multiPhase": False, "multiThread": False,
-              "trainingServicePlatform": "local"}
+    config = {
+        "authorName": "nni",
+        "experimentName": "nni-v1",
+        "maxExecDuration": "5m",
+        "maxTrialNum": 3,
+        "trialConcurrency": 2,
+        "searchSpacePath": "../code/search_space.json",
+        "tuner": {"builtinTunerName": "Random"},
+        "assessor": {"builtinAssessorName": "Medianstop", "classArgs": {"optimize_mode": "maximize"}},
+        "trial": {"codeDir": "../code", "command": "python3 nni_trial.py", "gpuNum": 0},
+        "useAnnotation": False,
+        "multiPhase": False,
+        "multiThread": False,
+        "trainingServicePlatform": "local",
+    }
     config.update(changes)
     return {k: v for k, v in config.items() if v is not None}
 
@@ -229,19 +286,34 @@ def test_automl_convert_prints_v2_or_our_config_for_a_v1_file(tmp_path, home):
     path = _write(tmp_path / "conf", _v1())
     v2 = automl("convert", str(path), "--to", "nni", check=True)
     assert yaml.safe_load(v2.stdout) == {
-        "experimentName": "nni-v1", "trialConcurrency": 2, "maxExperimentDuration": "5m", "maxTrialNumber": 3,
-        "searchSpaceFile": "../code/search_space.json", "useAnnotation": False,
-        "trialCommand": "python3 nni_trial.py", "trialCodeDirectory": "../code", "trialGpuNumber": 0,
+        "experimentName": "nni-v1",
+        "trialConcurrency": 2,
+        "maxExperimentDuration": "5m",
+        "maxTrialNumber": 3,
+        "searchSpaceFile": "../code/search_space.json",
+        "useAnnotation": False,
+        "trialCommand": "python3 nni_trial.py",
+        "trialCodeDirectory": "../code",
+        "trialGpuNumber": 0,
         "tuner": {"name": "Random"},
         "assessor": {"name": "Medianstop", "classArgs": {"optimize_mode": "maximize"}},
-        "trainingService": {"platform": "local"}}
+        "trainingService": {"platform": "local"},
+    }
     ours = automl("convert", str(path), check=True)
     assert yaml.safe_load(ours.stdout) == {
-        "name": "nni-v1", "command": "python3 nni_trial.py", "working_dir": "../code",
-        "search_space_file": "../code/search_space.json", "objective": {"metric": "default", "mode": "maximize"},
-        "tuner": {"name": "Random", "args": {}}, "stopper": {"name": "Medianstop", "args": {}},
-        "max_trials": 3, "max_duration": "5m", "on_max_duration": "finish", "concurrency": 2,
-        "resources": {"gpus": 0}}
+        "name": "nni-v1",
+        "command": "python3 nni_trial.py",
+        "working_dir": "../code",
+        "search_space_file": "../code/search_space.json",
+        "objective": {"metric": "default", "mode": "maximize"},
+        "tuner": {"name": "Random", "args": {}},
+        "stopper": {"name": "Medianstop", "args": {}},
+        "max_trials": 3,
+        "max_duration": "5m",
+        "on_max_duration": "finish",
+        "concurrency": 2,
+        "resources": {"gpus": 0},
+    }
     assert "from the assessor" in ours.stderr
     converted = tmp_path / "conf" / "automl.yml"
     converted.write_text(ours.stdout)
@@ -249,15 +321,20 @@ def test_automl_convert_prints_v2_or_our_config_for_a_v1_file(tmp_path, home):
     assert [t["status"] for t in show("nni-v1")["trials"]] == ["succeeded"] * 3
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    (_v1(trainingServicePlatform="remote"), "NNI's v1 config format with trainingServicePlatform: remote; "
-                                            "only the local platform is supported"),
-    (_v1(multiPhase=True), "Multi-phase is no longer supported"),
-    (_v1(localConfig={"gpuIndices": "0", "colour": "red"}), "localConfig not fully converted: {'colour': 'red'}"),
-    (_v1(tuner={"codeDir": ".", "className": "MyTuner"}), "field 'classFileName' is required here"),
-    (_v1(trial=None), "field 'trialCommand': required"),
-    ({"name": "ours", "command": "python3 x.py", "search_space": SPACE}, "not an NNI config"),
-])
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            _v1(trainingServicePlatform="remote"),
+            "NNI's v1 config format with trainingServicePlatform: remote; only the local platform is supported",
+        ),
+        (_v1(multiPhase=True), "Multi-phase is no longer supported"),
+        (_v1(localConfig={"gpuIndices": "0", "colour": "red"}), "localConfig not fully converted: {'colour': 'red'}"),
+        (_v1(tuner={"codeDir": ".", "className": "MyTuner"}), "field 'classFileName' is required here"),
+        (_v1(trial=None), "field 'trialCommand': required"),
+        ({"name": "ours", "command": "python3 x.py", "search_space": SPACE}, "not an NNI config"),
+    ],
+)
 def test_a_bad_nni_file_exits_2_with_a_clear_message(tmp_path, home, config, message):
     path = _write(tmp_path, config)
     command = ["convert", str(path), "--to", "nni"] if "not an NNI" in message else ["run", str(path)]
@@ -276,12 +353,24 @@ def test_convert_refuses_a_bad_file_as_run_does(tmp_path):
 
 # 5. custom tuners and assessors
 
+
 def test_custom_tuners_and_assessors_translate_to_class_name_and_code_directory():
-    config, _ = translate(_v2(tuner={"className": "my_tuner.MyTuner", "codeDirectory": "tuners", "classArgs": {
-        "optimize_mode": "minimize", "seed": 1}}, assessor={"className": "my_assessor.Stop", "classArgs": {
-            "patience": 2}}), "c.yml")
-    assert config["tuner"] == {"class_name": "my_tuner.MyTuner", "code_directory": "tuners",
-                               "args": {"optimize_mode": "minimize", "seed": 1}}
+    config, _ = translate(
+        _v2(
+            tuner={
+                "className": "my_tuner.MyTuner",
+                "codeDirectory": "tuners",
+                "classArgs": {"optimize_mode": "minimize", "seed": 1},
+            },
+            assessor={"className": "my_assessor.Stop", "classArgs": {"patience": 2}},
+        ),
+        "c.yml",
+    )
+    assert config["tuner"] == {
+        "class_name": "my_tuner.MyTuner",
+        "code_directory": "tuners",
+        "args": {"optimize_mode": "minimize", "seed": 1},
+    }
     assert config["stopper"] == {"class_name": "my_assessor.Stop", "args": {"patience": 2}}
     assert config["objective"] == {"metric": "default", "mode": "minimize"}
     with pytest.raises(UserError, match="unknown field\\(s\\) name"):
@@ -289,11 +378,22 @@ def test_custom_tuners_and_assessors_translate_to_class_name_and_code_directory(
 
 
 def test_a_v1_custom_tuner_translates_like_nni_2():
-    config, _ = translate(_v1(tuner={"codeDir": "../tuners", "classFileName": "demo_tuner.py",
-                                     "className": "DemoTuner", "classArgs": {"optimize_mode": "maximize"}}),
-                          "c.yml")
-    assert config["tuner"] == {"class_name": "demo_tuner.DemoTuner", "code_directory": "../tuners",
-                               "args": {"optimize_mode": "maximize"}}
+    config, _ = translate(
+        _v1(
+            tuner={
+                "codeDir": "../tuners",
+                "classFileName": "demo_tuner.py",
+                "className": "DemoTuner",
+                "classArgs": {"optimize_mode": "maximize"},
+            }
+        ),
+        "c.yml",
+    )
+    assert config["tuner"] == {
+        "class_name": "demo_tuner.DemoTuner",
+        "code_directory": "../tuners",
+        "args": {"optimize_mode": "maximize"},
+    }
 
 
 # BatchTuner: NNI's mnist-batch-tune-keras space, and plain values handed out bare as NNI does
@@ -306,10 +406,13 @@ nni.report_final_result(params['learning_rate'] if isinstance(params, dict) else
 """
 
 
-@pytest.mark.parametrize("values", [
-    [{"optimizer": "Adam", "learning_rate": 0.001}, {"optimizer": "SGD", "learning_rate": 0.01}],
-    [0.001, 0.01],
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [{"optimizer": "Adam", "learning_rate": 0.001}, {"optimizer": "SGD", "learning_rate": 0.01}],
+        [0.001, 0.01],
+    ],
+)
 def test_nni_batch_tuner_runs_nni_spaces_and_hands_plain_values_out_bare(tmp_path, home, values):
     project = _project(tmp_path / "p", NNI_BATCH_TRIAL)
     (project / "search_space.json").write_text(json.dumps({"combine_params": {"_type": "choice", "_value": values}}))
@@ -319,7 +422,6 @@ def test_nni_batch_tuner_runs_nni_spaces_and_hands_plain_values_out_bare(tmp_pat
     exp_id = json.loads(automl("ls", "--json", check=True).stdout)[0]["id"]
     view = show(exp_id)
     assert [t["status"] for t in view["trials"]] == ["succeeded"] * 2
-    logs = [(home / "experiments" / exp_id / "trials" / str(t["id"]) / "trial.log").read_text()
-            for t in view["trials"]]
+    logs = [(home / "experiments" / exp_id / "trials" / str(t["id"]) / "trial.log").read_text() for t in view["trials"]]
     received = [json.loads(log.strip().splitlines()[-1].split(" PRINT ", 1)[1]) for log in logs]
     assert received == values, "each trial gets its value as NNI's BatchTuner hands it out"

@@ -18,9 +18,11 @@ class Clock:
 
 def test_foreign_processes_come_and_go_on_the_clock(tmp_path):
     fleet = tmp_path / "fleet.yaml"
-    fleet.write_text("gpus:\n- memory_mib: 24576\n  foreign:\n  - {memory_mib: 20000, utilization: 95, start_s: 0, "
-                     "end_s: null}\n  - {memory_mib: 1000, utilization: 30, start_s: 5, end_s: 10}\n"
-                     "- {memory_mib: 16384}\n")
+    fleet.write_text(
+        "gpus:\n- memory_mib: 24576\n  foreign:\n  - {memory_mib: 20000, utilization: 95, start_s: 0, "
+        "end_s: null}\n  - {memory_mib: 1000, utilization: 30, start_s: 5, end_s: 10}\n"
+        "- {memory_mib: 16384}\n"
+    )
     clock = Clock()
     probe = SimulatedProbe(fleet, clock)
     assert probe.count() == 2
@@ -40,13 +42,16 @@ def test_the_environment_variable_selects_the_fleet(tmp_path, monkeypatch):
     assert open_probe().count() == 3
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{}", "expected {\"gpus\""),
-    ('{"gpus": [{"memory_mib": 0}]}', "gpus[0]: needs memory_mib > 0"),
-    ('{"gpus": [{"memory_mib": 8, "foreign": [{"memory_mib": 1, "start_s": 5, "end_s": 2}]}]}', "start_s < end_s"),
-    ('{"gpus": [{"memory_mib": 8, "foreign": [{"memory_mib": 1, "utilization": 150}]}]}', "utilization"),
-    ("{", "cannot read"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{}", 'expected {"gpus"'),
+        ('{"gpus": [{"memory_mib": 0}]}', "gpus[0]: needs memory_mib > 0"),
+        ('{"gpus": [{"memory_mib": 8, "foreign": [{"memory_mib": 1, "start_s": 5, "end_s": 2}]}]}', "start_s < end_s"),
+        ('{"gpus": [{"memory_mib": 8, "foreign": [{"memory_mib": 1, "utilization": 150}]}]}', "utilization"),
+        ("{", "cannot read"),
+    ],
+)
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_bad_fleet_files_are_clear_errors(tmp_path, text, message, suffix):
     fleet = tmp_path / f"fleet{suffix}"

@@ -15,7 +15,9 @@ MIB = 200
 
 def test_trials_that_end_while_the_daemon_is_down_keep_their_true_end_and_usage(tmp_path, home, daemon):  # noqa: F811
     gate = tmp_path / "gate"
-    write_trial(tmp_path, f"""
+    write_trial(
+        tmp_path,
+        f"""
         import os
         while not os.path.exists({str(gate)!r}):
             time.sleep(0.05)
@@ -24,7 +26,8 @@ def test_trials_that_end_while_the_daemon_is_down_keep_their_true_end_and_usage(
         while time.process_time() - begun < 1.0:
             pass
         trial.report_final(len(block) / 2**20)
-        """)
+        """,
+    )
     exp_id = _submit(write_config(tmp_path, max_trials=2, concurrency=2))
     _wait(lambda: [t["status"] for t in show(exp_id)["trials"]] == ["running", "running"])
     os.kill(_pid(home), signal.SIGKILL)

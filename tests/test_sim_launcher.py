@@ -21,8 +21,15 @@ def _curve(params, epoch):
 
 
 def _config(tmp_path, **fields):
-    raw = {"name": "sim", "command": "true", "concurrency": 8, "max_trials": 200, "tuner": {"name": "Random"},
-           "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}}, **fields}
+    raw = {
+        "name": "sim",
+        "command": "true",
+        "concurrency": 8,
+        "max_trials": 200,
+        "tuner": {"name": "Random"},
+        "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}},
+        **fields,
+    }
     return build_config(raw, tmp_path, "test")
 
 
@@ -30,8 +37,14 @@ def _run(tmp_path, launcher, max_epochs=None, **fields):
     config = _config(tmp_path, **fields)
     tuner = create_tuner(config.tuner.name, config.tuner.args, config.search_space, config.objective.mode)
     started = []
-    sim = simulate(tmp_path / "home", config, tuner, launcher, max_epochs=max_epochs,
-                   listeners=(lambda event, data: event == "trial_started" and started.append(data["trial"]),))
+    sim = simulate(
+        tmp_path / "home",
+        config,
+        tuner,
+        launcher,
+        max_epochs=max_epochs,
+        listeners=(lambda event, data: event == "trial_started" and started.append(data["trial"]),),
+    )
     return sim, sim.store.trials(sim.experiment_id), started
 
 
@@ -74,7 +87,9 @@ def test_every_reported_value_is_in_the_store_with_its_virtual_time(tmp_path):
     for trial in trials:
         metrics = sim.store.metrics(sim.experiment_id, trial.id)
         assert [(m.kind, m.step, m.value) for m in metrics] == [
-            *(("intermediate", e, _curve(trial.params, e)) for e in range(1, 6)), ("final", None, trial.value)]
+            *(("intermediate", e, _curve(trial.params, e)) for e in range(1, 6)),
+            ("final", None, trial.value),
+        ]
         assert [round(m.time - trial.started) for m in metrics] == [10, 20, 30, 40, 50, 50]
     assert round(sim.seconds) == 150
 
@@ -96,7 +111,8 @@ def test_a_curve_that_raises_fails_its_trial_with_the_error(tmp_path):
 
     sim, trials, _ = _run(tmp_path, SimulatedLauncher(broken, epochs=5), max_trials=2, concurrency=2)
     assert [(t.status, t.steps, t.error) for t in trials] == [
-        ("failed", 2, "exited with code 1: ValueError: diverged")] * 2
+        ("failed", 2, "exited with code 1: ValueError: diverged")
+    ] * 2
 
 
 class _Dawdling:
@@ -120,13 +136,16 @@ class _Dawdling:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_simulation_does_not_depend_on_how_long_the_tuner_really_takes(tmp_path, seed):
     asha = {"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}}
-    config = _config(tmp_path, max_trials=60, concurrency=4, tuner={"name": "TPE", "args": {"seed": 0}},
-                     stopper=asha)
+    config = _config(tmp_path, max_trials=60, concurrency=4, tuner={"name": "TPE", "args": {"seed": 0}}, stopper=asha)
     runs = []
     for run, dawdling in enumerate((False, True)):
         tuner = create_tuner(config.tuner.name, config.tuner.args, config.search_space, config.objective.mode)
-        sim = simulate(tmp_path / f"home{run}", config, _Dawdling(tuner, seed) if dawdling else tuner,
-                       SimulatedLauncher(_curve, epochs=9))
+        sim = simulate(
+            tmp_path / f"home{run}",
+            config,
+            _Dawdling(tuner, seed) if dawdling else tuner,
+            SimulatedLauncher(_curve, epochs=9),
+        )
         trials = sim.store.trials(sim.experiment_id)
         began = sim.store.find_experiment(sim.experiment_id).created
         runs.append([(t.params, t.status, t.steps, t.created - began, t.ended - began) for t in trials])

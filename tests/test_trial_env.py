@@ -55,8 +55,10 @@ def bare_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = str(venv / "bin" / "python")
     env = _shell(venv)
     assert subprocess.run([python, "-c", "import nni"], env=env, cwd=venv, timeout=120).returncode == 0
-    assert subprocess.run([python, "-c", "import automl"], env=env, cwd=venv, capture_output=True,
-                          timeout=60).returncode != 0, "the bare venv must not see automl"
+    assert (
+        subprocess.run([python, "-c", "import automl"], env=env, cwd=venv, capture_output=True, timeout=60).returncode
+        != 0
+    ), "the bare venv must not see automl"
     return venv
 
 
@@ -69,8 +71,9 @@ def _shell(venv: Path) -> dict[str, str]:
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-c", CLI, *args], capture_output=True, text=True, env=env,
-                            timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", CLI, *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
     assert result.returncode == 0, f"automl {' '.join(args)}: {result.stdout}\n{result.stderr}"
     return result
 
@@ -80,13 +83,31 @@ def _projects(folder: Path, concurrency: int = 2) -> dict[str, Path]:
     (folder / "trial.py").write_text(AUTOML_TRIAL)
     (folder / "nni_trial.py").write_text(NNI_TRIAL)
     (folder / "space.json").write_text(json.dumps(SPACE))
-    (folder / "exp.yml").write_text(yaml.safe_dump({
-        "name": f"plain-{folder.name}", "command": "python trial.py", "search_space": SPACE,
-        "tuner": {"name": "Random", "args": {"seed": 1}}, "max_trials": 2, "concurrency": concurrency}))
-    (folder / "config.yml").write_text(yaml.safe_dump({
-        "experimentName": f"nni-{folder.name}", "searchSpaceFile": "space.json", "trialCommand": "python3 nni_trial.py",
-        "trialConcurrency": 2, "maxTrialNumber": 2, "tuner": {"name": "Random"},
-        "trainingService": {"platform": "local"}}))
+    (folder / "exp.yml").write_text(
+        yaml.safe_dump(
+            {
+                "name": f"plain-{folder.name}",
+                "command": "python trial.py",
+                "search_space": SPACE,
+                "tuner": {"name": "Random", "args": {"seed": 1}},
+                "max_trials": 2,
+                "concurrency": concurrency,
+            }
+        )
+    )
+    (folder / "config.yml").write_text(
+        yaml.safe_dump(
+            {
+                "experimentName": f"nni-{folder.name}",
+                "searchSpaceFile": "space.json",
+                "trialCommand": "python3 nni_trial.py",
+                "trialConcurrency": 2,
+                "maxTrialNumber": 2,
+                "tuner": {"name": "Random"},
+                "trainingService": {"platform": "local"},
+            }
+        )
+    )
     return {"plain": folder / "exp.yml", "nni": folder / "config.yml"}
 
 
@@ -116,21 +137,30 @@ def test_automl_run_uses_the_shells_python_even_without_automl(tmp_path, home, b
 
 def test_submit_sends_the_shells_environment_and_a_restarted_daemon_keeps_it(tmp_path, home, bare_venv):
     daemon_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # `python` there has automl
-    daemon = subprocess.Popen([sys.executable, "-c", CLI, "daemon", "start", "--foreground"], env=daemon_env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", CLI, "daemon", "start", "--foreground"],
+        env=daemon_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     env = _shell(bare_venv)
     try:
         _until(lambda: daemon_pid(home) is not None)
         configs = _projects(tmp_path, concurrency=1)  # the second trial is started by the restarted daemon
         gate = tmp_path / "gate"
-        (tmp_path / "trial.py").write_text(f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n"
-                                           "    time.sleep(0.05)\n" + AUTOML_TRIAL)
+        (tmp_path / "trial.py").write_text(
+            f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n" + AUTOML_TRIAL
+        )
         ids = {kind: _cli(env, "submit", str(config)).stdout.strip() for kind, config in configs.items()}
         _until(lambda: _statuses(env, ids["plain"]) == ["running"])
         _cli(daemon_env, "daemon", "stop")
         daemon.wait(60)
-        daemon = subprocess.Popen([sys.executable, "-c", CLI, "daemon", "start", "--foreground"], env=daemon_env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        daemon = subprocess.Popen(
+            [sys.executable, "-c", CLI, "daemon", "start", "--foreground"],
+            env=daemon_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _until(lambda: daemon_pid(home) is not None)
         gate.touch()
         for exp_id in ids.values():
@@ -146,15 +176,25 @@ def test_the_command_is_looked_up_on_the_submitting_shells_path(tmp_path, home, 
     tool.parent.mkdir()
     tool.write_text("#!/bin/sh\nexit 0\n")
     tool.chmod(0o755)
-    (tmp_path / "exp.yml").write_text(yaml.safe_dump({"name": "lookup", "command": "only-in-this-shell",
-                                                      "search_space": SPACE, "max_trials": 1}))
+    (tmp_path / "exp.yml").write_text(
+        yaml.safe_dump({"name": "lookup", "command": "only-in-this-shell", "search_space": SPACE, "max_trials": 1})
+    )
     daemon_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    daemon = subprocess.Popen([sys.executable, "-c", CLI, "daemon", "start", "--foreground"], env=daemon_env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", CLI, "daemon", "start", "--foreground"],
+        env=daemon_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _until(lambda: daemon_pid(home) is not None)
-        failed = subprocess.run([sys.executable, "-c", CLI, "submit", str(tmp_path / "exp.yml")], env=daemon_env,
-                                capture_output=True, text=True, timeout=60)
+        failed = subprocess.run(
+            [sys.executable, "-c", CLI, "submit", str(tmp_path / "exp.yml")],
+            env=daemon_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert failed.returncode == 2 and "program 'only-in-this-shell' not found on PATH" in failed.stderr
         env = {**daemon_env, "PATH": os.pathsep.join([str(tool.parent), daemon_env["PATH"]])}
         assert _cli(env, "submit", str(tmp_path / "exp.yml")).stdout.strip()

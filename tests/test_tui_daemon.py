@@ -51,9 +51,13 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
         automl("daemon", "start", check=True)
         try:
             write_trial(folder, STEPPING_TRIAL)
-            ids = {name: automl("submit", str(_config(folder, name, **fields)), check=True).stdout.strip()
-                   for name, fields in (("slow", {"search_space": _space(300), "max_trials": 20}),
-                                        ("quick", {"search_space": _space(3), "max_trials": 2}))}
+            ids = {
+                name: automl("submit", str(_config(folder, name, **fields)), check=True).stdout.strip()
+                for name, fields in (
+                    ("slow", {"search_space": _space(300), "max_trials": 20}),
+                    ("quick", {"search_space": _space(3), "max_trials": 2}),
+                )
+            }
             _wait(lambda: _experiment(home, ids["quick"])[0] == "done", "quick to finish")
             _wait(lambda: _running(home, ids["slow"]), "a trial of slow to run")
             yield folder, home, ids
@@ -64,8 +68,13 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
 
 def _config(folder: Path, name: str, **fields: Any) -> Path:
     """A config for experiment `name` running the stepping trial, written to `folder/NAME.yml`."""
-    config = {"name": name, "command": "python trial.py", "tuner": {"name": "Random", "args": {"seed": 1}},
-              "concurrency": 2, **fields}
+    config = {
+        "name": name,
+        "command": "python trial.py",
+        "tuner": {"name": "Random", "args": {"seed": 1}},
+        "concurrency": 2,
+        **fields,
+    }
     path = folder / f"{name}.yml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -158,16 +167,31 @@ def test_the_command_in_a_real_terminal(daemon):
     folder, home, ids = daemon
     server = ["tmux", "-L", f"automl-tui-{os.getpid()}"]
     command = shlex.join(["env", f"AUTOML_HOME={home}", sys.executable, "-m", "automl", "tui", "slow"])
-    subprocess.run([*server, "new-session", "-d", "-s", "dashboard", "-x", "80", "-y", "24",
-                    f"cd {shlex.quote(str(REPO))} && {command}; echo EXITED=$?; sleep 60"], check=True)
+    subprocess.run(
+        [
+            *server,
+            "new-session",
+            "-d",
+            "-s",
+            "dashboard",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            f"cd {shlex.quote(str(REPO))} && {command}; echo EXITED=$?; sleep 60",
+        ],
+        check=True,
+    )
 
     def screen() -> str:
-        return subprocess.run([*server, "capture-pane", "-p", "-t", "dashboard"], capture_output=True,
-                              text=True).stdout
+        return subprocess.run([*server, "capture-pane", "-p", "-t", "dashboard"], capture_output=True, text=True).stdout
 
     try:
-        _wait(lambda: "slow ▶ running" in screen() and "● daemon" in screen() and "Trials · all" in screen(),
-              "the dashboard to show slow", screen)
+        _wait(
+            lambda: "slow ▶ running" in screen() and "● daemon" in screen() and "Trials · all" in screen(),
+            "the dashboard to show slow",
+            screen,
+        )
         subprocess.run([*server, "send-keys", "-t", "dashboard", "p"], check=True)
         _wait(lambda: _experiment(home, ids["slow"])[0] == "paused", "slow to pause")
         _wait(lambda: "slow ‖ paused" in screen(), "the dashboard to show the pause", screen)
@@ -218,27 +242,38 @@ def test_stop_after_confirmation(daemon):
 
 
 def test_without_a_daemon_the_command_says_how_to_start_one(home):
-    result = subprocess.run([sys.executable, "-m", "automl", "tui"], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "AUTOML_HOME": str(home)})
+    result = subprocess.run(
+        [sys.executable, "-m", "automl", "tui"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "AUTOML_HOME": str(home)},
+    )
     assert result.returncode == 2
     assert "the daemon is not running" in result.stderr and "automl daemon start" in result.stderr
 
 
 def test_the_cli_hook_does_not_import_textual():
-    code = ("import argparse, sys; from tui.cli import add_command; p = argparse.ArgumentParser(); "
-            "add_command(p.add_subparsers()); a = p.parse_args(['tui', 'exp']); "
-            "print(json.dumps([a.experiment, 'textual' in sys.modules]))")
-    out = subprocess.run([sys.executable, "-c", f"import json; {code}"], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import argparse, sys; from tui.cli import add_command; p = argparse.ArgumentParser(); "
+        "add_command(p.add_subparsers()); a = p.parse_args(['tui', 'exp']); "
+        "print(json.dumps([a.experiment, 'textual' in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", f"import json; {code}"], capture_output=True, text=True, check=True
+    ).stdout
     assert json.loads(out) == ["exp", False]
 
 
 # driving the dashboard, reading the store
 
-def _drive(home: Path, folder: Path, experiment: str | None,
-           scenario: Callable[[Any, DashboardApp], Awaitable[None]]) -> None:
+
+def _drive(
+    home: Path, folder: Path, experiment: str | None, scenario: Callable[[Any, DashboardApp], Awaitable[None]]
+) -> None:
     """Run the dashboard on `home` (opened on `experiment`) until it shows data from the daemon and the store,
     then play `scenario`."""
+
     async def main() -> None:
         app = DashboardApp(home, experiment=experiment, export_dir=folder)
         async with app.run_test(size=(100, 30)) as pilot:
@@ -270,8 +305,9 @@ async def _until(pilot: Any, condition: Callable[[], Any], timeout: float = 60.0
         await pilot.pause(0.1)
 
 
-def _wait(condition: Callable[[], Any], what: str, show: Callable[[], str] | None = None,
-          timeout: float = 60.0) -> None:
+def _wait(
+    condition: Callable[[], Any], what: str, show: Callable[[], str] | None = None, timeout: float = 60.0
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -31,10 +31,11 @@ def _dots(char: str) -> int:
 
 def _plot(row: str) -> str:
     """A chart row without its y axis."""
-    return row[max(row.find("┤"), row.find("│")) + 1:]
+    return row[max(row.find("┤"), row.find("│")) + 1 :]
 
 
 # braille charts
+
 
 def test_a_rising_line_runs_from_the_bottom_left_to_the_top_right():
     rows = _text(draw([Series("a", [0, 1], [0.0, 1.0], "red")], width=20, height=6))
@@ -56,8 +57,11 @@ def test_thinning_keeps_a_single_spike_among_thousands_of_points():
 
 
 def test_later_series_are_drawn_over_earlier_ones_each_in_its_colour():
-    series = [Series("a", [0, 1], [0.0, 0.0], "red"), Series("b", [0, 1], [1.0, 1.0], "blue"),
-              Series("c", [0, 1], [0.0, 0.0], "green")]
+    series = [
+        Series("a", [0, 1], [0.0, 0.0], "red"),
+        Series("b", [0, 1], [1.0, 1.0], "blue"),
+        Series("c", [0, 1], [0.0, 0.0], "green"),
+    ]
     rows = draw(series, width=20, height=5)
     colors = {color for row in rows[:-1] for text, color in row if text.strip() and color != "bright_black"}
     assert colors == {"blue", "green"}, "red is hidden under green, which runs along the same line"
@@ -82,23 +86,39 @@ def test_nothing_to_draw_says_so():
 
 # spelling numbers
 
-@pytest.mark.parametrize(("value", "width", "text"), [
-    (0.77367123, 8, "0.77367"), (0.0008012, 7, "8.01e-4"), (1e-9, 8, "1e-9"), (123456.7, 8, "1.2346e5"),
-    (3, 8, "3"), (None, 8, "—"), (math.nan, 8, "—"), (-0.5, 4, "-0.5"),
-])
+
+@pytest.mark.parametrize(
+    ("value", "width", "text"),
+    [
+        (0.77367123, 8, "0.77367"),
+        (0.0008012, 7, "8.01e-4"),
+        (1e-9, 8, "1e-9"),
+        (123456.7, 8, "1.2346e5"),
+        (3, 8, "3"),
+        (None, 8, "—"),
+        (math.nan, 8, "—"),
+        (-0.5, 4, "-0.5"),
+    ],
+)
 def test_numbers_fit_their_width(value, width, text):
     assert fmt.number(value, width) == text
     assert len(fmt.number(value, width)) <= width
 
 
 def test_durations_money_and_bars():
-    assert [fmt.duration(s) for s in (42, 192, 3900, 2 * 86400 + 3 * 3600, None)] == \
-        ["42s", "3m12s", "1h05m", "2d03h", "—"]
+    assert [fmt.duration(s) for s in (42, 192, 3900, 2 * 86400 + 3 * 3600, None)] == [
+        "42s",
+        "3m12s",
+        "1h05m",
+        "2d03h",
+        "—",
+    ]
     assert fmt.money(4.1, "USD") == "$4.10" and fmt.money(4.1, "CHF") == "4.10 CHF" and fmt.money(None, "EUR") == "—"
     assert fmt.bar(0.5, 4) == ("██", "░░") and fmt.bar(1 / 16, 2) == ("▏", "░")
 
 
 # the state
+
 
 def _event(name: str, exp: str | None = EXP, when: float = 100.0, **data):
     return {"v": 1, "event": name, "experiment": exp, "time": when, "data": data}
@@ -110,15 +130,16 @@ def test_events_update_the_open_experiment_and_the_gpus():
     state.open(EXP)
     assert state.apply_event(_event("trial_started", trial=1, params={"x": 0.5}, gpus=[0])) == "all"
     assert state.apply_event(_event("trial_metric", trial=1, kind="intermediate", step=1, value=0.1)) == "metrics"
-    assert state.apply_event(_event("trial_metric", exp="other", trial=1, kind="intermediate", step=1,
-                                    value=0.1)) is None, "another experiment's metrics are not read"
-    assert state.apply_event(_event("trial_started", exp="other", trial=7, params={}, gpus=[1])) == "summaries", \
+    assert (
+        state.apply_event(_event("trial_metric", exp="other", trial=1, kind="intermediate", step=1, value=0.1)) is None
+    ), "another experiment's metrics are not read"
+    assert state.apply_event(_event("trial_started", exp="other", trial=7, params={}, gpus=[1])) == "summaries", (
         "another experiment's trials are not read, only its headline figures"
+    )
     assert 7 not in state.trials
     state.apply_event(_event("trial_ended", when=160.0, trial=1, status="succeeded", value=0.9, error=None))
     trial = state.trials[1]
-    assert (trial.status, trial.value, trial.started, trial.ended, trial.gpus) == ("succeeded", 0.9, 100.0, 160.0,
-                                                                                   [0])
+    assert (trial.status, trial.value, trial.started, trial.ended, trial.gpus) == ("succeeded", 0.9, 100.0, 160.0, [0])
     state.apply_event(_event("experiment_updated", concurrency=4, max_trials=50, max_duration=None))
     state.apply_event(_event("experiment_status", status="paused", error=None))
     assert (state.summary.concurrency, state.summary.max_trials, state.summary.status) == (4, 50, "paused")
@@ -146,14 +167,23 @@ def test_best_so_far_follows_the_objective_direction():
     state = DashboardState()
     state.apply_read(StoreRead(0, experiments=[_summary(mode="minimize")]))
     generation = state.open(EXP)
-    state.apply_read(StoreRead(generation, trials=[
-        TrialState(1, "succeeded", {}, value=0.5, ended=1.0), TrialState(2, "succeeded", {}, value=0.7, ended=2.0),
-        TrialState(3, "failed", {}, value=None, ended=3.0), TrialState(4, "succeeded", {}, value=0.2, ended=4.0)]))
+    state.apply_read(
+        StoreRead(
+            generation,
+            trials=[
+                TrialState(1, "succeeded", {}, value=0.5, ended=1.0),
+                TrialState(2, "succeeded", {}, value=0.7, ended=2.0),
+                TrialState(3, "failed", {}, value=None, ended=3.0),
+                TrialState(4, "succeeded", {}, value=0.2, ended=4.0),
+            ],
+        )
+    )
     assert state.best_so_far() == ([1.0, 2.0, 3.0], [0.5, 0.7, 0.2], [0.5, 0.5, 0.2])
     assert state.best_trial().id == 4
 
 
 # the store reader
+
 
 def test_the_reader_reads_curves_once_and_then_only_what_is_new(tmp_path: Path):
     home = tmp_path / "home"
@@ -190,8 +220,9 @@ def test_summaries_count_trials_and_take_the_daemons_cost(tmp_path: Path):
 def test_cost_is_money_with_prices_and_gpu_hours_without(tmp_path: Path):
     home = tmp_path / "home"
     sample_store.fill(home, trials=4, steps=3, running=0, gpus=1)
-    sample_store.fill(home, trials=4, steps=3, running=0, gpus=1, name="unpriced", exp_id="0000beef",
-                      prices=CostPolicy())
+    sample_store.fill(
+        home, trials=4, steps=3, running=0, gpus=1, name="unpriced", exp_id="0000beef", prices=CostPolicy()
+    )
     summaries = {s.id: s for s in StoreReader(home).read(1, None, everything=True).experiments}
     priced, unpriced = summaries[EXP], summaries["0000beef"]
     assert priced.cost["money"] > 0 and unpriced.cost["money"] is None
@@ -206,9 +237,14 @@ def test_cost_is_money_with_prices_and_gpu_hours_without(tmp_path: Path):
 
 # the trials table
 
+
 def test_order_sorts_missing_values_last_and_filters_by_status():
-    trials = {1: TrialState(1, "succeeded", {}, value=0.3), 2: TrialState(2, "failed", {}),
-              3: TrialState(3, "succeeded", {}, value=0.9), 4: TrialState(4, "running", {})}
+    trials = {
+        1: TrialState(1, "succeeded", {}, value=0.3),
+        2: TrialState(2, "failed", {}),
+        3: TrialState(3, "succeeded", {}, value=0.9),
+        4: TrialState(4, "running", {}),
+    }
     trials[4].add_points([1], [0.5], maximize=True)
     assert trial_rows.order(trials, "best", True, None, 0.0, True) == [3, 4, 1, 2]
     assert trial_rows.order(trials, "best", False, None, 0.0, True) == [1, 4, 3, 2]
@@ -217,8 +253,10 @@ def test_order_sorts_missing_values_last_and_filters_by_status():
 
 
 def test_key_params_are_those_that_vary():
-    trials = [TrialState(1, "running", {"lr": 0.1, "opt": {"_name": "sgd", "m": 0.9}, "seed": 1}),
-              TrialState(2, "running", {"lr": 0.2, "opt": {"_name": "sgd", "m": 0.5}, "seed": 1})]
+    trials = [
+        TrialState(1, "running", {"lr": 0.1, "opt": {"_name": "sgd", "m": 0.9}, "seed": 1}),
+        TrialState(2, "running", {"lr": 0.2, "opt": {"_name": "sgd", "m": 0.5}, "seed": 1}),
+    ]
     assert trial_rows.key_params(["lr", "opt", "seed"], trials) == ["lr", "opt.m"]
 
 
@@ -244,6 +282,12 @@ def test_the_status_bar_shows_a_store_that_takes_no_writes_until_it_does_again()
     assert "store takes no writes: database is locked" in link_text(state).plain
     state.apply_event({"event": "store_fault", "experiment": None, "time": 1.0, "data": {"fault": None}})
     assert link_text(state).plain == "● daemon"
-    state.apply_event({"event": "store_fault", "experiment": None, "time": 2.0,
-                       "data": {"fault": {"error": "database or disk is full"}}})
+    state.apply_event(
+        {
+            "event": "store_fault",
+            "experiment": None,
+            "time": 2.0,
+            "data": {"fault": {"error": "database or disk is full"}},
+        }
+    )
     assert "database or disk is full" in link_text(state).plain

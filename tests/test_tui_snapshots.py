@@ -59,16 +59,21 @@ def store_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def dashboard(home: Path, experiment: str | None = None) -> DashboardApp:
     """The app on the sample store, its clock stopped at the sample's moment."""
-    return DashboardApp(home, link=FixedDaemon(), experiment=experiment, clock=lambda: sample_store.NOW,
-                        export_dir=home)
+    return DashboardApp(
+        home, link=FixedDaemon(), experiment=experiment, clock=lambda: sample_store.NOW, export_dir=home
+    )
 
 
 async def loaded(pilot: Any) -> None:
     """Wait until the store and all GPU samples are in, then draw everything."""
     app = pilot.app
     for _ in range(200):
-        ready = app.state.loaded and app.state.connected and len(app.state.gpus) == 2 and \
-            all(len(g.utilization) == 30 for g in app.state.gpus.values())
+        ready = (
+            app.state.loaded
+            and app.state.connected
+            and len(app.state.gpus) == 2
+            and all(len(g.utilization) == 30 for g in app.state.gpus.values())
+        )
         if ready and (app.state.open_id is None or any(t.steps for t in app.state.trials.values())):
             break
         await pilot.pause(0.05)
@@ -81,23 +86,23 @@ def test_overview(snap_compare, store_home):
 
 
 def test_experiment_with_learning_curves(snap_compare, store_home):
-    assert snap_compare(dashboard(store_home, sample_store.EXPERIMENT_ID), terminal_size=(80, 24),
-                        run_before=loaded)
+    assert snap_compare(dashboard(store_home, sample_store.EXPERIMENT_ID), terminal_size=(80, 24), run_before=loaded)
 
 
 def test_experiment_gpu_panel(snap_compare, store_home):
-    assert snap_compare(dashboard(store_home, sample_store.EXPERIMENT_ID), press=["3"], terminal_size=(80, 24),
-                        run_before=loaded)
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID), press=["3"], terminal_size=(80, 24), run_before=loaded
+    )
 
 
 def test_experiment_cost_panel(snap_compare, store_home):
-    assert snap_compare(dashboard(store_home, sample_store.EXPERIMENT_ID), press=["4"], terminal_size=(80, 24),
-                        run_before=loaded)
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID), press=["4"], terminal_size=(80, 24), run_before=loaded
+    )
 
 
 def test_experiment_on_a_large_terminal(snap_compare, store_home):
-    assert snap_compare(dashboard(store_home, sample_store.EXPERIMENT_ID), terminal_size=(160, 45),
-                        run_before=loaded)
+    assert snap_compare(dashboard(store_home, sample_store.EXPERIMENT_ID), terminal_size=(160, 45), run_before=loaded)
 
 
 def test_trial_details(snap_compare, store_home):
@@ -109,10 +114,12 @@ def test_trial_details(snap_compare, store_home):
                 break
             await pilot.pause(0.05)
 
-    assert snap_compare(dashboard(store_home, sample_store.EXPERIMENT_ID), terminal_size=(80, 24),
-                        run_before=open_trial)
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID), terminal_size=(80, 24), run_before=open_trial
+    )
 
 
 def test_stop_asks_first(snap_compare, store_home):
-    assert snap_compare(dashboard(store_home, sample_store.EXPERIMENT_ID), press=["s"], terminal_size=(80, 24),
-                        run_before=loaded)
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID), press=["s"], terminal_size=(80, 24), run_before=loaded
+    )

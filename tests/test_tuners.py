@@ -195,9 +195,7 @@ def test_optimize_mode_must_agree_with_the_experiment() -> None:
         ("TPE", {}, ["TPE", "empty"]),
     ],
 )
-def test_unsupported_search_space_is_rejected_up_front(
-    name: str, space: dict[str, Any], words: list[str]
-) -> None:
+def test_unsupported_search_space_is_rejected_up_front(name: str, space: dict[str, Any], words: list[str]) -> None:
     args = {"all_checkpoint_dir": "/tmp/checkpoints"} if name == "PBTTuner" else {}
     with pytest.raises(UserError) as error:
         create_tuner(name, args, space, "maximize")
@@ -568,8 +566,15 @@ def _experiment_id() -> str:
 def test_automl_run_takes_nnis_batch_tuner_example_as_it_is(tmp_path, home) -> None:
     (tmp_path / "search_space.json").write_text(json.dumps(NNI_BATCH_SPACE))
     trial = "import nni\nparams = nni.get_next_parameter()\nnni.report_final_result(params['learning_rate'])\n"
-    config = _run_config(tmp_path, trial, search_space_file="search_space.json", search_space=None,
-                         tuner={"name": "BatchTuner"}, max_trials=10, concurrency=1)
+    config = _run_config(
+        tmp_path,
+        trial,
+        search_space_file="search_space.json",
+        search_space=None,
+        tuner={"name": "BatchTuner"},
+        max_trials=10,
+        concurrency=1,
+    )
     result = automl("run", str(config))
     assert result.returncode == 0, result.stderr
     trials = show(_experiment_id())["trials"]
@@ -579,20 +584,33 @@ def test_automl_run_takes_nnis_batch_tuner_example_as_it_is(tmp_path, home) -> N
 
 def test_automl_run_warns_once_and_runs_a_single_value_range_as_its_constant(tmp_path, home) -> None:
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "lr": {"_type": "loguniform", "_value": [0.01, 0.01]}}
-    config = _run_config(tmp_path, "import nni\nnni.report_final_result(nni.get_next_parameter()['lr'])\n",
-                         search_space=space, tuner={"name": "TPE"}, max_trials=3)
+    config = _run_config(
+        tmp_path,
+        "import nni\nnni.report_final_result(nni.get_next_parameter()['lr'])\n",
+        search_space=space,
+        tuner={"name": "TPE"},
+        max_trials=3,
+    )
     result = automl("run", str(config))
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("automl: warning: ")]
-    assert warnings == [f"automl: warning: {config}: search space: parameter 'lr' is loguniform [0.01, 0.01], "
-                        "a single value: it runs as the constant 0.01"]
+    assert warnings == [
+        f"automl: warning: {config}: search space: parameter 'lr' is loguniform [0.01, 0.01], "
+        "a single value: it runs as the constant 0.01"
+    ]
     assert [t["params"]["lr"] for t in show(_experiment_id())["trials"]] == [0.01] * 3
 
 
 def test_automl_run_pbt_keeps_checkpoints_in_the_experiment_folder(tmp_path, home, monkeypatch) -> None:
     monkeypatch.delenv("NNI_CHECKPOINT_DIRECTORY", raising=False)
-    config = _run_config(tmp_path, PBT_TRIAL, search_space={"x": {"_type": "uniform", "_value": [0, 1]}},
-                         tuner={"name": "PBTTuner", "args": {"population_size": 2}}, max_trials=6, concurrency=2)
+    config = _run_config(
+        tmp_path,
+        PBT_TRIAL,
+        search_space={"x": {"_type": "uniform", "_value": [0, 1]}},
+        tuner={"name": "PBTTuner", "args": {"population_size": 2}},
+        max_trials=6,
+        concurrency=2,
+    )
     result = automl("run", str(config))
     assert result.returncode == 0, result.stderr
     exp_id = _experiment_id()
@@ -607,8 +625,16 @@ def test_automl_run_pbt_keeps_checkpoints_in_the_experiment_folder(tmp_path, hom
 
 def test_pbt_in_the_daemon_goes_on_with_its_checkpoints_after_a_restart(tmp_path, home, daemon) -> None:  # noqa: F811
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.5]}}
-    exp_id = _submit(_run_config(tmp_path, PBT_TRIAL, search_space=space, max_trials=6, concurrency=2,
-                                 tuner={"name": "PBTTuner", "args": {"population_size": 2}}))
+    exp_id = _submit(
+        _run_config(
+            tmp_path,
+            PBT_TRIAL,
+            search_space=space,
+            max_trials=6,
+            concurrency=2,
+            tuner={"name": "PBTTuner", "args": {"population_size": 2}},
+        )
+    )
     _wait(lambda: [t for t in show(exp_id)["trials"] if t["status"] == "succeeded"])
     automl("daemon", "restart", check=True)
     trials = _wait_status(exp_id, "done")["trials"]
@@ -634,8 +660,9 @@ def test_pbt_resumes_in_the_generation_it_was_in_without_running_a_member_twice(
     tuner = create_tuner("PBTTuner", args, NUMERIC_SPACE, "maximize")
     tuner.restore([(gen0[0], 0.9), (gen0[1], None), (gen0[2], 0.1), (done1, 0.95)], [running1])
     third = tuner.ask(0)
-    assert third is not None and third["save_checkpoint_dir"] == str(tmp_path / "2" / "1"), \
+    assert third is not None and third["save_checkpoint_dir"] == str(tmp_path / "2" / "1"), (
         "only the member never handed out is proposed"
+    )
     assert third["load_checkpoint_dir"].endswith("/0")
     assert tuner.ask(1) is None, "the next generation waits for the member still running"
     tuner.tell(0, 0.5)

@@ -28,9 +28,18 @@ SEARCH_SPACE = {
 }
 
 
-def fill(home: Path, trials: int = 24, steps: int = 30, running: int = 3, gpus: int = 2,
-         name: str = "resnet-cifar", exp_id: str = EXPERIMENT_ID, max_trials: int = 40, seed: int = 7,
-         prices: CostPolicy = PRICES) -> str:
+def fill(
+    home: Path,
+    trials: int = 24,
+    steps: int = 30,
+    running: int = 3,
+    gpus: int = 2,
+    name: str = "resnet-cifar",
+    exp_id: str = EXPERIMENT_ID,
+    max_trials: int = 40,
+    seed: int = 7,
+    prices: CostPolicy = PRICES,
+) -> str:
     """Write an experiment of `trials` trials (the last `running` still running) with learning curves of up to
     `steps` reports each into `home`'s store, its trials priced at `prices`; returns its id."""
     rng = random.Random(seed)
@@ -42,8 +51,12 @@ def fill(home: Path, trials: int = 24, steps: int = 30, running: int = 3, gpus: 
     start = NOW - 7000
     span = 6900 / max(1, trials)
     for n in range(trials):
-        params = {"lr": round(10 ** rng.uniform(-4, -1), 6), "batch_size": rng.choice([32, 64, 128, 256]),
-                  "dropout": round(rng.uniform(0, 0.5), 3), "optimizer": rng.choice(["sgd", "adam", "adamw"])}
+        params = {
+            "lr": round(10 ** rng.uniform(-4, -1), 6),
+            "batch_size": rng.choice([32, 64, 128, 256]),
+            "dropout": round(rng.uniform(0, 0.5), 3),
+            "optimizer": rng.choice(["sgd", "adam", "adamw"]),
+        }
         is_running = n >= trials - running
         trial = store.add_trial(exp_id, params, n, [n % gpus] if gpus else [])
         began = start + n * span
@@ -54,8 +67,11 @@ def fill(home: Path, trials: int = 24, steps: int = 30, running: int = 3, gpus: 
         if outcome in ("failed", "killed", "early_stopped"):
             reported = max(2, reported // 3)
         curve = [quality * (1 - math.exp(-(s + 1) / 6)) + rng.uniform(-0.01, 0.01) for s in range(reported)]
-        store.add_metrics(trial, [Metric(s, "intermediate", s + 1, v, {"default": v}, began + 10 * (s + 1))
-                                  for s, v in enumerate(curve)], 0)
+        store.add_metrics(
+            trial,
+            [Metric(s, "intermediate", s + 1, v, {"default": v}, began + 10 * (s + 1)) for s, v in enumerate(curve)],
+            0,
+        )
         if is_running:
             store.trial_usage(trial, _usage(NOW - began, gpus > 0, prices))
             continue
@@ -63,8 +79,14 @@ def fill(home: Path, trials: int = 24, steps: int = 30, running: int = 3, gpus: 
         value = curve[-1] if outcome == "succeeded" else None
         if value is not None:
             store.add_metrics(trial, [Metric(reported, "final", None, value, {"default": value}, ended)], 0)
-        store.trial_ended(trial, outcome, 0 if outcome == "succeeded" else 1, _ERRORS.get(outcome), value,
-                          usage=_usage(ended - began, gpus > 0, prices))
+        store.trial_ended(
+            trial,
+            outcome,
+            0 if outcome == "succeeded" else 1,
+            _ERRORS.get(outcome),
+            value,
+            usage=_usage(ended - began, gpus > 0, prices),
+        )
         store.conn.execute("UPDATE trials SET ended=? WHERE experiment_id=? AND id=?", (ended, exp_id, trial.id))
     store.conn.execute("UPDATE trials SET created=started WHERE experiment_id=?", (exp_id,))
     store.close()
@@ -74,11 +96,13 @@ def fill(home: Path, trials: int = 24, steps: int = 30, running: int = 3, gpus: 
 def fill_finished(home: Path, name: str = "mlp-digits", exp_id: str = "9b07e4aa") -> str:
     """A second, finished experiment without prices (its cost is shown in GPU-hours), so that the overview shows
     more than one."""
-    fill(home, trials=8, steps=12, running=0, gpus=1, name=name, exp_id=exp_id, max_trials=8, seed=3,
-         prices=CostPolicy())
+    fill(
+        home, trials=8, steps=12, running=0, gpus=1, name=name, exp_id=exp_id, max_trials=8, seed=3, prices=CostPolicy()
+    )
     store = Store(home)
-    store.conn.execute("UPDATE experiments SET status='done', created=?, ended=? WHERE id=?",
-                       (NOW - 86400, NOW - 80000, exp_id))
+    store.conn.execute(
+        "UPDATE experiments SET status='done', created=?, ended=? WHERE id=?", (NOW - 86400, NOW - 80000, exp_id)
+    )
     store.close()
     return exp_id
 
@@ -89,29 +113,55 @@ def gpu_sample(tick: int, gpus: int = 2, trials: int = 24, running: int = 3) -> 
     samples = []
     for index in range(gpus):
         processes: list[dict[str, Any]] = [
-            {"pid": 4_100_000 + n, "memory_mib": 3900.0 + 50 * (n % 24), "utilization": 40.0,
-             "owner": {"experiment": EXPERIMENT_ID, "trial": n + 1}}
-            for n in range(trials - running, trials) if n % gpus == index]
+            {
+                "pid": 4_100_000 + n,
+                "memory_mib": 3900.0 + 50 * (n % 24),
+                "utilization": 40.0,
+                "owner": {"experiment": EXPERIMENT_ID, "trial": n + 1},
+            }
+            for n in range(trials - running, trials)
+            if n % gpus == index
+        ]
         if index == 0:
             processes.append({"pid": 31337, "memory_mib": 9800.0, "utilization": 35.0, "owner": None})
         wave = 0.5 + 0.5 * math.sin(tick / 5 + index)
         utilization = min(100.0, 25 + 70 * wave if processes else 0.0)
-        samples.append({"index": index, "name": "NVIDIA RTX A6000", "utilization": round(utilization),
-                        "memory_used_mib": sum(p["memory_mib"] for p in processes), "memory_total_mib": 49140.0,
-                        "power_w": round(70 + 2.2 * utilization), "energy_j": 1e6 + 300.0 * tick,
-                        "processes": processes})
+        samples.append(
+            {
+                "index": index,
+                "name": "NVIDIA RTX A6000",
+                "utilization": round(utilization),
+                "memory_used_mib": sum(p["memory_mib"] for p in processes),
+                "memory_total_mib": 49140.0,
+                "power_w": round(70 + 2.2 * utilization),
+                "energy_j": 1e6 + 300.0 * tick,
+                "processes": processes,
+            }
+        )
     return {"v": 1, "event": "gpu_sample", "experiment": None, "time": NOW - 2 * (60 - tick), "data": {"gpus": samples}}
 
 
-_ERRORS = {"failed": "exit code 1: RuntimeError: CUDA out of memory", "killed": "killed by user",
-           "early_stopped": "stopped early by ASHA at step 10"}
+_ERRORS = {
+    "failed": "exit code 1: RuntimeError: CUDA out of memory",
+    "killed": "killed by user",
+    "early_stopped": "stopped early by ASHA at step 10",
+}
 
 
 def _usage(seconds: float, on_gpu: bool, prices: CostPolicy) -> dict[str, float]:
     """What a trial of `seconds` uses: one GPU at 180 W, three CPU cores; priced at `prices`."""
     gpu_seconds = seconds if on_gpu else 0.0
-    return TrialUsage(gpu_seconds=gpu_seconds, energy_j=gpu_seconds * 180.0, cpu_seconds=3 * seconds,
-                      peak_rss_mib=2900.0, gpu_memory_mib=4100.0 if on_gpu else 0.0).priced(prices).as_dict()
+    return (
+        TrialUsage(
+            gpu_seconds=gpu_seconds,
+            energy_j=gpu_seconds * 180.0,
+            cpu_seconds=3 * seconds,
+            peak_rss_mib=2900.0,
+            gpu_memory_mib=4100.0 if on_gpu else 0.0,
+        )
+        .priced(prices)
+        .as_dict()
+    )
 
 
 def _outcome(n: int) -> str:
@@ -125,10 +175,22 @@ def _outcome(n: int) -> str:
 
 
 def _config(name: str, max_trials: int, gpus: int, prices: CostPolicy) -> dict[str, Any]:
-    return {"name": name, "command": "python train.py", "working_dir": "/home/ada", "search_space": SEARCH_SPACE,
-            "search_space_file": None, "objective": {"metric": "accuracy", "mode": "maximize"},
-            "tuner": {"name": "TPE", "args": {}}, "max_trials": max_trials, "max_duration": None, "concurrency": 3,
-            "trial_timeout": None, "retries": 0, "rerun_interrupted": True,
-            "resources": {"cpus": None, "gpus": 1 if gpus else 0},
-            "gpu": {"indices": None, "max_trials_per_gpu": 1}, "env": {},
-            "cost": prices.model_dump()}
+    return {
+        "name": name,
+        "command": "python train.py",
+        "working_dir": "/home/ada",
+        "search_space": SEARCH_SPACE,
+        "search_space_file": None,
+        "objective": {"metric": "accuracy", "mode": "maximize"},
+        "tuner": {"name": "TPE", "args": {}},
+        "max_trials": max_trials,
+        "max_duration": None,
+        "concurrency": 3,
+        "trial_timeout": None,
+        "retries": 0,
+        "rerun_interrupted": True,
+        "resources": {"cpus": None, "gpus": 1 if gpus else 0},
+        "gpu": {"indices": None, "max_trials_per_gpu": 1},
+        "env": {},
+        "cost": prices.model_dump(),
+    }

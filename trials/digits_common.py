@@ -53,8 +53,12 @@ def standardized(device: torch.device) -> tuple[torch.Tensor, ...]:
     x_train, y_train, x_val, y_val = split(*load_digits())
     mean, std = x_train.mean(axis=0), x_train.std(axis=0)
     std[std == 0] = 1.0  # corner pixels that are blank in every training image
-    return (torch.from_numpy((x_train - mean) / std).to(device), torch.from_numpy(y_train).to(device),
-            torch.from_numpy((x_val - mean) / std).to(device), torch.from_numpy(y_val).to(device))
+    return (
+        torch.from_numpy((x_train - mean) / std).to(device),
+        torch.from_numpy(y_train).to(device),
+        torch.from_numpy((x_val - mean) / std).to(device),
+        torch.from_numpy(y_val).to(device),
+    )
 
 
 def resolve_optimizer(p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -82,8 +86,9 @@ def make_optimizer(name: str, model: nn.Module, p: dict[str, Any]) -> torch.opti
     raise ValueError(f"unknown optimizer {name!r} (adam, adamw or sgd)")
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                batch_size: int) -> None:
+def train_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> None:
     """One pass over the training set in a random order, in mini-batches, with cross-entropy loss."""
     model.train()
     loss_fn = nn.CrossEntropyLoss()

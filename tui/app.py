@@ -55,9 +55,16 @@ class DashboardApp(App[int]):
         Binding("question_mark", "toggle_keys", "Keys", id="dashboard.keys", show=False),
     ]
 
-    def __init__(self, home: Path, *, link: Link | None = None, experiment: str | None = None,
-                 clock: Callable[[], float] = time.time, export_dir: Path | None = None,
-                 store_every: float = STORE_EVERY) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        link: Link | None = None,
+        experiment: str | None = None,
+        clock: Callable[[], float] = time.time,
+        export_dir: Path | None = None,
+        store_every: float = STORE_EVERY,
+    ) -> None:
         super().__init__()
         from automl.daemon import socket_path
 
@@ -144,8 +151,9 @@ class DashboardApp(App[int]):
         elif status == "paused":
             self._request("resume", {"experiment": exp_id}, f"resumed {name}")
         else:
-            self.notify(f"{name} is {status}: only a running or paused experiment can be paused or resumed",
-                        severity="warning")
+            self.notify(
+                f"{name} is {status}: only a running or paused experiment can be paused or resumed", severity="warning"
+            )
 
     def stop_experiment(self, exp_id: str) -> None:
         """Stop an experiment once the user confirms."""
@@ -155,9 +163,14 @@ class DashboardApp(App[int]):
             return
         summary = self.state.experiments.get(exp_id)
         running = summary.running if summary else 0
-        self._confirm_then(f"Stop experiment {name}?\n\nNo new trials start, and its {running} running trial(s) "
-                           "are terminated. This cannot be undone.", "Stop",
-                           "stop", {"experiment": exp_id}, f"stopping {name}")
+        self._confirm_then(
+            f"Stop experiment {name}?\n\nNo new trials start, and its {running} running trial(s) "
+            "are terminated. This cannot be undone.",
+            "Stop",
+            "stop",
+            {"experiment": exp_id},
+            f"stopping {name}",
+        )
 
     def kill_trial(self, exp_id: str, trial_id: int, status: str) -> None:
         """Kill one trial once the user confirms."""
@@ -165,8 +178,13 @@ class DashboardApp(App[int]):
             self.notify(f"trial #{trial_id} is {status}: nothing to kill", severity="warning")
             return
         name, _ = self._name_and_status(exp_id)
-        self._confirm_then(f"Kill trial #{trial_id} of {name}?\n\nIt ends as killed; the experiment goes on.",
-                           "Kill", "kill", {"experiment": exp_id, "trial": trial_id}, f"killed trial #{trial_id}")
+        self._confirm_then(
+            f"Kill trial #{trial_id} of {name}?\n\nIt ends as killed; the experiment goes on.",
+            "Kill",
+            "kill",
+            {"experiment": exp_id, "trial": trial_id},
+            f"killed trial #{trial_id}",
+        )
 
     def change_concurrency(self, exp_id: str) -> None:
         """Ask for a new concurrency and apply it."""
@@ -178,8 +196,9 @@ class DashboardApp(App[int]):
 
         def apply(value: int | None) -> None:
             if value is not None:
-                self._request("update", {"experiment": exp_id, "concurrency": value},
-                              f"{name}: {value} trial(s) at a time")
+                self._request(
+                    "update", {"experiment": exp_id, "concurrency": value}, f"{name}: {value} trial(s) at a time"
+                )
 
         self.push_screen(NumberDialog(f"Trials at a time for {name}", summary.concurrency if summary else 1), apply)
 

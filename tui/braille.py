@@ -33,9 +33,14 @@ class Series:
     points: bool = False
 
 
-def draw(series: Sequence[Series], width: int, height: int, y_range: tuple[float, float] | None = None,
-         x_range: tuple[float, float] | None = None,
-         y_format: Callable[[float], str] = lambda v: number(v, 6)) -> list[list[Run]]:
+def draw(
+    series: Sequence[Series],
+    width: int,
+    height: int,
+    y_range: tuple[float, float] | None = None,
+    x_range: tuple[float, float] | None = None,
+    y_format: Callable[[float], str] = lambda v: number(v, 6),
+) -> list[list[Run]]:
     """The chart as `height` rows of (text, colour) runs, each row `width` cells wide; y labels on the left,
     the x axis with its labels on the last row. Later series are drawn over earlier ones."""
     if width <= 0 or height <= 0:
@@ -129,8 +134,12 @@ class _Canvas:
         for row in range(self.rows):
             chars, who = _CHARS[bits[row]], owners[row]
             cuts = [0, *(np.flatnonzero(np.diff(who)) + 1).tolist(), self.cols]
-            rows.append([("".join(chars[a:b]), None if who[a] < 0 else colors[who[a]])
-                         for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+            rows.append(
+                [
+                    ("".join(chars[a:b]), None if who[a] < 0 else colors[who[a]])
+                    for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+                ]
+            )
         return rows
 
 

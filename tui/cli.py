@@ -6,8 +6,10 @@ import argparse
 import sys
 from typing import Any
 
-NOT_RUNNING = ("automl: error: the daemon is not running (nothing answers on {socket}); start it with "
-               "`automl daemon start`, or submit an experiment, which starts it")
+NOT_RUNNING = (
+    "automl: error: the daemon is not running (nothing answers on {socket}); start it with "
+    "`automl daemon start`, or submit an experiment, which starts it"
+)
 
 
 def add_command(sub: Any) -> None:

@@ -37,8 +37,18 @@ STATUS_WORD = {"early_stopped": "early-stop", "interrupted": "interrupt"}
 
 CURRENCY_SIGN = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
-SERIES_COLORS = ("#5fafff", "#ff875f", "#87d75f", "#d787ff", "#5fd7d7", "#ffd75f", "#ff5f87", "#afaf87",
-                 "#87afd7", "#d7af87")
+SERIES_COLORS = (
+    "#5fafff",
+    "#ff875f",
+    "#87d75f",
+    "#d787ff",
+    "#5fd7d7",
+    "#ffd75f",
+    "#ff5f87",
+    "#afaf87",
+    "#87afd7",
+    "#d7af87",
+)
 """Curve colours, all exact entries of the xterm 256-colour palette so 256-colour terminals show them unchanged."""
 
 BEST_COLOR = "#ffd700"

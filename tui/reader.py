@@ -18,8 +18,10 @@ from automl.views import best_trial
 
 from .state import ACTIVE, ExperimentSummary, StoreRead, TrialState
 
-_NEW_POINTS = ("SELECT rowid, trial_id, step, value FROM metrics WHERE +experiment_id=? AND rowid>? "
-               "AND kind='intermediate' ORDER BY rowid")  # `+`: walk the rowid, not the whole experiment's index
+_NEW_POINTS = (
+    "SELECT rowid, trial_id, step, value FROM metrics WHERE +experiment_id=? AND rowid>? "
+    "AND kind='intermediate' ORDER BY rowid"
+)  # `+`: walk the rowid, not the whole experiment's index
 
 
 class StoreReader:
@@ -99,10 +101,25 @@ class StoreReader:
 
 def trial_state(trial: Trial) -> TrialState:
     """A store row as the dashboard's trial (its curve arrives separately)."""
-    usage = {name: float(v) for name in USAGE_FIELDS
-             if isinstance(v := getattr(trial, name, None), (int, float)) and not isinstance(v, bool)}
-    return TrialState(trial.id, trial.status, trial.params, trial.value, trial.started, trial.ended, list(trial.gpus),
-                      trial.pid, trial.error, trial.attempt, trial.retry_of, usage)
+    usage = {
+        name: float(v)
+        for name in USAGE_FIELDS
+        if isinstance(v := getattr(trial, name, None), (int, float)) and not isinstance(v, bool)
+    }
+    return TrialState(
+        trial.id,
+        trial.status,
+        trial.params,
+        trial.value,
+        trial.started,
+        trial.ended,
+        list(trial.gpus),
+        trial.pid,
+        trial.error,
+        trial.attempt,
+        trial.retry_of,
+        usage,
+    )
 
 
 def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
@@ -112,14 +129,25 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
     best = best_trial(experiment, trials)
     running = [t for t in trials if t.status == "running"]
     return ExperimentSummary(
-        id=experiment.id, name=experiment.name, status=experiment.status, created=experiment.created,
-        ended=experiment.ended, error=experiment.error, note=experiment.note,
-        mode=str(objective.get("mode", "maximize")), metric=str(objective.get("metric", "default")),
-        max_trials=config.get("max_trials"), concurrency=int(config.get("concurrency") or 1),
+        id=experiment.id,
+        name=experiment.name,
+        status=experiment.status,
+        created=experiment.created,
+        ended=experiment.ended,
+        error=experiment.error,
+        note=experiment.note,
+        mode=str(objective.get("mode", "maximize")),
+        metric=str(objective.get("metric", "default")),
+        max_trials=config.get("max_trials"),
+        concurrency=int(config.get("concurrency") or 1),
         param_names=param_names(config, trials),
-        finished=sum(1 for t in trials if t.status not in ("waiting", "running")), running=len(running),
-        best_value=None if best is None else best.value, best_trial=None if best is None else best.id,
-        cost=cost_totals(config, trials), gpus_in_use=sorted({g for t in running for g in t.gpus}))
+        finished=sum(1 for t in trials if t.status not in ("waiting", "running")),
+        running=len(running),
+        best_value=None if best is None else best.value,
+        best_trial=None if best is None else best.id,
+        cost=cost_totals(config, trials),
+        gpus_in_use=sorted({g for t in running for g in t.gpus}),
+    )
 
 
 def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:

@@ -66,15 +66,48 @@ class TrialState:
 
     def take_row(self, row: TrialState) -> bool:
         """Take the row fields of a fresh read of this trial (not its curve); whether anything changed."""
-        fields = (row.status, row.params, row.value, row.started, row.ended, row.gpus, row.pid, row.error,
-                  row.attempt, row.retry_of, row.cost)
-        if fields == (self.status, self.params, self.value, self.started, self.ended, self.gpus, self.pid,
-                      self.error, self.attempt, self.retry_of, self.cost):
+        fields = (
+            row.status,
+            row.params,
+            row.value,
+            row.started,
+            row.ended,
+            row.gpus,
+            row.pid,
+            row.error,
+            row.attempt,
+            row.retry_of,
+            row.cost,
+        )
+        if fields == (
+            self.status,
+            self.params,
+            self.value,
+            self.started,
+            self.ended,
+            self.gpus,
+            self.pid,
+            self.error,
+            self.attempt,
+            self.retry_of,
+            self.cost,
+        ):
             return False
         if row.params == self.params:
             fields = (row.status, self.params, *fields[2:])
-        (self.status, self.params, self.value, self.started, self.ended, self.gpus, self.pid, self.error,
-         self.attempt, self.retry_of, self.cost) = fields
+        (
+            self.status,
+            self.params,
+            self.value,
+            self.started,
+            self.ended,
+            self.gpus,
+            self.pid,
+            self.error,
+            self.attempt,
+            self.retry_of,
+            self.cost,
+        ) = fields
         self.stamp += 1
         return True
 
@@ -223,8 +256,7 @@ class DashboardState:
         """Finished trials in the order they ended: their final values, and the running best after each."""
         summary = self.summary
         maximize = summary.maximize if summary else True
-        done = sorted((t for t in self.trials.values() if t.value is not None),
-                      key=lambda t: (t.ended or 0.0, t.id))
+        done = sorted((t for t in self.trials.values() if t.value is not None), key=lambda t: (t.ended or 0.0, t.id))
         xs, values, best = [], [], []
         current: float | None = None
         for n, trial in enumerate(done, start=1):
@@ -320,8 +352,9 @@ class DashboardState:
             gpu.reason = str(entry.get("reason") or "")
         self.versions.gpus += 1
 
-    def set_link(self, connected: bool, note: str, daemon: dict[str, Any] | None = None,
-                 retry_in: float | None = None) -> None:
+    def set_link(
+        self, connected: bool, note: str, daemon: dict[str, Any] | None = None, retry_in: float | None = None
+    ) -> None:
         """Record whether the daemon answers, what to tell the user about it, and when it is tried again."""
         self.connected, self.link_note = connected, note
         if daemon is not None:

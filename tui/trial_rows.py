@@ -12,8 +12,16 @@ from .state import TrialState
 from .widgets.cost_panel import trial_cost
 from .widgets.table import Cell, Column
 
-STATUS_RANK = {"running": 0, "waiting": 1, "succeeded": 2, "early_stopped": 3, "failed": 4, "killed": 5,
-               "interrupted": 6, "stopped": 7}
+STATUS_RANK = {
+    "running": 0,
+    "waiting": 1,
+    "succeeded": 2,
+    "early_stopped": 3,
+    "failed": 4,
+    "killed": 5,
+    "interrupted": 6,
+    "stopped": 7,
+}
 
 SORTABLE = ("id", "best", "last", "step", "time", "status", "cost")
 """The columns `o` cycles through; any column sorts when its header is clicked."""
@@ -33,8 +41,10 @@ def key_params(names: Sequence[str], trials: Iterable[TrialState]) -> list[str]:
 
 def columns(params: Sequence[str]) -> list[Column]:
     """The table's columns, the parameters in the middle (the first two kept longest on a narrow screen)."""
-    middle = [Column(f"param:{name}", name, max(6, min(9, len(name))), priority=65 - i if i < 2 else 45 - i,
-                     grow=True) for i, name in enumerate(params)]
+    middle = [
+        Column(f"param:{name}", name, max(6, min(9, len(name))), priority=65 - i if i < 2 else 45 - i, grow=True)
+        for i, name in enumerate(params)
+    ]
     return [
         Column("id", "#", 5, align="right", priority=100),
         Column("status", "STATUS", 12, priority=90),
@@ -55,8 +65,9 @@ def natural_descending(column: str, maximize: bool) -> bool:
     return column in ("id", "time", "cost", "step")
 
 
-def order(trials: Mapping[int, TrialState], column: str, descending: bool, status: str | None,
-          now: float, maximize: bool) -> list[int]:
+def order(
+    trials: Mapping[int, TrialState], column: str, descending: bool, status: str | None, now: float, maximize: bool
+) -> list[int]:
     """Trial ids shown, filtered to `status` (None: all) and sorted by `column`; missing values last."""
     shown = [t for t in trials.values() if status is None or t.status == status]
     valued, missing = [], []
@@ -102,8 +113,15 @@ def filters(trials: Iterable[TrialState]) -> list[str | None]:
     return [None, *sorted(present, key=lambda s: (STATUS_RANK.get(s, 9), s))]
 
 
-def cells(trial: TrialState, params: Sequence[str], best_id: int | None, mark: str | None, maximize: bool,
-          now: float, currency: str | None) -> dict[str, Cell]:
+def cells(
+    trial: TrialState,
+    params: Sequence[str],
+    best_id: int | None,
+    mark: str | None,
+    maximize: bool,
+    now: float,
+    currency: str | None,
+) -> dict[str, Cell]:
     """One trial's row; `mark` is the colour of its curve when it is marked; `currency` is its experiment's
     when that has prices (its COST is money), else None (its COST is GPU-hours)."""
     flat = trial.flat_params()
@@ -135,4 +153,3 @@ def cells(trial: TrialState, params: Sequence[str], best_id: int | None, mark: s
         value = flat.get(name)
         row[f"param:{name}"] = value if isinstance(value, float) else fmt.param(value)
     return row
-

@@ -74,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--best", action="store_true", help="the best trial's params")
     which.add_argument("--top", type=_positive_int, metavar="K", help="the K best trials")
     which.add_argument("--all", action="store_true", help="every trial")
-    export.add_argument("--format", choices=("yaml", "json", "csv", "args"), help="default: from -o's suffix, "
-                        "else yaml")
+    export.add_argument(
+        "--format", choices=("yaml", "json", "csv", "args"), help="default: from -o's suffix, else yaml"
+    )
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     export.set_defaults(handler=_cmd_export)
 
@@ -95,6 +96,7 @@ def _positive_int(text: str) -> int:
 
 # run
 
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..config.model import load_config
     from ..store import LOOP_WRITE_WAIT, Store
@@ -105,14 +107,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"automl: warning: {warning}", file=sys.stderr)
     tuner = tuner_for(config)
     store = Store(secure_home())
-    experiment_id = store.create_experiment(config.name, config.model_dump(mode="json"),
-                                            str(Path(args.config).resolve()))
+    experiment_id = store.create_experiment(
+        config.name, config.model_dump(mode="json"), str(Path(args.config).resolve())
+    )
     tuner.use_folder(store.home / "experiments" / experiment_id)
     experiment = store.find_experiment(experiment_id)
     store.set_write_wait(LOOP_WRITE_WAIT)  # from here on a lock must not stall the loop: it retries instead
     log_to(store.home / "experiments" / experiment_id / "experiment.log")
-    print(f"experiment {config.name} [{experiment_id}]: {config.max_trials or 'unlimited'} trials, "
-          f"tuner {config.tuner.name}, {config.concurrency} at a time", flush=True)
+    print(
+        f"experiment {config.name} [{experiment_id}]: {config.max_trials or 'unlimited'} trials, "
+        f"tuner {config.tuner.name}, {config.concurrency} at a time",
+        flush=True,
+    )
     try:
         status, interrupted, best = asyncio.run(_run_loop(store, experiment, config, tuner))
         ended = store.find_experiment(experiment_id)
@@ -168,8 +174,11 @@ async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tup
         interrupts += 1
         if interrupts == 1:
             progress.finish()
-            print(f"stopping: ending {loop.running} running trial(s); Ctrl-C again to kill them at once",
-                  file=sys.stderr, flush=True)
+            print(
+                f"stopping: ending {loop.running} running trial(s); Ctrl-C again to kill them at once",
+                file=sys.stderr,
+                flush=True,
+            )
             loop.stop()
         else:
             loop.kill_now()
@@ -208,6 +217,7 @@ def _log_warnings_to_stderr() -> None:
 
 
 # reading the store
+
 
 def _open_store() -> Any:
     from ..store import Store
@@ -254,8 +264,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(f"experiment {view['name']} [{view['id']}]  status {view['status']}")
     print(f"config     {view['config_path']}")
-    print(f"tuner      {view['tuner']['name']}  objective: {view['objective']['mode']} "
-          f"{view['objective']['metric']}")
+    print(f"tuner      {view['tuner']['name']}  objective: {view['objective']['mode']} {view['objective']['metric']}")
     if view["objective"].get("mode_from"):
         print(f"direction: {view['objective']['mode']} (from {view['objective']['mode_from']})")
     if view["error"]:
@@ -263,23 +272,31 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if view["note"]:
         print(f"note       {view['note']}")
     best = view["best"]
-    print("best       " + ("-" if best is None else f"trial {best['id']}: {best['value']:.6g} "
-                                                    f"{json.dumps(best['params'])}"))
+    print(
+        "best       "
+        + ("-" if best is None else f"trial {best['id']}: {best['value']:.6g} {json.dumps(best['params'])}")
+    )
     cost = view["cost"]
-    print(f"cost       {cost['gpu_hours']:.3f} GPU-hours, {cost['kwh']:.3f} kWh, {cost['cpu_seconds']:.0f} CPU-seconds"
-          f": {cost['cost']:.2f} {cost['currency']}")
+    print(
+        f"cost       {cost['gpu_hours']:.3f} GPU-hours, {cost['kwh']:.3f} kWh, {cost['cpu_seconds']:.0f} CPU-seconds"
+        f": {cost['cost']:.2f} {cost['currency']}"
+    )
     print()
-    print(f"{'TRIAL':>5} {'STATUS':<13} {'VALUE':>10} {'STEPS':>5} {'TIME':>7} {'GPU':>4} {'GPU-S':>7} {'ENERGY':>8} "
-          f"{'CPU-S':>7} {'RSS':>7} {'COST':>7}  PARAMS / ERROR")
+    print(
+        f"{'TRIAL':>5} {'STATUS':<13} {'VALUE':>10} {'STEPS':>5} {'TIME':>7} {'GPU':>4} {'GPU-S':>7} {'ENERGY':>8} "
+        f"{'CPU-S':>7} {'RSS':>7} {'COST':>7}  PARAMS / ERROR"
+    )
     for t in view["trials"]:
         value = "-" if t["value"] is None else f"{t['value']:.6g}"
         took = "-" if not (t["started"] and t["ended"]) else f"{t['ended'] - t['started']:.1f}s"
         detail = json.dumps(t["params"]) if not t["error"] else f"{json.dumps(t['params'])}  ! {t['error']}"
         gpus = ",".join(map(str, t["gpus"])) or "-"
-        print(f"{t['id']:>5} {t['status']:<13} {value:>10} {t['steps']:>5} {took:>7} {gpus:>4} "
-              f"{_figure(t['gpu_seconds'], '.0f')} {_figure(t['energy_j'], '.0f', 'J', 8)} "
-              f"{_figure(t['cpu_seconds'], '.1f')} {_figure(t['peak_rss_mib'], '.0f', 'M')} "
-              f"{_figure(t['cost'], '.3f')}  {detail}")
+        print(
+            f"{t['id']:>5} {t['status']:<13} {value:>10} {t['steps']:>5} {took:>7} {gpus:>4} "
+            f"{_figure(t['gpu_seconds'], '.0f')} {_figure(t['energy_j'], '.0f', 'J', 8)} "
+            f"{_figure(t['cpu_seconds'], '.1f')} {_figure(t['peak_rss_mib'], '.0f', 'M')} "
+            f"{_figure(t['cost'], '.3f')}  {detail}"
+        )
     return 0
 
 
@@ -291,23 +308,29 @@ def _show_trial(store: Any, experiment: Any, trial_id: int, as_json: bool) -> in
         print(json.dumps(view, indent=2))
         return 0
     value = "-" if view["value"] is None else f"{view['value']:.6g}"
-    print(f"trial {view['id']} of {experiment.name} [{experiment.id}]  status {view['status']}  "
-          f"{experiment.config['objective']['metric']} {value}")
+    print(
+        f"trial {view['id']} of {experiment.name} [{experiment.id}]  status {view['status']}  "
+        f"{experiment.config['objective']['metric']} {value}"
+    )
     for name, param in view["params"].items():
         print(f"  {name} = {json.dumps(param)}")
-    print(f"started    {_when(view['started'])}   ended {_when(view['ended'])}"
-          + ("" if not (view["started"] and view["ended"]) else f"   ({view['ended'] - view['started']:.1f} s)"))
+    print(
+        f"started    {_when(view['started'])}   ended {_when(view['ended'])}"
+        + ("" if not (view["started"] and view["ended"]) else f"   ({view['ended'] - view['started']:.1f} s)")
+    )
     if view["retry_of"] is not None:
         print(f"retry      attempt {view['attempt'] + 1}, of trial {view['retry_of']}")
     if view["exit_code"] is not None:
         print(f"exit code  {view['exit_code']}")
     if view["error"]:
         print(f"error      {view['error']}")
-    print(f"usage      GPUs {','.join(map(str, view['gpus'])) or '-'}: {_figure(view['gpu_seconds'], '.0f', width=0)} "
-          f"GPU-s, {_figure(view['energy_j'], '.0f', width=0)} J, GPU memory "
-          f"{_figure(view['gpu_memory_mib'], '.0f', width=0)} MiB; {_figure(view['cpu_seconds'], '.1f', width=0)} "
-          f"CPU-s, peak RSS {_figure(view['peak_rss_mib'], '.0f', width=0)} MiB; cost "
-          f"{_figure(view['cost'], '.4f', width=0)}")
+    print(
+        f"usage      GPUs {','.join(map(str, view['gpus'])) or '-'}: {_figure(view['gpu_seconds'], '.0f', width=0)} "
+        f"GPU-s, {_figure(view['energy_j'], '.0f', width=0)} J, GPU memory "
+        f"{_figure(view['gpu_memory_mib'], '.0f', width=0)} MiB; {_figure(view['cpu_seconds'], '.1f', width=0)} "
+        f"CPU-s, peak RSS {_figure(view['peak_rss_mib'], '.0f', width=0)} MiB; cost "
+        f"{_figure(view['cost'], '.4f', width=0)}"
+    )
     print(f"folder     {view['files']['folder']}")
     for name, path in view["files"].items():
         if name != "folder":

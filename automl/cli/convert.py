@@ -14,8 +14,12 @@ def add_command(sub: Any) -> None:
     """Register `automl convert` on the main parser's subcommands."""
     convert = sub.add_parser("convert", help="print an NNI config (v1 or v2) as automl's config or as NNI v2")
     convert.add_argument("config", help="an NNI config file (YAML or JSON, NNI's v1 or v2 format)")
-    convert.add_argument("--to", choices=("automl", "nni"), default="automl",
-                         help="automl: automl's own config (default); nni: NNI's v2 format")
+    convert.add_argument(
+        "--to",
+        choices=("automl", "nni"),
+        default="automl",
+        help="automl: automl's own config (default); nni: NNI's v2 format",
+    )
     convert.set_defaults(handler=_cmd_convert)
 
 
@@ -27,8 +31,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     path = Path(args.config)
     raw = _read_mapping(path)
     if not _looks_like_nni(raw):
-        raise UserError(f"{path}: not an NNI config (it has none of trialCommand, trainingService, "
-                        "trainingServicePlatform, trialConcurrency); automl's own configs need no conversion")
+        raise UserError(
+            f"{path}: not an NNI config (it has none of trialCommand, trainingService, "
+            "trainingServicePlatform, trialConcurrency); automl's own configs need no conversion"
+        )
     converted, header, warnings = (_to_nni if args.to == "nni" else _to_automl)(raw, path)
     for warning in warnings:
         print(f"automl: warning: {warning}", file=sys.stderr)
@@ -47,8 +53,7 @@ def _to_nni(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, list[
     warnings: list[str] = []
     v2 = v1_to_v2(raw, str(path), warnings)
     translate(v2, f"{path} (NNI v1, converted to v2)")
-    return v2, f"# NNI v2 config converted from the v1 file {path}; relative paths are relative to its folder", \
-        warnings
+    return v2, f"# NNI v2 config converted from the v1 file {path}; relative paths are relative to its folder", warnings
 
 
 def _to_automl(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, list[str]]:
@@ -61,6 +66,8 @@ def _to_automl(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, li
     build_config(dict(translated), path.parent, str(path))
     translated["objective"] = {key: value for key, value in translated["objective"].items() if key != "mode_from"}
     ours = {field: translated[field] for field in ExperimentConfig.model_fields if field in translated}
-    header = (f"# automl config translated from the NNI config {path}; relative paths are relative to its folder.\n"
-              f"# Run it with: automl run FILE")
+    header = (
+        f"# automl config translated from the NNI config {path}; relative paths are relative to its folder.\n"
+        f"# Run it with: automl run FILE"
+    )
     return ours, header, warnings

@@ -20,10 +20,11 @@ def add_commands(sub: Any) -> None:
     submit.add_argument("config", help="experiment config (YAML or JSON; NNI v2 config.yml files work too)")
     submit.set_defaults(handler=_cmd_submit)
 
-    for name, text in (("pause", "start no new trials (running ones go on)"),
-                       ("resume", "continue after pause; an orphaned experiment (its automl run was killed) is "
-                                  "handed to the daemon"),
-                       ("stop", "end an experiment: its running trials are terminated (an orphaned one's too)")):
+    for name, text in (
+        ("pause", "start no new trials (running ones go on)"),
+        ("resume", "continue after pause; an orphaned experiment (its automl run was killed) is handed to the daemon"),
+        ("stop", "end an experiment: its running trials are terminated (an orphaned one's too)"),
+    ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("experiment", help="experiment id, unique id prefix, or name")
         cmd.set_defaults(handler=_cmd_control, op=name)
@@ -53,13 +54,15 @@ def add_commands(sub: Any) -> None:
     start.add_argument("--foreground", action="store_true", help="run in this process (for service managers)")
     start.set_defaults(handler=_cmd_daemon_start)
     actions.add_parser("stop", help="stop the daemon; running trials keep running").set_defaults(
-        handler=_cmd_daemon_stop)
+        handler=_cmd_daemon_stop
+    )
     actions.add_parser("restart", help="stop, then start the daemon").set_defaults(handler=_cmd_daemon_restart)
     status = actions.add_parser("status", help="whether the daemon runs, and what it hosts")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_cmd_daemon_status)
     actions.add_parser("install", help="write a systemd user unit for the daemon").set_defaults(
-        handler=_cmd_daemon_install)
+        handler=_cmd_daemon_install
+    )
 
 
 def _client() -> Any:
@@ -76,8 +79,9 @@ def _request(op: str, **args: Any) -> Any:
         with _client() as client:
             return client.request(op, **args)
     except DaemonNotRunning:
-        raise UserError("the daemon is not running; start it with `automl daemon start` "
-                        "(or submit an experiment, which starts it)") from None
+        raise UserError(
+            "the daemon is not running; start it with `automl daemon start` (or submit an experiment, which starts it)"
+        ) from None
     except RemoteError as e:
         if e.code == "user_error":
             raise UserError(e.message) from None
@@ -206,16 +210,22 @@ def _cmd_daemon_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
     elif status["running"]:
-        print(f"running: pid {status['pid']}, socket {status['socket']}, "
-              f"{len(status['experiments'])} experiment(s): {' '.join(status['experiments']) or '-'}")
+        print(
+            f"running: pid {status['pid']}, socket {status['socket']}, "
+            f"{len(status['experiments'])} experiment(s): {' '.join(status['experiments']) or '-'}"
+        )
         lag = status.get("loop_lag_ms")
         if lag:
-            print(f"memory {status['rss_mib']:.0f} MiB; event-loop lag over the last {lag['samples']} wake-ups: "
-                  f"p50 {lag['p50']:.1f} ms, p99 {lag['p99']:.1f} ms, max {lag['max']:.1f} ms")
+            print(
+                f"memory {status['rss_mib']:.0f} MiB; event-loop lag over the last {lag['samples']} wake-ups: "
+                f"p50 {lag['p50']:.1f} ms, p99 {lag['p99']:.1f} ms, max {lag['max']:.1f} ms"
+            )
         fault = status.get("store_fault")
         if fault:
-            print(f"store fault: {fault['error']} for {time.time() - fault['since']:.0f} s ({fault['failures']} "
-                  f"failed writes, next try in {fault['retry_in']:.1f} s); trials go on, metrics wait in their files")
+            print(
+                f"store fault: {fault['error']} for {time.time() - fault['since']:.0f} s ({fault['failures']} "
+                f"failed writes, next try in {fault['retry_in']:.1f} s); trials go on, metrics wait in their files"
+            )
     else:
         print(f"not running (socket {status['socket']})")
     return 0
@@ -228,9 +238,11 @@ def _cmd_daemon_install(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     unit = folder / "automl.service"
     unit.write_text(systemd_unit(home()))
-    print(f"wrote {unit}\n"
-          "enable it:   systemctl --user daemon-reload && systemctl --user enable --now automl\n"
-          f"keep it running after you log out:   loginctl enable-linger {os.environ.get('USER', '$USER')}")
+    print(
+        f"wrote {unit}\n"
+        "enable it:   systemctl --user daemon-reload && systemctl --user enable --now automl\n"
+        f"keep it running after you log out:   loginctl enable-linger {os.environ.get('USER', '$USER')}"
+    )
     return 0
 
 

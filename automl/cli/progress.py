@@ -41,9 +41,11 @@ class Progress:
         total = loop.config.max_trials if loop.config.max_trials is not None else "∞"
         best = "-" if loop.best is None else f"{loop.best.value:.6g} (trial {loop.best.id})"
         elapsed = int(loop.elapsed)
-        return (f"{loop.experiment.name} [{loop.experiment.id}]  trials {loop.configs_ended}/{total}  "
-                f"running {loop.running}  failed {self.failed}  best {best}  "
-                f"elapsed {elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}")
+        return (
+            f"{loop.experiment.name} [{loop.experiment.id}]  trials {loop.configs_ended}/{total}  "
+            f"running {loop.running}  failed {self.failed}  best {best}  "
+            f"elapsed {elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}"
+        )
 
     def finish(self) -> None:
         """Leave the terminal on a clean line."""

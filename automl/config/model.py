@@ -204,8 +204,9 @@ class ExperimentConfig(_Model):
             try:
                 shlex.split(command)
             except ValueError as e:
-                raise ValueError(f"the shell cannot split it: {e} (an unclosed quote or a trailing backslash?)") \
-                    from None
+                raise ValueError(
+                    f"the shell cannot split it: {e} (an unclosed quote or a trailing backslash?)"
+                ) from None
         return command
 
     @field_validator("env")
@@ -235,8 +236,9 @@ def config_from_store(data: dict[str, Any]) -> ExperimentConfig:
     return ExperimentConfig.model_validate({**data, "search_space_file": None})
 
 
-def load_config(path: str | os.PathLike[str],
-                environment: Mapping[str, str] | None = None) -> tuple[ExperimentConfig, list[str]]:
+def load_config(
+    path: str | os.PathLike[str], environment: Mapping[str, str] | None = None
+) -> tuple[ExperimentConfig, list[str]]:
     """Read, translate (NNI v1 and v2 files), validate and resolve a config file; returns it and any warnings.
     `environment` is what its trials will run with (None: this process's), where its command is looked up."""
     path = Path(path)
@@ -252,8 +254,9 @@ def load_config(path: str | os.PathLike[str],
     return config, [*warnings, *search_space.constant_warnings(config.search_space, f"{path}: search space")]
 
 
-def build_config(raw: dict[str, Any], base_dir: Path, source: str,
-                 environment: Mapping[str, str] | None = None) -> ExperimentConfig:
+def build_config(
+    raw: dict[str, Any], base_dir: Path, source: str, environment: Mapping[str, str] | None = None
+) -> ExperimentConfig:
     """Validate a config mapping whose relative paths are relative to `base_dir`, then check it is runnable
     in `environment` (None: this process's)."""
     try:
@@ -273,15 +276,21 @@ def build_config(raw: dict[str, Any], base_dir: Path, source: str,
         if spec is not None and spec.code_directory is not None:
             spec.code_directory = (base_dir / spec.code_directory).resolve()
             if not spec.code_directory.is_dir():
-                raise UserError(f"{source}: field '{field}.code_directory': folder {spec.code_directory} "
-                                "does not exist")
+                raise UserError(
+                    f"{source}: field '{field}.code_directory': folder {spec.code_directory} does not exist"
+                )
     _check_fixed_params(config, source)
     if config.stopper is not None:
         from ..stoppers import check_stopper
 
         try:
-            check_stopper(config.stopper.name, config.stopper.args, config.objective.mode,
-                          class_name=config.stopper.class_name, code_directory=config.stopper.code_directory)
+            check_stopper(
+                config.stopper.name,
+                config.stopper.args,
+                config.objective.mode,
+                class_name=config.stopper.class_name,
+                code_directory=config.stopper.code_directory,
+            )
         except UserError as e:
             raise UserError(f"{source}: field 'stopper': {e}") from None
     _check_command(config, source, os.environ if environment is None else environment)
@@ -390,22 +399,36 @@ def _refuse_nul(data: Any, source: str, field: str = "") -> None:
         if isinstance(key, str) and "\0" in key:
             raise UserError(f"{source}: field {where!r}: a name holds a NUL byte")
         if isinstance(value, str) and "\0" in value:
-            raise UserError(f"{source}: field {where!r}: holds a NUL byte, which no path, command, name or "
-                            "environment value can hold")
+            raise UserError(
+                f"{source}: field {where!r}: holds a NUL byte, which no path, command, name or "
+                "environment value can hold"
+            )
         _refuse_nul(value, source, where)
 
 
 def _looks_like_nni(raw: dict[str, Any]) -> bool:
-    return any(key in raw for key in ("trialCommand", "trialConcurrency", "searchSpaceFile", "searchSpace",
-                                      "trainingService", "experimentName", "trainingServicePlatform"))
+    return any(
+        key in raw
+        for key in (
+            "trialCommand",
+            "trialConcurrency",
+            "searchSpaceFile",
+            "searchSpace",
+            "trainingService",
+            "experimentName",
+            "trainingServicePlatform",
+        )
+    )
 
 
 def _check_fixed_params(config: ExperimentConfig, source: str) -> None:
     """A fixed parameter must not also be searched: the trial would get one of the two values silently."""
     both = sorted(set(config.fixed_params) & set(config.search_space or {}))
     if both:
-        raise UserError(f"{source}: field 'fixed_params': {', '.join(both)} also in the search space; "
-                        "a parameter is either fixed or searched")
+        raise UserError(
+            f"{source}: field 'fixed_params': {', '.join(both)} also in the search space; "
+            "a parameter is either fixed or searched"
+        )
 
 
 def _check_command(config: ExperimentConfig, source: str, environment: Mapping[str, str]) -> None:

@@ -19,13 +19,37 @@ _IGNORED = {
     "experimentType": "only hyperparameter search ('hpo') exists",
 }
 _TOP_LEVEL = {
-    "experimentName", "searchSpaceFile", "searchSpace", "trialCommand", "trialCodeDirectory",
-    "trialConcurrency", "trialGpuNumber", "maxExperimentDuration", "maxTrialNumber", "maxTrialDuration",
-    "useAnnotation", "tunerGpuIndices", "tuner", "assessor", "advisor", "trainingService", "sharedStorage",
+    "experimentName",
+    "searchSpaceFile",
+    "searchSpace",
+    "trialCommand",
+    "trialCodeDirectory",
+    "trialConcurrency",
+    "trialGpuNumber",
+    "maxExperimentDuration",
+    "maxTrialNumber",
+    "maxTrialDuration",
+    "useAnnotation",
+    "tunerGpuIndices",
+    "tuner",
+    "assessor",
+    "advisor",
+    "trainingService",
+    "sharedStorage",
     *_IGNORED,
 }
-_LOCAL_SERVICE = {"platform", "useActiveGpu", "maxTrialNumberPerGpu", "gpuIndices", "trialGpuNumber",
-                  "trialCommand", "trialCodeDirectory", "reuseMode", "debug", "nniManagerIp"}
+_LOCAL_SERVICE = {
+    "platform",
+    "useActiveGpu",
+    "maxTrialNumberPerGpu",
+    "gpuIndices",
+    "trialGpuNumber",
+    "trialCommand",
+    "trialCodeDirectory",
+    "reuseMode",
+    "debug",
+    "nniManagerIp",
+}
 
 V1_MARKER = "trainingServicePlatform"
 """The field only NNI's v1 format has (nnictl tells the two formats apart by it)."""
@@ -34,9 +58,15 @@ V1_MARKER = "trainingServicePlatform"
 # GridSearch and BatchTuner have none (NNI's web UI then shows maximize); Curvefitting takes no direction
 # and only works on rising curves.
 TUNER_DEFAULT_MODES = {
-    "TPE": "minimize", "TPE_legacy": "minimize", "Anneal": "minimize", "Evolution": "maximize",
-    "GPTuner": "maximize", "MetisTuner": "maximize", "PBTTuner": "maximize",
-    "Hyperband": "maximize", "BOHB": "maximize",
+    "TPE": "minimize",
+    "TPE_legacy": "minimize",
+    "Anneal": "minimize",
+    "Evolution": "maximize",
+    "GPTuner": "maximize",
+    "MetisTuner": "maximize",
+    "PBTTuner": "maximize",
+    "Hyperband": "maximize",
+    "BOHB": "maximize",
 }
 _NO_DIRECTION_DEFAULT = "maximize"
 
@@ -44,8 +74,12 @@ _NO_DIRECTION_DEFAULT = "maximize"
 # canonical name -> (our tuner, {NNI classArg: our Hyperband arg}, NNI's defaults, the classArg of the full budget)
 _ADVISORS: dict[str, tuple[str, dict[str, str], dict[str, Any], str]] = {
     "Hyperband": ("Random", {"R": "max_resource", "eta": "reduction_factor"}, {"R": 60, "eta": 3}, "R"),
-    "BOHB": ("TPE", {"min_budget": "min_resource", "max_budget": "max_resource", "eta": "reduction_factor"},
-             {"min_budget": 1, "max_budget": 3, "eta": 3}, "max_budget"),
+    "BOHB": (
+        "TPE",
+        {"min_budget": "min_resource", "max_budget": "max_resource", "eta": "reduction_factor"},
+        {"min_budget": 1, "max_budget": 3, "eta": 3},
+        "max_budget",
+    ),
 }
 TRIAL_BUDGET = "TRIAL_BUDGET"
 """The parameter NNI's Hyperband and BOHB put a trial's budget in."""
@@ -64,17 +98,28 @@ def translate(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], list[st
         source = f"{source} (NNI v1, converted to v2)"
     unknown = sorted(set(raw) - _TOP_LEVEL)
     if unknown:
-        raise UserError(f"{source}: unknown NNI field(s) {', '.join(unknown)}; "
-                        f"supported: {', '.join(sorted(_TOP_LEVEL))}")
+        raise UserError(
+            f"{source}: unknown NNI field(s) {', '.join(unknown)}; supported: {', '.join(sorted(_TOP_LEVEL))}"
+        )
     warnings += [f"{source}: '{key}' is ignored: {why}" for key, why in _IGNORED.items() if key in raw]
     _refuse(raw, source)
     service = _training_service(raw.get("trainingService"), source, warnings)
 
     out: dict[str, Any] = {}
-    _copy(raw, out, {"experimentName": "name", "searchSpaceFile": "search_space_file",
-                     "searchSpace": "search_space", "trialCodeDirectory": "working_dir",
-                     "trialConcurrency": "concurrency", "maxExperimentDuration": "max_duration",
-                     "maxTrialNumber": "max_trials", "maxTrialDuration": "trial_timeout"})
+    _copy(
+        raw,
+        out,
+        {
+            "experimentName": "name",
+            "searchSpaceFile": "search_space_file",
+            "searchSpace": "search_space",
+            "trialCodeDirectory": "working_dir",
+            "trialConcurrency": "concurrency",
+            "maxExperimentDuration": "max_duration",
+            "maxTrialNumber": "max_trials",
+            "maxTrialDuration": "trial_timeout",
+        },
+    )
     if "max_duration" in out:
         out["on_max_duration"] = "finish"  # NNI starts no trial after it and lets running ones end
     _copy(service, out, {"trialCodeDirectory": "working_dir"})
@@ -99,8 +144,10 @@ def v1_to_v2(raw: dict[str, Any], source: str, warnings: list[str]) -> dict[str,
     """An NNI v1 config in v2 form, converted by NNI's own `to_v2` (as nnictl does); only the local platform."""
     platform = raw.get(V1_MARKER)
     if platform != "local":
-        raise UserError(f"{source}: this is NNI's v1 config format with trainingServicePlatform: {platform}; "
-                        "only the local platform is supported (trainingServicePlatform: local)")
+        raise UserError(
+            f"{source}: this is NNI's v1 config format with trainingServicePlatform: {platform}; "
+            "only the local platform is supported (trainingServicePlatform: local)"
+        )
     from nni.experiment.config import convert  # imports nni: about a second, so only for v1 files
 
     logger = logging.getLogger(convert.__name__)
@@ -165,8 +212,10 @@ def _algorithms(raw: dict[str, Any], source: str, warnings: list[str]) -> dict[s
     assessor = None if raw.get("assessor") is None else _algorithm(raw["assessor"], source, "assessor")
     is_advisor = not tuner.custom and tuner.label in _ADVISORS
     if field == "advisor" and not is_advisor:
-        raise UserError(f"{source}: field 'advisor.name': {tuner.spec.get('name', tuner.label)!r} is not "
-                        "supported; allowed: Hyperband, BOHB (or give a tuner and an assessor)")
+        raise UserError(
+            f"{source}: field 'advisor.name': {tuner.spec.get('name', tuner.label)!r} is not "
+            "supported; allowed: Hyperband, BOHB (or give a tuner and an assessor)"
+        )
     if is_advisor and assessor is not None:
         raise UserError(f"{source}: {tuner.label} stops trials itself; drop 'assessor'")
 
@@ -174,9 +223,11 @@ def _algorithms(raw: dict[str, Any], source: str, warnings: list[str]) -> dict[s
     objective: dict[str, Any] = {"metric": "default", "mode": mode}
     if mode_from is not None:
         objective["mode_from"] = mode_from
-        warnings.append(f"{source}: the optimize direction is {mode}, from {mode_from} (NNI's rule: the "
-                        "tuner's classArgs.optimize_mode, else the assessor's, else the tuner's default); "
-                        "set tuner.classArgs.optimize_mode to choose")
+        warnings.append(
+            f"{source}: the optimize direction is {mode}, from {mode_from} (NNI's rule: the "
+            "tuner's classArgs.optimize_mode, else the assessor's, else the tuner's default); "
+            "set tuner.classArgs.optimize_mode to choose"
+        )
     out: dict[str, Any] = {"objective": objective}
     if is_advisor:
         out["tuner"], out["stopper"], out["fixed_params"] = _advisor(tuner, source, warnings)
@@ -190,24 +241,29 @@ def _algorithms(raw: dict[str, Any], source: str, warnings: list[str]) -> dict[s
 def _algorithm(spec: Any, source: str, field: str) -> _Algorithm:
     """A builtin (`name`) or custom (`className`, `codeDirectory`) algorithm with its classArgs, checked."""
     if not isinstance(spec, dict):
-        raise UserError(f"{source}: field '{field}': must be a mapping with 'name' (or 'className') and "
-                        "optional 'classArgs'")
+        raise UserError(
+            f"{source}: field '{field}': must be a mapping with 'name' (or 'className') and optional 'classArgs'"
+        )
     custom = "className" in spec
     allowed = {"className", "codeDirectory", "classArgs"} if custom else {"name", "classArgs"}
     unknown = sorted(set(spec) - allowed)
     if unknown:
-        raise UserError(f"{source}: field '{field}': unknown field(s) {', '.join(unknown)}; allowed: name, "
-                        "classArgs (a builtin) or className, codeDirectory, classArgs (a custom class)")
+        raise UserError(
+            f"{source}: field '{field}': unknown field(s) {', '.join(unknown)}; allowed: name, "
+            "classArgs (a builtin) or className, codeDirectory, classArgs (a custom class)"
+        )
     if not custom and spec.get("name") is None:
         raise UserError(f"{source}: field '{field}.name': required (or 'className' for a custom class)")
     class_args = spec.get("classArgs") or {}
     if not isinstance(class_args, dict):
-        raise UserError(f"{source}: field '{field}.classArgs': must be a mapping of argument names to values, "
-                        f"got {class_args!r}")
+        raise UserError(
+            f"{source}: field '{field}.classArgs': must be a mapping of argument names to values, got {class_args!r}"
+        )
     stated = class_args.get("optimize_mode")
     if stated is not None and stated not in ("maximize", "minimize"):
-        raise UserError(f"{source}: field '{field}.classArgs.optimize_mode': must be 'maximize' or 'minimize', "
-                        f"got {stated!r}")
+        raise UserError(
+            f"{source}: field '{field}.classArgs.optimize_mode': must be 'maximize' or 'minimize', got {stated!r}"
+        )
     if not custom:
         args = {key: value for key, value in class_args.items() if key != "optimize_mode"}
         return _Algorithm(field, {"name": spec["name"], "args": args}, stated)
@@ -233,14 +289,17 @@ def _direction(tuner: _Algorithm, assessor: _Algorithm | None) -> tuple[str, str
 def _assessor_spec(assessor: _Algorithm, mode: str, source: str, warnings: list[str]) -> dict[str, Any]:
     """Our stopper spec; an optimize_mode the tuner overrules is dropped, so the assessor runs in `mode`."""
     if assessor.stated is not None and assessor.stated != mode:
-        warnings.append(f"{source}: assessor.classArgs.optimize_mode is {assessor.stated} but the tuner's is "
-                        f"{mode}; the tuner's wins (NNI's rule) and the assessor runs with {mode}")
+        warnings.append(
+            f"{source}: assessor.classArgs.optimize_mode is {assessor.stated} but the tuner's is "
+            f"{mode}; the tuner's wins (NNI's rule) and the assessor runs with {mode}"
+        )
         assessor.spec["args"].pop("optimize_mode", None)
     return assessor.spec
 
 
-def _advisor(tuner: _Algorithm, source: str, warnings: list[str]) -> tuple[dict[str, Any], dict[str, Any],
-                                                                          dict[str, Any]]:
+def _advisor(
+    tuner: _Algorithm, source: str, warnings: list[str]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """NNI's Hyperband or BOHB as our tuner (Random or TPE), Hyperband stopper and the trials' TRIAL_BUDGET."""
     ours, mapping, defaults, budget = _ADVISORS[tuner.label]
     given = tuner.spec["args"]
@@ -248,8 +307,10 @@ def _advisor(tuner: _Algorithm, source: str, warnings: list[str]) -> tuple[dict[
     stopper_args = {our_name: args[theirs] for theirs, our_name in mapping.items()}
     ignored = sorted(set(given) - set(mapping))
     if ignored:
-        warnings.append(f"{source}: {tuner.field} classArgs {', '.join(ignored)} ignored: trials run {ours}'s "
-                        "configurations under Hyperband brackets that stop them early")
+        warnings.append(
+            f"{source}: {tuner.field} classArgs {', '.join(ignored)} ignored: trials run {ours}'s "
+            "configurations under Hyperband brackets that stop them early"
+        )
     return {"name": ours, "args": {}}, {"name": "Hyperband", "args": stopper_args}, {TRIAL_BUDGET: args[budget]}
 
 
@@ -266,10 +327,14 @@ def _canonical_algorithm(name: str) -> str:
 
 def _refuse(raw: dict[str, Any], source: str) -> None:
     if raw.get("useAnnotation"):
-        raise UserError(f"{source}: 'useAnnotation: true' is not supported; "
-                        "call nni.get_next_parameter() and nni.report_*_result() in the script instead")
-    for key, why in (("sharedStorage", "trials run on this machine, no shared storage is needed"),
-                     ("tunerGpuIndices", "tuners run on the CPU here")):
+        raise UserError(
+            f"{source}: 'useAnnotation: true' is not supported; "
+            "call nni.get_next_parameter() and nni.report_*_result() in the script instead"
+        )
+    for key, why in (
+        ("sharedStorage", "trials run on this machine, no shared storage is needed"),
+        ("tunerGpuIndices", "tuners run on the CPU here"),
+    ):
         if raw.get(key) is not None:
             raise UserError(f"{source}: field '{key}' is not supported: {why}")
 
@@ -284,12 +349,15 @@ def _training_service(service: Any, source: str, warnings: list[str]) -> dict[st
     if not isinstance(service, dict):
         raise UserError(f"{source}: field 'trainingService': must be a mapping such as {{platform: local}}")
     if service.get("platform") != "local":
-        raise UserError(f"{source}: field 'trainingService.platform': {service.get('platform')!r} is not "
-                        "supported; allowed: local")
+        raise UserError(
+            f"{source}: field 'trainingService.platform': {service.get('platform')!r} is not supported; allowed: local"
+        )
     unknown = sorted(set(service) - _LOCAL_SERVICE)
     if unknown:
-        raise UserError(f"{source}: field 'trainingService': unknown field(s) {', '.join(unknown)}; "
-                        f"supported: {', '.join(sorted(_LOCAL_SERVICE))}")
+        raise UserError(
+            f"{source}: field 'trainingService': unknown field(s) {', '.join(unknown)}; "
+            f"supported: {', '.join(sorted(_LOCAL_SERVICE))}"
+        )
     if service.get("reuseMode"):
         warnings.append(f"{source}: 'trainingService.reuseMode' is ignored: every trial is a fresh process")
     return service
@@ -305,8 +373,10 @@ def _gpu_indices(value: Any, source: str) -> list[int]:
             pass
     elif isinstance(value, list) and all(isinstance(v, int) for v in value):
         return value
-    raise UserError(f"{source}: field 'trainingService.gpuIndices': expected an index, a list of indices "
-                    f"or a string like '0,1'; got {value!r}")
+    raise UserError(
+        f"{source}: field 'trainingService.gpuIndices': expected an index, a list of indices "
+        f"or a string like '0,1'; got {value!r}"
+    )
 
 
 def _copy(src: dict[str, Any], dst: dict[str, Any], names: dict[str, str]) -> None:

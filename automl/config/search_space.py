@@ -78,8 +78,10 @@ def constants(space: dict[str, Any], prefix: str = "") -> dict[str, tuple[str, l
 
 def constant_warnings(space: dict[str, Any], source: str = "search space") -> list[str]:
     """One warning per parameter that runs as a constant, naming it, its range and its value."""
-    return [f"{source}: parameter '{path}' is {kind} {values}, a single value: it runs as the constant {value!r}"
-            for path, (kind, values, value) in constants(space).items()]
+    return [
+        f"{source}: parameter '{path}' is {kind} {values}, a single value: it runs as the constant {value!r}"
+        for path, (kind, values, value) in constants(space).items()
+    ]
 
 
 def with_constants_as_choices(space: dict[str, Any]) -> dict[str, Any]:
@@ -115,8 +117,9 @@ def _constant(kind: str, values: list[Any]) -> float | int | None:
 
 def _check_space(space: Any, source: str, prefix: str) -> None:
     if not isinstance(space, dict):
-        raise UserError(f"{source}: must be a mapping of parameter name to {{_type, _value}}, "
-                        f"got {type(space).__name__}")
+        raise UserError(
+            f"{source}: must be a mapping of parameter name to {{_type, _value}}, got {type(space).__name__}"
+        )
     if not space and not prefix:
         raise UserError(f"{source}: is empty; define at least one parameter")
     for name, spec in space.items():
@@ -149,8 +152,10 @@ def _check_choice(name: str, values: list[Any], where: str, source: str) -> None
         return
     if len(named) != len(values):
         plain = next(v for v in values if not (isinstance(v, dict) and "_name" in v))
-        raise UserError(f"{where}: a nested choice needs a '_name' in every option, got {plain!r}; "
-                        "options without '_name' are plain values only when no option has one")
+        raise UserError(
+            f"{where}: a nested choice needs a '_name' in every option, got {plain!r}; "
+            "options without '_name' are plain values only when no option has one"
+        )
     for option in named:
         sub = {k: v for k, v in option.items() if k != "_name"}
         _check_space(sub, source, prefix=f"{name}[{option['_name']}].")
@@ -172,8 +177,7 @@ def _check_numeric(kind: str, values: list[Any], where: str) -> None:
     elif kind == "randint" and a >= b:
         raise UserError(f"{where}: randint needs low < high (high is excluded), got low={a}, high={b}")
     elif a > b:
-        raise UserError(f"{where}: {kind} needs low <= high (low == high makes it a constant), "
-                        f"got low={a}, high={b}")
+        raise UserError(f"{where}: {kind} needs low <= high (low == high makes it a constant), got low={a}, high={b}")
     if kind == "randint" and not (float(a).is_integer() and float(b).is_integer()):
         raise UserError(f"{where}: randint bounds must be integers, got {values}")
     if kind in ("loguniform", "qloguniform") and a <= 0:
@@ -189,12 +193,16 @@ def _check_representable(kind: str, values: list[Any], where: str) -> None:
     a, b = values[0], values[1]
     if kind == "randint":
         if not (INT64_MIN <= a and b <= INT64_MAX and b - a <= INT64_MAX):
-            raise UserError(f"{where}: randint bounds and their distance must fit 64-bit integers "
-                            f"(at most {INT64_MAX}), got {values}")
+            raise UserError(
+                f"{where}: randint bounds and their distance must fit 64-bit integers "
+                f"(at most {INT64_MAX}), got {values}"
+            )
         return
     low, high = (a - SIGMAS * b, a + SIGMAS * b) if kind in _NORMAL_TYPES else (a, b)
     if not math.isfinite(high - low):
         raise UserError(f"{where}: {kind} {values} spans more than a float can hold; use a narrower range")
     if kind.endswith("lognormal") and high > MAX_EXP:
-        raise UserError(f"{where}: {kind} {values}: exp(mu + {SIGMAS:g} sigma) overflows a float; "
-                        f"keep mu + {SIGMAS:g} sigma below {MAX_EXP:.0f}")
+        raise UserError(
+            f"{where}: {kind} {values}: exp(mu + {SIGMAS:g} sigma) overflows a float; "
+            f"keep mu + {SIGMAS:g} sigma below {MAX_EXP:.0f}"
+        )

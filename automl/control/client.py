@@ -57,8 +57,9 @@ class Client:
         self._next_id += 1
         line = protocol.encode(protocol.request_message(request_id, op, args))
         if len(line) - 1 > protocol.MAX_MESSAGE_BYTES:
-            raise ValueError(f"request '{op}' is {len(line) - 1} bytes; the daemon accepts at most "
-                             f"{protocol.MAX_MESSAGE_BYTES}")
+            raise ValueError(
+                f"request '{op}' is {len(line) - 1} bytes; the daemon accepts at most {protocol.MAX_MESSAGE_BYTES}"
+            )
         sock = self._connect()
         try:
             sock.sendall(line)
@@ -156,7 +157,7 @@ class Client:
                 return None
             self._buffer += chunk
         line = bytes(self._buffer[:end])
-        del self._buffer[:end + 1]
+        del self._buffer[: end + 1]
         try:
             return protocol.decode(line)
         except ValueError as e:
@@ -175,9 +176,11 @@ def check_socket(path: Path) -> None:
         return
     folder = os.stat(path.parent)
     if folder.st_uid != uid or stat.S_IMODE(folder.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
-        raise UntrustedDaemon(f"{path.parent} belongs to uid {folder.st_uid} or is writable by other users "
-                              f"(mode {stat.S_IMODE(folder.st_mode):04o}); automl talks only to a daemon in a folder "
-                              f"of yours alone: chmod 700 {path.parent}, or set AUTOML_HOME to a folder of your own")
+        raise UntrustedDaemon(
+            f"{path.parent} belongs to uid {folder.st_uid} or is writable by other users "
+            f"(mode {stat.S_IMODE(folder.st_mode):04o}); automl talks only to a daemon in a folder "
+            f"of yours alone: chmod 700 {path.parent}, or set AUTOML_HOME to a folder of your own"
+        )
     if stat.S_ISLNK(info.st_mode):
         raise UntrustedDaemon(f"{path} is a symbolic link, not the daemon's socket; remove it")
     if not stat.S_ISSOCK(info.st_mode):
@@ -190,8 +193,10 @@ def check_peer(sock: socket.socket, path: Path) -> None:
     """Refuse a daemon that runs as another user (SO_PEERCRED), before sending it anything."""
     pid, uid, _ = _CREDS.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
     if uid != os.geteuid():
-        raise UntrustedDaemon(f"the process answering on {path} (pid {pid}) runs as uid {uid}, not as you "
-                              f"(uid {os.geteuid()}); it is not your daemon, and nothing was sent to it")
+        raise UntrustedDaemon(
+            f"the process answering on {path} (pid {pid}) runs as uid {uid}, not as you "
+            f"(uid {os.geteuid()}); it is not your daemon, and nothing was sent to it"
+        )
 
 
 def _connect_patiently(sock: socket.socket, path: str, deadline: float) -> None:

@@ -73,8 +73,11 @@ def parse_request(line: bytes) -> Request:
     request_id = obj.get("id") if _is_id(obj.get("id")) else None
     version = obj.get("v")
     if _is_int(version) and version != PROTOCOL_VERSION:
-        raise ProtocolError(UNSUPPORTED_VERSION, f"protocol version {version} is not supported; "
-                                                 f"this daemon speaks version {PROTOCOL_VERSION}", request_id)
+        raise ProtocolError(
+            UNSUPPORTED_VERSION,
+            f"protocol version {version} is not supported; this daemon speaks version {PROTOCOL_VERSION}",
+            request_id,
+        )
     try:
         return Request.model_validate(obj)
     except ValidationError as e:
@@ -106,8 +109,13 @@ def error_reply(request_id: RequestId | None, code: str, message: str) -> dict[s
 
 def event_message(kind: str, experiment: str | None, data: dict[str, Any], at: float | None = None) -> dict[str, Any]:
     """An event pushed to subscribers; `at` is its Unix time (now by default)."""
-    return {"v": PROTOCOL_VERSION, "event": kind, "experiment": experiment,
-            "time": time.time() if at is None else at, "data": data}
+    return {
+        "v": PROTOCOL_VERSION,
+        "event": kind,
+        "experiment": experiment,
+        "time": time.time() if at is None else at,
+        "data": data,
+    }
 
 
 def encode(message: dict[str, Any]) -> bytes:

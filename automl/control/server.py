@@ -41,9 +41,16 @@ class ControlServer:
     Requests on one connection are answered in order; connections are served concurrently.
     """
 
-    def __init__(self, socket_path: Path, handler: Handler, ops: Collection[str], *,
-                 max_queued_events: int = MAX_QUEUED_EVENTS, max_clients: int = MAX_CLIENTS,
-                 idle_timeout: float = IDLE_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        handler: Handler,
+        ops: Collection[str],
+        *,
+        max_queued_events: int = MAX_QUEUED_EVENTS,
+        max_clients: int = MAX_CLIENTS,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+    ) -> None:
         if protocol.SUBSCRIBE in ops:
             raise ValueError(f"'{protocol.SUBSCRIBE}' is served by the control server itself; leave it out of ops")
         self.socket_path = Path(socket_path)
@@ -71,8 +78,9 @@ class ControlServer:
         try:
             info = os.stat(self.socket_path)
             self._socket_identity = (info.st_dev, info.st_ino)
-            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=protocol.MAX_MESSAGE_BYTES,
-                                                          backlog=ACCEPT_BACKLOG)
+            self._server = await asyncio.start_unix_server(
+                self._serve, sock=sock, limit=protocol.MAX_MESSAGE_BYTES, backlog=ACCEPT_BACKLOG
+            )
         except BaseException:
             sock.close()
             self._remove_socket_file()
@@ -146,8 +154,15 @@ class ControlServer:
         if uid == self._uid:
             return True
         log.warning("refused a control connection from uid %s (pid %s)", uid, pid)
-        writer.write(protocol.encode(protocol.error_reply(
-            None, protocol.FORBIDDEN, f"this daemon accepts connections only from its own user (uid {self._uid})")))
+        writer.write(
+            protocol.encode(
+                protocol.error_reply(
+                    None,
+                    protocol.FORBIDDEN,
+                    f"this daemon accepts connections only from its own user (uid {self._uid})",
+                )
+            )
+        )
         return False
 
     def _admit(self, task: asyncio.Task[None], writer: asyncio.StreamWriter) -> _Connection | None:
@@ -155,9 +170,16 @@ class ControlServer:
         taken; when every connection is subscribed or waiting for an answer, refuse it with a `busy` error."""
         if len(self._connections) >= self._max_clients and not self._evict_idlest():
             log.warning("refused a control connection: all %d places are in use", self._max_clients)
-            writer.write(protocol.encode(protocol.error_reply(
-                None, protocol.BUSY, f"the daemon serves at most {self._max_clients} connections at once and all "
-                                     "are in use; try again later")))
+            writer.write(
+                protocol.encode(
+                    protocol.error_reply(
+                        None,
+                        protocol.BUSY,
+                        f"the daemon serves at most {self._max_clients} connections at once and all "
+                        "are in use; try again later",
+                    )
+                )
+            )
             return None
         connection = _Connection(writer, asyncio.get_running_loop().time())
         self._connections[task] = connection
@@ -169,8 +191,11 @@ class ControlServer:
         if not idle:
             return False
         _, task = min(idle, key=lambda pair: pair[0])
-        self._say_goodbye(self._connections.pop(task).writer, "closed to make room for a new connection "
-                          f"(at most {self._max_clients} at once): it sent no request for the longest")
+        self._say_goodbye(
+            self._connections.pop(task).writer,
+            "closed to make room for a new connection "
+            f"(at most {self._max_clients} at once): it sent no request for the longest",
+        )
         return True
 
     def _say_goodbye(self, writer: asyncio.StreamWriter, why: str) -> None:
@@ -190,9 +215,15 @@ class ControlServer:
                 self._say_goodbye(writer, f"closed after {self._idle_timeout:g} s without a request")
                 return
             except (asyncio.LimitOverrunError, ValueError):
-                writer.write(protocol.encode(protocol.error_reply(
-                    None, protocol.TOO_LARGE,
-                    f"a message may be at most {protocol.MAX_MESSAGE_BYTES} bytes; closing this connection")))
+                writer.write(
+                    protocol.encode(
+                        protocol.error_reply(
+                            None,
+                            protocol.TOO_LARGE,
+                            f"a message may be at most {protocol.MAX_MESSAGE_BYTES} bytes; closing this connection",
+                        )
+                    )
+                )
                 return
             if not line:
                 return
@@ -235,8 +266,9 @@ class ControlServer:
             message = f"internal error: {type(e).__name__}: {e}"
             return protocol.encode(protocol.error_reply(request_id, protocol.INTERNAL, message)), None
 
-    async def _stream_events(self, subscription: protocol.SubscribeArgs, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter) -> None:
+    async def _stream_events(
+        self, subscription: protocol.SubscribeArgs, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """Push matching events until the client closes its end; anything it sends meanwhile is ignored."""
         kinds = None if subscription.events is None else frozenset(subscription.events)
         subscriber = _Subscriber(subscription.experiment, kinds, writer, self._max_queued_events)
@@ -256,9 +288,16 @@ class ControlServer:
         log.warning("dropped an event subscriber that fell %d events behind", self._max_queued_events)
         writer = subscriber.writer
         if not writer.transport.is_closing():
-            writer.write(protocol.encode(protocol.error_reply(
-                None, protocol.OVERFLOW, f"this subscriber fell more than {self._max_queued_events} events behind "
-                                         "and was disconnected; subscribe again and re-read the state")))
+            writer.write(
+                protocol.encode(
+                    protocol.error_reply(
+                        None,
+                        protocol.OVERFLOW,
+                        f"this subscriber fell more than {self._max_queued_events} events behind "
+                        "and was disconnected; subscribe again and re-read the state",
+                    )
+                )
+            )
         self._close_soon(writer)
 
     def _close_soon(self, writer: asyncio.StreamWriter) -> None:
@@ -297,8 +336,9 @@ class _Connection:
 class _Subscriber:
     """One subscribed connection: its filter and a bounded queue of encoded events waiting to be written."""
 
-    def __init__(self, experiment: str | None, kinds: frozenset[str] | None, writer: asyncio.StreamWriter,
-                 max_queued: int) -> None:
+    def __init__(
+        self, experiment: str | None, kinds: frozenset[str] | None, writer: asyncio.StreamWriter, max_queued: int
+    ) -> None:
         self.experiment = experiment
         self.kinds = kinds
         self.writer = writer
@@ -350,8 +390,10 @@ def _check_platform() -> None:
 def _check_path_length(path: Path) -> None:
     size = len(os.fsencode(path))
     if size > _UNIX_PATH_MAX:
-        raise UserError(f"control socket path {path} is {size} bytes long; a Unix socket path may have at most "
-                        f"{_UNIX_PATH_MAX}: use a data directory with a shorter path")
+        raise UserError(
+            f"control socket path {path} is {size} bytes long; a Unix socket path may have at most "
+            f"{_UNIX_PATH_MAX}: use a data directory with a shorter path"
+        )
 
 
 def _prepare_folder(folder: Path) -> None:
@@ -363,8 +405,10 @@ def _prepare_folder(folder: Path) -> None:
     info = os.stat(folder)
     uid = os.getuid()
     if info.st_uid != uid:
-        raise UserError(f"control socket folder {folder} belongs to uid {info.st_uid}, not to this user (uid {uid}); "
-                        "use a data directory of your own")
+        raise UserError(
+            f"control socket folder {folder} belongs to uid {info.st_uid}, not to this user (uid {uid}); "
+            "use a data directory of your own"
+        )
     if stat.S_IMODE(info.st_mode) != 0o700:
         os.chmod(folder, 0o700)
 

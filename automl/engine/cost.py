@@ -24,8 +24,9 @@ class TrialUsage:
 
     def priced(self, prices: CostPolicy) -> TrialUsage:
         """The same usage with its cost: kWh x price per kWh + GPU-hours x price per GPU-hour."""
-        self.cost = (self.energy_j / JOULES_PER_KWH * prices.price_per_kwh
-                     + self.gpu_seconds / 3600 * prices.price_per_gpu_hour)
+        self.cost = (
+            self.energy_j / JOULES_PER_KWH * prices.price_per_kwh + self.gpu_seconds / 3600 * prices.price_per_gpu_hour
+        )
         return self
 
     def as_dict(self) -> dict[str, float]:
@@ -35,7 +36,13 @@ class TrialUsage:
 
 def totals(trials: list[Any], currency: str) -> dict[str, Any]:
     """An experiment's cost: the sums over its trials (objects with the usage fields, None counting as 0)."""
-    sums = {name: round(sum(getattr(t, name) or 0.0 for t in trials), 6)
-            for name in ("gpu_seconds", "energy_j", "cpu_seconds", "cost")}
-    return {"gpu_hours": round(sums["gpu_seconds"] / 3600, 6), "kwh": round(sums["energy_j"] / JOULES_PER_KWH, 9),
-            **sums, "currency": currency}
+    sums = {
+        name: round(sum(getattr(t, name) or 0.0 for t in trials), 6)
+        for name in ("gpu_seconds", "energy_j", "cpu_seconds", "cost")
+    }
+    return {
+        "gpu_hours": round(sums["gpu_seconds"] / 3600, 6),
+        "kwh": round(sums["energy_j"] / JOULES_PER_KWH, 9),
+        **sums,
+        "currency": currency,
+    }

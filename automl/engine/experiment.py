@@ -84,9 +84,18 @@ class _Running:
 class ExperimentLoop:
     """Runs one experiment to its end: done (budget or space exhausted), stopped, or failed."""
 
-    def __init__(self, store: Store, experiment: Experiment, config: ExperimentConfig, tuner: Any,
-                 gpus: GpuSlots, *, launcher: Launcher | None = None, poll_interval: float = 0.1,
-                 grace: float = 5.0):
+    def __init__(
+        self,
+        store: Store,
+        experiment: Experiment,
+        config: ExperimentConfig,
+        tuner: Any,
+        gpus: GpuSlots,
+        *,
+        launcher: Launcher | None = None,
+        poll_interval: float = 0.1,
+        grace: float = 5.0,
+    ):
         self.store, self.experiment, self.config = store, experiment, config
         self.stopper = _stopper(config)
         self.gpus = gpus
@@ -172,8 +181,9 @@ class ExperimentLoop:
         self._decide(running, "killed", "killed by user")
         self._wake.set()
 
-    def update(self, concurrency: int | None = None, max_trials: int | None = None,
-               max_duration: float | None = None) -> None:
+    def update(
+        self, concurrency: int | None = None, max_trials: int | None = None, max_duration: float | None = None
+    ) -> None:
         """Change the experiment's limits while it runs; the new ones are stored and apply at once."""
         for name, value in (("concurrency", concurrency), ("max_trials", max_trials), ("max_duration", max_duration)):
             if value is not None and value < 1:
@@ -187,8 +197,12 @@ class ExperimentLoop:
             self.config.max_duration = max_duration
             self._time_up = self._time_up and self._out_of_time()  # a longer budget lets new trials start again
         self._write(self.store.update_config, self.experiment.id, self.config.model_dump(mode="json"))
-        self._emit("experiment_updated", concurrency=self.config.concurrency, max_trials=self.config.max_trials,
-                   max_duration=self.config.max_duration)
+        self._emit(
+            "experiment_updated",
+            concurrency=self.config.concurrency,
+            max_trials=self.config.max_trials,
+            max_duration=self.config.max_duration,
+        )
         self._wake.set()
 
     # the loop
@@ -382,8 +396,9 @@ class ExperimentLoop:
 
     def _start(self, request: _Request, placement: Placement) -> None:
         try:
-            trial = self.store.add_trial(self.experiment.id, request.params, request.key, placement.gpus,
-                                         request.retry_of, request.attempt)
+            trial = self.store.add_trial(
+                self.experiment.id, request.params, request.key, placement.gpus, request.retry_of, request.attempt
+            )
         except StoreUnavailable:
             self.gpus.release(placement)
             self._ready.appendleft(request)  # started once the store takes writes again
@@ -402,9 +417,17 @@ class ExperimentLoop:
 
     async def _follow(self, running: _Running) -> None:
         trial = running.trial
-        spec = TrialSpec(self.experiment.id, trial.id, self.config.argv(), self.config.working_dir,
-                         self.trial_dir(trial.id), {**self.config.fixed_params, **trial.params},
-                         self.config.cpus_per_trial(), running.placement.gpus, self._trial_env())
+        spec = TrialSpec(
+            self.experiment.id,
+            trial.id,
+            self.config.argv(),
+            self.config.working_dir,
+            self.trial_dir(trial.id),
+            {**self.config.fixed_params, **trial.params},
+            self.config.cpus_per_trial(),
+            running.placement.gpus,
+            self._trial_env(),
+        )
         try:
             # shielded: a process half-started when the loop detaches is found again by its environment
             process = await asyncio.shield(self.launcher.start(spec))
@@ -476,8 +499,14 @@ class ExperimentLoop:
         trial = running.trial
         if not self.store.due():
             return False
-        result = metrics_file.read_new(self.trial_dir(trial.id) / METRICS_FILE, trial.metrics_offset, running.seq,
-                                       self.config.objective.metric, identity=running.metrics_identity, final=final)
+        result = metrics_file.read_new(
+            self.trial_dir(trial.id) / METRICS_FILE,
+            trial.metrics_offset,
+            running.seq,
+            self.config.objective.metric,
+            identity=running.metrics_identity,
+            final=final,
+        )
         running.metrics_identity = result.identity
         if result.metrics or result.offset != trial.metrics_offset:
             try:
@@ -628,8 +657,13 @@ class ExperimentLoop:
         await self._worker.call(self._worker.tuner.restore, history, pending)
         for trial, key in live:  # after the tuner knows the history: a trial that ended meanwhile reports at once
             self._recover(trial, key, curves.get(trial.id, []))
-        log.info("experiment %s resumed: %d configurations, %d ended, %d trials re-attached", self.experiment.id,
-                 self.configs_started, self.configs_ended, len(self._running))
+        log.info(
+            "experiment %s resumed: %d configurations, %d ended, %d trials re-attached",
+            self.experiment.id,
+            self.configs_started,
+            self.configs_ended,
+            len(self._running),
+        )
 
     def _count_outcome(self, trial: Trial) -> None:
         """Note whether an ended trial shows the trial code working; fail the experiment after max_failures
@@ -640,8 +674,9 @@ class ExperimentLoop:
             self._failures.append(trial.error or "failed")
             limit = self.config.max_failures
             if limit is not None and len(self._failures) >= limit and self._failure is None:
-                self._failure = _failure_summary(f"the first {limit} trials all failed (max_failures: {limit})",
-                                                 self._failures)
+                self._failure = _failure_summary(
+                    f"the first {limit} trials all failed (max_failures: {limit})", self._failures
+                )
                 self.stop("experiment failed: its first trials all failed")
 
     def _would_run_again(self, trial: Trial) -> bool:
@@ -656,10 +691,18 @@ class ExperimentLoop:
         if trial.status == "waiting" and (orphan := find_trial_process(trial.experiment_id, trial.id)) is not None:
             self._mark_started(trial, orphan.pid, orphan.create_time(), orphan.create_time())
         placement = self.gpus.claim(trial.gpus, trial.gpu_memory_mib)
-        running = _Running(trial, key, placement, trial.pid, self.store.final_value(trial.experiment_id, trial.id),
-                           trial.metric_lines, recovered=True,
-                           before={name: getattr(trial, name) or 0.0 for name in USAGE_FIELDS},
-                           intermediate=list(intermediate), ending=trial.decision)
+        running = _Running(
+            trial,
+            key,
+            placement,
+            trial.pid,
+            self.store.final_value(trial.experiment_id, trial.id),
+            trial.metric_lines,
+            recovered=True,
+            before={name: getattr(trial, name) or 0.0 for name in USAGE_FIELDS},
+            intermediate=list(intermediate),
+            ending=trial.decision,
+        )
         self._running[trial.id] = running
         if trial.status == "running" and trial.pid is not None and self.launcher.alive(trial.pid, trial.pid_created):
             self._attach(running, trial.pid)
@@ -744,8 +787,9 @@ class ExperimentLoop:
             except StoreUnavailable:
                 pass  # a running total: the next write brings it up to date
 
-    def _usage(self, running: _Running, energy_j: float, gpu_memory_mib: float,
-               recorded: RecordedUsage | None = None) -> dict[str, float]:
+    def _usage(
+        self, running: _Running, energy_j: float, gpu_memory_mib: float, recorded: RecordedUsage | None = None
+    ) -> dict[str, float]:
         """What the trial used so far (adding to what an earlier automl process measured before a restart, and
         taking what its wrapper recorded at its exit), and its price."""
         trial, placement, tree, before = running.trial, running.placement, running.tree, running.before
@@ -754,10 +798,16 @@ class ExperimentLoop:
         usage = TrialUsage(
             gpu_seconds=placement.share * len(placement.gpus) * ran,
             energy_j=before.get("energy_j", 0.0) + energy_j,
-            cpu_seconds=max(tree.cpu_seconds if tree else 0.0, recorded.cpu_seconds if recorded else 0.0,
-                            before.get("cpu_seconds", 0.0)),
-            peak_rss_mib=max(tree.peak_rss_mib if tree else 0.0, recorded.peak_rss_mib if recorded else 0.0,
-                             before.get("peak_rss_mib", 0.0)),
+            cpu_seconds=max(
+                tree.cpu_seconds if tree else 0.0,
+                recorded.cpu_seconds if recorded else 0.0,
+                before.get("cpu_seconds", 0.0),
+            ),
+            peak_rss_mib=max(
+                tree.peak_rss_mib if tree else 0.0,
+                recorded.peak_rss_mib if recorded else 0.0,
+                before.get("peak_rss_mib", 0.0),
+            ),
             gpu_memory_mib=max(gpu_memory_mib, before.get("gpu_memory_mib", 0.0)),
         )
         return usage.priced(self.config.cost).as_dict()
@@ -781,8 +831,13 @@ def _stopper(config: ExperimentConfig) -> Stopper | None:
         return None
     from ..stoppers import create_stopper
 
-    return create_stopper(config.stopper.name, config.stopper.args, config.objective.mode,
-                          class_name=config.stopper.class_name, code_directory=config.stopper.code_directory)
+    return create_stopper(
+        config.stopper.name,
+        config.stopper.args,
+        config.objective.mode,
+        class_name=config.stopper.class_name,
+        code_directory=config.stopper.code_directory,
+    )
 
 
 def _first_stop(stopper: Stopper, key: int, reports: list[tuple[int, float | None]]) -> int | None:

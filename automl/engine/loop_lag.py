@@ -31,5 +31,9 @@ class LoopLag:
             return None
         lags = sorted(self.lags_ms)
         p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-        return {"p50": round(statistics.median(lags), 3), "p99": round(p99, 3), "max": round(lags[-1], 3),
-                "samples": len(lags)}
+        return {
+            "p50": round(statistics.median(lags), 3),
+            "p99": round(p99, 3),
+            "max": round(lags[-1], 3),
+            "samples": len(lags),
+        }

@@ -24,8 +24,13 @@ MAX_LINE = 2**20  # bytes: the longest metrics line read; a longer one fails its
 _CHUNK = MAX_LINE + 1  # bytes read per look: a whole line of MAX_LINE bytes and its newline
 _MAX_STEP = 2**62
 _MAX_TIME = 2**40
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 Identity = tuple[int, int]  # (device, inode) of the file read: a different one means it was replaced
 
@@ -46,8 +51,9 @@ class _Unreadable(Exception):
     """The metrics file is not one automl reads: the message says what it is."""
 
 
-def read_new(path: Path, offset: int, next_seq: int, objective: str, *, identity: Identity | None = None,
-             final: bool = False) -> ReadResult:
+def read_new(
+    path: Path, offset: int, next_seq: int, objective: str, *, identity: Identity | None = None, final: bool = False
+) -> ReadResult:
     """Parse the complete lines appended after `offset`, one chunk at most; a partial last line is left for the
     next read, unless the trial has ended (`final`). `identity`: the file read before, to notice a replaced one."""
     try:

@@ -45,4 +45,3 @@ class _JumpingSelector(selectors.DefaultSelector):
             return super().select(REAL_WAIT if timeout is not None else None)
         self._loop.now += timeout
         return []
-

@@ -89,8 +89,14 @@ class GpuMonitor:
         if foreign:
             foreign_load = max(foreign_now, sum(h[2] for h in history) / len(history))
         self._split_energy(snapshot, owners, now)
-        return GpuState(snapshot, utilization, foreign_load,
-                        max(0.0, snapshot.memory_used_mib - sum(ours.values())), tuple(foreign), ours)
+        return GpuState(
+            snapshot,
+            utilization,
+            foreign_load,
+            max(0.0, snapshot.memory_used_mib - sum(ours.values())),
+            tuple(foreign),
+            ours,
+        )
 
     def _split_energy(self, snapshot: GpuSnapshot, owners: Mapping[int, TrialRef], now: float) -> None:
         """Give each of our trials its part of the energy the GPU used since the last sample: by utilization

@@ -81,12 +81,17 @@ class GpuPool:
 
     def slots(self, experiment_id: str, policy: GpuPolicy, gpus_per_trial: float) -> GpuSlots:
         """One experiment's view: the GPUs it may use, how much of one a trial takes, its placement policy."""
-        allowed = [i for i in (policy.indices if policy.indices is not None else range(self.count))
-                   if 0 <= i < self.count]
+        allowed = [
+            i for i in (policy.indices if policy.indices is not None else range(self.count)) if 0 <= i < self.count
+        ]
         if gpus_per_trial > 0 and len(allowed) < math.ceil(gpus_per_trial):
             if not self._said_cpu:
-                log.warning("trials ask for %g GPU(s) but %d usable GPU(s) exist%s: trials run on the CPU",
-                            gpus_per_trial, len(allowed), "" if self.probe else " (no NVML driver)")
+                log.warning(
+                    "trials ask for %g GPU(s) but %d usable GPU(s) exist%s: trials run on the CPU",
+                    gpus_per_trial,
+                    len(allowed),
+                    "" if self.probe else " (no NVML driver)",
+                )
                 self._said_cpu = True
             allowed = []
         return GpuSlots(self, experiment_id, allowed, policy, gpus_per_trial)
@@ -136,23 +141,36 @@ class GpuPool:
         owners = self._owners()
         for index, state in sorted(self.states().items()):
             snap = state.snapshot
-            described.append({
-                "index": index, "name": snap.name, "utilization": snap.utilization,
-                "utilization_window": round(state.utilization, 1),
-                "foreign_utilization": round(state.foreign_utilization, 1),
-                "memory_used_mib": snap.memory_used_mib, "memory_total_mib": snap.memory_total_mib,
-                "power_w": snap.power_w, "energy_j": snap.energy_j, "taken": round(self.taken(index), 3),
-                "processes": [{"pid": p.pid, "memory_mib": p.memory_mib, "utilization": p.utilization,
-                               "owner": _owner(owners.get(p.pid))} for p in snap.processes],
-            })
+            described.append(
+                {
+                    "index": index,
+                    "name": snap.name,
+                    "utilization": snap.utilization,
+                    "utilization_window": round(state.utilization, 1),
+                    "foreign_utilization": round(state.foreign_utilization, 1),
+                    "memory_used_mib": snap.memory_used_mib,
+                    "memory_total_mib": snap.memory_total_mib,
+                    "power_w": snap.power_w,
+                    "energy_j": snap.energy_j,
+                    "taken": round(self.taken(index), 3),
+                    "processes": [
+                        {
+                            "pid": p.pid,
+                            "memory_mib": p.memory_mib,
+                            "utilization": p.utilization,
+                            "owner": _owner(owners.get(p.pid)),
+                        }
+                        for p in snap.processes
+                    ],
+                }
+            )
         return described
 
 
 class GpuSlots:
     """One experiment's access to the shared pool."""
 
-    def __init__(self, pool: GpuPool, experiment_id: str, allowed: list[int], policy: GpuPolicy,
-                 gpus_per_trial: float):
+    def __init__(self, pool: GpuPool, experiment_id: str, allowed: list[int], policy: GpuPolicy, gpus_per_trial: float):
         self.pool, self.experiment_id, self.allowed, self.policy = pool, experiment_id, allowed, policy
         self.gpus_per_trial = gpus_per_trial
         self.wanted = max(1, math.ceil(gpus_per_trial))
@@ -177,8 +195,9 @@ class GpuSlots:
         states = self.pool.states()
         ok = self._ok(states)
         if len(ok) < self.wanted or any(
-                other is not self and other.running() < self.running() and set(ok) & set(other._ok(states))
-                for other in self.pool._waiting):
+            other is not self and other.running() < self.running() and set(ok) & set(other._ok(states))
+            for other in self.pool._waiting
+        ):
             if self not in self.pool._waiting:
                 self.pool._waiting.append(self)
             return None
@@ -265,8 +284,10 @@ class GpuSlots:
             pids = ", ".join(str(p.pid) for p in state.foreign[:3])
             return f"other users' processes run on it (pid {pids}); set gpu.use_active_gpu to share it"
         if state.foreign_utilization > policy.max_utilization:
-            return (f"busy: other users' load {state.foreign_utilization:.0f}% is over "
-                    f"gpu.max_utilization {policy.max_utilization:g}%")
+            return (
+                f"busy: other users' load {state.foreign_utilization:.0f}% is over "
+                f"gpu.max_utilization {policy.max_utilization:g}%"
+            )
         estimate = self.estimate.value
         if estimate is None and any(index in p.gpus for p in self.pool.placements):
             return "this experiment's memory need is not known yet: its trial waits for a GPU without our trials"

@@ -115,10 +115,19 @@ class NvmlProbe:
                 memory_by_pid[p.pid] = memory_by_pid.get(p.pid, 0.0) + (p.usedGpuMemory or 0) / 2**20
         shares = self._process_utilization(index, handle)
         name = nvml.nvmlDeviceGetName(handle)
-        return GpuSnapshot(index, name.decode() if isinstance(name, bytes) else name, float(utilization or 0),
-                           memory.used / 2**20, memory.total / 2**20, power, energy,
-                           tuple(GpuProcess(pid, mib, shares.get(pid, 0.0) if shares is not None else None)
-                                 for pid, mib in sorted(memory_by_pid.items())))
+        return GpuSnapshot(
+            index,
+            name.decode() if isinstance(name, bytes) else name,
+            float(utilization or 0),
+            memory.used / 2**20,
+            memory.total / 2**20,
+            power,
+            energy,
+            tuple(
+                GpuProcess(pid, mib, shares.get(pid, 0.0) if shares is not None else None)
+                for pid, mib in sorted(memory_by_pid.items())
+            ),
+        )
 
     def place(self, pid: int, gpus: list[int], memory_mib: float, utilization: float) -> None:
         """Nothing to do: a real GPU sees the trial's process by itself."""
@@ -177,16 +186,31 @@ class SimulatedProbe:
         elapsed, self._last = max(0.0, now - self._last), now
         snapshots = []
         for index, gpu in enumerate(self.gpus):
-            processes = [GpuProcess(_SIM_PID_BASE + 1000 * index + n, p["memory_mib"], p["utilization"])
-                         for n, p in enumerate(gpu["foreign"])
-                         if p["start_s"] <= now and (p["end_s"] is None or now < p["end_s"])]
-            processes += [GpuProcess(pid, memory, utilization)
-                          for pid, (gpus, memory, utilization) in self._trials.items() if index in gpus]
+            processes = [
+                GpuProcess(_SIM_PID_BASE + 1000 * index + n, p["memory_mib"], p["utilization"])
+                for n, p in enumerate(gpu["foreign"])
+                if p["start_s"] <= now and (p["end_s"] is None or now < p["end_s"])
+            ]
+            processes += [
+                GpuProcess(pid, memory, utilization)
+                for pid, (gpus, memory, utilization) in self._trials.items()
+                if index in gpus
+            ]
             utilization = min(100.0, sum(p.utilization or 0 for p in processes))
             power = 60 + 2.4 * utilization
             self._energy[index] += power * elapsed
-            snapshots.append(GpuSnapshot(index, "Simulated GPU", utilization, sum(p.memory_mib for p in processes),
-                                         gpu["memory_mib"], power, self._energy[index], tuple(processes)))
+            snapshots.append(
+                GpuSnapshot(
+                    index,
+                    "Simulated GPU",
+                    utilization,
+                    sum(p.memory_mib for p in processes),
+                    gpu["memory_mib"],
+                    power,
+                    self._energy[index],
+                    tuple(processes),
+                )
+            )
         return snapshots
 
 
@@ -203,7 +227,7 @@ def _read_fleet(path: Path) -> list[dict[str, Any]]:
 def _fleet_gpus(data: Any, where: str) -> list[dict[str, Any]]:
     gpus = data.get("gpus") if isinstance(data, dict) else None
     if not isinstance(gpus, list):
-        raise UserError(f"{where}: expected {{\"gpus\": [{{\"memory_mib\": ..., \"foreign\": [...]}}, ...]}}")
+        raise UserError(f'{where}: expected {{"gpus": [{{"memory_mib": ..., "foreign": [...]}}, ...]}}')
     return [_fleet_gpu(gpu, f"{where}: gpus[{i}]") for i, gpu in enumerate(gpus)]
 
 

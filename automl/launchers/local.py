@@ -53,23 +53,25 @@ def trial_env(spec: TrialSpec, base: Mapping[str, str] | None = None) -> dict[st
     PYTHONPATH, so the user's entries keep priority."""
     trial_dir = str(spec.trial_dir)
     env = dict(os.environ if base is None else base)
-    env.update({
-        "PYTHONUNBUFFERED": "1",
-        EXPERIMENT_MARK: spec.experiment_id,
-        TRIAL_MARK: str(spec.trial_id),
-        "AUTOML_TRIAL_DIR": trial_dir,
-        PARAMS_ENV: str(spec.trial_dir / PARAMS_FILE),
-        METRICS_ENV: str(spec.trial_dir / METRICS_FILE),
-        "CUDA_VISIBLE_DEVICES": ",".join(map(str, spec.gpus)),
-        "OMP_NUM_THREADS": str(spec.cpus),
-        "NNI_PLATFORM": "local",
-        "NNI_TRIAL_COMMAND_CHANNEL": NNI_CHANNEL,
-        "NNI_EXP_ID": spec.experiment_id,
-        "NNI_TRIAL_JOB_ID": str(spec.trial_id),
-        "NNI_TRIAL_SEQ_ID": str(spec.trial_id),
-        "NNI_SYS_DIR": trial_dir,
-        "NNI_OUTPUT_DIR": trial_dir,
-    })
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            EXPERIMENT_MARK: spec.experiment_id,
+            TRIAL_MARK: str(spec.trial_id),
+            "AUTOML_TRIAL_DIR": trial_dir,
+            PARAMS_ENV: str(spec.trial_dir / PARAMS_FILE),
+            METRICS_ENV: str(spec.trial_dir / METRICS_FILE),
+            "CUDA_VISIBLE_DEVICES": ",".join(map(str, spec.gpus)),
+            "OMP_NUM_THREADS": str(spec.cpus),
+            "NNI_PLATFORM": "local",
+            "NNI_TRIAL_COMMAND_CHANNEL": NNI_CHANNEL,
+            "NNI_EXP_ID": spec.experiment_id,
+            "NNI_TRIAL_JOB_ID": str(spec.trial_id),
+            "NNI_TRIAL_SEQ_ID": str(spec.trial_id),
+            "NNI_SYS_DIR": trial_dir,
+            "NNI_OUTPUT_DIR": trial_dir,
+        }
+    )
     env.update(spec.env)
     library = str(trial_library(spec.trial_dir.parent.parent))
     env["PYTHONPATH"] = os.pathsep.join([part for part in (env.get("PYTHONPATH"), library) if part])
@@ -116,11 +118,19 @@ class LocalLauncher:
         create_file(spec.trial_dir / PARAMS_FILE, (json.dumps(spec.params, indent=2) + "\n").encode())
         create_file(spec.trial_dir / METRICS_FILE)
         argv = ["/bin/sh", "-c", _RECORD_EXIT, str(spec.trial_dir), sys.executable, trial_exit.__file__, *spec.argv]
-        with open(open_new(spec.trial_dir / STDOUT_FILE), "ab") as out, \
-                open(open_new(spec.trial_dir / STDERR_FILE), "ab") as err:
+        with (
+            open(open_new(spec.trial_dir / STDOUT_FILE), "ab") as out,
+            open(open_new(spec.trial_dir / STDERR_FILE), "ab") as err,
+        ):
             return await asyncio.create_subprocess_exec(
-                *argv, cwd=spec.working_dir, env=trial_env(spec, self.environment), stdin=asyncio.subprocess.DEVNULL,
-                stdout=out, stderr=err, start_new_session=True)
+                *argv,
+                cwd=spec.working_dir,
+                env=trial_env(spec, self.environment),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
 
     async def terminate(self, pid: int, grace: float) -> None:
         """SIGTERM the trial's whole process tree, then SIGKILL whatever is left after `grace` seconds."""
@@ -195,8 +205,13 @@ def marked_processes(experiment_id: str, trial_id: int) -> list[psutil.Process]:
 def _report_leftovers(experiment_id: str, trial_id: int, procs: list[psutil.Process]) -> None:
     """Log the processes a trial left running when it ended, which are about to be ended."""
     names = ", ".join(f"{proc.pid} ({_name(proc)})" for proc in procs)
-    log.warning("experiment %s trial %d left %d process(es) running after it ended; ending them: %s",
-                experiment_id, trial_id, len(procs), names)
+    log.warning(
+        "experiment %s trial %d left %d process(es) running after it ended; ending them: %s",
+        experiment_id,
+        trial_id,
+        len(procs),
+        names,
+    )
 
 
 def _name(proc: psutil.Process) -> str:

@@ -136,9 +136,15 @@ class Simulation:
     seconds: float
 
 
-def simulate(home: Path, config: ExperimentConfig, tuner: Any, launcher: SimulatedLauncher,
-             listeners: tuple[Listener, ...] = (), poll_interval: float | None = None,
-             max_epochs: int | None = None) -> Simulation:
+def simulate(
+    home: Path,
+    config: ExperimentConfig,
+    tuner: Any,
+    launcher: SimulatedLauncher,
+    listeners: tuple[Listener, ...] = (),
+    poll_interval: float | None = None,
+    max_epochs: int | None = None,
+) -> Simulation:
     """Run one experiment with simulated trials on a virtual clock, CPU-only, into a non-durable store at `home`.
 
     `poll_interval` is in virtual seconds, a tenth of an epoch unless given: short enough for stopping
@@ -151,11 +157,19 @@ def simulate(home: Path, config: ExperimentConfig, tuner: Any, launcher: Simulat
         store = Store(home, durable=False, clock=loop.time)
         experiment = store.find_experiment(store.create_experiment(config.name, config.model_dump(mode="json"), None))
         slots = GpuPool(None).slots(experiment.id, GpuPolicy(), 0)
-        experiment_loop = ExperimentLoop(store, experiment, config, tuner, slots, launcher=launcher,
-                                         poll_interval=poll_interval or launcher.epoch_seconds / 10)
+        experiment_loop = ExperimentLoop(
+            store,
+            experiment,
+            config,
+            tuner,
+            slots,
+            launcher=launcher,
+            poll_interval=poll_interval or launcher.epoch_seconds / 10,
+        )
         driven.append(experiment_loop)
         experiment_loop.listeners.extend(listeners)
         if max_epochs is not None:
+
             def stop_when_spent(event: str, data: dict[str, Any]) -> None:
                 if launcher.epochs_run >= max_epochs:
                     experiment_loop.stop(EPOCHS_SPENT)

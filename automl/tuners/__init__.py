@@ -68,9 +68,11 @@ def canonical_tuner_name(name: str) -> str:
     if key in _UNAVAILABLE:
         display, reason = _UNAVAILABLE[key]
         raise UserError(f"tuner {display!r} is not available: {reason}. Available: {', '.join(TUNER_NAMES)}")
-    raise UserError(f"unknown tuner {name!r}; available: {', '.join(TUNER_NAMES)}; a tuner of your own (or one "
-                    "registered with `nnictl algo register`) is named by class_name and code_directory (NNI: "
-                    "className and codeDirectory)")
+    raise UserError(
+        f"unknown tuner {name!r}; available: {', '.join(TUNER_NAMES)}; a tuner of your own (or one "
+        "registered with `nnictl algo register`) is named by class_name and code_directory (NNI: "
+        "className and codeDirectory)"
+    )
 
 
 def create_tuner(
@@ -105,5 +107,11 @@ def create_tuner(
 def tuner_for(config: Any) -> Tuner:
     """The tuner an experiment config asks for (its `tuner`, `search_space` and `objective.mode`)."""
     spec = config.tuner
-    return create_tuner(spec.name, spec.args, config.search_space, config.objective.mode,
-                        class_name=spec.class_name, code_directory=spec.code_directory)
+    return create_tuner(
+        spec.name,
+        spec.args,
+        config.search_space,
+        config.objective.mode,
+        class_name=spec.class_name,
+        code_directory=spec.code_directory,
+    )

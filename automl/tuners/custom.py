@@ -28,15 +28,17 @@ from automl.errors import UserError
 from automl.tuners.base import NoMoreTrials, Tuner, UserCodeError
 from automl.tuners.nni_patches import to_plain
 
-NNI_METHODS = frozenset({
-    "update_search_space",
-    "generate_parameters",
-    "generate_multiple_parameters",
-    "receive_trial_result",
-    "trial_end",
-    "import_data",
-    "assess_trial",
-})
+NNI_METHODS = frozenset(
+    {
+        "update_search_space",
+        "generate_parameters",
+        "generate_multiple_parameters",
+        "receive_trial_result",
+        "trial_end",
+        "import_data",
+        "assess_trial",
+    }
+)
 """The methods NNI calls on tuners and assessors."""
 
 _IMPORTING = threading.Lock()
@@ -156,8 +158,9 @@ def load_class(class_name: str, code_directory: Path | None, base: type, kind: s
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            raise UserError(f"{kind} class {class_name}: cannot import module {module_name!r}{where}: "
-                            f"{one_line(exc)}") from exc
+            raise UserError(
+                f"{kind} class {class_name}: cannot import module {module_name!r}{where}: {one_line(exc)}"
+            ) from exc
     found = getattr(module, attribute, None)
     if found is None:
         raise UserError(f"{kind} class {class_name}: module {module_name!r} has no {attribute!r}")

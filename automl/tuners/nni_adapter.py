@@ -188,8 +188,11 @@ class NniTuner(Tuner):
         if hasattr(self._tuner, "restore_history"):  # a tuner that rebuilds its state itself (PBT)
             self._tuner.restore_history(plain, waiting)
             return
-        records = [{"parameter": params, "value": float(value)}
-                   for params, value in plain if value is not None and math.isfinite(value)]
+        records = [
+            {"parameter": params, "value": float(value)}
+            for params, value in plain
+            if value is not None and math.isfinite(value)
+        ]
         if records:
             self._tuner.import_data(records)
 
@@ -376,9 +379,7 @@ _SPECS: dict[str, _Spec] = {
     "Random": _Spec("nni.algorithms.hpo.random_tuner:RandomTuner", {"seed": _SEED}, takes_mode=False),
     "Anneal": _Spec(_HYPEROPT_TUNER, _HYPEROPT_ARGS, tuner_args=("anneal",)),
     "TPE_legacy": _Spec(_HYPEROPT_TUNER, _HYPEROPT_ARGS, tuner_args=("tpe",)),
-    "Evolution": _Spec(
-        "automl.tuners.nni_patches:EvolutionTuner", {"population_size": _integer(1)}, deferred=True
-    ),
+    "Evolution": _Spec("automl.tuners.nni_patches:EvolutionTuner", {"population_size": _integer(1)}, deferred=True),
     "GridSearch": _Spec(
         "nni.algorithms.hpo.gridsearch_tuner:GridSearchTuner", {}, takes_mode=False, fill_in=False, retries=None
     ),
@@ -470,9 +471,7 @@ def _check_arg(name: str, path: str, arg: _Arg, value: Any) -> None:
         return
     for key, item in value.items():
         if key not in arg.fields:
-            raise UserError(
-                f"{name}: classArgs.{path} has no key {key!r}; it accepts: {', '.join(sorted(arg.fields))}"
-            )
+            raise UserError(f"{name}: classArgs.{path} has no key {key!r}; it accepts: {', '.join(sorted(arg.fields))}")
         _check_arg(name, f"{path}.{key}", arg.fields[key], item)
 
 

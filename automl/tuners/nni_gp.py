@@ -89,9 +89,7 @@ class _GPSpace(target_space.TargetSpace):
         self._target = np.concatenate([self._target, [target]])
 
     def array_to_params(self, x: np.ndarray) -> dict[str, Any]:
-        return {
-            key: _gp_snap(bound, value) for key, bound, value in zip(self.keys, self._bounds, x, strict=True)
-        }
+        return {key: _gp_snap(bound, value) for key, bound, value in zip(self.keys, self._bounds, x, strict=True)}
 
 
 def _gp_acquisition_max(

@@ -114,7 +114,8 @@ class PBTTuner(pbt_tuner.PBTTuner):
         for params, value, waiting in [(p, v, False) for p, v in history] + [(p, None, True) for p in pending]:
             if "save_checkpoint_dir" in params:
                 generations.setdefault(int(os.path.basename(params["save_checkpoint_dir"])), []).append(
-                    (params, value, waiting))
+                    (params, value, waiting)
+                )
         if not generations:
             return
         newest = max(generations)
@@ -127,9 +128,14 @@ class PBTTuner(pbt_tuner.PBTTuner):
         if len(before) != self.population_size or any(waiting for _, _, waiting in before):
             return False
         self.epoch = generation - 1
-        self.finished = [pbt_tuner.TrialInfo(checkpoint_dir=os.path.dirname(params["save_checkpoint_dir"]),
-                                             hyper_parameters=params, score=self._score(value))
-                         for params, value, _ in before]
+        self.finished = [
+            pbt_tuner.TrialInfo(
+                checkpoint_dir=os.path.dirname(params["save_checkpoint_dir"]),
+                hyper_parameters=params,
+                score=self._score(value),
+            )
+            for params, value, _ in before
+        ]
         self.finished_trials = self.population_size
         self._proceed_next_epoch()
         return True

@@ -15,8 +15,13 @@ import yaml
 from tests.conftest import automl
 
 TRIAL = "from automl import trial\ntrial.report_final(1.0)\n"
-BASE = {"name": "bad", "command": "python trial.py", "tuner": {"name": "Random"}, "max_trials": 1,
-        "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}}}
+BASE = {
+    "name": "bad",
+    "command": "python trial.py",
+    "tuner": {"name": "Random"},
+    "max_trials": 1,
+    "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}},
+}
 
 
 def _yaml(**changes: object) -> str:
@@ -47,9 +52,12 @@ def bad_config_cases() -> list[tuple[str, str, str, str]]:
     """(case id, file name, file text, what the message must say) for every malformed config."""
     return [
         ("alias-bomb", "laughs.yml", LAUGHS, "once its aliases are expanded"),
-        ("recursive-anchor", "self.yml",
-         "name: t\ncommand: python trial.py\nsearch_space: &s {x: {_type: choice, _value: [*s]}}\n",
-         "contains itself"),
+        (
+            "recursive-anchor",
+            "self.yml",
+            "name: t\ncommand: python trial.py\nsearch_space: &s {x: {_type: choice, _value: [*s]}}\n",
+            "contains itself",
+        ),
         ("3000-deep-choices-json", "deep.json", _nested_choices(3000), "nests deeper than"),
         ("3000-deep-choices-yaml", "deep.yml", _nested_choices(3000), "nests deeper than"),
         ("150-deep-choices", "deep150.json", _nested_choices(150), "nests deeper than"),
@@ -58,26 +66,57 @@ def bad_config_cases() -> list[tuple[str, str, str, str]]:
         ("nul-in-working-dir", "nul.yml", _yaml(working_dir="/tm\0p"), "field 'working_dir'"),
         ("nul-in-env-value", "nul.yml", _yaml(env={"A": "b\0c"}), "field 'env.A'"),
         ("nul-in-env-name", "nul.yml", _yaml(env={"A\0": "b"}), "a name holds a NUL byte"),
-        ("nul-in-search-space-file", "nul.yml", _yaml(search_space=None, search_space_file="s\0.json"),
-         "field 'search_space_file'"),
+        (
+            "nul-in-search-space-file",
+            "nul.yml",
+            _yaml(search_space=None, search_space_file="s\0.json"),
+            "field 'search_space_file'",
+        ),
         ("env-name-with-equals", "env.yml", _yaml(env={"A=B": "c"}), "field 'env': environment variable names"),
         ("env-name-empty", "env.yml", _yaml(env={"": "c"}), "field 'env': environment variable names"),
-        ("randint-beyond-int64", "int.yml", _yaml(search_space={"x": {"_type": "randint", "_value": [0, 2**70]}}),
-         "parameter 'x': randint bounds and their distance must fit 64-bit integers"),
-        ("randint-span-beyond-int64", "int.yml",
-         _yaml(search_space={"x": {"_type": "randint", "_value": [-(2**62), 2**62]}}), "must fit 64-bit"),
-        ("uniform-overflows", "float.yml",
-         _yaml(search_space={"x": {"_type": "uniform", "_value": [-1.7e308, 1.7e308]}}),
-         "parameter 'x': uniform [-1.7e+308, 1.7e+308] spans more than a float can hold"),
-        ("lognormal-overflows", "float.yml", _yaml(search_space={"x": {"_type": "lognormal", "_value": [1000, 1]}}),
-         "parameter 'x': lognormal [1000, 1]: exp(mu + 20 sigma) overflows"),
-        ("infinite-duration", "inf.yml", _yaml() + "max_duration: .inf\n",
-         "field 'max_duration': a duration must be a finite number"),
+        (
+            "randint-beyond-int64",
+            "int.yml",
+            _yaml(search_space={"x": {"_type": "randint", "_value": [0, 2**70]}}),
+            "parameter 'x': randint bounds and their distance must fit 64-bit integers",
+        ),
+        (
+            "randint-span-beyond-int64",
+            "int.yml",
+            _yaml(search_space={"x": {"_type": "randint", "_value": [-(2**62), 2**62]}}),
+            "must fit 64-bit",
+        ),
+        (
+            "uniform-overflows",
+            "float.yml",
+            _yaml(search_space={"x": {"_type": "uniform", "_value": [-1.7e308, 1.7e308]}}),
+            "parameter 'x': uniform [-1.7e+308, 1.7e+308] spans more than a float can hold",
+        ),
+        (
+            "lognormal-overflows",
+            "float.yml",
+            _yaml(search_space={"x": {"_type": "lognormal", "_value": [1000, 1]}}),
+            "parameter 'x': lognormal [1000, 1]: exp(mu + 20 sigma) overflows",
+        ),
+        (
+            "infinite-duration",
+            "inf.yml",
+            _yaml() + "max_duration: .inf\n",
+            "field 'max_duration': a duration must be a finite number",
+        ),
         ("nan-timeout", "nan.yml", _yaml() + "trial_timeout: .nan\n", "field 'trial_timeout': a duration must be"),
-        ("infinite-duration-string", "inf.yml", _yaml(max_duration="9" * 400 + "d"),
-         "field 'max_duration': a duration must be a finite number"),
-        ("unbalanced-quote", "quote.yml", _yaml(command="python 'trial.py"),
-         "field 'command': the shell cannot split it"),
+        (
+            "infinite-duration-string",
+            "inf.yml",
+            _yaml(max_duration="9" * 400 + "d"),
+            "field 'max_duration': a duration must be a finite number",
+        ),
+        (
+            "unbalanced-quote",
+            "quote.yml",
+            _yaml(command="python 'trial.py"),
+            "field 'command': the shell cannot split it",
+        ),
         ("huge-value-shown-short", "long.yml", _yaml(name=[0] * 100_000), "characters)"),
     ]
 
@@ -118,8 +157,15 @@ def test_run_refuses_a_malformed_config(tmp_path, home, case_id, file_name, text
     assert _experiments_written(home) == []
 
 
-SUBMITTED = ["alias-bomb", "recursive-anchor", "3000-deep-choices-json", "nul-in-env-value", "randint-beyond-int64",
-             "infinite-duration", "unbalanced-quote"]
+SUBMITTED = [
+    "alias-bomb",
+    "recursive-anchor",
+    "3000-deep-choices-json",
+    "nul-in-env-value",
+    "randint-beyond-int64",
+    "infinite-duration",
+    "unbalanced-quote",
+]
 
 
 def test_submit_refuses_malformed_configs_and_the_daemon_goes_on(tmp_path, home):
@@ -151,8 +197,9 @@ def test_update_refuses_an_infinite_duration(tmp_path, home):
         config = tmp_path / "ok.yml"
         config.write_text(_yaml(max_trials=1))
         exp_id = automl("submit", str(config), check=True).stdout.strip()
-        _one_error(*(lambda r: (r.returncode, r.stderr))(automl("update", exp_id, "--max-duration", "9" * 400)),
-                   "finite")
+        _one_error(
+            *(lambda r: (r.returncode, r.stderr))(automl("update", exp_id, "--max-duration", "9" * 400)), "finite"
+        )
         automl("stop", exp_id, check=True)
     finally:
         automl("daemon", "stop")

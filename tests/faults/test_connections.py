@@ -52,6 +52,7 @@ def open_idle_connections(socket_path: Path, count: int) -> tuple[list[socket.so
 @pytest.fixture
 def low_file_limit_daemon(home: Path) -> Iterator[Path]:
     """A daemon that may open at most DAEMON_FILE_LIMIT files (soft and hard), so it cannot raise its limit."""
+
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (DAEMON_FILE_LIMIT, DAEMON_FILE_LIMIT))
 
@@ -94,6 +95,7 @@ def test_two_thousand_idle_connections_fail_nothing(tmp_path, low_file_limit_dae
 
 
 # the control server's limits, in-process
+
 
 @contextlib.contextmanager
 def serving(**limits: Any) -> Iterator[tuple[Path, ControlServer, asyncio.AbstractEventLoop]]:

@@ -29,14 +29,21 @@ trial.report_final(params['x'])
 
 
 def _space(pace: float, steps: int) -> dict:
-    return {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [pace]},
-            "steps": {"_type": "choice", "_value": [steps]}}
+    return {
+        "x": {"_type": "uniform", "_value": [0, 1]},
+        "pace": {"_type": "choice", "_value": [pace]},
+        "steps": {"_type": "choice", "_value": [steps]},
+    }
 
 
 def _running(exp_id: str, at_least: int = 1, steps: int = 1) -> list[dict]:
     """Wait until `at_least` trials run and each has reported `steps` steps."""
-    return _wait(lambda: (lambda r: r if len(r) >= at_least and all(t["steps"] >= steps for t in r) else None)(
-        [t for t in show(exp_id)["trials"] if t["status"] == "running"]), timeout=60)
+    return _wait(
+        lambda: (lambda r: r if len(r) >= at_least and all(t["steps"] >= steps for t in r) else None)(
+            [t for t in show(exp_id)["trials"] if t["status"] == "running"]
+        ),
+        timeout=60,
+    )
 
 
 def _crash_daemon(home: Path) -> None:
@@ -94,8 +101,9 @@ def test_a_pause_survives_a_crash(tmp_path, home, daemon):  # noqa: F811
     _crash_daemon(home)
     automl("daemon", "start", check=True)
     assert show(exp_id)["status"] == "paused"
-    ended = _wait(lambda: (lambda v: v if not [t for t in v["trials"] if t["status"] == "running"] else None)(
-        show(exp_id)))
+    ended = _wait(
+        lambda: (lambda v: v if not [t for t in v["trials"] if t["status"] == "running"] else None)(show(exp_id))
+    )
     assert [t["status"] for t in ended["trials"]] == ["succeeded"] * at_pause, "the re-attached trial ended"
     assert show(exp_id)["status"] == "paused" and len(show(exp_id)["trials"]) == at_pause, "nothing started"
     automl("resume", exp_id, check=True)
@@ -124,11 +132,19 @@ def orphan(home: Path, work: Path, trial: str, space: dict, max_trials: int, run
     """Start `automl run` in the foreground, wait for `running` trials to report, then kill -9 it; its id."""
     write_trial(work, trial)
     config = write_config(work, search_space=space, max_trials=max_trials, concurrency=2)
-    run = subprocess.Popen([sys.executable, "-m", "automl", "run", str(config)], env=os.environ.copy(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "automl", "run", str(config)],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        exp_id = _wait(lambda: (lambda rows: rows[0]["id"] if rows else None)(
-            json.loads(automl("ls", "--json", check=True).stdout)), timeout=60)
+        exp_id = _wait(
+            lambda: (lambda rows: rows[0]["id"] if rows else None)(
+                json.loads(automl("ls", "--json", check=True).stdout)
+            ),
+            timeout=60,
+        )
         _running(exp_id, at_least=running)
     finally:
         run.kill()
@@ -181,9 +197,11 @@ def test_unknown_arguments_and_empty_experiment_names_are_user_errors(tmp_path, 
     write_trial(tmp_path, STUBBORN_TRIAL)
     exp_id = _submit(write_config(tmp_path, search_space=_space(0.1, 2), max_trials=1))
     with Client(home / "daemon.sock") as client:
-        for op, args, expected in (("pause", {"experiment": ""}, "must not be empty"),
-                                   ("stop", {"experiment": exp_id, "force": True}, "unknown argument(s) 'force'"),
-                                   ("status", {"verbose": 1}, "allowed: none")):
+        for op, args, expected in (
+            ("pause", {"experiment": ""}, "must not be empty"),
+            ("stop", {"experiment": exp_id, "force": True}, "unknown argument(s) 'force'"),
+            ("status", {"verbose": 1}, "allowed: none"),
+        ):
             try:
                 client.request(op, **args)
             except RemoteError as e:

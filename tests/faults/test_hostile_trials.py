@@ -124,8 +124,15 @@ class _Watcher:
 def run_hostile(folder: Path, home: Path, harm: str) -> Observed:
     """One hostile trial (its harm from HOSTILE) beside two well-behaved ones, in a running daemon."""
     write_trial(folder, HOSTILE_TRIAL.replace("HARM", _indent(harm)).replace("STEPS", str(STEPS)))
-    exp_id = _submit(write_config(folder, tuner={"name": "GridSearch"}, max_trials=3, concurrency=3,
-                                  search_space={"role": {"_type": "choice", "_value": ["hostile", "ok", "fine"]}}))
+    exp_id = _submit(
+        write_config(
+            folder,
+            tuner={"name": "GridSearch"},
+            max_trials=3,
+            concurrency=3,
+            search_space={"role": {"_type": "choice", "_value": ["hostile", "ok", "fine"]}},
+        )
+    )
     watcher = _Watcher(home)
 
     def hostile_ready() -> dict[str, Any] | None:
@@ -135,16 +142,20 @@ def run_hostile(folder: Path, home: Path, harm: str) -> Observed:
 
     hostile = _wait(hostile_ready, timeout=60)
     (home / "experiments" / exp_id / "trials" / str(hostile["id"]) / GATE).touch()
-    view = _wait(lambda: watcher.sample() or (lambda v: v if v["status"] != "running" else None)(show(exp_id)),
-                 timeout=60)
+    view = _wait(
+        lambda: watcher.sample() or (lambda v: v if v["status"] != "running" else None)(show(exp_id)), timeout=60
+    )
     pids = [t.pid for t in Store(home, readonly=True).trials(exp_id) if t.pid]
     return Observed(view, watcher.peak_rss_mib, watcher.slowest_answer_s, pids)
 
 
 def run_escaping(folder: Path, home: Path, ending: str) -> tuple[Observed, list[int]]:
     """One trial that leaves an escaped grandchild behind, ended as `ending` says; the grandchildren's pids."""
-    params = {"normal": {"ignore_term": [True]}, "early_stop": {"steps": [20], "pace": [0.2]},
-              "timeout": {"steps": [1], "pace": [60.0]}}.get(ending, {"steps": [1], "pace": [60.0]})
+    params = {
+        "normal": {"ignore_term": [True]},
+        "early_stop": {"steps": [20], "pace": [0.2]},
+        "timeout": {"steps": [1], "pace": [60.0]},
+    }.get(ending, {"steps": [1], "pace": [60.0]})
     space = {name: {"_type": "choice", "_value": values} for name, values in params.items()}
     fields: dict[str, Any] = {"tuner": {"name": "GridSearch"}, "max_trials": 1, "concurrency": 1, "search_space": space}
     if ending == "timeout":
@@ -162,8 +173,9 @@ def run_escaping(folder: Path, home: Path, ending: str) -> tuple[Observed, list[
         subprocess.run([sys.executable, "-m", "automl", "kill", exp_id, trial_id], check=True, capture_output=True)
     elif ending == "stop":
         subprocess.run([sys.executable, "-m", "automl", "stop", exp_id], check=True, capture_output=True)
-    view = _wait(lambda: watcher.sample() or (lambda v: v if v["status"] != "running" else None)(show(exp_id)),
-                 timeout=60)
+    view = _wait(
+        lambda: watcher.sample() or (lambda v: v if v["status"] != "running" else None)(show(exp_id)), timeout=60
+    )
     pids = [t.pid for t in Store(home, readonly=True).trials(exp_id) if t.pid]
     observed = Observed(view, watcher.peak_rss_mib, watcher.slowest_answer_s, pids)
     return observed, [int(path.read_text()) for path in escaped]
@@ -196,12 +208,15 @@ def test_a_hostile_metrics_file_fails_only_its_trial(tmp_path, daemon, harm):  #
 
 
 def test_a_last_line_without_a_newline_is_read_when_the_trial_ends(tmp_path, daemon):  # noqa: F811
-    write_trial(tmp_path, """
+    write_trial(
+        tmp_path,
+        """
         import os
         trial.report(0.25)
         with open(os.environ['AUTOML_METRICS_FILE'], 'a') as f:
             f.write('{"kind": "final", "value": 0.75}')
-    """)
+    """,
+    )
     exp_id = _submit(write_config(tmp_path, max_trials=1, concurrency=1))
     view = _wait_status(exp_id, "done", "failed", timeout=60)
     [t] = view["trials"]
@@ -212,9 +227,13 @@ def test_a_last_line_without_a_newline_is_read_when_the_trial_ends(tmp_path, dae
 def test_a_process_that_escaped_the_trial_dies_with_it(tmp_path, daemon, escapees, ending):  # noqa: F811
     observed, escaped = run_escaping(tmp_path, daemon, ending)
     [t] = observed.view["trials"]
-    status, reason = {"normal": ("succeeded", ""), "kill": ("killed", "killed by user"),
-                      "stop": ("killed", "stopped by user"), "timeout": ("failed", "timed out after 2 s"),
-                      "early_stop": ("early_stopped", "at step 2")}[ending]
+    status, reason = {
+        "normal": ("succeeded", ""),
+        "kill": ("killed", "killed by user"),
+        "stop": ("killed", "stopped by user"),
+        "timeout": ("failed", "timed out after 2 s"),
+        "early_stop": ("early_stopped", "at step 2"),
+    }[ending]
     assert t["status"] == status and reason in (t["error"] or ""), t
     assert escaped and not _alive(escaped + observed.trial_pids)
     log = (daemon / "daemon.log").read_text()
@@ -223,11 +242,16 @@ def test_a_process_that_escaped_the_trial_dies_with_it(tmp_path, daemon, escapee
 
 
 def test_processes_left_by_a_trial_that_ended_while_the_daemon_was_down_die_when_it_resumes(
-        tmp_path, home, daemon, escapees):  # noqa: F811
+    tmp_path,
+    home,
+    daemon,  # noqa: F811
+    escapees,
+):
     write_trial(tmp_path, ESCAPING_TRIAL)
     space = {"gated": {"_type": "choice", "_value": [True]}}
-    exp_id = _submit(write_config(tmp_path, tuner={"name": "GridSearch"}, search_space=space, max_trials=1,
-                                  concurrency=1))
+    exp_id = _submit(
+        write_config(tmp_path, tuner={"name": "GridSearch"}, search_space=space, max_trials=1, concurrency=1)
+    )
     [escaped] = _wait(lambda: list(home.glob(f"experiments/{exp_id}/trials/*/escaped.pid")), timeout=60)
     os.kill(_pid(home), signal.SIGKILL)
     (escaped.parent / GATE).touch()
@@ -237,19 +261,26 @@ def test_processes_left_by_a_trial_that_ended_while_the_daemon_was_down_die_when
     assert (t["status"], t["value"]) == ("succeeded", 0.5), t
     pid = int(escaped.read_text())
     assert not _alive([pid])
-    assert f"trial {t['id']} left 1 process(es) running after it ended; ending them: {pid}" in (
-        home / "daemon.log").read_text()
+    assert (
+        f"trial {t['id']} left 1 process(es) running after it ended; ending them: {pid}"
+        in (home / "daemon.log").read_text()
+    )
 
 
 def test_ctrl_c_of_automl_run_ends_processes_that_escaped_its_trials(tmp_path, home, escapees):
     write_trial(tmp_path, ESCAPING_TRIAL)
     space = {"steps": {"_type": "choice", "_value": [1]}, "pace": {"_type": "choice", "_value": [60.0, 61.0]}}
     config = write_config(tmp_path, tuner={"name": "GridSearch"}, search_space=space, max_trials=2, concurrency=2)
-    proc = subprocess.Popen([sys.executable, "-m", "automl", "run", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "automl", "run", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
-        escaped = _wait(lambda: (lambda found: found if len(found) == 2 else None)(
-            list(home.glob("experiments/*/trials/*/escaped.pid"))), timeout=60)
+        escaped = _wait(
+            lambda: (lambda found: found if len(found) == 2 else None)(
+                list(home.glob("experiments/*/trials/*/escaped.pid"))
+            ),
+            timeout=60,
+        )
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -37,8 +37,9 @@ def other_user() -> Iterator[tuple[int, int]]:
     if os.geteuid() != 0:
         pytest.skip("needs root: to create a second local user with useradd")
     name = f"automl-t{os.getpid() % 100000}"
-    made = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                          capture_output=True, text=True)
+    made = subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], capture_output=True, text=True
+    )
     if made.returncode != 0:
         pytest.skip(f"needs useradd to work: {made.stderr.strip()}")
     try:
@@ -72,11 +73,16 @@ def experiment_config(tmp_path: Path) -> Path:
 
 def refused(result: subprocess.CompletedProcess[str], *words: str) -> bool:
     """Exit 2 with one line naming the problem, and no traceback."""
-    return (result.returncode == 2 and "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
-            and all(word in result.stderr for word in words))
+    return (
+        result.returncode == 2
+        and "Traceback" not in result.stderr
+        and len(result.stderr.splitlines()) == 1
+        and all(word in result.stderr for word in words)
+    )
 
 
 # unsafe data directories
+
 
 @pytest.mark.parametrize("command", ["run", "submit", "daemon start"])
 def test_a_world_writable_home_is_refused_and_nothing_is_written(tmp_path, home, command):
@@ -103,8 +109,9 @@ def test_a_new_home_is_made_private_and_its_files_0600(tmp_path, home):
     automl("run", str(experiment_config(tmp_path)), check=True)
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     files = [p for p in home.rglob("*") if p.is_file() and "trial_lib" not in p.parts]
-    assert files and {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(0o600)}, \
-        [(str(p), oct(stat.S_IMODE(p.stat().st_mode))) for p in files]
+    assert files and {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(0o600)}, [
+        (str(p), oct(stat.S_IMODE(p.stat().st_mode))) for p in files
+    ]
     folders = [p for p in home.rglob("*") if p.is_dir()]
     assert {stat.S_IMODE(p.stat().st_mode) for p in folders} == {0o700}
 
@@ -119,6 +126,7 @@ def test_a_home_of_another_user_is_refused(tmp_path, home, other_user):
 
 
 # planted links
+
 
 @pytest.mark.parametrize("name", ["daemon.log", "daemon.lock"])
 def test_a_link_planted_for_a_daemon_file_is_not_followed(home, bait, name):
@@ -157,6 +165,7 @@ def test_export_never_follows_a_link_at_its_temporary_or_output_path(tmp_path, h
 
 # a trial folder is never reused
 
+
 def test_a_trial_the_store_forgot_is_not_run_again_into_its_folder(tmp_path, home, bait, monkeypatch):
     """The store loses the trial it was running (its last writes gone, as with a lost WAL): the restarted daemon
     gives the next trial the same id, and must neither run it into the folder of the one still running nor
@@ -178,8 +187,16 @@ def test_a_trial_the_store_forgot_is_not_run_again_into_its_folder(tmp_path, hom
         (folder / "params.json").unlink()
         (folder / "params.json").symlink_to(bait)
         automl("daemon", "start", check=True)
-        refused_trial = _wait(lambda: next((t for t in show(exp)["trials"] if t["id"] == 1 and t["status"] != "waiting"
-                                            and t["status"] != "running"), None))
+        refused_trial = _wait(
+            lambda: next(
+                (
+                    t
+                    for t in show(exp)["trials"]
+                    if t["id"] == 1 and t["status"] != "waiting" and t["status"] != "running"
+                ),
+                None,
+            )
+        )
         assert refused_trial["status"] == "failed" and "already exists" in refused_trial["error"], refused_trial
         assert _trial_processes(exp, 1) == [pid], "the forgotten trial runs once, not twice"
         assert untouched(bait) and (folder / "metrics.jsonl").read_bytes() == metrics_before
@@ -206,8 +223,11 @@ def test_a_start_cut_short_by_a_crash_runs_in_a_fresh_folder(tmp_path, home, mon
         _kill_trials(home)  # the machine goes down
         _wait(lambda: not _trial_processes(exp, 1))
         with sqlite3.connect(home / "automl.db") as db:
-            db.execute("UPDATE trials SET status='waiting', pid=NULL, pid_created=NULL, started=NULL "
-                       "WHERE experiment_id=? AND id=1", (exp,))
+            db.execute(
+                "UPDATE trials SET status='waiting', pid=NULL, pid_created=NULL, started=NULL "
+                "WHERE experiment_id=? AND id=1",
+                (exp,),
+            )
         gate.touch()
         automl("daemon", "start", check=True)
         view = _wait_status(exp, "done", "failed")
@@ -223,6 +243,7 @@ def test_a_start_cut_short_by_a_crash_runs_in_a_fresh_folder(tmp_path, home, mon
 
 
 # the CLI talks only to its own user's daemon
+
 
 def test_a_link_to_another_users_daemon_is_not_followed(home, other_user):
     with _fake_daemon(other_user) as fake:
@@ -253,6 +274,7 @@ def test_a_daemon_of_another_user_behind_a_socket_of_ours_is_refused(home, other
 
 
 # helpers
+
 
 def _run_and_id(tmp_path: Path) -> str:
     automl("run", str(experiment_config(tmp_path)), check=True)
@@ -314,8 +336,17 @@ class _fake_daemon:
             server.bind(str(self.path))
         server.listen(8)
         os.write(ready, b"1")
-        reply = json.dumps({"v": 1, "id": 1, "ok": True, "result": {
-            "running": True, "pid": 1, "socket": "FAKE", "experiments": ["FAKE"], "stopping": True}}) + "\n"
+        reply = (
+            json.dumps(
+                {
+                    "v": 1,
+                    "id": 1,
+                    "ok": True,
+                    "result": {"running": True, "pid": 1, "socket": "FAKE", "experiments": ["FAKE"], "stopping": True},
+                }
+            )
+            + "\n"
+        )
         while True:
             conn, _ = server.accept()
             conn.settimeout(2)

@@ -38,6 +38,7 @@ Fault = Callable[[Path], contextlib.AbstractContextManager[None]]
 
 # faults
 
+
 @contextlib.contextmanager
 def locked_store(home: Path) -> Iterator[None]:
     """Another process holds the store's exclusive lock (`BEGIN EXCLUSIVE`) until the block ends."""
@@ -89,6 +90,7 @@ def tmpfs(path: Path, size: str = "8m") -> Iterator[Path]:
 
 
 # the scenario
+
 
 @contextlib.contextmanager
 def running_daemon(home: Path) -> Iterator[None]:
@@ -175,6 +177,7 @@ def _needs_root(what: str) -> None:
 
 # tests
 
+
 def test_a_lock_held_by_another_process_pauses_writes_and_loses_nothing(home, tmp_path):
     survives(home, tmp_path, locked_store)
     log = (home / "daemon.log").read_text()
@@ -233,7 +236,9 @@ def test_a_damaged_store_is_a_clear_message_and_starts_nothing(home, tmp_path):
 
 
 def test_a_chatty_trial_keeps_only_the_tail_of_its_logs(home, tmp_path):
-    write_trial(tmp_path, """
+    write_trial(
+        tmp_path,
+        """
 for i in range(40):
     for j in range(1000):
         print(f"out {i:03d} {j:04d} " + "x" * 40)
@@ -241,7 +246,8 @@ for i in range(40):
     time.sleep(0.05)
 print("last line")
 trial.report_final(params['x'])
-""")
+""",
+    )
     limit = 256 * 1024
     config = write_config(tmp_path, max_trials=1, concurrency=1, max_log_mib=limit / (1 << 20))
     result = automl("run", str(config))
@@ -272,4 +278,6 @@ def test_a_kill_and_a_stop_while_the_store_is_locked_are_carried_out_and_stored_
         ended = _wait(lambda: (lambda v: v if v["status"] != "running" else None)(show(exp_id)), timeout=60)
     assert ended["status"] == "stopped", ended
     assert [(t["id"], t["status"], t["error"]) for t in ended["trials"]] == [
-        (1, "killed", "killed by user"), (2, "killed", "stopped by user")]
+        (1, "killed", "killed by user"),
+        (2, "killed", "stopped by user"),
+    ]

@@ -45,10 +45,11 @@ class DashboardScreen(Screen):
         summary = self.dashboard.state.experiments.get(exp_id)
         name = summary.name if summary else exp_id
         for title, help_text, what in (
-                (f"Pause or resume {name}", "p: start no new trials, or go on", "pause"),
-                (f"Stop {name}", "s: end the experiment, terminating its running trials", "stop"),
-                (f"Change concurrency of {name}", "c: how many trials run at a time", "concurrency"),
-                (f"Export the best config of {name}", "e: write NAME-best.yaml here", "export")):
+            (f"Pause or resume {name}", "p: start no new trials, or go on", "pause"),
+            (f"Stop {name}", "s: end the experiment, terminating its running trials", "stop"),
+            (f"Change concurrency of {name}", "c: how many trials run at a time", "concurrency"),
+            (f"Export the best config of {name}", "e: write NAME-best.yaml here", "export"),
+        ):
             yield SystemCommand(title, help_text, partial(self.action_experiment, what))
 
     def on_screen_resume(self) -> None:
@@ -62,6 +63,10 @@ class DashboardScreen(Screen):
         if exp_id is None:
             return
         app = self.dashboard
-        actions = {"pause": app.pause_or_resume, "stop": app.stop_experiment,
-                   "concurrency": app.change_concurrency, "export": app.export_best}
+        actions = {
+            "pause": app.pause_or_resume,
+            "stop": app.stop_experiment,
+            "concurrency": app.change_concurrency,
+            "export": app.export_best,
+        }
         actions[what](exp_id)

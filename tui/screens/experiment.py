@@ -33,9 +33,11 @@ class ExperimentScreen(DashboardScreen):
     GPUs on the left, the curves, the best so far and the cost on the right."""
 
     BINDINGS = [
-        EXPERIMENT_BINDINGS[0], EXPERIMENT_BINDINGS[1],
+        EXPERIMENT_BINDINGS[0],
+        EXPERIMENT_BINDINGS[1],
         Binding("k", "kill", "Kill", id="trial.kill"),
-        EXPERIMENT_BINDINGS[2], EXPERIMENT_BINDINGS[3],
+        EXPERIMENT_BINDINGS[2],
+        EXPERIMENT_BINDINGS[3],
         Binding("escape", "back", "Back", id="dashboard.back"),
         Binding("enter", "details", "Trial details", id="trial.details", show=False),
         Binding("space", "mark", "Mark for curves", id="trials.mark", show=False),
@@ -43,8 +45,10 @@ class ExperimentScreen(DashboardScreen):
         Binding("f", "filter", "Filter by status", id="trials.filter", show=False),
         Binding("o", "sort", "Sort by next column", id="trials.sort", show=False),
         Binding("r", "reverse", "Reverse the order", id="trials.reverse", show=False),
-        *(Binding(str(n), f"panel('{key}')", title, id=f"panel.{key}", show=False)
-          for n, (key, title) in enumerate(PANELS, start=1)),
+        *(
+            Binding(str(n), f"panel('{key}')", title, id=f"panel.{key}", show=False)
+            for n, (key, title) in enumerate(PANELS, start=1)
+        ),
     ]
 
     def __init__(self, exp_id: str) -> None:
@@ -123,8 +127,15 @@ class ExperimentScreen(DashboardScreen):
         self._best_id = None if best is None else best.id
         chosen = self._chosen(best)
         seen = {
-            "trials": (versions.trials, versions.experiments, ticks, self.sort_column, self.descending,
-                       self.status_filter, tuple(self.marks.items())),
+            "trials": (
+                versions.trials,
+                versions.experiments,
+                ticks,
+                self.sort_column,
+                self.descending,
+                self.status_filter,
+                tuple(self.marks.items()),
+            ),
             "curves": (tuple((t.id, t.stamp, color) for t, color in chosen), self.size),
             "progress": (versions.results, self.size),
             "gpus": (versions.gpus, versions.results),
@@ -171,13 +182,25 @@ class ExperimentScreen(DashboardScreen):
 
         def row(key: Hashable) -> Mapping[str, Cell]:
             trial = trials.get(key)
-            return {} if trial is None else trial_rows.cells(trial, params, best_id, marks.get(trial.id), maximize,
-                                                              now, currency)
+            return (
+                {}
+                if trial is None
+                else trial_rows.cells(trial, params, best_id, marks.get(trial.id), maximize, now, currency)
+            )
 
         def stamp(key: Hashable) -> object:
             trial = trials.get(key)
-            return None if trial is None else (trial.stamp, trial.id == best_id, marks.get(trial.id),
-                                               int(now) if trial.status == "running" else 0, currency)
+            return (
+                None
+                if trial is None
+                else (
+                    trial.stamp,
+                    trial.id == best_id,
+                    marks.get(trial.id),
+                    int(now) if trial.status == "running" else 0,
+                    currency,
+                )
+            )
 
         table.set_rows(keys, row, stamp)
         self._title_trials()
@@ -185,8 +208,9 @@ class ExperimentScreen(DashboardScreen):
     def _title_trials(self) -> None:
         table = self.query_one("#trials", LiveTable)
         shown = "all" if self.status_filter is None else fmt.STATUS_WORD.get(self.status_filter, self.status_filter)
-        table.border_title = (f"Trials · {shown} · {table.position}  [dim]enter details · space mark · "
-                              "f filter · o sort[/]")
+        table.border_title = (
+            f"Trials · {shown} · {table.position}  [dim]enter details · space mark · f filter · o sort[/]"
+        )
 
     def _chosen(self, best: TrialState | None) -> list[tuple[TrialState, str]]:
         """The trials whose curves are shown, with their colours: the marked ones, else the one under the cursor;
@@ -217,14 +241,20 @@ class ExperimentScreen(DashboardScreen):
     def _draw_progress(self) -> None:
         summary = self.summary
         xs, values, running_best = self.dashboard.state.best_so_far()
-        self.query_one("#progress", BrailleChart).set_series([
-            Series("trials", xs, values, "bright_black", points=True),
-            Series("best so far", *_steps(xs, running_best), fmt.BEST_COLOR),
-        ])
-        progress = Text.assemble((f"best {summary.metric if summary else 'value'} so far ", "bold"),
-                                 (f"({summary.mode if summary else 'maximize'}, by trials finished)  ",
-                                  "bright_black"), ("■ ", fmt.BEST_COLOR), "best  ", ("⠂ ", "bright_black"),
-                                 f"each trial ({len(xs)})")
+        self.query_one("#progress", BrailleChart).set_series(
+            [
+                Series("trials", xs, values, "bright_black", points=True),
+                Series("best so far", *_steps(xs, running_best), fmt.BEST_COLOR),
+            ]
+        )
+        progress = Text.assemble(
+            (f"best {summary.metric if summary else 'value'} so far ", "bold"),
+            (f"({summary.mode if summary else 'maximize'}, by trials finished)  ", "bright_black"),
+            ("■ ", fmt.BEST_COLOR),
+            "best  ",
+            ("⠂ ", "bright_black"),
+            f"each trial ({len(xs)})",
+        )
         self.query_one("#progress-legend", Static).update(progress)
 
     def _draw_tabs(self) -> None:
@@ -244,8 +274,11 @@ class ExperimentScreen(DashboardScreen):
             return Text(f"experiment {self.exp_id}: loading…")
         total = summary.max_trials
         headline = Text.assemble(
-            (summary.name, "bold"), " ", (fmt.status_label(summary.status), fmt.status_style(summary.status)),
-            f"  {summary.finished}/{total or '∞'} done · {summary.running}/{summary.concurrency} running")
+            (summary.name, "bold"),
+            " ",
+            (fmt.status_label(summary.status), fmt.status_style(summary.status)),
+            f"  {summary.finished}/{total or '∞'} done · {summary.running}/{summary.concurrency} running",
+        )
         if best is not None:
             headline.append(" · best ")
             headline.append(fmt.number(best.value, 8), style=f"bold {fmt.BEST_COLOR}")
@@ -325,10 +358,12 @@ class ExperimentScreen(DashboardScreen):
     def mark_best(self, count: int = 10) -> None:
         """Mark the `count` best finished trials."""
         state = self.dashboard.state
-        ranked = trial_rows.order(state.trials, "best", self._maximize(), "succeeded", self.dashboard.clock(),
-                                  self._maximize())
-        self.marks = {trial_id: fmt.SERIES_COLORS[n % len(fmt.SERIES_COLORS)]
-                      for n, trial_id in enumerate(ranked[:count])}
+        ranked = trial_rows.order(
+            state.trials, "best", self._maximize(), "succeeded", self.dashboard.clock(), self._maximize()
+        )
+        self.marks = {
+            trial_id: fmt.SERIES_COLORS[n % len(fmt.SERIES_COLORS)] for n, trial_id in enumerate(ranked[:count])
+        }
         self.refresh_view()
 
     def action_filter(self) -> None:
@@ -370,19 +405,22 @@ class ExperimentScreen(DashboardScreen):
         yield from super().commands()
         trial = self.cursor_trial
         if trial is not None:
-            yield SystemCommand(f"Kill trial #{trial.id}", "k: end this trial; the experiment goes on",
-                                self.action_kill)
-            yield SystemCommand(f"Details of trial #{trial.id}", "enter: params, curve and log",
-                                self.action_details)
+            yield SystemCommand(
+                f"Kill trial #{trial.id}", "k: end this trial; the experiment goes on", self.action_kill
+            )
+            yield SystemCommand(f"Details of trial #{trial.id}", "enter: params, curve and log", self.action_details)
         yield SystemCommand("Mark the 10 best trials", "compare their curves", self.mark_best)
-        yield SystemCommand("Clear marks", "x: curves of the trial under the cursor and the best",
-                            self.action_clear_marks)
+        yield SystemCommand(
+            "Clear marks", "x: curves of the trial under the cursor and the best", self.action_clear_marks
+        )
         for column in trial_rows.SORTABLE:
-            yield SystemCommand(f"Sort trials by {column}", "o: next column, r: reverse",
-                                lambda column=column: self.sort_by(column))
+            yield SystemCommand(
+                f"Sort trials by {column}", "o: next column, r: reverse", lambda column=column: self.sort_by(column)
+            )
         for status in trial_rows.filters(self.dashboard.state.trials.values()):
-            yield SystemCommand(f"Show {status or 'all'} trials", "f: next status",
-                                lambda status=status: self.set_filter(status))
+            yield SystemCommand(
+                f"Show {status or 'all'} trials", "f: next status", lambda status=status: self.set_filter(status)
+            )
         for n, (key, title) in enumerate(PANELS, start=1):
             yield SystemCommand(f"Show the {title} panel", f"{n}", lambda key=key: self.action_panel(key))
         yield SystemCommand("Back to all experiments", "escape", self.action_back)

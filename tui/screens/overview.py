@@ -44,8 +44,7 @@ class OverviewScreen(DashboardScreen):
     def compose(self) -> ComposeResult:
         """Status bar, experiments, GPUs, footer."""
         yield StatusBar(id="status")
-        table = LiveTable(COLUMNS, empty="no experiments yet: submit one with `automl submit CONFIG`",
-                          id="experiments")
+        table = LiveTable(COLUMNS, empty="no experiments yet: submit one with `automl submit CONFIG`", id="experiments")
         table.border_title = "Experiments"
         yield table
         with VerticalScroll(id="gpus-scroll") as gpus:
@@ -80,9 +79,12 @@ class OverviewScreen(DashboardScreen):
         self.query_one(GpuPanel).show(state.gpus, names, {}, gpu_count)
         active = sum(1 for e in experiments.values() if e.status in ACTIVE)
         count = len(experiments)
-        headline = Text.assemble(("automl", "bold"), f"  {count} experiment{'' if count == 1 else 's'} · ",
-                                 (f"{active} active", "bold green" if active else ""),
-                                 f" · {len(state.gpus) if state.gpus else gpu_count or 0} GPUs")
+        headline = Text.assemble(
+            ("automl", "bold"),
+            f"  {count} experiment{'' if count == 1 else 's'} · ",
+            (f"{active} active", "bold green" if active else ""),
+            f" · {len(state.gpus) if state.gpus else gpu_count or 0} GPUs",
+        )
         self.query_one(StatusBar).show(headline, state)
 
     def _cells(self, key: Hashable) -> Mapping[str, Cell]:
@@ -92,9 +94,11 @@ class OverviewScreen(DashboardScreen):
     def commands(self) -> Iterator[SystemCommand]:
         """Open any experiment, plus the actions on the one under the cursor."""
         for summary in self.dashboard.state.experiments.values():
-            yield SystemCommand(f"Open {summary.name} [{summary.id}]", f"{summary.status}, "
-                                f"{summary.finished}/{summary.max_trials or '∞'} trials",
-                                lambda exp_id=summary.id: self.dashboard.open_experiment(exp_id))
+            yield SystemCommand(
+                f"Open {summary.name} [{summary.id}]",
+                f"{summary.status}, {summary.finished}/{summary.max_trials or '∞'} trials",
+                lambda exp_id=summary.id: self.dashboard.open_experiment(exp_id),
+            )
         yield from super().commands()
 
     def action_open(self) -> None:
@@ -113,8 +117,7 @@ def experiment_cells(summary: ExperimentSummary) -> dict[str, Cell]:
     total = summary.max_trials
     fraction = summary.finished / total if total else None
     filled, empty = fmt.bar(fraction, 6)
-    progress = Text.assemble((filled, style), (empty, "bright_black"),
-                             f" {summary.finished}/{total if total else '∞'}")
+    progress = Text.assemble((filled, style), (empty, "bright_black"), f" {summary.finished}/{total if total else '∞'}")
     cost = summary.cost
     if cost.get("money") is not None:
         cost_text = fmt.money(cost["money"], cost.get("currency"))
@@ -133,4 +136,3 @@ def experiment_cells(summary: ExperimentSummary) -> dict[str, Cell]:
         "running": str(summary.running) if summary.running else fmt.DASH,
         "created": time.strftime("%m-%d %H:%M", time.localtime(summary.created)),
     }
-

@@ -84,8 +84,14 @@ class TrialScreen(DashboardScreen):
 
     def log_path(self, stream: str | None = None) -> Path:
         """Where the trial's output is written."""
-        return (self.dashboard.home / "experiments" / self.exp_id / "trials" / str(self.trial_id)
-                / LOG_FILES[stream or self.stream])
+        return (
+            self.dashboard.home
+            / "experiments"
+            / self.exp_id
+            / "trials"
+            / str(self.trial_id)
+            / LOG_FILES[stream or self.stream]
+        )
 
     def refresh_view(self, force: bool = False) -> None:
         """Redraw the params, the curve and the status bar when the trial changed."""
@@ -94,20 +100,26 @@ class TrialScreen(DashboardScreen):
         state = self.dashboard.state
         trial = self.trial
         now = self.dashboard.clock()
-        seen = (None if trial is None else trial.stamp, state.versions.curves, state.versions.link,
-                int(now) if trial is not None and trial.status == "running" else 0, retry_countdown(state))
+        seen = (
+            None if trial is None else trial.stamp,
+            state.versions.curves,
+            state.versions.link,
+            int(now) if trial is not None and trial.status == "running" else 0,
+            retry_countdown(state),
+        )
         if not force and seen == self._seen:
             return
         self._seen = seen
         summary = state.summary
         maximize = summary.maximize if summary else True
         best = state.best_trial()
-        headline = Text.assemble((summary.name if summary else self.exp_id, "bold"),
-                                 (f" #{self.trial_id} ", "bold"))
+        headline = Text.assemble((summary.name if summary else self.exp_id, "bold"), (f" #{self.trial_id} ", "bold"))
         if trial is not None:
             headline.append(fmt.status_label(trial.status), style=fmt.status_style(trial.status))
-            headline.append(f" {fmt.duration(trial.duration(now))} · last {fmt.number(trial.shown_last(), 7)}"
-                            f" · best {fmt.number(trial.shown_best(maximize), 7)}")
+            headline.append(
+                f" {fmt.duration(trial.duration(now))} · last {fmt.number(trial.shown_last(), 7)}"
+                f" · best {fmt.number(trial.shown_best(maximize), 7)}"
+            )
         self.query_one(StatusBar).show(headline, state)
         self.query_one("#params", Static).update(params_text(trial))
         series = []
@@ -117,9 +129,11 @@ class TrialScreen(DashboardScreen):
             series.append(Series(f"#{trial.id}", trial.steps, trial.values, fmt.SERIES_COLORS[0]))
         chart = self.query_one("#trial-curve", BrailleChart)
         chart.set_series(series)
-        chart.border_subtitle = Text.assemble(("■ ", fmt.SERIES_COLORS[0]), f"#{self.trial_id}  ",
-                                              *((("■ ", fmt.BEST_COLOR), f"best #{best.id}")
-                                                if best is not None and best is not trial else ()))
+        chart.border_subtitle = Text.assemble(
+            ("■ ", fmt.SERIES_COLORS[0]),
+            f"#{self.trial_id}  ",
+            *((("■ ", fmt.BEST_COLOR), f"best #{best.id}") if best is not None and best is not trial else ()),
+        )
 
     def streams(self) -> list[str]:
         """The output streams to switch between: stdout, stderr, and NNI's trial.log once there is one."""
@@ -199,8 +213,9 @@ class TrialScreen(DashboardScreen):
 
     def commands(self) -> Iterator[SystemCommand]:
         """Kill this trial, switch the log, and the actions on its experiment."""
-        yield SystemCommand(f"Kill trial #{self.trial_id}", "k: end this trial; the experiment goes on",
-                            self.action_kill)
+        yield SystemCommand(
+            f"Kill trial #{self.trial_id}", "k: end this trial; the experiment goes on", self.action_kill
+        )
         yield SystemCommand("Switch the log: stdout, stderr, NNI's trial.log", "l", self.action_switch_log)
         yield from super().commands()
 
@@ -216,14 +231,17 @@ def params_text(trial: TrialState | None) -> Text:
         text.append(f"{name:<{width}} ", style="cyan")
         text.append(f"{value if isinstance(value, str) else json.dumps(value)}\n")
     text.append("\n")
-    facts = [("status", Text(fmt.status_label(trial.status), style=fmt.status_style(trial.status))),
-             ("value", Text(fmt.number(trial.value, 12))),
-             ("started", Text(_clock(trial.started))),
-             ("ended", Text(_clock(trial.ended))),
-             ("GPUs", Text(",".join(map(str, trial.gpus)) or "none"))]
+    facts = [
+        ("status", Text(fmt.status_label(trial.status), style=fmt.status_style(trial.status))),
+        ("value", Text(fmt.number(trial.value, 12))),
+        ("started", Text(_clock(trial.started))),
+        ("ended", Text(_clock(trial.ended))),
+        ("GPUs", Text(",".join(map(str, trial.gpus)) or "none")),
+    ]
     if trial.attempt:
-        facts.append(("attempt", Text(f"{trial.attempt + 1}" + (f" (retry of #{trial.retry_of})"
-                                                               if trial.retry_of else ""))))
+        facts.append(
+            ("attempt", Text(f"{trial.attempt + 1}" + (f" (retry of #{trial.retry_of})" if trial.retry_of else "")))
+        )
     if trial.pid:
         facts.append(("pid", Text(str(trial.pid))))
     for name, value in facts:

@@ -19,8 +19,9 @@ class CostPanel(Static):
 
     DEFAULT_CSS = "CostPanel { height: auto; }"
 
-    def show(self, summary: ExperimentSummary | None, trials: Mapping[int, TrialState],
-             best: TrialState | None) -> None:
+    def show(
+        self, summary: ExperimentSummary | None, trials: Mapping[int, TrialState], best: TrialState | None
+    ) -> None:
         """Draw the panel for `summary` and its trials."""
         self.update(cost_text(summary, trials, best))
 
@@ -38,9 +39,16 @@ def cost_text(summary: ExperimentSummary | None, trials: Mapping[int, TrialState
         rows.append((f"best trial #{best.id}", trial_cost(best, priced)))
     if ended:
         costs = [trial_cost(t, priced) for t in ended]
-        rows.append(("average trial", {name: sum(c.get(name) or 0.0 for c in costs) / len(costs)
-                                       for name in ("gpu_seconds", "kwh", "money", "cpu_seconds")
-                                       if any(c.get(name) is not None for c in costs)}))
+        rows.append(
+            (
+                "average trial",
+                {
+                    name: sum(c.get(name) or 0.0 for c in costs) / len(costs)
+                    for name in ("gpu_seconds", "kwh", "money", "cpu_seconds")
+                    if any(c.get(name) is not None for c in costs)
+                },
+            )
+        )
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"{'':<16}{'GPU-hours':>10}{'kWh':>9}{'money':>11}{'CPU-hours':>11}\n", style="bold bright_black")
     for label, cost in rows:
@@ -60,8 +68,11 @@ def cost_text(summary: ExperimentSummary | None, trials: Mapping[int, TrialState
 def trial_cost(trial: TrialState, priced: bool = True) -> dict[str, Any]:
     """A trial's resource use: its accounting fields where the store has them, else GPU time from its duration;
     its money only when its experiment is `priced`."""
-    cost: dict[str, Any] = {"gpu_seconds": trial.cost.get("gpu_seconds"), "cpu_seconds": trial.cost.get("cpu_seconds"),
-                            "money": trial.cost.get("cost") if priced else None}
+    cost: dict[str, Any] = {
+        "gpu_seconds": trial.cost.get("gpu_seconds"),
+        "cpu_seconds": trial.cost.get("cpu_seconds"),
+        "money": trial.cost.get("cost") if priced else None,
+    }
     if trial.cost.get("energy_j") is not None:
         cost["kwh"] = trial.cost["energy_j"] / JOULES_PER_KWH
     if cost["gpu_seconds"] is None and trial.started is not None and trial.ended is not None:

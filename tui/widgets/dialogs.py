@@ -57,8 +57,13 @@ class NumberDialog(ModalScreen["int | None"]):
         """The question, the input and a hint."""
         with Vertical(classes="dialog"):
             yield Label(self.question, classes="dialog-question")
-            yield Input(str(self.value), type="integer", validators=[Number(minimum=self.minimum)],
-                        id="number", select_on_focus=True)
+            yield Input(
+                str(self.value),
+                type="integer",
+                validators=[Number(minimum=self.minimum)],
+                id="number",
+                select_on_focus=True,
+            )
             yield Label(f"Enter to apply (at least {self.minimum}), Escape to cancel", classes="dialog-hint")
 
     @on(Input.Submitted)

@@ -20,8 +20,13 @@ class GpuPanel(Static):
 
     _shown: tuple[Mapping[int, GpuState], Mapping[str, str], Mapping[int, int], int | None] | None = None
 
-    def show(self, gpus: Mapping[int, GpuState], names: Mapping[str, str], trial_pids: Mapping[int, int],
-             gpu_count: int | None) -> None:
+    def show(
+        self,
+        gpus: Mapping[int, GpuState],
+        names: Mapping[str, str],
+        trial_pids: Mapping[int, int],
+        gpu_count: int | None,
+    ) -> None:
         """Draw the panel; `names` maps experiment ids to names, `trial_pids` the open experiment's trial pids to
         trial ids."""
         self._shown = (gpus, names, trial_pids, gpu_count)
@@ -36,8 +41,13 @@ class GpuPanel(Static):
             self.update(gpu_text(*self._shown, width=self.content_region.width or self.app.size.width - 4))
 
 
-def gpu_text(gpus: Mapping[int, GpuState], names: Mapping[str, str], trial_pids: Mapping[int, int],
-             gpu_count: int | None, width: int) -> Text:
+def gpu_text(
+    gpus: Mapping[int, GpuState],
+    names: Mapping[str, str],
+    trial_pids: Mapping[int, int],
+    gpu_count: int | None,
+    width: int,
+) -> Text:
     """The panel's text for `width` cells."""
     if not gpus:
         if gpu_count == 0:
@@ -51,8 +61,7 @@ def gpu_text(gpus: Mapping[int, GpuState], names: Mapping[str, str], trial_pids:
     return text
 
 
-def _gpu_block(text: Text, gpu: GpuState, names: Mapping[str, str], trial_pids: Mapping[int, int],
-               width: int) -> None:
+def _gpu_block(text: Text, gpu: GpuState, names: Mapping[str, str], trial_pids: Mapping[int, int], width: int) -> None:
     util = gpu.utilization[-1] if gpu.utilization else None
     mem_pct = gpu.memory[-1] if gpu.memory else None
     bar_width = 10 if width >= 76 else 6
@@ -67,8 +76,11 @@ def _gpu_block(text: Text, gpu: GpuState, names: Mapping[str, str], trial_pids: 
     text.append(f" {'—' if gpu.power_w is None else f'{gpu.power_w:.0f}W':>5}", style="bright_black")
     spark = max(4, (width - 22) // 3)
     text.append("\n     ")
-    for label, history, top in (("util", gpu.utilization, 100.0), ("mem", gpu.memory, 100.0),
-                                ("pwr", gpu.power, max(gpu.power, default=0.0) or 1.0)):
+    for label, history, top in (
+        ("util", gpu.utilization, 100.0),
+        ("mem", gpu.memory, 100.0),
+        ("pwr", gpu.power, max(gpu.power, default=0.0) or 1.0),
+    ):
         text.append(f"{label} ", style="bright_black")
         cells = fmt.sparkline(list(history), spark, top)
         for char, style in cells:

@@ -89,8 +89,14 @@ class LiveTable(Widget, can_focus=True):
             super().__init__(table)
             self.column = column
 
-    def __init__(self, columns: Sequence[Column] = (), *, empty: str = "nothing to show", id: str | None = None,
-                 classes: str | None = None) -> None:
+    def __init__(
+        self,
+        columns: Sequence[Column] = (),
+        *,
+        empty: str = "nothing to show",
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         super().__init__(id=id, classes=classes)
         self._columns: list[Column] = list(columns)
         self._keys: list[Hashable] = []
@@ -132,8 +138,12 @@ class LiveTable(Widget, can_focus=True):
             self._cache.clear()
             self.refresh()
 
-    def set_rows(self, keys: Sequence[Hashable], format: Callable[[Hashable], Mapping[str, Cell]],
-                 stamp: Callable[[Hashable], object]) -> None:
+    def set_rows(
+        self,
+        keys: Sequence[Hashable],
+        format: Callable[[Hashable], Mapping[str, Cell]],
+        stamp: Callable[[Hashable], object],
+    ) -> None:
         """Show these rows in this order; `format` gives a row's cells by column key, and a row is formatted
         again only when its `stamp` changes. The cursor stays on its row when that row is still there, or on the
         first row while the user has not moved it away from there."""
