@@ -39,6 +39,7 @@ test: install
 	$(BIN)/python -m pytest -q -ra
 
 lint: install
+	$(BIN)/ruff format --check automl tui tests bench trials
 	$(BIN)/ruff check automl tui tests bench trials
 
 bench: install

@@ -231,7 +231,7 @@ class DashboardApp(App[int]):
         except RemoteError as e:
             self.post_message(ActionDone(e.message, "error"))
             return
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a worker's boundary: any failure is shown, never a crash
             self.post_message(ActionDone(f"{op} failed: {describe(e)}", "error"))
             return
         self.post_message(ActionDone(done))
@@ -243,7 +243,7 @@ class DashboardApp(App[int]):
         report where."""
         try:
             path, trial = write_best(self.home, exp_id, self.export_dir)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a worker's boundary: any failure is shown, never a crash
             self.post_message(ActionDone(str(e), "error"))
             return
         self.post_message(ActionDone(f"wrote {path} (trial #{trial.id}, value {trial.value:.6g})"))
@@ -255,7 +255,7 @@ class DashboardApp(App[int]):
         while not self._stopping.is_set():
             try:
                 status = self.link.status()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any failure to reach the daemon means: retry later
                 self.post_message(Disconnected(describe(e), delay))
                 self._stopping.wait(delay)
                 delay = min(RETRY_MAX, delay * 2)
@@ -268,7 +268,7 @@ class DashboardApp(App[int]):
                 reason = "the daemon closed the connection"
             except RemoteError as e:
                 reason = f"the daemon dropped the event stream ({e.code}): {e.message}"
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any broken stream means: reconnect
                 reason = describe(e)
             if self._stopping.is_set():
                 return
@@ -297,7 +297,7 @@ class DashboardApp(App[int]):
                 everything = "all" in wanted or time.monotonic() - last_full >= self.store_every
                 try:
                     read = reader.read(generation, exp_id, everything, summaries="summaries" in wanted)
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001 - a worker's boundary: a failed read is shown and retried
                     reader.close()
                     self.post_message(StoreFailed(f"{type(e).__name__}: {e}"))
                     self._want("all")
@@ -321,7 +321,7 @@ class DashboardApp(App[int]):
         except RemoteError as e:
             self._gpus_op = e.code != "bad_request"
             return
-        except Exception:
+        except Exception:  # noqa: BLE001 - the GPU panel is best effort: the next look tries again
             return
         gpus = result.get("gpus") if isinstance(result, dict) else None
         if isinstance(gpus, list):

@@ -349,7 +349,7 @@ class ExperimentLoop:
         except NoMoreTrials as e:
             self._exhausted = True
             self._note(f"the tuner has no more configurations after {self.configs_started}: {e}")
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a tuner is user code: whatever it raises fails the experiment
             self._error = e
         finally:
             self._asking = False
@@ -411,7 +411,7 @@ class ExperimentLoop:
         """Run a background task; an unexpected error in it ends the experiment as failed, never silently."""
         try:
             await work
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a task's boundary: any error ends the experiment as failed
             self._error = self._error or e
             self._wake.set()
 

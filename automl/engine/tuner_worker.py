@@ -41,7 +41,7 @@ class TunerWorker:
             fn, args, future = item
             try:
                 outcome: tuple[Any, BaseException | None] = (fn(*args), None)
-            except BaseException as e:  # handed to the awaiting coroutine
+            except BaseException as e:  # noqa: BLE001 - the worker thread's boundary: handed to the awaiting coroutine
                 outcome = (None, e)
             try:
                 future.get_loop().call_soon_threadsafe(self._answer, future, *outcome)

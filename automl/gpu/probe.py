@@ -80,7 +80,7 @@ def open_probe() -> Probe | None:
         return SimulatedProbe(Path(fleet))
     try:
         return NvmlProbe()
-    except Exception:
+    except Exception:  # noqa: BLE001 - no library, no driver or no GPU: each means no GPU to use
         return None
 
 

@@ -110,7 +110,7 @@ class SimulatedLauncher:
             self.epochs_run += 1
             try:
                 value = float(self.curve(params, epoch))
-            except Exception as e:  # a broken curve fails its trial, as a crashing script would
+            except Exception as e:  # noqa: BLE001 - a broken curve fails its trial, as a crashing script would
                 (trial_dir / STDERR_FILE).write_text(f"{type(e).__name__}: {e}\n")
                 (trial_dir / EXIT_FILE).write_text("1\n")
                 return 1
