@@ -23,6 +23,10 @@ GPU_HISTORY = 300
 """Samples of history kept per GPU (10 minutes at the daemon's 2-second rate)."""
 
 
+ROW_FIELDS = ("status", "params", "value", "started", "ended", "gpus", "pid", "error", "attempt", "retry_of", "cost")
+"""A trial's fields that a read of the store brings (its curve comes separately)."""
+
+
 @dataclass
 class TrialState:
     """One trial of the open experiment, with its learning curve (intermediate reports by step)."""
@@ -66,48 +70,13 @@ class TrialState:
 
     def take_row(self, row: TrialState) -> bool:
         """Take the row fields of a fresh read of this trial (not its curve); whether anything changed."""
-        fields = (
-            row.status,
-            row.params,
-            row.value,
-            row.started,
-            row.ended,
-            row.gpus,
-            row.pid,
-            row.error,
-            row.attempt,
-            row.retry_of,
-            row.cost,
-        )
-        if fields == (
-            self.status,
-            self.params,
-            self.value,
-            self.started,
-            self.ended,
-            self.gpus,
-            self.pid,
-            self.error,
-            self.attempt,
-            self.retry_of,
-            self.cost,
-        ):
+        fresh = {name: getattr(row, name) for name in ROW_FIELDS}
+        if all(fresh[name] == getattr(self, name) for name in ROW_FIELDS):
             return False
         if row.params == self.params:
-            fields = (row.status, self.params, *fields[2:])
-        (
-            self.status,
-            self.params,
-            self.value,
-            self.started,
-            self.ended,
-            self.gpus,
-            self.pid,
-            self.error,
-            self.attempt,
-            self.retry_of,
-            self.cost,
-        ) = fields
+            fresh["params"] = self.params  # the same params object: flat_params() stays cached
+        for name, value in fresh.items():
+            setattr(self, name, value)
         self.stamp += 1
         return True
 
