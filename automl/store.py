@@ -410,6 +410,17 @@ class Store:
                 (trial.status, pid, pid_created, trial.started, trial.experiment_id, trial.id),
             )
 
+    def forget_metrics(self, trial: Trial) -> None:
+        """Drop a trial's stored metrics and read offset: it starts again from scratch in a fresh folder."""
+        with self._tx():
+            self.conn.execute(
+                "DELETE FROM metrics WHERE experiment_id=? AND trial_id=?", (trial.experiment_id, trial.id)
+            )
+            self.conn.execute(
+                "UPDATE trials SET metrics_offset=0 WHERE experiment_id=? AND id=?", (trial.experiment_id, trial.id)
+            )
+        trial.metrics_offset = 0
+
     def add_metrics(self, trial: Trial, metrics: Iterable[Metric], offset: int) -> None:
         """Persist newly read metric lines and how far the metrics file has been read, in one transaction."""
         with self._tx():

@@ -717,6 +717,9 @@ class ExperimentLoop:
             # automl died between storing the trial and starting its process: start it now, under its own id, in a
             # fresh folder (no process of it runs, so what the cut-short start wrote there is only set aside)
             set_aside(self.trial_dir(trial.id))
+            if trial.metrics_offset:  # the cut-short start reported: its lines stay in the folder set aside
+                self._write(self.store.forget_metrics, trial)
+                running.seq, running.final, running.intermediate, trial.steps = 0, None, [], 0
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
             return
         self.launcher.kill_leftovers(trial.experiment_id, trial.id)
