@@ -69,6 +69,15 @@ Trace = list[tuple[int, float]]
 
 
 def main() -> None:
+    args = _arguments()
+    _configure_methods(args)
+    saved = json.loads(args.traces.read_text()) if args.replot else _run_and_save(args)
+    results, proposals, budgets = _collect(saved["runs"])
+    _report(args, saved, results, proposals, budgets)
+
+
+def _arguments() -> argparse.Namespace:
+    """The command line, parsed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=1000, help="most trials one run may start")
@@ -111,53 +120,73 @@ def main() -> None:
         choices=[*METHODS, OPTUNA],
         help="also say, per checkpoint, how sure the difference between two methods' medians is",
     )
-    args = parser.parse_args()
-    # set before the worker processes fork, so that they inherit it
+    return parser.parse_args()
+
+
+def _configure_methods(args: argparse.Namespace) -> None:
+    """The ladder, TPE arguments and what stoppers' tuners learn from, set before the worker processes fork, so
+    that they inherit them."""
     _RESOURCES.update(min_resource=args.min_resource, reduction_factor=args.reduction_factor)
     _TPE_ARGS.update(args.tpe_args)
     for _tuner, stopper in METHODS.values():
         if stopper is not None:
             stopper["learn_from"] = args.learn_from
 
-    if args.replot:
-        saved = json.loads(args.traces.read_text())
-    else:
-        runs = [
-            (problem, method, seed)
-            for problem in args.problems
-            for method in args.methods
-            for seed in range(args.seeds)
-        ]
-        with ProcessPoolExecutor(args.jobs) as pool:
-            done = list(pool.map(_run, runs, [args.trials] * len(runs), [args.budget] * len(runs)))
-        saved = {
-            "seeds": args.seeds,
-            "trials": args.trials,
-            "budget": args.budget,
-            "runs": [
-                {
-                    "problem": name,
-                    "method": method,
-                    "seed": seed,
-                    "epochs": epochs,
-                    "trace": trace,
-                    "proposed": proposed,
-                }
-                for (name, method, seed), (epochs, trace, proposed) in zip(runs, done, strict=True)
-            ],
-        }
-        args.traces.parent.mkdir(parents=True, exist_ok=True)
-        args.traces.write_text(json.dumps(saved) + "\n")
+
+def _run_and_save(args: argparse.Namespace) -> dict[str, Any]:
+    """Every (problem, method, seed) run, in parallel; their traces, also written to --traces."""
+    runs = [
+        (problem, method, seed) for problem in args.problems for method in args.methods for seed in range(args.seeds)
+    ]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        done = list(pool.map(_run, runs, [args.trials] * len(runs), [args.budget] * len(runs)))
+    saved = {
+        "seeds": args.seeds,
+        "trials": args.trials,
+        "budget": args.budget,
+        "runs": [
+            {
+                "problem": name,
+                "method": method,
+                "seed": seed,
+                "epochs": epochs,
+                "trace": trace,
+                "proposed": proposed,
+            }
+            for (name, method, seed), (epochs, trace, proposed) in zip(runs, done, strict=True)
+        ],
+    }
+    args.traces.parent.mkdir(parents=True, exist_ok=True)
+    args.traces.write_text(json.dumps(saved) + "\n")
+    return saved
+
+
+def _collect(
+    runs: list[dict[str, Any]],
+) -> tuple[dict[tuple[str, str], list[Trace]], dict[tuple[str, str], list[Trace]], dict[str, int]]:
+    """The saved runs grouped by (problem, method): their traces, their proposals' traces, and each problem's
+    epoch budget."""
     results: dict[tuple[str, str], list[Trace]] = {}
     proposals: dict[tuple[str, str], list[Trace]] = {}
     budgets: dict[str, int] = {}
-    for run in saved["runs"]:
+    for run in runs:
         results.setdefault((run["problem"], run["method"]), []).append([tuple(point) for point in run["trace"]])
         if run.get("proposed") is not None:
             proposals.setdefault((run["problem"], run["method"]), []).append(
                 [tuple(point) for point in run["proposed"]]
             )
         budgets[run["problem"]] = run["epochs"]
+    return results, proposals, budgets
+
+
+def _report(
+    args: argparse.Namespace,
+    saved: dict[str, Any],
+    results: dict[tuple[str, str], list[Trace]],
+    proposals: dict[tuple[str, str], list[Trace]],
+    budgets: dict[str, int],
+) -> None:
+    """Print the tables (found, proposed in time, reaching Random, the comparison) and draw the plot."""
     problems = list(budgets)
     print(
         f"Median regret of the best configuration evaluated at full fidelity (lower is better; for {DIGITS}, "
@@ -166,6 +195,18 @@ def main() -> None:
     )
     for name in problems:
         print(_table(name, {m: runs for (p, m), runs in results.items() if p == name}, budgets[name]))
+    _print_proposals(problems, proposals, budgets, saved["budget"])
+    if any(m == "Random" for _p, m in results):
+        print(_reaches_random(problems, results, budgets))
+    if args.compare:
+        print(_comparison(args.compare, problems, results, budgets))
+    _plot(args.plot, problems, results, budgets)
+
+
+def _print_proposals(
+    problems: list[str], proposals: dict[tuple[str, str], list[Trace]], budgets: dict[str, int], budget: float
+) -> None:
+    """The tables of what a clairvoyant stopper could have found from each method's proposals, if there are any."""
     if proposals:
         print(
             f"Median regret of the best configuration each method proposed early enough to run all its epochs "
@@ -174,17 +215,12 @@ def main() -> None:
         )
     for name in problems:
         rows = {
-            m: [_in_time(t, round(budgets[name] / saved["budget"])) for t in runs]
+            m: [_in_time(t, round(budgets[name] / budget)) for t in runs]
             for (p, m), runs in proposals.items()
             if p == name
         }
         if rows:
             print(_table(name, rows, budgets[name]))
-    if any(m == "Random" for _p, m in results):
-        print(_reaches_random(problems, results, budgets))
-    if args.compare:
-        print(_comparison(args.compare, problems, results, budgets))
-    _plot(args.plot, problems, results, budgets)
 
 
 @dataclass
