@@ -38,15 +38,24 @@ from automl.errors import UserError  # noqa: E402
 from automl.launchers.local import marked_processes  # noqa: E402
 from automl.paths import trial_dir  # noqa: E402
 from automl.store import DB_NAME, Store  # noqa: E402
-from tests.conftest import automl, show, write_config, write_trial  # noqa: E402
+from tests import helpers  # noqa: E402
 from tests.faults import test_storage  # noqa: E402
 from tests.faults.test_configs import SUBMITTED, bad_config_cases, try_config  # noqa: E402
 from tests.faults.test_connections import IDLE_CLIENTS, open_idle_connections  # noqa: E402
 from tests.faults.test_decisions import STUBBORN_TRIAL, _space, orphan, stop_then_crash  # noqa: E402
 from tests.faults.test_hostile_trials import HOSTILE, REASONS, STEPS, run_escaping, run_hostile  # noqa: E402
 from tests.faults.test_security import refused, untouched  # noqa: E402
-from tests.faults.test_storage import _alive, full_disk, locked_store, read_only_store, survives  # noqa: E402
-from tests.test_daemon import STEPPING_TRIAL, _submit, _wait_status  # noqa: E402
+from tests.faults.test_storage import full_disk, locked_store, read_only_store, survives  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    STEPPING_TRIAL,
+    automl,
+    show,
+    still_running,
+    submit,
+    wait_for_status,
+    write_config,
+    write_trial,
+)
 
 LOCK_SECONDS = 30
 RSS_GOAL_MB = 300
@@ -167,7 +176,7 @@ def hostile(harm: str) -> Callable[[Path, Path], str | None]:
     """A trial does `harm` to its metrics file beside two well-behaved ones (tests/faults/test_hostile_trials)."""
 
     def scenario(home: Path, work: Path) -> str | None:
-        with test_storage.running_daemon(home):
+        with helpers.running_daemon(home):
             observed = run_hostile(work, home, HOSTILE[harm])
         trials = {t["params"]["role"]: t for t in observed.view["trials"]}
         bad = trials.pop("hostile")
@@ -184,16 +193,16 @@ def escaping(ending: str) -> Callable[[Path, Path], str | None]:
     """A trial's setsid grandchild must die with the trial, ended as `ending` says."""
 
     def scenario(home: Path, work: Path) -> str | None:
-        with test_storage.running_daemon(home):
+        with helpers.running_daemon(home):
             observed, escaped = run_escaping(work, home, ending)
-        alive = [pid for pid in escaped if _alive(pid)]
+        alive = still_running(escaped)
         return f"escaped grandchild(ren) {alive} still run" if alive or not escaped else None
 
     return scenario
 
 
 def crash_after_stop(home: Path, work: Path) -> str | None:
-    with test_storage.running_daemon(home):
+    with helpers.running_daemon(home):
         view = stop_then_crash(home, work)
     if view["status"] != "stopped" or [t["id"] for t in view["trials"]] != view["trials_before_restart"]:
         return f"experiment {view['status']} with {len(view['trials'])} trials"
@@ -209,7 +218,7 @@ def orphan_resumed(home: Path, work: Path) -> str | None:
             return "the killed run's experiment is not shown orphaned"
         if "adopted" not in automl("resume", exp_id, check=True).stdout:
             return "resume did not adopt it"
-        view = _wait_status(exp_id, "done", "failed", "stopped", timeout=90)
+        view = wait_for_status(exp_id, "done", "failed", "stopped", timeout=90)
     finally:
         automl("daemon", "stop")
     if [(t["status"], t["retry_of"], t["steps"]) for t in view["trials"]] != [("succeeded", None, 6)] * 4:
@@ -227,11 +236,11 @@ def idle_connections(home: Path, work: Path) -> str | None:
     try:
         write_trial(work, STEPPING_TRIAL)
         space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.3]}}
-        exp = _submit(write_config(work, search_space=space, max_trials=4, concurrency=2))
+        exp = submit(write_config(work, search_space=space, max_trials=4, concurrency=2))
         connections, _ = open_idle_connections(home / "daemon.sock", IDLE_CLIENTS)
         try:
             answered = automl("daemon", "status", "--json", timeout=60).returncode == 0
-            view = _wait_status(exp, "done", "failed", "stopped")
+            view = wait_for_status(exp, "done", "failed", "stopped")
         finally:
             for sock in connections:
                 sock.close()
@@ -285,7 +294,7 @@ def planted_links(home: Path, work: Path) -> str | None:
 
 def malformed_configs(home: Path, work: Path) -> str | None:
     """Every malformed config given to `automl run`, and those of SUBMITTED to the daemon, is one user error."""
-    with test_storage.running_daemon(home):
+    with helpers.running_daemon(home):
         for case_id, file_name, text, expected in bad_config_cases():
             for command in ("run", "submit") if case_id in SUBMITTED else ("run",):
                 code, stderr = try_config(work, file_name, text, command)
@@ -331,16 +340,16 @@ def leftovers(home: Path) -> list[psutil.Process]:
         procs = [p for e in store.experiments() for t in store.trials(e.id) for p in marked_processes(e.id, t.id)]
     finally:
         store.close()
-    return [p for p in procs if _alive(p.pid)]
+    return [p for p in procs if still_running([p.pid])]
 
 
 class LeftoverCount:
-    """Counts the trial processes left at the moment the storage scenario cleans up after its daemon, which it does
-    by killing every trial's process group; that clean-up then goes on as before."""
+    """Counts the trial processes left at the moment a scenario cleans up after its daemon (running_daemon), which
+    it does by killing every trial still running; that clean-up then goes on as before."""
 
     def __init__(self) -> None:
         self.count: int | None = None
-        self._clean_up = test_storage._kill_trials
+        self._clean_up = helpers.kill_leftover_trials
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
@@ -348,11 +357,11 @@ class LeftoverCount:
             self.count = max(self.count or 0, len(leftovers(home)))
             self._clean_up(home)
 
-        test_storage._kill_trials = counted
+        helpers.kill_leftover_trials = counted
         try:
             yield
         finally:
-            test_storage._kill_trials = self._clean_up
+            helpers.kill_leftover_trials = self._clean_up
 
 
 def measure(fault: Fault) -> Row:

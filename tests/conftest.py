@@ -1,19 +1,18 @@
-"""Shared fixtures: a private data directory, and running the real `automl` CLI in a subprocess."""
+"""Shared fixtures: a private data directory, a running daemon, the dashboard's sample store. Plain functions that
+tests share are in tests/helpers.py."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tests import tui_sample_store as sample_store
+from tests.helpers import kill_leftover_trials, running_daemon
 
 
 @pytest.fixture(autouse=True)
@@ -31,46 +30,32 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def automl(*args: str, timeout: float = 300, check: bool = False, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run `automl ARGS` as a user would (a real process), capturing its output."""
-    result = subprocess.run(
-        [sys.executable, "-m", "automl", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-        **kwargs,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"automl {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
+@pytest.fixture
+def daemon(home: Path) -> Iterator[Path]:
+    """A started daemon for one test (its home); stopped, and the trials it left ended, afterwards."""
+    with running_daemon(home):
+        yield home
 
 
-def show(experiment: str) -> dict[str, Any]:
-    """`automl show EXP --json`, parsed."""
-    return json.loads(automl("show", experiment, "--json", check=True).stdout)
+@pytest.fixture
+def store_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A data directory holding a running and a finished experiment with fixed values; times shown in UTC."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    home = tmp_path / "home"
+    sample_store.fill(home)
+    sample_store.fill_finished(home)
+    log = home / "experiments" / sample_store.EXPERIMENT_ID / "trials" / "24" / "stdout.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(f"epoch {n:2d}  loss {1.5 / (n + 1):.4f}  acc {0.5 + n / 60:.4f}\n" for n in range(18)))
+    yield home
+    monkeypatch.delenv("TZ")
+    time.tzset()
 
 
-def write_trial(folder: Path, body: str, name: str = "trial.py") -> Path:
-    """A Python trial script with `from automl import trial` and `params` already set up."""
-    script = folder / name
-    script.write_text(
-        "import sys, time\nfrom automl import trial\nparams = trial.get_params()\n" + textwrap.dedent(body)
-    )
-    return script
-
-
-def write_config(folder: Path, name: str = "exp.yml", **fields: Any) -> Path:
-    """An experiment config with small defaults, overridden by `fields`."""
-    config: dict[str, Any] = {
-        "name": "test",
-        "command": "python trial.py",
-        "search_space": {"x": {"_type": "uniform", "_value": [0, 1]}, "k": {"_type": "choice", "_value": [1, 2, 3]}},
-        "tuner": {"name": "Random", "args": {"seed": 1}},
-        "max_trials": 4,
-        "concurrency": 2,
-    }
-    config.update(fields)
-    path = folder / name
-    path.write_text(yaml.safe_dump(config))
-    return path
+@pytest.fixture
+def leftover_trials_killed(home: Path) -> Iterator[Path]:
+    """After the test, the trials of its home that still run are killed, with every process they started, also
+    the ones that left their process group (a test that failed may leave them)."""
+    yield home
+    kill_leftover_trials(home)

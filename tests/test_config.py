@@ -10,7 +10,7 @@ import yaml
 
 from automl.config.model import load_config, parse_duration
 from automl.errors import UserError
-from tests.conftest import automl, write_config, write_trial
+from tests.helpers import automl, write_config, write_trial
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from automl.config.model import load_config
 from automl.errors import UserError
 from automl.stoppers import check_stopper, create_stopper
 from automl.tuners import NoMoreTrials, UserCodeError, create_tuner
-from tests.conftest import automl, show
-from tests.test_daemon import _submit, _wait, _wait_status, daemon  # noqa: F401  (daemon is a fixture)
+from tests.helpers import automl, show, submit, wait_for_status, wait_until
 
 TUNER_MODULE = '''
 import json
@@ -485,35 +484,35 @@ def test_an_exception_in_a_custom_tuner_fails_the_experiment(code: Path, tmp_pat
     assert "Traceback" in log and "boom in receive_trial_result" in log
 
 
-def test_in_the_daemon_a_failing_class_fails_its_experiment_only(code: Path, tmp_path: Path, daemon) -> None:  # noqa: F811
-    broken = _submit(_custom_config(tmp_path, {"fail_in": "generate_parameters"}))
-    view = _wait_status(broken, "failed")
+def test_in_the_daemon_a_failing_class_fails_its_experiment_only(code: Path, tmp_path: Path, daemon) -> None:
+    broken = submit(_custom_config(tmp_path, {"fail_in": "generate_parameters"}))
+    view = wait_for_status(broken, "failed")
     assert "my_tuner.RecordingTuner.generate_parameters raised ValueError: boom" in view["error"]
     (tmp_path / "second").mkdir()
-    judged = _submit(
+    judged = submit(
         _custom_config(
             tmp_path / "second", assessor_args={"step": 1, "fail_in": "assess_trial"}, code_directory="../strategies"
         )
     )
-    view = _wait_status(judged, "failed")
+    view = wait_for_status(judged, "failed")
     assert "my_assessor.StopAt.assess_trial raised RuntimeError: assessor broke" in view["error"]
     refused = automl("submit", str(_custom_config(tmp_path, {"record": 1, "bogus": 2})))
     assert refused.returncode == 2 and "invalid classArgs" in refused.stderr
     (tmp_path / "third").mkdir()
-    healthy = _submit(_custom_config(tmp_path / "third", steps=1, code_directory="../strategies"))
-    assert [t["status"] for t in _wait_status(healthy, "done")["trials"]] == ["succeeded"] * 3
+    healthy = submit(_custom_config(tmp_path / "third", steps=1, code_directory="../strategies"))
+    assert [t["status"] for t in wait_for_status(healthy, "done")["trials"]] == ["succeeded"] * 3
     assert json.loads(automl("daemon", "status", "--json", check=True).stdout)["running"] is True
 
 
 def test_a_custom_tuner_is_built_again_and_fed_history_after_a_daemon_restart(
     code: Path,
     tmp_path: Path,
-    daemon,  # noqa: F811
+    daemon,
 ) -> None:
-    exp_id = _submit(_custom_config(tmp_path, steps=4, max_trials=3))
-    _wait(lambda: [t for t in show(exp_id)["trials"] if t["status"] == "succeeded"])
+    exp_id = submit(_custom_config(tmp_path, steps=4, max_trials=3))
+    wait_until(lambda: [t for t in show(exp_id)["trials"] if t["status"] == "succeeded"], "a succeeded trial")
     automl("daemon", "restart", check=True)
-    view = _wait_status(exp_id, "done")
+    view = wait_for_status(exp_id, "done")
     assert [t["status"] for t in view["trials"]] == ["succeeded"] * 3
     calls = _records(tmp_path / "tuner.jsonl")
     assert [call[0] for call in calls].count("__init__") == 2

@@ -12,68 +12,24 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import psutil
-import pytest
 
 from automl.daemon import daemon_pid
 from automl.store import Store
-from tests.conftest import automl, show, write_config, write_trial
-
-STEPS = 5
-STEPPING_TRIAL = f"""
-for step in range({STEPS}):
-    time.sleep(params.get('pace', 0.15))
-    trial.report(step * params['x'])
-trial.report_final(params['x'])
-"""
-
-
-@pytest.fixture
-def daemon(home: Path):
-    """A started daemon for one test; stopped (and its trials ended) afterwards."""
-    started = automl("daemon", "start")
-    assert started.returncode == 0, started.stderr
-    yield home
-    automl("daemon", "stop")
-    _kill_trials(home)
-
-
-def _submit(config: Path) -> str:
-    result = automl("submit", str(config), check=True)
-    return result.stdout.strip()
-
-
-def _wait(probe, timeout: float = 120.0, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
-
-
-def _wait_status(exp_id: str, *statuses: str, timeout: float = 120.0) -> dict:
-    return _wait(lambda: (lambda v: v if v["status"] in statuses else None)(show(exp_id)), timeout)
-
-
-def _pid(home: Path) -> int:
-    return int((home / "daemon.pid").read_text())
-
-
-def _kill_trials(home: Path) -> None:
-    store = Store.open_for_reading(home)
-    if store is None:
-        return
-    for experiment in store.experiments():
-        for trial in store.trials(experiment.id):
-            if trial.pid:
-                try:
-                    os.killpg(trial.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+from tests.helpers import STEPPING_STEPS as STEPS
+from tests.helpers import (
+    STEPPING_TRIAL,
+    automl,
+    kill_leftover_trials,
+    recorded_daemon_pid,
+    show,
+    submit,
+    wait_for_status,
+    wait_until,
+    write_config,
+    write_trial,
+)
 
 
 def test_a_daemon_that_drops_connections_as_it_dies_counts_as_not_running(home):
@@ -122,13 +78,13 @@ def test_lifecycle_status_and_permissions(home):
 
 def test_submit_runs_an_experiment_that_show_and_logs_follow(tmp_path, daemon):
     write_trial(tmp_path, "print('epoch output', params['x'])\n" + STEPPING_TRIAL)
-    exp_id = _submit(write_config(tmp_path, max_trials=4, concurrency=2))
+    exp_id = submit(write_config(tmp_path, max_trials=4, concurrency=2))
     assert len(exp_id) == 8
     assert exp_id in json.loads(automl("daemon", "status", "--json", check=True).stdout)["experiments"]
-    running = _wait(lambda: [t for t in show(exp_id)["trials"] if t["status"] == "running"])
+    running = wait_until(lambda: [t for t in show(exp_id)["trials"] if t["status"] == "running"], "a running trial")
     follow = automl("logs", exp_id, str(running[0]["id"]), "-f", check=True)
     assert follow.stdout.startswith("epoch output ")
-    view = _wait_status(exp_id, "done")
+    view = wait_for_status(exp_id, "done")
     assert [(t["status"], t["steps"]) for t in view["trials"]] == [("succeeded", STEPS)] * 4
     assert automl("logs", exp_id, "99").returncode == 2
 
@@ -136,8 +92,8 @@ def test_submit_runs_an_experiment_that_show_and_logs_follow(tmp_path, daemon):
 def test_pause_resume_stop_and_kill(tmp_path, daemon):
     write_trial(tmp_path, STEPPING_TRIAL)
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.3]}}
-    exp_id = _submit(write_config(tmp_path, search_space=space, max_trials=30, concurrency=2))
-    _wait(lambda: len(show(exp_id)["trials"]) >= 2)
+    exp_id = submit(write_config(tmp_path, search_space=space, max_trials=30, concurrency=2))
+    wait_until(lambda: len(show(exp_id)["trials"]) >= 2, "two trials")
     automl("pause", exp_id, check=True)
     paused_at = time.time()
     assert show(exp_id)["status"] == "paused"
@@ -146,17 +102,18 @@ def test_pause_resume_stop_and_kill(tmp_path, daemon):
     assert all(t["started"] is None or t["started"] < paused_at for t in trials), "no trial starts while paused"
     assert all(t["status"] == "succeeded" for t in trials), "running trials went on to their end"
     automl("resume", exp_id, check=True)
-    victim = _wait(lambda: _kill_a_running_trial(exp_id))
-    killed = _wait(
+    victim = wait_until(lambda: _kill_a_running_trial(exp_id), "a running trial killed")
+    killed = wait_until(
         lambda: (lambda t: t if t["status"] != "running" else None)(
             next(t for t in show(exp_id)["trials"] if t["id"] == victim["id"])
-        )
+        ),
+        "the killed trial to end",
     )
     assert (killed["status"], killed["error"]) == ("killed", "killed by user")
     assert show(exp_id)["status"] == "running", "killing a trial leaves the experiment going"
     assert automl("kill", exp_id, "999").returncode == 2
     automl("stop", exp_id, check=True)
-    view = _wait_status(exp_id, "stopped")
+    view = wait_for_status(exp_id, "stopped")
     assert not [t for t in view["trials"] if t["status"] in ("running", "waiting")]
     assert automl("pause", exp_id).returncode == 2, "a stopped experiment is no longer the daemon's to control"
 
@@ -175,12 +132,12 @@ def _kill_a_running_trial(exp_id: str) -> dict | None:
 
 def test_live_update_and_two_experiments_at_once(tmp_path, daemon):
     write_trial(tmp_path, STEPPING_TRIAL)
-    first = _submit(write_config(tmp_path, name="one.yml", max_trials=2, concurrency=1))
-    second = _submit(write_config(tmp_path, name="two.yml", max_trials=3, concurrency=1))
+    first = submit(write_config(tmp_path, name="one.yml", max_trials=2, concurrency=1))
+    second = submit(write_config(tmp_path, name="two.yml", max_trials=3, concurrency=1))
     automl("update", first, "--concurrency", "3", "--max-trials", "5", check=True)
     assert automl("update", first, "--concurrency", "0").returncode == 2
     assert automl("update", first).returncode == 2
-    one, two = _wait_status(first, "done"), _wait_status(second, "done")
+    one, two = wait_for_status(first, "done"), wait_for_status(second, "done")
     assert len(one["trials"]) == 5 and len(two["trials"]) == 3
     spans = [(t["started"], t["ended"]) for t in one["trials"]]
     overlap = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
@@ -227,17 +184,17 @@ def test_kill_9_at_many_moments_loses_nothing_and_runs_nothing_twice(tmp_path, h
         ),
     )
     config = write_config(tmp_path, max_trials=12, concurrency=3)
-    exp_id = _submit(config)
+    exp_id = submit(config)
     rng = random.Random(1234)
     kills = 0
     while kills < 10 and show(exp_id)["status"] == "running":
         time.sleep(rng.uniform(0.05, 0.8))
-        os.kill(_pid(home), signal.SIGKILL)
+        os.kill(recorded_daemon_pid(home), signal.SIGKILL)
         kills += 1
         time.sleep(rng.uniform(0.0, 0.5))
         automl("daemon", "start", check=True)
     gate.touch()
-    view = _wait_status(exp_id, "done", "failed", "stopped")
+    view = wait_for_status(exp_id, "done", "failed", "stopped")
     assert kills == 10, "the experiment outlived ten crashes"
     assert view["status"] == "done"
     trials = view["trials"]
@@ -254,12 +211,12 @@ def test_kill_9_at_many_moments_loses_nothing_and_runs_nothing_twice(tmp_path, h
 def test_after_a_reboot_running_trials_are_interrupted_and_run_again(tmp_path, home, daemon):
     write_trial(tmp_path, STEPPING_TRIAL)
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.5]}}
-    exp_id = _submit(write_config(tmp_path, search_space=space, max_trials=3, concurrency=2))
-    _wait(lambda: sum(t["steps"] for t in show(exp_id)["trials"]) >= 2)
-    os.kill(_pid(home), signal.SIGKILL)
-    _kill_trials(home)  # a reboot takes every trial process with it
+    exp_id = submit(write_config(tmp_path, search_space=space, max_trials=3, concurrency=2))
+    wait_until(lambda: sum(t["steps"] for t in show(exp_id)["trials"]) >= 2, "two metrics")
+    os.kill(recorded_daemon_pid(home), signal.SIGKILL)
+    kill_leftover_trials(home)  # a reboot takes every trial process with it
     automl("daemon", "start", check=True)
-    view = _wait_status(exp_id, "done")
+    view = wait_for_status(exp_id, "done")
     interrupted = [t for t in view["trials"] if t["status"] == "interrupted"]
     assert interrupted and all("machine restart" in t["error"] for t in interrupted)
     for t in interrupted:
@@ -296,12 +253,15 @@ def test_after_a_crash_asha_remembers_its_rungs(tmp_path, home, daemon):
         search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.0]}},
         stopper={"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 4}},
     )
-    exp_id = _submit(config)
-    _wait(lambda: any(t["params"]["x"] == 0.0 and t["status"] == "running" for t in show(exp_id)["trials"]))
-    os.kill(_pid(home), signal.SIGKILL)
+    exp_id = submit(config)
+    wait_until(
+        lambda: any(t["params"]["x"] == 0.0 and t["status"] == "running" for t in show(exp_id)["trials"]),
+        "the weak trial to run",
+    )
+    os.kill(recorded_daemon_pid(home), signal.SIGKILL)
     automl("daemon", "start", check=True)
     gate.touch()
-    view = _wait_status(exp_id, "done", "failed", "stopped")
+    view = wait_for_status(exp_id, "done", "failed", "stopped")
     trials = {t["params"]["x"]: t for t in view["trials"]}
     statuses = {x: t["status"] for x, t in trials.items()}
     assert statuses == {1.0: "succeeded", 0.9: "succeeded", 0.8: "succeeded", 0.0: "early_stopped"}, statuses
@@ -312,21 +272,22 @@ def test_after_a_crash_asha_remembers_its_rungs(tmp_path, home, daemon):
 def test_graceful_restart_keeps_trials_running_and_loses_nothing(tmp_path, home, daemon):
     write_trial(tmp_path, STEPPING_TRIAL)
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.4]}}
-    exp_id = _submit(write_config(tmp_path, search_space=space, max_trials=3, concurrency=3))
-    running = _wait(
+    exp_id = submit(write_config(tmp_path, search_space=space, max_trials=3, concurrency=3))
+    running = wait_until(
         lambda: (lambda ts: ts if len(ts) == 3 else None)(
             [t for t in show(exp_id)["trials"] if t["status"] == "running"]
-        )
+        ),
+        "three running trials",
     )
     automl("daemon", "restart", check=True)
-    view = _wait_status(exp_id, "done")
+    view = wait_for_status(exp_id, "done")
     assert [t["id"] for t in view["trials"]] == [t["id"] for t in running], "the same trials, none re-run"
     assert [(t["status"], t["steps"]) for t in view["trials"]] == [("succeeded", STEPS)] * 3
 
 
 def test_two_clients_at_once(tmp_path, daemon):
     write_trial(tmp_path, STEPPING_TRIAL)
-    exp_id = _submit(write_config(tmp_path, max_trials=2))
+    exp_id = submit(write_config(tmp_path, max_trials=2))
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "automl", "daemon", "status", "--json"], stdout=subprocess.PIPE, text=True
@@ -335,14 +296,14 @@ def test_two_clients_at_once(tmp_path, daemon):
     ]
     outputs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     assert all(o["running"] and o["pid"] == outputs[0]["pid"] for o in outputs)
-    _wait_status(exp_id, "done")
+    wait_for_status(exp_id, "done")
 
 
 def test_subscribers_receive_an_experiments_live_events(tmp_path, daemon):
     from automl.control.client import Client
 
     write_trial(tmp_path, STEPPING_TRIAL)
-    exp_id = _submit(write_config(tmp_path, max_trials=2, concurrency=1))
+    exp_id = submit(write_config(tmp_path, max_trials=2, concurrency=1))
     seen: list[tuple[str, dict]] = []
     with Client(daemon / "daemon.sock", timeout=60) as client:
         for event in client.subscribe(experiment=exp_id):
@@ -359,10 +320,11 @@ def test_subscribers_receive_an_experiments_live_events(tmp_path, daemon):
 def test_status_reports_the_daemons_memory_and_event_loop_lag(home):
     automl("daemon", "start", check=True)
     try:
-        status = _wait(
+        status = wait_until(
             lambda: (lambda s: s if s["loop_lag_ms"] else None)(
                 json.loads(automl("daemon", "status", "--json", check=True).stdout)
-            )
+            ),
+            "a loop lag sample",
         )
         lag = status["loop_lag_ms"]
         assert 0 <= lag["p50"] <= lag["p99"] <= lag["max"] and lag["samples"] >= 1, lag

@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from tests.conftest import automl, show, write_config, write_trial
+from tests.helpers import automl, show, write_config, write_trial
 
 STEPPING = """
 for step in range(9):

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import automl, show, write_config, write_trial
-from tests.test_run import _experiment_id
+from tests.helpers import automl, run_experiment_id, show, write_config, write_trial
 
 
 def test_an_experiment_whose_trials_all_fail_ends_failed_and_says_why(tmp_path, home):
@@ -18,7 +17,7 @@ def test_an_experiment_whose_trials_all_fail_ends_failed_and_says_why(tmp_path, 
         "ModuleNotFoundError: No module named 'torchvision'"
     )
     assert f"failed: {why}" in result.stdout
-    view = show(_experiment_id(result.stdout))
+    view = show(run_experiment_id(result.stdout))
     assert (view["status"], view["error"]) == ("failed", why)
     assert "error      " + why in automl("show", view["id"]).stdout
 
@@ -27,7 +26,7 @@ def test_max_failures_ends_a_broken_experiment_before_it_spends_its_budget(tmp_p
     write_trial(tmp_path, "sys.exit(3)\n")
     result = automl("run", str(write_config(tmp_path, max_trials=50, concurrency=1, max_failures=3)))
     assert result.returncode == 1
-    view = show(_experiment_id(result.stdout))
+    view = show(run_experiment_id(result.stdout))
     assert [t["status"] for t in view["trials"]] == ["failed"] * 3
     assert view["error"] == (
         "the first 3 trials all failed (max_failures: 3); most common error (3 of 3): exited with code 3"
@@ -38,7 +37,7 @@ def test_failures_after_a_trial_worked_do_not_end_the_experiment(tmp_path, home)
     write_trial(tmp_path, "if trial.trial_id() != '1':\n    sys.exit(3)\ntrial.report_final(0.5)\n")
     result = automl("run", str(write_config(tmp_path, max_trials=5, concurrency=1, max_failures=2)))
     assert result.returncode == 0, result.stdout + result.stderr
-    view = show(_experiment_id(result.stdout))
+    view = show(run_experiment_id(result.stdout))
     assert [t["status"] for t in view["trials"]] == ["succeeded"] + ["failed"] * 4
     assert (view["status"], view["error"], view["note"]) == ("done", None, "max_trials reached (5 trials)")
 
@@ -57,7 +56,7 @@ def test_a_tuner_out_of_configurations_says_so_while_running_and_after(tmp_path,
     note = "the tuner has no more configurations after 2: GridSearch: Search space fully explored"
     assert note in result.stdout.splitlines()
     assert f"done: {note}" in result.stdout
-    view = show(_experiment_id(result.stdout))
+    view = show(run_experiment_id(result.stdout))
     assert (view["status"], view["note"]) == ("done", note)
     assert f"note       {note}" in automl("show", view["id"]).stdout
 
@@ -67,7 +66,7 @@ def test_on_max_duration_finish_lets_running_trials_end_and_starts_no_more(tmp_p
     config = write_config(tmp_path, max_trials=10, concurrency=2, max_duration=1, on_max_duration="finish")
     result = automl("run", str(config))
     assert result.returncode == 0, result.stderr
-    view = show(_experiment_id(result.stdout))
+    view = show(run_experiment_id(result.stdout))
     assert [t["status"] for t in view["trials"]] == ["succeeded"] * 2
     assert view["status"] == "done"
     assert view["note"] == "max_duration reached: no new trials; 2 running trial(s) may finish"
@@ -76,7 +75,7 @@ def test_on_max_duration_finish_lets_running_trials_end_and_starts_no_more(tmp_p
 def test_show_one_trial_gives_its_whole_curve_params_usage_and_files(tmp_path, home):
     write_trial(tmp_path, "for step in range(3):\n    trial.report(step / 10)\ntrial.report_final(0.25)\n")
     result = automl("run", str(write_config(tmp_path, max_trials=1, concurrency=1)))
-    exp_id = _experiment_id(result.stdout)
+    exp_id = run_experiment_id(result.stdout)
     view = json.loads(automl("show", exp_id, "1", "--json", check=True).stdout)
     assert (view["id"], view["status"], view["value"], view["experiment"]) == (1, "succeeded", 0.25, exp_id)
     assert [(p["kind"], p["step"], p["value"]) for p in view["curve"]] == [

@@ -14,7 +14,7 @@ from automl.engine.experiment import ExperimentLoop
 from automl.gpu.pool import GpuPool
 from automl.store import Store
 from automl.tuners.base import NoMoreTrials, Tuner
-from tests.conftest import write_trial
+from tests.helpers import wait_until_async, write_trial
 
 
 class SlowSecondAsk(Tuner):
@@ -111,9 +111,9 @@ def test_stop_kills_running_trials_and_marks_the_experiment_stopped(tmp_path):
 
     async def stop_when_both_report():
         task = asyncio.ensure_future(loop.run())
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(t.steps for t in store.trials(loop.experiment.id)) < 2:
-            await asyncio.sleep(0.05)
+        await wait_until_async(
+            lambda: sum(t.steps for t in store.trials(loop.experiment.id)) >= 2, "a step of both trials", timeout=30
+        )
         loop.stop()
         return await task
 
@@ -175,8 +175,11 @@ def test_a_stopped_trial_that_lingers_on_sigterm_is_gone_before_it_is_recorded(t
 
     async def stop_once_it_reports():
         task = asyncio.ensure_future(loop.run())
-        while not store.trials(loop.experiment.id) or store.trials(loop.experiment.id)[0].steps < 1:
-            await asyncio.sleep(0.05)
+        await wait_until_async(
+            lambda: store.trials(loop.experiment.id) and store.trials(loop.experiment.id)[0].steps >= 1,
+            "the trial's first step",
+            timeout=30,
+        )
         loop.stop()
         return await task
 
@@ -196,20 +199,18 @@ def test_a_trial_stored_but_never_started_before_a_crash_runs_under_its_own_id(t
     assert (trials[0].params, trials[0].steps, trials[0].value) == ({"x": 0.5}, 3, 0.5)
 
 
-async def _until(condition) -> None:
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.01)
-
-
 def test_max_trials_lowered_while_the_tuner_thinks_gives_its_answer_back(tmp_path):
     tuner = SlowSecondAsk()
     store, loop = _loop(tmp_path, tuner, max_trials=5)
 
     async def drive():
         run = asyncio.create_task(loop.run())
-        await _until(lambda: loop.running == 1)  # the first trial runs, the second configuration is being asked
+        await wait_until_async(
+            lambda: loop.running == 1,
+            "the first trial to run (the second configuration is being asked)",
+            timeout=30,
+            every=0.01,
+        )
         loop.update(max_trials=1)
         tuner.release.set()
         return await run
@@ -225,10 +226,15 @@ def test_max_trials_lowered_below_a_configuration_waiting_to_start_drops_it(tmp_
 
     async def drive():
         run = asyncio.create_task(loop.run())
-        await _until(lambda: loop.running == 1)
+        await wait_until_async(lambda: loop.running == 1, "a running trial", timeout=30, every=0.01)
         loop.pause()
         tuner.release.set()
-        await _until(lambda: loop.configs_started == 2)  # the answer waits for the pause to end
+        await wait_until_async(
+            lambda: loop.configs_started == 2,
+            "the second configuration's answer (it waits for the pause to end)",
+            timeout=30,
+            every=0.01,
+        )
         loop.update(max_trials=1)
         assert loop.configs_started == 1
         loop.resume()

@@ -10,7 +10,7 @@ import shlex
 import pytest
 import yaml
 
-from tests.conftest import automl, show, write_config, write_trial
+from tests.helpers import automl, show, write_config, write_trial
 
 SPACE = {
     "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},

@@ -6,19 +6,12 @@ import pytest
 from automl.config.model import GpuPolicy
 from automl.gpu.pool import GpuPool, report
 from automl.gpu.probe import SimulatedProbe
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+from tests.helpers import FakeClock
 
 
 def _pool(*gpus, clock=None):
     """A pool over simulated GPUs; each argument is a GPU's memory or a (memory, [foreign processes]) pair."""
-    clock = clock or Clock()
+    clock = clock or FakeClock()
     fleet = {
         "gpus": [{"memory_mib": g} if not isinstance(g, tuple) else {"memory_mib": g[0], "foreign": g[1]} for g in gpus]
     }

@@ -8,8 +8,7 @@ import os
 
 import pytest
 
-from tests.conftest import automl, show, write_config, write_trial
-from tests.test_daemon import _submit, _wait_status
+from tests.helpers import automl, show, submit, wait_for_status, write_config, write_trial
 
 pytestmark = pytest.mark.gpu
 
@@ -67,8 +66,8 @@ def test_a_pytorch_trial_on_a_real_gpu_is_placed_learned_and_costed(tmp_path, gp
         gpu={"indices": [0], "max_trials_per_gpu": 2, "use_active_gpu": True, "max_utilization": 100},
         cost={"price_per_kwh": 0.3, "price_per_gpu_hour": 2.5},
     )
-    exp_id = _submit(config)
-    view = _wait_status(exp_id, "done", "failed", timeout=300)
+    exp_id = submit(config)
+    view = wait_for_status(exp_id, "done", "failed", timeout=300)
     trials = view["trials"]
     assert [t["status"] for t in trials] == ["succeeded"] * 3, [t["error"] for t in trials]
     for t in trials:

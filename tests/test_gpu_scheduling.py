@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import automl, show, write_config, write_trial
-from tests.test_daemon import _submit, _wait, _wait_status
+from tests.helpers import automl, show, submit, wait_for_status, wait_until, write_config, write_trial
 
 FOREIGN_UNTIL = 6.0  # seconds after the daemon starts
 
@@ -60,13 +59,13 @@ def test_trials_avoid_a_gpu_while_someone_else_uses_it_and_cost_is_accounted(tmp
         gpu={"simulated_load": {"memory_mib": 3000, "utilization": 50}},
         cost={"price_per_kwh": 0.5, "price_per_gpu_hour": 2.0, "currency": "EUR"},
     )
-    exp_id = _submit(config)
-    _wait(lambda: any(t["status"] == "running" for t in show(exp_id)["trials"]))
+    exp_id = submit(config)
+    wait_until(lambda: any(t["status"] == "running" for t in show(exp_id)["trials"]), "a running trial")
     report = json.loads(automl("gpus", "--json", check=True).stdout)
     ours = [p["owner"] for g in report["gpus"] for p in g["processes"] if p["owner"]]
     assert ours and all(o["experiment"] == exp_id for o in ours)
     assert report["gpus"][1]["verdicts"][exp_id].startswith("full: 1 trial(s) of ours")
-    view = _wait_status(exp_id, "done")
+    view = wait_for_status(exp_id, "done")
 
     trials = view["trials"]
     assert all(t["status"] == "succeeded" and t["gpus"] == [int(t["value"])] for t in trials)

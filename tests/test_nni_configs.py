@@ -13,7 +13,7 @@ import yaml
 from automl.config.model import load_config
 from automl.config.nni import translate
 from automl.errors import UserError
-from tests.conftest import automl, show
+from tests.helpers import automl, show
 
 SPACE = {"x": {"_type": "uniform", "_value": [0, 1]}}
 

@@ -6,14 +6,7 @@ import pytest
 
 from automl.errors import UserError
 from automl.gpu.probe import SimulatedProbe, open_probe
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+from tests.helpers import FakeClock
 
 
 def test_foreign_processes_come_and_go_on_the_clock(tmp_path):
@@ -23,7 +16,7 @@ def test_foreign_processes_come_and_go_on_the_clock(tmp_path):
         "end_s: null}\n  - {memory_mib: 1000, utilization: 30, start_s: 5, end_s: 10}\n"
         "- {memory_mib: 16384}\n"
     )
-    clock = Clock()
+    clock = FakeClock()
     probe = SimulatedProbe(fleet, clock)
     assert probe.count() == 2
     first, second = probe.sample()

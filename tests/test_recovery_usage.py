@@ -7,13 +7,21 @@ import os
 import signal
 import time
 
-from tests.conftest import automl, show, write_config, write_trial
-from tests.test_daemon import _pid, _submit, _wait, _wait_status, daemon  # noqa: F401 (daemon is a fixture)
+from tests.helpers import (
+    automl,
+    recorded_daemon_pid,
+    show,
+    submit,
+    wait_for_status,
+    wait_until,
+    write_config,
+    write_trial,
+)
 
 MIB = 200
 
 
-def test_trials_that_end_while_the_daemon_is_down_keep_their_true_end_and_usage(tmp_path, home, daemon):  # noqa: F811
+def test_trials_that_end_while_the_daemon_is_down_keep_their_true_end_and_usage(tmp_path, home, daemon):
     gate = tmp_path / "gate"
     write_trial(
         tmp_path,
@@ -28,16 +36,16 @@ def test_trials_that_end_while_the_daemon_is_down_keep_their_true_end_and_usage(
         trial.report_final(len(block) / 2**20)
         """,
     )
-    exp_id = _submit(write_config(tmp_path, max_trials=2, concurrency=2))
-    _wait(lambda: [t["status"] for t in show(exp_id)["trials"]] == ["running", "running"])
-    os.kill(_pid(home), signal.SIGKILL)
+    exp_id = submit(write_config(tmp_path, max_trials=2, concurrency=2))
+    wait_until(lambda: [t["status"] for t in show(exp_id)["trials"]] == ["running", "running"], "two running trials")
+    os.kill(recorded_daemon_pid(home), signal.SIGKILL)
     gate.touch()
     trial_dirs = [home / "experiments" / exp_id / "trials" / str(n) for n in (1, 2)]
-    _wait(lambda: all((d / "exit_code").exists() for d in trial_dirs))
+    wait_until(lambda: all((d / "exit_code").exists() for d in trial_dirs), "both trials' recorded exit codes")
     time.sleep(1.0)
     restarted = time.time()
     automl("daemon", "start", check=True)
-    view = _wait_status(exp_id, "done")
+    view = wait_for_status(exp_id, "done")
     for t, trial_dir in zip(view["trials"], trial_dirs, strict=True):
         recorded = json.loads((trial_dir / "usage.json").read_text())
         assert t["status"] == "succeeded" and t["value"] == MIB, t

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from automl.store import Store
-from tests.conftest import REPO, automl, show, write_config, write_trial
+from tests.helpers import REPO, automl, run_experiment_id, show, wait_until, write_config, write_trial
 
 BEHAVIOURS = {
     "ok": "trial.report(0.5)\ntrial.report_final(1.0)",
@@ -40,12 +38,6 @@ REASONS = {
 }
 
 
-def _experiment_id(stdout: str) -> str:
-    match = re.search(r"^experiment \S+ \[([0-9a-f]{8})\]", stdout, re.MULTILINE)
-    assert match, stdout
-    return match.group(1)
-
-
 def test_plain_python_trials_run_and_everything_is_stored(tmp_path, home):
     write_trial(
         tmp_path,
@@ -61,7 +53,7 @@ def test_plain_python_trials_run_and_everything_is_stored(tmp_path, home):
     )
     result = automl("run", str(write_config(tmp_path, max_trials=5, concurrency=2, resources={"cpus": 3})))
     assert result.returncode == 0, result.stderr
-    exp_id = _experiment_id(result.stdout)
+    exp_id = run_experiment_id(result.stdout)
     view = show(exp_id)
     assert view["status"] == "done"
     assert [t["status"] for t in view["trials"]] == ["succeeded"] * 5
@@ -115,7 +107,7 @@ def test_every_way_a_trial_fails_is_recorded_and_the_experiment_goes_on(tmp_path
     )
     result = automl("run", str(config))
     assert result.returncode == 0, result.stderr
-    view = show(_experiment_id(result.stdout))
+    view = show(run_experiment_id(result.stdout))
     assert view["status"] == "done"
     outcome = {t["params"]["b"]: (t["status"], t["error"]) for t in view["trials"]}
     assert set(outcome) == set(BEHAVIOURS)
@@ -151,7 +143,7 @@ def test_failed_trials_are_retried_with_the_same_params(tmp_path, home):
     )
     result = automl("run", str(config))
     assert result.returncode == 0, result.stderr
-    trials = show(_experiment_id(result.stdout))["trials"]
+    trials = show(run_experiment_id(result.stdout))["trials"]
     assert [(t["status"], t["attempt"], t["retry_of"]) for t in trials] == [
         ("failed", 0, None),
         ("succeeded", 1, 1),
@@ -171,7 +163,7 @@ def test_grid_search_ends_the_experiment_when_the_grid_is_exhausted(tmp_path, ho
     )
     result = automl("run", str(config))
     assert result.returncode == 0, result.stderr
-    view = show(_experiment_id(result.stdout))
+    view = show(run_experiment_id(result.stdout))
     assert view["status"] == "done"
     assert sorted(t["params"]["k"] for t in view["trials"]) == [1, 2, 3]
 
@@ -180,7 +172,7 @@ def test_max_duration_ends_the_experiment_and_kills_running_trials(tmp_path, hom
     write_trial(tmp_path, "time.sleep(60)\n")
     result = automl("run", str(write_config(tmp_path, max_trials=10, max_duration=2)))
     assert result.returncode == 0, result.stderr
-    view = show(_experiment_id(result.stdout))
+    view = show(run_experiment_id(result.stdout))
     assert view["status"] == "done"
     assert [(t["status"], t["error"]) for t in view["trials"]] == [("killed", "max_duration reached")] * 2
 
@@ -202,11 +194,19 @@ def test_ctrl_c_ends_every_trial_process_tree_and_leaves_the_store_consistent(tm
         stderr=subprocess.PIPE,
         text=True,
     )
-    exp_dir = _wait_for(
-        lambda: next((home / "experiments").glob("*"), None) if (home / "experiments").exists() else None
+    exp_dir = wait_until(
+        lambda: next((home / "experiments").glob("*"), None) if (home / "experiments").exists() else None,
+        "the experiment's folder",
+        timeout=60,
     )
-    pid_files = _wait_for(lambda: (lambda f: f if len(f) == 2 else None)(list(exp_dir.glob("trials/*/child.pid"))))
-    _wait_for(lambda: all(t["steps"] == 1 for t in show(exp_dir.name)["trials"]) or None)
+    pid_files = wait_until(
+        lambda: (lambda f: f if len(f) == 2 else None)(list(exp_dir.glob("trials/*/child.pid"))),
+        "both trials' child.pid",
+        timeout=60,
+    )
+    wait_until(
+        lambda: all(t["steps"] == 1 for t in show(exp_dir.name)["trials"]) or None, "a step of each trial", timeout=60
+    )
     pids = [int(f.read_text()) for f in pid_files]
     trial_pids = [t.pid for t in Store(home, readonly=True).trials(exp_dir.name)]
     proc.send_signal(signal.SIGINT)
@@ -260,7 +260,7 @@ def test_a_pytorch_trial_trains_and_reports_every_epoch(tmp_path, home):
     )
     result = automl("run", str(config))
     assert result.returncode == 0, result.stderr
-    view = show(_experiment_id(result.stdout))
+    view = show(run_experiment_id(result.stdout))
     assert [t["status"] for t in view["trials"]] == ["succeeded"] * 2, view["trials"]
     for t in view["trials"]:
         assert t["steps"] == 3 and 0.5 < t["value"] <= 1.0
@@ -272,13 +272,3 @@ def test_show_and_ls_on_unknown_or_missing_experiments(home):
     result = automl("show", "nope")
     assert result.returncode == 2 and "no experiment 'nope'" in result.stderr
     assert not home.exists()
-
-
-def _wait_for(probe, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")

@@ -8,14 +8,13 @@ import os
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from automl.daemon import daemon_pid
-from tests.conftest import REPO
+from tests.helpers import REPO, run_experiment_id, wait_until
 
 STEPS = 3
 # The CLI from this source tree without PYTHONPATH, so that nothing but the trial library can give a trial automl.
@@ -131,7 +130,7 @@ def test_automl_run_uses_the_shells_python_even_without_automl(tmp_path, home, b
     env = _shell(bare_venv)
     for config in _projects(tmp_path).values():
         out = _cli(env, "run", str(config)).stdout
-        exp_id = out.split("[", 1)[1].split("]", 1)[0]
+        exp_id = run_experiment_id(out)
         _check(env, home, exp_id, bare_venv)
 
 
@@ -145,14 +144,14 @@ def test_submit_sends_the_shells_environment_and_a_restarted_daemon_keeps_it(tmp
     )
     env = _shell(bare_venv)
     try:
-        _until(lambda: daemon_pid(home) is not None)
+        wait_until(lambda: daemon_pid(home) is not None, "the daemon to answer")
         configs = _projects(tmp_path, concurrency=1)  # the second trial is started by the restarted daemon
         gate = tmp_path / "gate"
         (tmp_path / "trial.py").write_text(
             f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n" + AUTOML_TRIAL
         )
         ids = {kind: _cli(env, "submit", str(config)).stdout.strip() for kind, config in configs.items()}
-        _until(lambda: _statuses(env, ids["plain"]) == ["running"])
+        wait_until(lambda: _statuses(env, ids["plain"]) == ["running"], "the plain trial to run")
         _cli(daemon_env, "daemon", "stop")
         daemon.wait(60)
         daemon = subprocess.Popen(
@@ -161,10 +160,13 @@ def test_submit_sends_the_shells_environment_and_a_restarted_daemon_keeps_it(tmp
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _until(lambda: daemon_pid(home) is not None)
+        wait_until(lambda: daemon_pid(home) is not None, "the daemon to answer")
         gate.touch()
         for exp_id in ids.values():
-            _until(lambda exp_id=exp_id: json.loads(_cli(env, "show", exp_id, "--json").stdout)["status"] == "done")
+            wait_until(
+                lambda exp_id=exp_id: json.loads(_cli(env, "show", exp_id, "--json").stdout)["status"] == "done",
+                f"experiment {exp_id} to be done",
+            )
             _check(env, home, exp_id, bare_venv)
     finally:
         daemon.terminate()
@@ -187,7 +189,7 @@ def test_the_command_is_looked_up_on_the_submitting_shells_path(tmp_path, home, 
         stderr=subprocess.DEVNULL,
     )
     try:
-        _until(lambda: daemon_pid(home) is not None)
+        wait_until(lambda: daemon_pid(home) is not None, "the daemon to answer")
         failed = subprocess.run(
             [sys.executable, "-c", CLI, "submit", str(tmp_path / "exp.yml")],
             env=daemon_env,
@@ -205,10 +207,3 @@ def test_the_command_is_looked_up_on_the_submitting_shells_path(tmp_path, home, 
 
 def _statuses(env: dict[str, str], exp_id: str) -> list[str]:
     return [t["status"] for t in json.loads(_cli(env, "show", exp_id, "--json").stdout)["trials"]]
-
-
-def _until(probe, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)

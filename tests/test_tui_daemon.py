@@ -8,10 +8,8 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import yaml
 from textual.command import CommandList, CommandPalette
 
 from automl.store import Store
-from tests.conftest import REPO, automl, write_trial
+from tests.helpers import REPO, automl, running_daemon, submit, wait_until, wait_until_async, write_trial
 from tui.app import DashboardApp
 from tui.screens.experiment import ExperimentScreen
 from tui.widgets.dialogs import ConfirmDialog, NumberDialog
@@ -42,28 +40,24 @@ def _space(steps: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
+def tui_daemon(tmp_path_factory: pytest.TempPathFactory):
     """A daemon for this module, hosting `slow` (trials of 30 s) and `quick` (done in a second or two)."""
     folder = tmp_path_factory.mktemp("tui")
     home = folder / "home"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AUTOML_HOME", str(home))
-        automl("daemon", "start", check=True)
-        try:
+        with running_daemon(home):
             write_trial(folder, STEPPING_TRIAL)
             ids = {
-                name: automl("submit", str(_config(folder, name, **fields)), check=True).stdout.strip()
+                name: submit(_config(folder, name, **fields))
                 for name, fields in (
                     ("slow", {"search_space": _space(300), "max_trials": 20}),
                     ("quick", {"search_space": _space(3), "max_trials": 2}),
                 )
             }
-            _wait(lambda: _experiment(home, ids["quick"])[0] == "done", "quick to finish")
-            _wait(lambda: _running(home, ids["slow"]), "a trial of slow to run")
+            wait_until(lambda: _experiment(home, ids["quick"])[0] == "done", "quick to finish", timeout=60)
+            wait_until(lambda: _running(home, ids["slow"]), "a trial of slow to run", timeout=60)
             yield folder, home, ids
-        finally:
-            automl("daemon", "stop")
-            _kill_trials(home)
 
 
 def _config(folder: Path, name: str, **fields: Any) -> Path:
@@ -80,81 +74,117 @@ def _config(folder: Path, name: str, **fields: Any) -> Path:
     return path
 
 
-def test_overview_lists_the_experiments_and_opens_one(daemon):
-    folder, home, ids = daemon
+def test_overview_lists_the_experiments_and_opens_one(tui_daemon):
+    folder, home, ids = tui_daemon
 
     async def scenario(pilot: Any, app: DashboardApp) -> None:
         assert {ids["slow"], ids["quick"]} <= set(app.state.experiments)
         await pilot.press("enter")
-        await _until(pilot, lambda: isinstance(app.screen, ExperimentScreen) and bool(app.state.trials))
+        await wait_until_async(
+            lambda: isinstance(app.screen, ExperimentScreen) and bool(app.state.trials),
+            "the experiment screen with its trials",
+            pause=pilot.pause,
+        )
         assert app.state.open_id == ids["slow"], "the active experiment comes first"
         await pilot.press("escape")
-        await _until(pilot, lambda: not isinstance(app.screen, ExperimentScreen))
+        await wait_until_async(lambda: not isinstance(app.screen, ExperimentScreen), "the overview", pause=pilot.pause)
 
     _drive(home, folder, None, scenario)
 
 
-def test_pause_and_resume(daemon):
-    folder, home, ids = daemon
+def test_pause_and_resume(tui_daemon):
+    folder, home, ids = tui_daemon
 
     async def scenario(pilot: Any, app: DashboardApp) -> None:
         await pilot.press("p")
-        await _until(pilot, lambda: _experiment(home, ids["slow"])[0] == "paused")
-        await _until(pilot, lambda: app.state.experiments[ids["slow"]].status == "paused")
+        await wait_until_async(
+            lambda: _experiment(home, ids["slow"])[0] == "paused", "slow to pause in the store", pause=pilot.pause
+        )
+        await wait_until_async(
+            lambda: app.state.experiments[ids["slow"]].status == "paused",
+            "the dashboard to show slow paused",
+            pause=pilot.pause,
+        )
         await pilot.press("ctrl+p")  # resume from the command palette this time
-        await _until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await wait_until_async(lambda: isinstance(app.screen, CommandPalette), "the command palette", pause=pilot.pause)
         await pilot.press(*"resume slow")
-        await _until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+        await wait_until_async(
+            lambda: app.screen.query_one(CommandList).option_count > 0, "the palette's options", pause=pilot.pause
+        )
         await pilot.press("enter")
-        await _until(pilot, lambda: _experiment(home, ids["slow"])[0] == "running")
+        await wait_until_async(
+            lambda: _experiment(home, ids["slow"])[0] == "running", "slow to resume in the store", pause=pilot.pause
+        )
 
     _drive(home, folder, ids["slow"], scenario)
 
 
-def test_change_concurrency(daemon):
-    folder, home, ids = daemon
+def test_change_concurrency(tui_daemon):
+    folder, home, ids = tui_daemon
 
     async def scenario(pilot: Any, app: DashboardApp) -> None:
         await pilot.press("c")
-        await _until(pilot, lambda: isinstance(app.screen, NumberDialog))
+        await wait_until_async(lambda: isinstance(app.screen, NumberDialog), "the number dialog", pause=pilot.pause)
         await pilot.press("0", "enter")  # the value shown is selected: typing replaces it; 0 is refused
         assert isinstance(app.screen, NumberDialog)
         await pilot.press("backspace", "3", "enter")
-        await _until(pilot, lambda: _experiment(home, ids["slow"])[1]["concurrency"] == 3)
-        await _until(pilot, lambda: app.state.experiments[ids["slow"]].concurrency == 3)
+        await wait_until_async(
+            lambda: _experiment(home, ids["slow"])[1]["concurrency"] == 3,
+            "slow's concurrency of 3 in the store",
+            pause=pilot.pause,
+        )
+        await wait_until_async(
+            lambda: app.state.experiments[ids["slow"]].concurrency == 3,
+            "the dashboard to show slow's concurrency of 3",
+            pause=pilot.pause,
+        )
 
     _drive(home, folder, ids["slow"], scenario)
 
 
-def test_kill_the_selected_trial_after_confirmation(daemon):
-    folder, home, ids = daemon
+def test_kill_the_selected_trial_after_confirmation(tui_daemon):
+    folder, home, ids = tui_daemon
 
     async def scenario(pilot: Any, app: DashboardApp) -> None:
         screen = app.screen
         assert isinstance(screen, ExperimentScreen)
-        await _until(pilot, lambda: screen.cursor_trial is not None and screen.cursor_trial.status == "running")
+        await wait_until_async(
+            lambda: screen.cursor_trial is not None and screen.cursor_trial.status == "running",
+            "the cursor on a running trial",
+            pause=pilot.pause,
+        )
         victim = screen.cursor_trial.id
         await pilot.press("k")
-        await _until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await wait_until_async(
+            lambda: isinstance(app.screen, ConfirmDialog), "the confirmation dialog", pause=pilot.pause
+        )
         await pilot.press("n")
-        await _until(pilot, lambda: app.screen is screen)
+        await wait_until_async(lambda: app.screen is screen, "the experiment screen again", pause=pilot.pause)
         assert _trial(home, ids["slow"], victim)["status"] == "running", "no means no"
         await pilot.press("k")
-        await _until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await wait_until_async(
+            lambda: isinstance(app.screen, ConfirmDialog), "the confirmation dialog", pause=pilot.pause
+        )
         await pilot.press("y")
-        await _until(pilot, lambda: _trial(home, ids["slow"], victim)["status"] == "killed")
+        await wait_until_async(
+            lambda: _trial(home, ids["slow"], victim)["status"] == "killed",
+            "the trial to be killed in the store",
+            pause=pilot.pause,
+        )
         assert _trial(home, ids["slow"], victim)["error"] == "killed by user"
         assert _experiment(home, ids["slow"])[0] == "running", "the experiment goes on"
 
     _drive(home, folder, ids["slow"], scenario)
 
 
-def test_export_the_best_config(daemon):
-    folder, home, ids = daemon
+def test_export_the_best_config(tui_daemon):
+    folder, home, ids = tui_daemon
 
     async def scenario(pilot: Any, app: DashboardApp) -> None:
         await pilot.press("e")
-        await _until(pilot, lambda: (folder / "quick-best.yaml").exists())
+        await wait_until_async(
+            lambda: (folder / "quick-best.yaml").exists(), "the exported quick-best.yaml", pause=pilot.pause
+        )
 
     _drive(home, folder, ids["quick"], scenario)
     expected = automl("export", ids["quick"], "--best", check=True).stdout
@@ -163,8 +193,8 @@ def test_export_the_best_config(daemon):
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-def test_the_command_in_a_real_terminal(daemon):
-    folder, home, ids = daemon
+def test_the_command_in_a_real_terminal(tui_daemon):
+    folder, home, ids = tui_daemon
     server = ["tmux", "-L", f"automl-tui-{os.getpid()}"]
     command = shlex.join(["env", f"AUTOML_HOME={home}", sys.executable, "-m", "automl", "tui", "slow"])
     subprocess.run(
@@ -187,55 +217,75 @@ def test_the_command_in_a_real_terminal(daemon):
         return subprocess.run([*server, "capture-pane", "-p", "-t", "dashboard"], capture_output=True, text=True).stdout
 
     try:
-        _wait(
+        wait_until(
             lambda: "slow ▶ running" in screen() and "● daemon" in screen() and "Trials · all" in screen(),
-            "the dashboard to show slow",
-            screen,
+            lambda: f"the dashboard to show slow; screen:\n{screen()}",
+            timeout=60,
         )
         subprocess.run([*server, "send-keys", "-t", "dashboard", "p"], check=True)
-        _wait(lambda: _experiment(home, ids["slow"])[0] == "paused", "slow to pause")
-        _wait(lambda: "slow ‖ paused" in screen(), "the dashboard to show the pause", screen)
+        wait_until(lambda: _experiment(home, ids["slow"])[0] == "paused", "slow to pause", timeout=60)
+        wait_until(
+            lambda: "slow ‖ paused" in screen(),
+            lambda: f"the dashboard to show the pause; screen:\n{screen()}",
+            timeout=60,
+        )
         subprocess.run([*server, "send-keys", "-t", "dashboard", "p"], check=True)
-        _wait(lambda: _experiment(home, ids["slow"])[0] == "running", "slow to resume")
+        wait_until(lambda: _experiment(home, ids["slow"])[0] == "running", "slow to resume", timeout=60)
         subprocess.run([*server, "send-keys", "-t", "dashboard", "q"], check=True)
-        _wait(lambda: "EXITED=0" in screen(), "the dashboard to quit", screen)
+        wait_until(lambda: "EXITED=0" in screen(), lambda: f"the dashboard to quit; screen:\n{screen()}", timeout=60)
     finally:
         subprocess.run([*server, "kill-server"], capture_output=True)
 
 
-def test_rides_out_a_daemon_restart(daemon):
-    folder, home, ids = daemon
+def test_rides_out_a_daemon_restart(tui_daemon):
+    folder, home, ids = tui_daemon
 
     async def scenario(pilot: Any, app: DashboardApp) -> None:
         await asyncio.to_thread(automl, "daemon", "stop", check=True)
-        await _until(pilot, lambda: app.state.connected is False)
+        await wait_until_async(
+            lambda: app.state.connected is False, "the dashboard to see the daemon gone", pause=pilot.pause
+        )
         assert "disconnected" in str(link_text(app.state))
         assert app.state.experiments[ids["slow"]].status == "running", "the daemon leaves its experiments running"
         said = _notifications(app)
         await pilot.press("p")  # refused while disconnected, without a crash
-        await _until(pilot, lambda: ("not connected to the daemon; retrying, try again in a moment", "error") in said)
+        await wait_until_async(
+            lambda: ("not connected to the daemon; retrying, try again in a moment", "error") in said,
+            "the refusal while disconnected",
+            pause=pilot.pause,
+        )
         await asyncio.to_thread(automl, "daemon", "start", check=True)
-        await _until(pilot, lambda: app.state.connected is True)
+        await wait_until_async(lambda: app.state.connected is True, "the dashboard to reconnect", pause=pilot.pause)
         assert "● daemon" in str(link_text(app.state))
         assert _experiment(home, ids["slow"])[0] == "running", "nothing was sent"
-        await _until(pilot, lambda: ids["slow"] in app.link.status()["experiments"])  # the daemon took it back
+        await wait_until_async(
+            lambda: ids["slow"] in app.link.status()["experiments"], "the daemon to take slow back", pause=pilot.pause
+        )  # the daemon took it back
 
     _drive(home, folder, ids["slow"], scenario)
 
 
-def test_stop_after_confirmation(daemon):
-    folder, home, ids = daemon
+def test_stop_after_confirmation(tui_daemon):
+    folder, home, ids = tui_daemon
 
     async def scenario(pilot: Any, app: DashboardApp) -> None:
         await pilot.press("s")
-        await _until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await wait_until_async(
+            lambda: isinstance(app.screen, ConfirmDialog), "the confirmation dialog", pause=pilot.pause
+        )
         await pilot.press("y")
-        await _until(pilot, lambda: _experiment(home, ids["slow"])[0] == "stopped")
-        await _until(pilot, lambda: app.state.experiments[ids["slow"]].status == "stopped")
+        await wait_until_async(
+            lambda: _experiment(home, ids["slow"])[0] == "stopped", "slow to stop in the store", pause=pilot.pause
+        )
+        await wait_until_async(
+            lambda: app.state.experiments[ids["slow"]].status == "stopped",
+            "the dashboard to show slow stopped",
+            pause=pilot.pause,
+        )
         said = _notifications(app)
         await pilot.press("p")  # nothing to pause any more: said so, nothing sent
         refusal = ("slow is stopped: only a running or paused experiment can be paused or resumed", "warning")
-        await _until(pilot, lambda: refusal in said)
+        await wait_until_async(lambda: refusal in said, "the refusal to pause a stopped experiment", pause=pilot.pause)
         assert _experiment(home, ids["slow"])[0] == "stopped"
 
     _drive(home, folder, ids["slow"], scenario)
@@ -277,8 +327,14 @@ def _drive(
     async def main() -> None:
         app = DashboardApp(home, experiment=experiment, export_dir=folder)
         async with app.run_test(size=(100, 30)) as pilot:
-            await _until(pilot, lambda: app.state.connected is True and app.state.loaded)
-            await _until(pilot, lambda: app.screen.query_one(LiveTable).row_count > 0)
+            await wait_until_async(
+                lambda: app.state.connected is True and app.state.loaded,
+                "the dashboard connected and loaded",
+                pause=pilot.pause,
+            )
+            await wait_until_async(
+                lambda: app.screen.query_one(LiveTable).row_count > 0, "the table's first rows", pause=pilot.pause
+            )
             await scenario(pilot, app)
 
     asyncio.run(main())
@@ -295,24 +351,6 @@ def _notifications(app: DashboardApp) -> list[tuple[str, str]]:
 
     app.notify = recording  # type: ignore[method-assign]
     return said
-
-
-async def _until(pilot: Any, condition: Callable[[], Any], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the dashboard")
-        await pilot.pause(0.1)
-
-
-def _wait(
-    condition: Callable[[], Any], what: str, show: Callable[[], str] | None = None, timeout: float = 60.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}" + (f"; screen:\n{show()}" if show else ""))
-        time.sleep(0.1)
 
 
 def _experiment(home: Path, exp_id: str) -> tuple[str, dict[str, Any]]:
@@ -342,21 +380,5 @@ def _running(home: Path, exp_id: str) -> bool:
         return False
     try:
         return any(t.status == "running" for t in store.trials(exp_id))
-    finally:
-        store.close()
-
-
-def _kill_trials(home: Path) -> None:
-    store = Store.open_for_reading(home)
-    if store is None:
-        return
-    try:
-        for experiment in store.experiments():
-            for trial in store.trials(experiment.id):
-                if trial.pid and trial.status == "running":
-                    try:
-                        os.killpg(trial.pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
     finally:
         store.close()

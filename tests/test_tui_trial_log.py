@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from tests import tui_sample_store as sample_store
-from tests.test_tui_snapshots import dashboard, loaded, store_home  # noqa: F401 (store_home is a fixture)
+from tests.helpers import wait_until_async
+from tests.tui_sample_store import dashboard, loaded
 
 
-def test_the_log_pane_opens_on_nni_trial_log_and_switches_through_every_stream(store_home):  # noqa: F811
+def test_the_log_pane_opens_on_nni_trial_log_and_switches_through_every_stream(store_home):
     trial_dir = store_home / "experiments" / sample_store.EXPERIMENT_ID / "trials" / "24"
     (trial_dir / "trial.log").write_text("[2026-01-01 00:00:00] PRINT accuracy 0.91\n")
     seen = asyncio.run(_streams_shown(dashboard(store_home, sample_store.EXPERIMENT_ID)))
@@ -31,8 +32,8 @@ async def _streams_shown(app) -> list[tuple[str, str]]:
 
 async def _log_once_read(pilot):
     log = pilot.app.screen.query_one("#log")
-    for _ in range(100):
-        await pilot.pause(0.05)
-        if log.lines or "nothing written yet" in str(log.border_title):
-            break
+    await pilot.pause(0.05)
+    await wait_until_async(
+        lambda: log.lines or "nothing written yet" in str(log.border_title), "the log pane's text", pause=pilot.pause
+    )
     return log

@@ -15,8 +15,7 @@ import pytest
 
 from automl.errors import UserError
 from automl.tuners import TUNER_NAMES, NoMoreTrials, Tuner, canonical_tuner_name, create_tuner
-from tests.conftest import automl, show, write_config
-from tests.test_daemon import _submit, _wait, _wait_status, daemon  # noqa: F401  (daemon is a fixture)
+from tests.helpers import automl, show, submit, wait_for_status, wait_until, write_config
 
 MIXED_SPACE: dict[str, Any] = {
     "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
@@ -623,9 +622,9 @@ def test_automl_run_pbt_keeps_checkpoints_in_the_experiment_folder(tmp_path, hom
     assert all((Path(t["params"]["save_checkpoint_dir"]) / "model.txt").is_file() for t in trials)
 
 
-def test_pbt_in_the_daemon_goes_on_with_its_checkpoints_after_a_restart(tmp_path, home, daemon) -> None:  # noqa: F811
+def test_pbt_in_the_daemon_goes_on_with_its_checkpoints_after_a_restart(tmp_path, home, daemon) -> None:
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.5]}}
-    exp_id = _submit(
+    exp_id = submit(
         _run_config(
             tmp_path,
             PBT_TRIAL,
@@ -635,9 +634,9 @@ def test_pbt_in_the_daemon_goes_on_with_its_checkpoints_after_a_restart(tmp_path
             tuner={"name": "PBTTuner", "args": {"population_size": 2}},
         )
     )
-    _wait(lambda: [t for t in show(exp_id)["trials"] if t["status"] == "succeeded"])
+    wait_until(lambda: [t for t in show(exp_id)["trials"] if t["status"] == "succeeded"], "a succeeded trial")
     automl("daemon", "restart", check=True)
-    trials = _wait_status(exp_id, "done")["trials"]
+    trials = wait_for_status(exp_id, "done")["trials"]
     assert [t["status"] for t in trials] == ["succeeded"] * 6
     folder = home / "experiments" / exp_id / "checkpoints"
     assert all(t["params"]["save_checkpoint_dir"].startswith(f"{folder}/") for t in trials)

@@ -1,16 +1,22 @@
-"""A store filled with one deterministic experiment (fixed ids, times and values), for the dashboard's snapshot
-tests and benchmarks."""
+"""A store filled with one deterministic experiment (fixed ids, times and values), and the dashboard on it with a
+stand-in daemon, for the dashboard's snapshot tests and benchmarks."""
 
 from __future__ import annotations
 
 import math
 import random
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl.config.model import CostPolicy
 from automl.engine.cost import TrialUsage
 from automl.store import Metric, Store
+from tests.helpers import wait_until_async
+
+if TYPE_CHECKING:
+    from tui.app import DashboardApp
 
 NOW = 1_764_000_000.0
 """The moment the sample is taken at (2025-11-24 16:00 UTC)."""
@@ -194,3 +200,53 @@ def _config(name: str, max_trials: int, gpus: int, prices: CostPolicy) -> dict[s
         "env": {},
         "cost": prices.model_dump(),
     }
+
+
+class FixedDaemon:
+    """A daemon stand-in: answers `status`, sends a minute of GPU samples, then nothing until closed."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def status(self) -> dict[str, Any]:
+        """A running daemon with two GPUs."""
+        return {"running": True, "pid": 4242, "gpus": 2, "experiments": [EXPERIMENT_ID]}
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """30 GPU samples, then silence."""
+        yield from (gpu_sample(tick) for tick in range(30))
+        self.closed.wait()
+
+    def request(self, op: str, **args: Any) -> Any:
+        """Answered with an empty result."""
+        return {}
+
+    def close(self) -> None:
+        """End `events()`."""
+        self.closed.set()
+
+
+def dashboard(home: Path, experiment: str | None = None) -> DashboardApp:
+    """The app on the sample store, its clock stopped at the sample's moment. The app is imported here, so that
+    filling a sample store does not need the dashboard."""
+    from tui.app import DashboardApp
+
+    return DashboardApp(home, link=FixedDaemon(), experiment=experiment, clock=lambda: NOW, export_dir=home)
+
+
+async def loaded(pilot: Any) -> None:
+    """Wait until the store and all GPU samples are in, then draw everything."""
+    app = pilot.app
+
+    def ready() -> bool:
+        return (
+            app.state.loaded
+            and app.state.connected
+            and len(app.state.gpus) == 2
+            and all(len(g.utilization) == 30 for g in app.state.gpus.values())
+            and (app.state.open_id is None or any(t.steps for t in app.state.trials.values()))
+        )
+
+    await wait_until_async(ready, "the sample store and all GPU samples in the app", timeout=30, pause=pilot.pause)
+    app.redraw(force=True)
+    await pilot.pause()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import automl
+from tests.helpers import automl, submit
 
 TRIAL = "from automl import trial\ntrial.report_final(1.0)\n"
 BASE = {
@@ -196,7 +196,7 @@ def test_update_refuses_an_infinite_duration(tmp_path, home):
         (tmp_path / "trial.py").write_text("import time\nfrom automl import trial\ntime.sleep(30)\n")
         config = tmp_path / "ok.yml"
         config.write_text(_yaml(max_trials=1))
-        exp_id = automl("submit", str(config), check=True).stdout.strip()
+        exp_id = submit(config)
         _one_error(
             *(lambda r: (r.returncode, r.stderr))(automl("update", exp_id, "--max-duration", "9" * 400)), "finite"
         )

@@ -23,8 +23,17 @@ import pytest
 from automl.control import protocol
 from automl.control.client import Client, RemoteError
 from automl.control.server import ACCEPT_BACKLOG, MAX_CLIENTS, ControlServer
-from tests.conftest import automl, show, write_config, write_trial
-from tests.test_daemon import STEPPING_TRIAL, _kill_trials, _pid, _submit, _wait_status
+from tests.helpers import (
+    STEPPING_TRIAL,
+    automl,
+    recorded_daemon_pid,
+    running_daemon,
+    show,
+    submit,
+    wait_for_status,
+    write_config,
+    write_trial,
+)
 
 IDLE_CLIENTS = 2000
 DAEMON_FILE_LIMIT = 1024  # the common default soft limit, which 2,000 connections would exhaust
@@ -32,7 +41,7 @@ DAEMON_FILE_LIMIT = 1024  # the common default soft limit, which 2,000 connectio
 
 def open_idle_connections(socket_path: Path, count: int) -> tuple[list[socket.socket], int]:
     """`count` connections that never send anything, and the most descriptors the daemon held meanwhile."""
-    daemon = psutil.Process(_pid(socket_path.parent))
+    daemon = psutil.Process(recorded_daemon_pid(socket_path.parent))
     connections, most = [], 0
     for i in range(count):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -56,10 +65,8 @@ def low_file_limit_daemon(home: Path) -> Iterator[Path]:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (DAEMON_FILE_LIMIT, DAEMON_FILE_LIMIT))
 
-    automl("daemon", "start", check=True, preexec_fn=limit)
-    yield home
-    automl("daemon", "stop")
-    _kill_trials(home)
+    with running_daemon(home, preexec_fn=limit):
+        yield home
 
 
 @pytest.fixture
@@ -76,13 +83,13 @@ def many_files() -> Iterator[None]:
 def test_two_thousand_idle_connections_fail_nothing(tmp_path, low_file_limit_daemon, many_files):
     write_trial(tmp_path, STEPPING_TRIAL)
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.3]}}
-    exp = _submit(write_config(tmp_path, search_space=space, max_trials=4, concurrency=2))
-    before = psutil.Process(_pid(low_file_limit_daemon)).num_fds()
+    exp = submit(write_config(tmp_path, search_space=space, max_trials=4, concurrency=2))
+    before = psutil.Process(recorded_daemon_pid(low_file_limit_daemon)).num_fds()
     connections, most_fds = open_idle_connections(low_file_limit_daemon / "daemon.sock", IDLE_CLIENTS)
     try:
         status = automl("daemon", "status", "--json", timeout=60)
         assert status.returncode == 0 and json.loads(status.stdout)["experiments"] == [exp], status.stderr
-        view = _wait_status(exp, "done", "failed", "stopped")
+        view = wait_for_status(exp, "done", "failed", "stopped")
         assert view["status"] == "done"
         assert [(t["status"], t["steps"]) for t in view["trials"]] == [("succeeded", 5)] * 4
         # the clients it serves, and those accepted in the loop's last few rounds and not yet closed

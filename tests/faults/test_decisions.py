@@ -15,8 +15,17 @@ from pathlib import Path
 
 from automl.launchers.local import find_trial_process
 from automl.store import Store
-from tests.conftest import automl, show, write_config, write_trial
-from tests.test_daemon import _kill_trials, _pid, _submit, _wait, _wait_status, daemon  # noqa: F401
+from tests.helpers import (
+    automl,
+    kill_leftover_trials,
+    recorded_daemon_pid,
+    show,
+    submit,
+    wait_for_status,
+    wait_until,
+    write_config,
+    write_trial,
+)
 
 STUBBORN_TRIAL = """
 import signal
@@ -38,16 +47,17 @@ def _space(pace: float, steps: int) -> dict:
 
 def _running(exp_id: str, at_least: int = 1, steps: int = 1) -> list[dict]:
     """Wait until `at_least` trials run and each has reported `steps` steps."""
-    return _wait(
+    return wait_until(
         lambda: (lambda r: r if len(r) >= at_least and all(t["steps"] >= steps for t in r) else None)(
             [t for t in show(exp_id)["trials"] if t["status"] == "running"]
         ),
+        f"{at_least} running trial(s) with {steps} step(s) each",
         timeout=60,
     )
 
 
 def _crash_daemon(home: Path) -> None:
-    os.kill(_pid(home), signal.SIGKILL)
+    os.kill(recorded_daemon_pid(home), signal.SIGKILL)
 
 
 def _left_over(home: Path, exp_id: str) -> list[int]:
@@ -73,18 +83,18 @@ def stop_then_crash(home: Path, work: Path) -> dict:
     """`automl stop`, then the daemon is SIGKILLed while its trials wait out the grace period; restarted, it must
     end the experiment stopped, without running anything more."""
     write_trial(work, STUBBORN_TRIAL)
-    exp_id = _submit(write_config(work, search_space=_space(0.5, 40), max_trials=6, concurrency=2))
+    exp_id = submit(write_config(work, search_space=_space(0.5, 40), max_trials=6, concurrency=2))
     _running(exp_id, at_least=2)
     automl("stop", exp_id, check=True)
     _crash_daemon(home)
     before = [t["id"] for t in show(exp_id)["trials"]]
     automl("daemon", "start", check=True)
-    view = _wait_status(exp_id, "stopped", "done", "failed", timeout=60)
+    view = wait_for_status(exp_id, "stopped", "done", "failed", timeout=60)
     view["trials_before_restart"] = before
     return view
 
 
-def test_a_stop_is_carried_out_by_the_restarted_daemon(tmp_path, home, daemon):  # noqa: F811
+def test_a_stop_is_carried_out_by_the_restarted_daemon(tmp_path, home, daemon):
     view = stop_then_crash(home, tmp_path)
     assert view["status"] == "stopped"
     assert [t["id"] for t in view["trials"]] == view["trials_before_restart"], "no trial started after the stop"
@@ -92,35 +102,36 @@ def test_a_stop_is_carried_out_by_the_restarted_daemon(tmp_path, home, daemon): 
     assert _left_over(home, view["id"]) == []
 
 
-def test_a_pause_survives_a_crash(tmp_path, home, daemon):  # noqa: F811
+def test_a_pause_survives_a_crash(tmp_path, home, daemon):
     write_trial(tmp_path, STUBBORN_TRIAL)
-    exp_id = _submit(write_config(tmp_path, search_space=_space(0.3, 8), max_trials=3, concurrency=1))
+    exp_id = submit(write_config(tmp_path, search_space=_space(0.3, 8), max_trials=3, concurrency=1))
     _running(exp_id)
     automl("pause", exp_id, check=True)
     at_pause = len(show(exp_id)["trials"])
     _crash_daemon(home)
     automl("daemon", "start", check=True)
     assert show(exp_id)["status"] == "paused"
-    ended = _wait(
-        lambda: (lambda v: v if not [t for t in v["trials"] if t["status"] == "running"] else None)(show(exp_id))
+    ended = wait_until(
+        lambda: (lambda v: v if not [t for t in v["trials"] if t["status"] == "running"] else None)(show(exp_id)),
+        "the paused experiment's trials to end",
     )
     assert [t["status"] for t in ended["trials"]] == ["succeeded"] * at_pause, "the re-attached trial ended"
     assert show(exp_id)["status"] == "paused" and len(show(exp_id)["trials"]) == at_pause, "nothing started"
     automl("resume", exp_id, check=True)
-    view = _wait_status(exp_id, "done")
+    view = wait_for_status(exp_id, "done")
     assert [t["status"] for t in view["trials"]] == ["succeeded"] * 3
     for trial in view["trials"]:
         _metrics_complete(home, exp_id, trial)
 
 
-def test_a_killed_trial_stays_killed_after_a_crash(tmp_path, home, daemon):  # noqa: F811
+def test_a_killed_trial_stays_killed_after_a_crash(tmp_path, home, daemon):
     write_trial(tmp_path, STUBBORN_TRIAL)
-    exp_id = _submit(write_config(tmp_path, search_space=_space(0.3, 10), max_trials=2, concurrency=1))
+    exp_id = submit(write_config(tmp_path, search_space=_space(0.3, 10), max_trials=2, concurrency=1))
     victim = _running(exp_id)[0]
     automl("kill", exp_id, str(victim["id"]), check=True)
     _crash_daemon(home)
     automl("daemon", "start", check=True)
-    view = _wait_status(exp_id, "done", "failed", "stopped", timeout=60)
+    view = wait_for_status(exp_id, "done", "failed", "stopped", timeout=60)
     assert view["status"] == "done"
     trials = {t["id"]: t for t in view["trials"]}
     assert (trials[victim["id"]]["status"], trials[victim["id"]]["error"]) == ("killed", "killed by user")
@@ -139,10 +150,11 @@ def orphan(home: Path, work: Path, trial: str, space: dict, max_trials: int, run
         stderr=subprocess.DEVNULL,
     )
     try:
-        exp_id = _wait(
+        exp_id = wait_until(
             lambda: (lambda rows: rows[0]["id"] if rows else None)(
                 json.loads(automl("ls", "--json", check=True).stdout)
             ),
+            "the orphaned run's experiment to be listed",
             timeout=60,
         )
         _running(exp_id, at_least=running)
@@ -162,10 +174,10 @@ def test_an_orphaned_run_is_shown_and_resumed_by_the_daemon(tmp_path, home):
         assert _listed_status(exp_id) == "orphaned" and show(exp_id)["status"] == "orphaned"
         resumed = automl("resume", exp_id)
         assert resumed.returncode == 0 and "adopted" in resumed.stdout, resumed.stderr
-        view = _wait_status(exp_id, "done", "failed", "stopped", timeout=60)
+        view = wait_for_status(exp_id, "done", "failed", "stopped", timeout=60)
     finally:
         automl("daemon", "stop")
-        _kill_trials(home)
+        kill_leftover_trials(home)
     assert view["status"] == "done"
     assert [(t["status"], t["retry_of"]) for t in view["trials"]] == [("succeeded", None)] * 4, "none ran twice"
     assert len({json.dumps(t["params"], sort_keys=True) for t in view["trials"]}) == 4
@@ -174,15 +186,12 @@ def test_an_orphaned_run_is_shown_and_resumed_by_the_daemon(tmp_path, home):
         _metrics_complete(home, exp_id, trial)
 
 
-def test_an_orphaned_run_is_stopped_without_a_daemon(tmp_path, home):
-    try:
-        exp_id = orphan(home, tmp_path, STUBBORN_TRIAL, _space(0.5, 40), max_trials=4, running=2)
-        assert _listed_status(exp_id) == "orphaned"
-        assert len(_left_over(home, exp_id)) == 2
-        stopped = automl("stop", exp_id)
-        assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
-    finally:
-        _kill_trials(home)
+def test_an_orphaned_run_is_stopped_without_a_daemon(tmp_path, home, leftover_trials_killed):
+    exp_id = orphan(home, tmp_path, STUBBORN_TRIAL, _space(0.5, 40), max_trials=4, running=2)
+    assert _listed_status(exp_id) == "orphaned"
+    assert len(_left_over(home, exp_id)) == 2
+    stopped = automl("stop", exp_id)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
     view = show(exp_id)
     assert view["status"] == "stopped"
     assert {(t["status"], t["error"]) for t in view["trials"]} == {("killed", "stopped by user")}
@@ -191,11 +200,11 @@ def test_an_orphaned_run_is_stopped_without_a_daemon(tmp_path, home):
     assert automl("resume", exp_id).returncode == 2, "a stopped experiment is no orphan to adopt"
 
 
-def test_unknown_arguments_and_empty_experiment_names_are_user_errors(tmp_path, home, daemon):  # noqa: F811
+def test_unknown_arguments_and_empty_experiment_names_are_user_errors(tmp_path, home, daemon):
     from automl.control.client import Client, RemoteError
 
     write_trial(tmp_path, STUBBORN_TRIAL)
-    exp_id = _submit(write_config(tmp_path, search_space=_space(0.1, 2), max_trials=1))
+    exp_id = submit(write_config(tmp_path, search_space=_space(0.1, 2), max_trials=1))
     with Client(home / "daemon.sock") as client:
         for op, args, expected in (
             ("pause", {"experiment": ""}, "must not be empty"),

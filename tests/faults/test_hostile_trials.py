@@ -21,8 +21,16 @@ import pytest
 from automl.control.client import Client
 from automl.engine.metrics_file import MAX_LINE
 from automl.store import Store
-from tests.conftest import show, write_config, write_trial
-from tests.test_daemon import _pid, _submit, _wait, _wait_status, daemon  # noqa: F401
+from tests.helpers import (
+    recorded_daemon_pid,
+    show,
+    still_running,
+    submit,
+    wait_for_status,
+    wait_until,
+    write_config,
+    write_trial,
+)
 
 STEPS = 5
 RSS_LIMIT_MIB = 300
@@ -110,7 +118,7 @@ class _Watcher:
     """Samples the daemon while a fault goes on: its resident memory, and how long a status request takes."""
 
     def __init__(self, home: Path):
-        self.home, self.daemon = home, psutil.Process(_pid(home))
+        self.home, self.daemon = home, psutil.Process(recorded_daemon_pid(home))
         self.peak_rss_mib = self.slowest_answer_s = 0.0
 
     def sample(self) -> None:
@@ -124,7 +132,7 @@ class _Watcher:
 def run_hostile(folder: Path, home: Path, harm: str) -> Observed:
     """One hostile trial (its harm from HOSTILE) beside two well-behaved ones, in a running daemon."""
     write_trial(folder, HOSTILE_TRIAL.replace("HARM", _indent(harm)).replace("STEPS", str(STEPS)))
-    exp_id = _submit(
+    exp_id = submit(
         write_config(
             folder,
             tuner={"name": "GridSearch"},
@@ -140,10 +148,12 @@ def run_hostile(folder: Path, home: Path, harm: str) -> Observed:
         hostile = [t for t in show(exp_id)["trials"] if t["params"]["role"] == "hostile" and t["steps"] >= 2]
         return hostile[0] if hostile else None
 
-    hostile = _wait(hostile_ready, timeout=60)
+    hostile = wait_until(hostile_ready, "the hostile trial's first two steps", timeout=60)
     (home / "experiments" / exp_id / "trials" / str(hostile["id"]) / GATE).touch()
-    view = _wait(
-        lambda: watcher.sample() or (lambda v: v if v["status"] != "running" else None)(show(exp_id)), timeout=60
+    view = wait_until(
+        lambda: watcher.sample() or (lambda v: v if v["status"] != "running" else None)(show(exp_id)),
+        "the experiment to end",
+        timeout=60,
     )
     pids = [t.pid for t in Store(home, readonly=True).trials(exp_id) if t.pid]
     return Observed(view, watcher.peak_rss_mib, watcher.slowest_answer_s, pids)
@@ -164,36 +174,29 @@ def run_escaping(folder: Path, home: Path, ending: str) -> tuple[Observed, list[
         (folder / "stop_at_two.py").write_text(STOP_AT_TWO)
         fields["stopper"] = {"class_name": "stop_at_two.StopAtTwo", "code_directory": "."}
     write_trial(folder, ESCAPING_TRIAL)
-    exp_id = _submit(write_config(folder, **fields))
+    exp_id = submit(write_config(folder, **fields))
     watcher = _Watcher(home)
-    escaped = _wait(lambda: list((home / "experiments" / exp_id).glob("trials/*/escaped.pid")), timeout=60)
+    escaped = wait_until(
+        lambda: list((home / "experiments" / exp_id).glob("trials/*/escaped.pid")), "the escaped process", timeout=60
+    )
     if ending == "kill":
         trial_id = escaped[0].parent.name
-        _wait(lambda: show(exp_id)["trials"][0]["status"] == "running")
+        wait_until(lambda: show(exp_id)["trials"][0]["status"] == "running", "the trial to run")
         subprocess.run([sys.executable, "-m", "automl", "kill", exp_id, trial_id], check=True, capture_output=True)
     elif ending == "stop":
         subprocess.run([sys.executable, "-m", "automl", "stop", exp_id], check=True, capture_output=True)
-    view = _wait(
-        lambda: watcher.sample() or (lambda v: v if v["status"] != "running" else None)(show(exp_id)), timeout=60
+    view = wait_until(
+        lambda: watcher.sample() or (lambda v: v if v["status"] != "running" else None)(show(exp_id)),
+        "the experiment to end",
+        timeout=60,
     )
     pids = [t.pid for t in Store(home, readonly=True).trials(exp_id) if t.pid]
     observed = Observed(view, watcher.peak_rss_mib, watcher.slowest_answer_s, pids)
     return observed, [int(path.read_text()) for path in escaped]
 
 
-@pytest.fixture
-def escapees(home: Path):
-    """Kills, after the test, any escaped grandchild a failed test left running."""
-    yield
-    for path in home.glob("experiments/*/trials/*/escaped.pid"):
-        try:
-            os.kill(int(path.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
-
-
 @pytest.mark.parametrize("harm", sorted(HOSTILE))
-def test_a_hostile_metrics_file_fails_only_its_trial(tmp_path, daemon, harm):  # noqa: F811
+def test_a_hostile_metrics_file_fails_only_its_trial(tmp_path, daemon, harm):
     observed = run_hostile(tmp_path, daemon, HOSTILE[harm])
     trials = {t["params"]["role"]: t for t in observed.view["trials"]}
     assert observed.view["status"] == "done"
@@ -204,10 +207,10 @@ def test_a_hostile_metrics_file_fails_only_its_trial(tmp_path, daemon, harm):  #
         assert (t["status"], t["steps"], t["value"]) == ("succeeded", STEPS, 0.5), t
     assert observed.peak_rss_mib < RSS_LIMIT_MIB
     assert observed.slowest_answer_s < ANSWER_LIMIT_S
-    assert not _alive(observed.trial_pids)
+    assert not still_running(observed.trial_pids)
 
 
-def test_a_last_line_without_a_newline_is_read_when_the_trial_ends(tmp_path, daemon):  # noqa: F811
+def test_a_last_line_without_a_newline_is_read_when_the_trial_ends(tmp_path, daemon):
     write_trial(
         tmp_path,
         """
@@ -217,14 +220,14 @@ def test_a_last_line_without_a_newline_is_read_when_the_trial_ends(tmp_path, dae
             f.write('{"kind": "final", "value": 0.75}')
     """,
     )
-    exp_id = _submit(write_config(tmp_path, max_trials=1, concurrency=1))
-    view = _wait_status(exp_id, "done", "failed", timeout=60)
+    exp_id = submit(write_config(tmp_path, max_trials=1, concurrency=1))
+    view = wait_for_status(exp_id, "done", "failed", timeout=60)
     [t] = view["trials"]
     assert (t["status"], t["steps"], t["value"]) == ("succeeded", 1, 0.75), t
 
 
 @pytest.mark.parametrize("ending", ["normal", "kill", "stop", "timeout", "early_stop"])
-def test_a_process_that_escaped_the_trial_dies_with_it(tmp_path, daemon, escapees, ending):  # noqa: F811
+def test_a_process_that_escaped_the_trial_dies_with_it(tmp_path, daemon, ending):
     observed, escaped = run_escaping(tmp_path, daemon, ending)
     [t] = observed.view["trials"]
     status, reason = {
@@ -235,7 +238,7 @@ def test_a_process_that_escaped_the_trial_dies_with_it(tmp_path, daemon, escapee
         "early_stop": ("early_stopped", "at step 2"),
     }[ending]
     assert t["status"] == status and reason in (t["error"] or ""), t
-    assert escaped and not _alive(escaped + observed.trial_pids)
+    assert escaped and not still_running(escaped + observed.trial_pids)
     log = (daemon / "daemon.log").read_text()
     assert f"trial {t['id']} left 1 process(es) running after it ended; ending them: {escaped[0]}" in log
     assert observed.slowest_answer_s < ANSWER_LIMIT_S
@@ -244,30 +247,31 @@ def test_a_process_that_escaped_the_trial_dies_with_it(tmp_path, daemon, escapee
 def test_processes_left_by_a_trial_that_ended_while_the_daemon_was_down_die_when_it_resumes(
     tmp_path,
     home,
-    daemon,  # noqa: F811
-    escapees,
+    daemon,
 ):
     write_trial(tmp_path, ESCAPING_TRIAL)
     space = {"gated": {"_type": "choice", "_value": [True]}}
-    exp_id = _submit(
+    exp_id = submit(
         write_config(tmp_path, tuner={"name": "GridSearch"}, search_space=space, max_trials=1, concurrency=1)
     )
-    [escaped] = _wait(lambda: list(home.glob(f"experiments/{exp_id}/trials/*/escaped.pid")), timeout=60)
-    os.kill(_pid(home), signal.SIGKILL)
+    [escaped] = wait_until(
+        lambda: list(home.glob(f"experiments/{exp_id}/trials/*/escaped.pid")), "the escaped process", timeout=60
+    )
+    os.kill(recorded_daemon_pid(home), signal.SIGKILL)
     (escaped.parent / GATE).touch()
-    _wait(lambda: (escaped.parent / "exit_code").exists(), timeout=60)
+    wait_until(lambda: (escaped.parent / "exit_code").exists(), "the trial's recorded exit code", timeout=60)
     subprocess.run([sys.executable, "-m", "automl", "daemon", "start"], check=True, capture_output=True)
-    [t] = _wait_status(exp_id, "done", "failed", timeout=60)["trials"]
+    [t] = wait_for_status(exp_id, "done", "failed", timeout=60)["trials"]
     assert (t["status"], t["value"]) == ("succeeded", 0.5), t
     pid = int(escaped.read_text())
-    assert not _alive([pid])
+    assert not still_running([pid])
     assert (
         f"trial {t['id']} left 1 process(es) running after it ended; ending them: {pid}"
         in (home / "daemon.log").read_text()
     )
 
 
-def test_ctrl_c_of_automl_run_ends_processes_that_escaped_its_trials(tmp_path, home, escapees):
+def test_ctrl_c_of_automl_run_ends_processes_that_escaped_its_trials(tmp_path, home, leftover_trials_killed):
     write_trial(tmp_path, ESCAPING_TRIAL)
     space = {"steps": {"_type": "choice", "_value": [1]}, "pace": {"_type": "choice", "_value": [60.0, 61.0]}}
     config = write_config(tmp_path, tuner={"name": "GridSearch"}, search_space=space, max_trials=2, concurrency=2)
@@ -275,10 +279,11 @@ def test_ctrl_c_of_automl_run_ends_processes_that_escaped_its_trials(tmp_path, h
         [sys.executable, "-m", "automl", "run", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        escaped = _wait(
+        escaped = wait_until(
             lambda: (lambda found: found if len(found) == 2 else None)(
                 list(home.glob("experiments/*/trials/*/escaped.pid"))
             ),
+            "both trials' escaped processes",
             timeout=60,
         )
         proc.send_signal(signal.SIGINT)
@@ -290,19 +295,7 @@ def test_ctrl_c_of_automl_run_ends_processes_that_escaped_its_trials(tmp_path, h
     exp_id = escaped[0].parents[2].name
     assert [t["status"] for t in show(exp_id)["trials"]] == ["killed", "killed"]
     trial_pids = [t.pid for t in Store(home, readonly=True).trials(exp_id) if t.pid]
-    assert not _alive([int(path.read_text()) for path in escaped] + trial_pids)
-
-
-def _alive(pids: list[int]) -> list[int]:
-    """Those of `pids` that still run (a zombie has ended)."""
-    alive = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
+    assert not still_running([int(path.read_text()) for path in escaped] + trial_pids)
 
 
 def _indent(code: str) -> str:

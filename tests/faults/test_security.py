@@ -18,8 +18,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import automl, show, write_config, write_trial
-from tests.test_daemon import _kill_trials, _pid, _submit, _wait, _wait_status
+from tests.helpers import (
+    automl,
+    kill_leftover_trials,
+    recorded_daemon_pid,
+    running_daemon,
+    show,
+    submit,
+    wait_for_status,
+    wait_until,
+    write_config,
+    write_trial,
+)
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: to act as a second local user")
 GATED_TRIAL = """
@@ -173,40 +183,42 @@ def test_a_trial_the_store_forgot_is_not_run_again_into_its_folder(tmp_path, hom
     gate = tmp_path / "gate"
     monkeypatch.setenv("GATE", str(gate))
     write_trial(tmp_path, GATED_TRIAL)
-    automl("daemon", "start", check=True)
-    try:
-        exp = _submit(write_config(tmp_path, max_trials=2, concurrency=1))
-        _wait(lambda: next((t for t in show(exp)["trials"] if t["status"] == "running" and t["steps"]), None))
-        folder = home / "experiments" / exp / "trials" / "1"
-        os.kill(_pid(home), signal.SIGKILL)
-        with sqlite3.connect(home / "automl.db") as db:
-            (pid,) = db.execute("SELECT pid FROM trials WHERE experiment_id=? AND id=1", (exp,)).fetchone()
-            db.execute("DELETE FROM trials WHERE experiment_id=? AND id=1", (exp,))
-            db.execute("DELETE FROM metrics WHERE experiment_id=? AND trial_id=1", (exp,))
-        metrics_before = (folder / "metrics.jsonl").read_bytes()
-        (folder / "params.json").unlink()
-        (folder / "params.json").symlink_to(bait)
-        automl("daemon", "start", check=True)
-        refused_trial = _wait(
-            lambda: next(
-                (
-                    t
-                    for t in show(exp)["trials"]
-                    if t["id"] == 1 and t["status"] != "waiting" and t["status"] != "running"
-                ),
-                None,
+    with running_daemon(home):
+        try:
+            exp = submit(write_config(tmp_path, max_trials=2, concurrency=1))
+            wait_until(
+                lambda: next((t for t in show(exp)["trials"] if t["status"] == "running" and t["steps"]), None),
+                "a running trial's first step",
             )
-        )
-        assert refused_trial["status"] == "failed" and "already exists" in refused_trial["error"], refused_trial
-        assert _trial_processes(exp, 1) == [pid], "the forgotten trial runs once, not twice"
-        assert untouched(bait) and (folder / "metrics.jsonl").read_bytes() == metrics_before
-        gate.touch()
-        view = _wait_status(exp, "done", "failed")
-        assert [t["status"] for t in view["trials"]] == ["failed", "succeeded"]
-    finally:
-        gate.touch()
-        automl("daemon", "stop")
-        _kill_trials(home)
+            folder = home / "experiments" / exp / "trials" / "1"
+            os.kill(recorded_daemon_pid(home), signal.SIGKILL)
+            with sqlite3.connect(home / "automl.db") as db:
+                (pid,) = db.execute("SELECT pid FROM trials WHERE experiment_id=? AND id=1", (exp,)).fetchone()
+                db.execute("DELETE FROM trials WHERE experiment_id=? AND id=1", (exp,))
+                db.execute("DELETE FROM metrics WHERE experiment_id=? AND trial_id=1", (exp,))
+            metrics_before = (folder / "metrics.jsonl").read_bytes()
+            (folder / "params.json").unlink()
+            (folder / "params.json").symlink_to(bait)
+            automl("daemon", "start", check=True)
+            refused_trial = wait_until(
+                lambda: next(
+                    (
+                        t
+                        for t in show(exp)["trials"]
+                        if t["id"] == 1 and t["status"] != "waiting" and t["status"] != "running"
+                    ),
+                    None,
+                ),
+                "trial 1 to be refused",
+            )
+            assert refused_trial["status"] == "failed" and "already exists" in refused_trial["error"], refused_trial
+            assert _trial_processes(exp, 1) == [pid], "the forgotten trial runs once, not twice"
+            assert untouched(bait) and (folder / "metrics.jsonl").read_bytes() == metrics_before
+            gate.touch()
+            view = wait_for_status(exp, "done", "failed")
+            assert [t["status"] for t in view["trials"]] == ["failed", "succeeded"]
+        finally:
+            gate.touch()
 
 
 def test_a_start_cut_short_by_a_crash_runs_in_a_fresh_folder(tmp_path, home, monkeypatch):
@@ -215,31 +227,32 @@ def test_a_start_cut_short_by_a_crash_runs_in_a_fresh_folder(tmp_path, home, mon
     gate = tmp_path / "gate"
     monkeypatch.setenv("GATE", str(gate))
     write_trial(tmp_path, GATED_TRIAL)
-    automl("daemon", "start", check=True)
-    try:
-        exp = _submit(write_config(tmp_path, max_trials=1, concurrency=1))
-        _wait(lambda: next((t for t in show(exp)["trials"] if t["status"] == "running" and t["steps"]), None))
-        os.kill(_pid(home), signal.SIGKILL)
-        _kill_trials(home)  # the machine goes down
-        _wait(lambda: not _trial_processes(exp, 1))
-        with sqlite3.connect(home / "automl.db") as db:
-            db.execute(
-                "UPDATE trials SET status='waiting', pid=NULL, pid_created=NULL, started=NULL "
-                "WHERE experiment_id=? AND id=1",
-                (exp,),
+    with running_daemon(home):
+        try:
+            exp = submit(write_config(tmp_path, max_trials=1, concurrency=1))
+            wait_until(
+                lambda: next((t for t in show(exp)["trials"] if t["status"] == "running" and t["steps"]), None),
+                "a running trial's first step",
             )
-        gate.touch()
-        automl("daemon", "start", check=True)
-        view = _wait_status(exp, "done", "failed")
-        assert [(t["id"], t["status"], t["steps"]) for t in view["trials"]] == [(1, "succeeded", 1)], view["trials"]
-        trials = home / "experiments" / exp / "trials"
-        aside = [p for p in trials.iterdir() if p.name.startswith("1.set-aside-")]
-        assert len(aside) == 1 and len((aside[0] / "metrics.jsonl").read_text().splitlines()) == 1
-        assert len((trials / "1" / "metrics.jsonl").read_text().splitlines()) == 2
-    finally:
-        gate.touch()
-        automl("daemon", "stop")
-        _kill_trials(home)
+            os.kill(recorded_daemon_pid(home), signal.SIGKILL)
+            kill_leftover_trials(home)  # the machine goes down
+            wait_until(lambda: not _trial_processes(exp, 1), "the trial's processes to end")
+            with sqlite3.connect(home / "automl.db") as db:
+                db.execute(
+                    "UPDATE trials SET status='waiting', pid=NULL, pid_created=NULL, started=NULL "
+                    "WHERE experiment_id=? AND id=1",
+                    (exp,),
+                )
+            gate.touch()
+            automl("daemon", "start", check=True)
+            view = wait_for_status(exp, "done", "failed")
+            assert [(t["id"], t["status"], t["steps"]) for t in view["trials"]] == [(1, "succeeded", 1)], view["trials"]
+            trials = home / "experiments" / exp / "trials"
+            aside = [p for p in trials.iterdir() if p.name.startswith("1.set-aside-")]
+            assert len(aside) == 1 and len((aside[0] / "metrics.jsonl").read_text().splitlines()) == 1
+            assert len((trials / "1" / "metrics.jsonl").read_text().splitlines()) == 2
+        finally:
+            gate.touch()
 
 
 # the CLI talks only to its own user's daemon

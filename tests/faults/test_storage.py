@@ -15,13 +15,11 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from automl.paths import trial_dir
 from automl.store import DB_NAME, Store
-from tests.conftest import automl, show, write_config, write_trial
-from tests.test_daemon import _kill_trials, _wait
+from tests.helpers import automl, running_daemon, show, still_running, submit, wait_until, write_config, write_trial
 
 TRIALS = 4
 STEPS = 6
@@ -92,17 +90,6 @@ def tmpfs(path: Path, size: str = "8m") -> Iterator[Path]:
 # the scenario
 
 
-@contextlib.contextmanager
-def running_daemon(home: Path) -> Iterator[None]:
-    """A started daemon, stopped afterwards with every trial process it left."""
-    automl("daemon", "start", check=True)
-    try:
-        yield
-    finally:
-        automl("daemon", "stop")
-        _kill_trials(home)
-
-
 def survives(home: Path, folder: Path, fault: Fault) -> str:
     """Run an experiment, hold `fault` while two trials report and end, lift it; the experiment's id once it is done.
 
@@ -110,17 +97,21 @@ def survives(home: Path, folder: Path, fault: Fault) -> str:
     write_trial(folder, TRIAL)
     config = write_config(folder, max_trials=TRIALS, concurrency=2)
     with running_daemon(home):
-        exp_id = automl("submit", str(config), check=True).stdout.strip()
-        pids = _wait(lambda: _reporting_pids(home, exp_id, 2), timeout=60)
+        exp_id = submit(config)
+        pids = wait_until(lambda: _reporting_pids(home, exp_id, 2), "two trials reporting", timeout=60)
         with fault(home):
-            fault_seen = _wait(_store_fault, timeout=30)
-            _wait(lambda: not any(_alive(pid) for pid in pids), timeout=30)  # both trials ended meanwhile
+            fault_seen = wait_until(_store_fault, "the daemon to report the store fault", timeout=30)
+            wait_until(lambda: not still_running(pids), "both trials to end meanwhile", timeout=30)
             assert _store_fault(), "the fault still holds"
             during = show(exp_id)
         assert during["status"] == "running", during
         assert all(t["status"] == "running" for t in during["trials"]), "no trial is concluded while its end waits"
         assert fault_seen["failures"] >= 1 and fault_seen["error"]
-        ended = _wait(lambda: (lambda v: v if v["status"] != "running" else None)(show(exp_id)), timeout=90)
+        ended = wait_until(
+            lambda: (lambda v: v if v["status"] != "running" else None)(show(exp_id)),
+            "the experiment to end",
+            timeout=90,
+        )
         assert ended["status"] == "done", ended
         assert _store_fault() is None
     assert_caught_up(home, exp_id)
@@ -141,7 +132,7 @@ def assert_caught_up(home: Path, exp_id: str) -> None:
             assert [r["kind"] for r in written].count("final") == 1, f"trial {t.id} ran more than once"
             assert t.metrics_offset == metrics_file.stat().st_size
             assert t.value == t.params["x"]
-            assert not _alive(t.pid)
+            assert not still_running([t.pid])
     finally:
         store.close()
 
@@ -161,13 +152,6 @@ def _reporting_pids(home: Path, exp_id: str, count: int) -> list[int] | None:
 
 def _store_fault() -> dict | None:
     return json.loads(automl("daemon", "status", "--json", check=True).stdout).get("store_fault")
-
-
-def _alive(pid: int | None) -> bool:
-    try:
-        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _needs_root(what: str) -> None:
@@ -208,15 +192,19 @@ def test_a_daemon_restarted_while_the_store_is_locked_concludes_its_trials_once_
     write_trial(tmp_path, TRIAL)
     config = write_config(tmp_path, max_trials=TRIALS, concurrency=2)
     with running_daemon(home):
-        exp_id = automl("submit", str(config), check=True).stdout.strip()
-        pids = _wait(lambda: _reporting_pids(home, exp_id, 2), timeout=60)
+        exp_id = submit(config)
+        pids = wait_until(lambda: _reporting_pids(home, exp_id, 2), "two trials reporting", timeout=60)
         automl("daemon", "stop", check=True)
         with locked_store(home):
-            _wait(lambda: not any(_alive(pid) for pid in pids), timeout=30)
+            wait_until(lambda: not still_running(pids), "both trials' processes to end", timeout=30)
             automl("daemon", "start", check=True)
-            _wait(_store_fault, timeout=30)
+            wait_until(_store_fault, "the daemon to report the store fault", timeout=30)
             assert all(t["status"] == "running" for t in show(exp_id)["trials"])
-        ended = _wait(lambda: (lambda v: v if v["status"] != "running" else None)(show(exp_id)), timeout=90)
+        ended = wait_until(
+            lambda: (lambda v: v if v["status"] != "running" else None)(show(exp_id)),
+            "the experiment to end",
+            timeout=90,
+        )
         assert ended["status"] == "done", ended
     assert_caught_up(home, exp_id)
 
@@ -267,15 +255,19 @@ def test_a_kill_and_a_stop_while_the_store_is_locked_are_carried_out_and_stored_
     write_trial(tmp_path, "for step in range(100):\n    trial.report(step)\n    time.sleep(0.1)\n")
     config = write_config(tmp_path, max_trials=4, concurrency=2)
     with running_daemon(home):
-        exp_id = automl("submit", str(config), check=True).stdout.strip()
-        pids = _wait(lambda: _reporting_pids(home, exp_id, 2), timeout=60)
+        exp_id = submit(config)
+        pids = wait_until(lambda: _reporting_pids(home, exp_id, 2), "two trials reporting", timeout=60)
         with locked_store(home):
-            _wait(_store_fault, timeout=30)
+            wait_until(_store_fault, "the daemon to report the store fault", timeout=30)
             automl("kill", exp_id, "1", check=True)
             automl("stop", exp_id, check=True)
-            _wait(lambda: not any(_alive(pid) for pid in pids), timeout=30)
+            wait_until(lambda: not still_running(pids), "both trials' processes to end", timeout=30)
             assert _store_fault(), "the fault still holds while the decisions are carried out"
-        ended = _wait(lambda: (lambda v: v if v["status"] != "running" else None)(show(exp_id)), timeout=60)
+        ended = wait_until(
+            lambda: (lambda v: v if v["status"] != "running" else None)(show(exp_id)),
+            "the experiment to end",
+            timeout=60,
+        )
     assert ended["status"] == "stopped", ended
     assert [(t["id"], t["status"], t["error"]) for t in ended["trials"]] == [
         (1, "killed", "killed by user"),
