@@ -60,6 +60,11 @@ _RECORD_EXIT = (
 )
 
 
+# Contract: the environment of a trial. Trial scripts read these variables (through `automl.trial`, NNI's trial
+# API and `nni_channel`, or directly: AUTOML_TRIAL_DIR, CUDA_VISIBLE_DEVICES), the experiment and trial marks find a
+# trial's processes again after a daemon restart (also ones an older daemon started), and every launcher must set
+# them the same way. Adding a variable is free; renaming one, or changing what its value means, breaks scripts
+# already written and trials already running.
 def trial_env(spec: TrialSpec, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a trial: the shell's that ran the experiment (`base`, else ours), then automl's and
     NNI's variables for unmodified NNI scripts, then the config's own; the trial library is appended to
