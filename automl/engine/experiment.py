@@ -69,7 +69,7 @@ class _Running:
     final: float | None = None
     seq: int = 0  # metric lines read so far
     recovered: bool = False  # re-attached after a restart: the current tuner never handed it out
-    ending: tuple[str, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
+    ending: tuple[TrialStatus, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
     intermediate: list[float | None] = field(default_factory=list)  # its intermediate values, in order
     termination: asyncio.Task[None] | None = field(default=None, repr=False)
     logs_capped: float = 0.0  # when its log files were last looked at
@@ -464,6 +464,8 @@ class ExperimentLoop:
         """A started trial's path: follow it until it exits, then end it."""
         await self._end(running, await self._follow(running))
 
+    # taken up after a restart (resume.py), then on the same path
+
     def _resumed(self, trial: Trial, key: int, handle: TrialHandle, intermediate: list[float | None]) -> _Running:
         """Follow a trial taken up after a restart: its GPUs claimed again, its metrics and usage so far."""
         placement = self.gpus.claim(trial.gpus, trial.gpu_memory_mib)
@@ -624,7 +626,7 @@ class ExperimentLoop:
             reason = f"stopped early by {self.config.stopper.name} at step {step}"
             self._decide(running, TrialStatus.EARLY_STOPPED, reason)
 
-    def _decide(self, running: _Running, status: str, reason: str) -> None:
+    def _decide(self, running: _Running, status: TrialStatus, reason: str) -> None:
         """Decide how a running trial ends (unless that is decided already): stored first, then acted on."""
         if running.ending is None:
             self._write(self.store.decide_ending, running.trial, status, reason)
@@ -661,7 +663,7 @@ class ExperimentLoop:
             status, reason = TrialStatus.SUCCEEDED, None
         self._finish(running, status, code, reason)
 
-    def _finish(self, running: _Running, status: str, code: int | None, reason: str | None) -> None:
+    def _finish(self, running: _Running, status: TrialStatus, code: int | None, reason: str | None) -> None:
         """Store how the trial ended and what it used, give its GPUs back, then tell."""
         trial = running.trial
         value = running.final if status == TrialStatus.SUCCEEDED else self._learned_from_stopped(running, status)
@@ -676,7 +678,7 @@ class ExperimentLoop:
         self._tell(trial, running.key, recovered=running.recovered)
         self._wake.set()
 
-    def _learned_from_stopped(self, running: _Running, status: str) -> float | None:
+    def _learned_from_stopped(self, running: _Running, status: TrialStatus) -> float | None:
         """What the tuner learns from a trial the stopper ended: its last or best intermediate value, or nothing."""
         spec = self.config.stopper
         values = [v for v in running.intermediate if v is not None]
