@@ -1,12 +1,12 @@
-"""The experiment loop: ask the tuner, place and launch trials, follow their metrics, learn from their results.
+"""The experiment loop: ask the tuner, place and start trials, follow their metrics, learn from their results.
 
 One loop, hosted by `automl run` in the foreground and by the daemon for
 many experiments at once. Trials are asyncio tasks; the tuner runs on a
 worker thread so a slow suggestion never stalls metric collection. A loop
-can resume an experiment from the store: trials still running are
-re-attached, trials that ended meanwhile are concluded from their recorded
-exit status, trials automl died before starting are started, and trials a
-reboot took are marked interrupted (and re-run).
+can resume an experiment from the store (`resume.py`): trials still running
+are re-attached, trials that ended meanwhile are concluded from their
+recorded exit status, trials automl died before starting are started, and
+trials a reboot took are marked interrupted (and re-run).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import functools
 import itertools
 import logging
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,16 +24,16 @@ from typing import Any
 from ..config.model import ExperimentConfig
 from ..errors import UserError
 from ..gpu.pool import GpuSlots, Placement
-from ..launchers.base import METRICS_FILE, Launcher, TrialSpec
-from ..launchers.local import LocalLauncher, describe_exit, find_trial_process, recorded_exit, stderr_tail
-from ..paths import set_aside, trial_dir
+from ..launchers.base import Launcher, Locator, ProcessUsage, TrialHandle, TrialSpec, describe_exit, stderr_tail
+from ..launchers.local import LocalLauncher
+from ..paths import trial_dir
+from ..states import EventKind, ExperimentStatus, TrialStatus
 from ..stoppers.base import Stopper
-from ..store import USAGE_FIELDS, Experiment, Store, StoreUnavailable, Trial
+from ..store import Experiment, Store, StoreUnavailable, Trial
 from ..trial import BARE_PARAMETER_ENV
 from ..tuners.base import NoMoreTrials
-from . import metrics_file
-from .cost import TrialUsage
-from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
+from .metering import Meter
+from .resume import resume_from_store
 from .trial_logs import cap_logs, oversized_logs
 from .tuner_worker import TunerWorker
 
@@ -42,8 +42,6 @@ log = logging.getLogger("automl")
 Listener = Callable[[str, dict[str, Any]], None]
 MAX_DURATION_REACHED = "max_duration reached"
 DETACHED = "detached"
-USAGE_EVERY = 1.0  # seconds between looks at a running trial's process tree
-STORE_USAGE_EVERY = 5.0  # seconds between writes of a running trial's usage to the store
 CAP_LOGS_EVERY = 1.0  # seconds between looks at the size of a running trial's log files
 MIB = 1 << 20
 
@@ -61,20 +59,18 @@ class _Request:
 
 @dataclass
 class _Running:
+    """A trial between its placement and its end, as the loop follows it."""
+
     trial: Trial
     key: int
     placement: Placement
-    pid: int | None = None
+    meter: Meter
+    handle: TrialHandle | None = None  # how the loop reaches the trial, once it was started or found again
     final: float | None = None
     seq: int = 0  # metric lines read so far
     recovered: bool = False  # re-attached after a restart: the current tuner never handed it out
-    ending: tuple[str, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
+    ending: tuple[TrialStatus, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
     intermediate: list[float | None] = field(default_factory=list)  # its intermediate values, in order
-    tree: ProcessTreeUsage | None = None
-    before: dict[str, float] = field(default_factory=dict)  # usage an earlier automl process measured
-    looked: float = 0.0  # when the process tree was last looked at
-    stored: float = 0.0  # when its usage was last written
-    metrics_identity: metrics_file.Identity | None = None  # the metrics file read so far, to notice a replaced one
     termination: asyncio.Task[None] | None = field(default=None, repr=False)
     logs_capped: float = 0.0  # when its log files were last looked at
     capping: asyncio.Future[int] | None = field(default=None, repr=False)
@@ -82,7 +78,23 @@ class _Running:
 
 
 class ExperimentLoop:
-    """Runs one experiment to its end: done (budget or space exhausted), stopped, or failed."""
+    """Runs one experiment to its end: done (budget or space exhausted), stopped, or failed.
+
+    The path of a trial, one method per step:
+
+    ask     `_ask`     the tuner proposes a configuration (on its worker thread); it waits as a `_Request`
+    place   `_place`   once concurrency and the GPU pool allow, it gets its GPUs and its row in the store
+    start   `_start`   the launcher starts it and hands back its `TrialHandle`; it is stored as running
+    follow  `_follow`  its metrics are stored as they come, its usage metered, its logs capped, until it exits
+    judge   `_judge`   a bad metric, the timeout or the stopper decide it ends early (stored first, then
+                       `_follow` terminates it)
+    end     `_end`     its leftovers are ended, its last metrics stored, its status concluded from how it
+                       exited, its GPUs given back
+    tell    `_tell`    a failed trial is retried, an interrupted one re-run, or else the tuner learns the outcome
+
+    After a restart, `resume.py` takes each trial the store kept as live up at `_follow`, `_end` or `_start`.
+    Every decision goes to the store first (`_write`), and waits in order while the store takes no writes.
+    """
 
     def __init__(
         self,
@@ -105,7 +117,7 @@ class ExperimentLoop:
         self.best: Trial | None = None
         self.configs_started = 0
         self.configs_ended = 0
-        self.paused = experiment.status == "paused"
+        self.paused = experiment.status == ExperimentStatus.PAUSED
         self._worker = TunerWorker(tuner)
         self._keys = itertools.count(1)
         self._ready: deque[_Request] = deque()
@@ -162,8 +174,8 @@ class ExperimentLoop:
         self.stop()
         self._killing = True
         for running in self._running.values():
-            if running.pid is not None:
-                self.launcher.kill(running.pid)
+            if running.handle is not None:
+                running.handle.kill()
 
     def pause(self) -> None:
         """Start no new trials; running ones go on."""
@@ -178,7 +190,7 @@ class ExperimentLoop:
         running = self._running.get(trial_id)
         if running is None:
             raise UserError(f"trial {trial_id} of experiment {self.experiment.id} is not running")
-        self._decide(running, "killed", "killed by user")
+        self._decide(running, TrialStatus.KILLED, "killed by user")
         self._wake.set()
 
     def update(
@@ -198,7 +210,7 @@ class ExperimentLoop:
             self._time_up = self._time_up and self._out_of_time()  # a longer budget lets new trials start again
         self._write(self.store.update_config, self.experiment.id, self.config.model_dump(mode="json"))
         self._emit(
-            "experiment_updated",
+            EventKind.EXPERIMENT_UPDATED,
             concurrency=self.config.concurrency,
             max_trials=self.config.max_trials,
             max_duration=self.config.max_duration,
@@ -209,53 +221,67 @@ class ExperimentLoop:
 
     async def run(self) -> str:
         """Run until the experiment ends and return its final status ('detached' if handed over)."""
-        status, error = "done", None
+        status, error = ExperimentStatus.DONE, None
         self._stop_reason = self.experiment.stop_reason  # a stop decided before a crash is carried out now
         try:
-            await self._resume_from_store()
-            while self._stop_reason is None and not self._finished():
-                if self._error is not None:
-                    raise self._error
-                if self._out_of_time() and not self._time_up:
-                    log.info("experiment %s reached max_duration", self.experiment.id)
-                    if self.config.on_max_duration == "kill":
-                        self._stop_reason = MAX_DURATION_REACHED
-                        self._note("max_duration reached: running trials were killed")
-                        break
-                    self._let_running_finish()
-                self._launch_what_fits()
-                await self._sleep_until_something_happens()
-            if self._error is not None:
-                raise self._error
-            if self._failure is not None:
-                status, error = "failed", self._failure
-            elif self._stop_reason not in (None, MAX_DURATION_REACHED):
-                status = "stopped"
-            elif not self._worked and self._failures:
-                status, error = "failed", _failure_summary(f"all {len(self._failures)} trials failed", self._failures)
-            elif self._stop_reason is None and not (self._time_up or self._exhausted) and self._budget_spent():
-                self._note(f"max_trials reached ({self.config.max_trials} trials)")
+            await resume_from_store(self)
+            await self._drive()
+            status, error = self._outcome()
         except asyncio.CancelledError:
             self._stop_reason = DETACHED
             raise
         except Exception as e:
             log.exception("experiment %s failed", self.experiment.id)
-            status, error = "failed", f"{type(e).__name__}: {e}"
+            status, error = ExperimentStatus.FAILED, f"{type(e).__name__}: {e}"
             self._stop_reason = self._stop_reason or "experiment failed"
         finally:
-            self.gpus.withdraw()
-            if self._stop_reason == DETACHED:
-                await self._let_go()
-            else:
-                await self._end_running_trials()
-            self._worker.close()
+            await self._wind_down()
         if self._stop_reason == DETACHED:
             self._save_unsaved()
             return DETACHED
         self._write(self.store.set_experiment_status, self.experiment.id, status, error)
         await self._all_saved()
-        self._emit("experiment_status", status=status, error=error)
+        self._emit(EventKind.EXPERIMENT_STATUS, status=status, error=error)
         return status
+
+    async def _drive(self) -> None:
+        """Start trials as slots free up, until the experiment ends, is stopped or runs out of time; an error a
+        task raised ends it as failed."""
+        while self._stop_reason is None and not self._finished():
+            if self._error is not None:
+                raise self._error
+            if self._out_of_time() and not self._time_up:
+                log.info("experiment %s reached max_duration", self.experiment.id)
+                if self.config.on_max_duration == "kill":
+                    self._stop_reason = MAX_DURATION_REACHED
+                    self._note("max_duration reached: running trials were killed")
+                    break
+                self._let_running_finish()
+            self._launch_what_fits()
+            await self._sleep_until_something_happens()
+        if self._error is not None:
+            raise self._error
+
+    def _outcome(self) -> tuple[ExperimentStatus, str | None]:
+        """How the experiment ended, and the error of a failed one (noting why a done one ended short)."""
+        if self._failure is not None:
+            return ExperimentStatus.FAILED, self._failure
+        if self._stop_reason not in (None, MAX_DURATION_REACHED):
+            return ExperimentStatus.STOPPED, None
+        if not self._worked and self._failures:
+            return ExperimentStatus.FAILED, _failure_summary(f"all {len(self._failures)} trials failed", self._failures)
+        if self._stop_reason is None and not (self._time_up or self._exhausted) and self._budget_spent():
+            self._note(f"max_trials reached ({self.config.max_trials} trials)")
+        return ExperimentStatus.DONE, None
+
+    async def _wind_down(self) -> None:
+        """Leave the running trials to the next loop (detached), or end them; close the tuner's thread."""
+        self.gpus.withdraw()
+        if self._stop_reason == DETACHED:
+            await self._let_go()
+        else:
+            await self._end_running_trials()
+        self._worker.close()
 
     # writing to the store
 
@@ -291,7 +317,9 @@ class ExperimentLoop:
         log.info("experiment %s: %s", self.experiment.id, note)
         self.experiment.note = note
         self._write(self.store.set_experiment_note, self.experiment.id, note)
-        self._emit("experiment_note", note=note)
+        self._emit(EventKind.EXPERIMENT_NOTE, note=note)
+
+    # the experiment's state
 
     def _let_running_finish(self) -> None:
         """max_duration with on_max_duration 'finish': start nothing more, let the running trials end on their own."""
@@ -304,11 +332,12 @@ class ExperimentLoop:
         self._note(f"max_duration reached: no new trials; {len(self._running)} running trial(s) may finish")
 
     def _set_paused(self, paused: bool) -> None:
-        self._write(self.store.set_experiment_status, self.experiment.id, "paused" if paused else "running")
+        status = ExperimentStatus.PAUSED if paused else ExperimentStatus.RUNNING
+        self._write(self.store.set_experiment_status, self.experiment.id, status)
         self.paused = paused
         if paused:
             self.gpus.withdraw()
-        self._emit("experiment_status", status="paused" if paused else "running", error=None)
+        self._emit(EventKind.EXPERIMENT_STATUS, status=status, error=None)
         self._wake.set()
 
     def _finished(self) -> bool:
@@ -322,16 +351,26 @@ class ExperimentLoop:
     def _out_of_time(self) -> bool:
         return self.config.max_duration is not None and self.elapsed >= self.config.max_duration
 
+    async def _sleep_until_something_happens(self) -> None:
+        timeout = None
+        if self.config.max_duration is not None and not self._time_up:
+            timeout = max(0.0, self.config.max_duration - self.elapsed)
+        if self._unsaved or self._ready and self.store.fault is not None:
+            retry = self.store.retry_in() or self.poll_interval
+            timeout = retry if timeout is None else min(timeout, retry)
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        self._wake.clear()
+
     def _launch_what_fits(self) -> None:
+        """Place the waiting configurations while slots are free, and ask the tuner for more when none wait."""
         if not self._save_unsaved() or not self.store.due():
             return  # a new trial needs its row first, and the store takes no writes now
         while not (self.paused or self._time_up) and len(self._running) < self.config.concurrency:
             if self._ready:
-                placement = self.gpus.acquire()
-                if placement is None:
-                    return
-                self._start(self._ready.popleft(), placement)
-                if self.store.fault is not None:
+                if not self._place():
                     return
                 continue
             if len(self._running) + len(self._ready) < self.config.concurrency and self._can_ask():
@@ -339,10 +378,13 @@ class ExperimentLoop:
                 asyncio.get_running_loop().create_task(self._ask(next(self._keys)))
             return
 
+    # ask
+
     def _can_ask(self) -> bool:
         return not (self._asking or self._exhausted or self._tuner_waiting or self._time_up or self._budget_spent())
 
     async def _ask(self, key: int) -> None:
+        """Ask the tuner for configuration `key`; it waits for a slot as a `_Request`."""
         params = None
         try:
             params = await self._worker.call(self._worker.tuner.ask, key)
@@ -379,33 +421,31 @@ class ExperimentLoop:
         outcome = self._worker.call(self._worker.tuner.tell, key, None)
         asyncio.get_running_loop().create_task(self._guarded(self._learned(outcome)))
 
-    async def _sleep_until_something_happens(self) -> None:
-        timeout = None
-        if self.config.max_duration is not None and not self._time_up:
-            timeout = max(0.0, self.config.max_duration - self.elapsed)
-        if self._unsaved or self._ready and self.store.fault is not None:
-            retry = self.store.retry_in() or self.poll_interval
-            timeout = retry if timeout is None else min(timeout, retry)
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        self._wake.clear()
+    # place
 
-    # one trial
-
-    def _start(self, request: _Request, placement: Placement) -> None:
+    def _place(self) -> bool:
+        """Give the next waiting configuration its GPUs and its trial row, then start it; whether another may be
+        placed now (False: no GPU is free, or the store takes no writes)."""
+        placement = self.gpus.acquire()
+        if placement is None:
+            return False
+        request = self._ready.popleft()
         try:
             trial = self.store.add_trial(
                 self.experiment.id, request.params, request.key, placement.gpus, request.retry_of, request.attempt
             )
         except StoreUnavailable:
             self.gpus.release(placement)
-            self._ready.appendleft(request)  # started once the store takes writes again
-            return
-        running = _Running(trial, request.key, placement, recovered=request.recovered)
+            self._ready.appendleft(request)  # placed once the store takes writes again
+            return False
+        running = _Running(trial, request.key, placement, Meter(trial, placement), recovered=request.recovered)
         self._running[trial.id] = running
-        running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
+        self._spawn(running, self._start_to_end(running))
+        return self.store.fault is None
+
+    def _spawn(self, running: _Running, work: Coroutine[Any, Any, None]) -> None:
+        """Carry out the rest of a trial's path as its task."""
+        running.task = asyncio.get_running_loop().create_task(self._guarded(work))
 
     async def _guarded(self, work: Awaitable[None]) -> None:
         """Run a background task; an unexpected error in it ends the experiment as failed, never silently."""
@@ -415,7 +455,39 @@ class ExperimentLoop:
             self._error = self._error or e
             self._wake.set()
 
-    async def _follow(self, running: _Running) -> None:
+    async def _start_to_end(self, running: _Running) -> None:
+        """A placed trial's path: start, follow, end."""
+        if await self._start(running):
+            await self._follow_to_end(running)
+
+    async def _follow_to_end(self, running: _Running) -> None:
+        """A started trial's path: follow it until it exits, then end it."""
+        await self._end(running, await self._follow(running))
+
+    # taken up after a restart (resume.py), then on the same path
+
+    def _resumed(self, trial: Trial, key: int, handle: TrialHandle, intermediate: list[float | None]) -> _Running:
+        """Follow a trial taken up after a restart: its GPUs claimed again, its metrics and usage so far."""
+        placement = self.gpus.claim(trial.gpus, trial.gpu_memory_mib)
+        running = _Running(
+            trial,
+            key,
+            placement,
+            Meter.resumed(trial, placement),
+            handle,
+            self.store.final_value(trial.experiment_id, trial.id),
+            trial.metric_lines,
+            recovered=True,
+            intermediate=list(intermediate),
+            ending=trial.decision,
+        )
+        self._running[trial.id] = running
+        return running
+
+    # start
+
+    async def _start(self, running: _Running) -> bool:
+        """Have the launcher start the trial and store it as running; whether it started (else it failed)."""
         trial = running.trial
         spec = TrialSpec(
             self.experiment.id,
@@ -430,84 +502,66 @@ class ExperimentLoop:
         )
         try:
             # shielded: a process half-started when the loop detaches is found again by its environment
-            process = await asyncio.shield(self.launcher.start(spec))
+            handle = await asyncio.shield(self.launcher.start(spec))
         except OSError as e:
-            self._finish(running, "failed", None, f"could not start {spec.argv[0]!r}: {e.strerror or e}")
-            return
-        self._attach(running, process.pid)
-        self._mark_started(trial, process.pid, self.launcher.start_time(process.pid), self.store.clock())
-        self._emit("trial_started", trial=trial.id, params=trial.params, gpus=running.placement.gpus)
-        await self._watch(running, asyncio.ensure_future(process.wait()))
+            self._finish(running, TrialStatus.FAILED, None, f"could not start {spec.argv[0]!r}: {e.strerror or e}")
+            return False
+        self._attach(running, handle)
+        self._mark_started(trial, handle.locator, self.store.clock())
+        self._emit(EventKind.TRIAL_STARTED, trial=trial.id, params=trial.params, gpus=running.placement.gpus)
+        return True
 
     def _trial_env(self) -> dict[str, str]:
         """The config's environment for trials, and the name of a parameter NNI's trial API hands out bare."""
         bare = self._worker.tuner.bare_parameter
         return self.config.env if bare is None else {**self.config.env, BARE_PARAMETER_ENV: bare}
 
-    async def _watch(self, running: _Running, exit_code: asyncio.Future[int | None]) -> None:
-        """Collect metrics until the process ends; enforce the timeout and our decided endings; conclude."""
-        trial = running.trial
+    def _attach(self, running: _Running, handle: TrialHandle) -> None:
+        """Follow the trial through its handle: its processes for CPU and memory, its GPUs for load and energy."""
+        assert handle.locator is not None, "only a trial that runs is followed"
+        running.handle = handle
+        self.gpus.started(running.placement, (self.experiment.id, running.trial.id), handle.locator.pid)
+
+    def _mark_started(self, trial: Trial, locator: Locator | None, started: float | None) -> None:
+        """Record that a trial runs where `locator` says (in memory at once, in the store as soon as it takes it)."""
+        assert locator is not None and started is not None, "a started trial has a locator and a start time"
+        trial.status, trial.pid, trial.pid_created, trial.started = (
+            TrialStatus.RUNNING,
+            locator.pid,
+            locator.created,
+            started,
+        )
+        self._write(self.store.trial_started, trial, locator.pid, locator.created, started)
+
+    # follow
+
+    async def _follow(self, running: _Running) -> int | None:
+        """Store the trial's metrics as they come, meter its usage, cap its logs and carry out a decided ending
+        (SIGTERM, SIGKILL after the grace period), until it exits; its exit status."""
+        trial, handle = running.trial, running.handle
+        assert handle is not None, "only a started trial is followed"
+        exit_code = asyncio.ensure_future(handle.wait())
         deadline = None if self.config.trial_timeout is None else (trial.started or 0) + self.config.trial_timeout
-        while True:
-            done, _ = await asyncio.wait({exit_code}, timeout=self.poll_interval)
-            if done:
-                break
-            self._collect(running)
-            self._look_at_usage(running)
+        while not (await asyncio.wait({exit_code}, timeout=self.poll_interval))[0]:
+            await self._collect(running)
+            running.meter.look(asyncio.get_running_loop().time(), handle, self.gpus, self.store, self.config.cost)
             self._cap_logs(running)
             if running.ending is None and deadline is not None and self.store.clock() >= deadline:
-                self._decide(running, "failed", f"timed out after {self.config.trial_timeout:g} s")
-            if running.ending is not None and running.termination is None and running.pid is not None:
-                running.termination = asyncio.ensure_future(self.launcher.terminate(running.pid, self.grace))
-        if running.termination is not None:
-            await running.termination  # the whole tree is gone before its GPUs are handed on
-        await self.launcher.end_leftovers(self.experiment.id, trial.id, 0.0 if self._killing else self.grace)
-        await self._collect_all(running)  # all it wrote, now that nothing of it writes any more
-        if oversized_logs(self.trial_dir(trial.id), self._log_limit()):
-            await asyncio.to_thread(cap_logs, self.trial_dir(trial.id), self._log_limit())
-        recorded = recorded_exit(self.trial_dir(trial.id))  # exact even when the wait lost the status
-        self._conclude(running, exit_code.result() if recorded is None else recorded)
+                self._decide(running, TrialStatus.FAILED, f"timed out after {self.config.trial_timeout:g} s")
+            if running.ending is not None and running.termination is None:
+                running.termination = asyncio.ensure_future(handle.terminate(self.grace))
+        return exit_code.result()
 
-    async def _exit_of_foreign(self, running: _Running) -> int | None:
-        """Wait for a re-attached trial (no longer our child) to end; its wrapper recorded the exit status."""
-        pid = running.pid
-        assert pid is not None, "only trials with a known process are re-attached"
-        while self.launcher.alive(pid, running.trial.pid_created):
-            await asyncio.sleep(self.poll_interval)
-        return recorded_exit(self.trial_dir(running.trial.id))
-
-    def _conclude(self, running: _Running, code: int | None) -> None:
-        if running.ending is not None:
-            status, reason = running.ending
-        elif code is None and running.final is None:
-            status, reason = "failed", "ended while automl was not running; its exit status is unknown"
-        elif code is None:
-            status, reason = "succeeded", None
-        elif code != 0:
-            status, reason = "failed", _with_tail(describe_exit(code), self.trial_dir(running.trial.id))
-        elif running.final is None:
-            status, reason = "failed", "exited without reporting a final result (call report_final)"
-        else:
-            status, reason = "succeeded", None
-        self._finish(running, status, code, reason)
-
-    def _collect(self, running: _Running, final: bool = False) -> bool:
-        """Persist the metrics the trial appended since the last look (one chunk of its file), then act on them;
+    async def _collect(self, running: _Running, final: bool = False) -> bool:
+        """Persist the metrics the trial appended since the last look (one chunk of its file), then judge them;
         whether it is all stored: False when more is waiting, or when the store took no writes (the lines stay in
         the metrics file, read again from the same offset). `final`: the trial has ended, so a last line without
         a newline counts too."""
-        trial = running.trial
+        trial, handle = running.trial, running.handle
+        assert handle is not None, "only trials with a handle have metrics"
         if not self.store.due():
             return False
-        result = metrics_file.read_new(
-            self.trial_dir(trial.id) / METRICS_FILE,
-            trial.metrics_offset,
-            running.seq,
-            self.config.objective.metric,
-            identity=running.metrics_identity,
-            final=final,
-        )
-        running.metrics_identity = result.identity
+        result = await handle.read_metrics(trial.metrics_offset, running.seq, self.config.objective.metric, final=final)
         if result.metrics or result.offset != trial.metrics_offset:
             try:
                 self.store.add_metrics(trial, result.metrics, result.offset)
@@ -522,22 +576,42 @@ class ExperimentLoop:
             if metric.kind == "intermediate":
                 running.intermediate.append(metric.value)
                 reports.append((len(running.intermediate), metric.value))
-            self._emit("trial_metric", trial=trial.id, kind=metric.kind, step=metric.step, value=metric.value)
-        if result.problem and running.ending is None:
-            self._decide(running, "failed", result.problem)
-        if reports and self.stopper is not None and running.ending is None and running.final is None:
-            self._learning += 1
-            judged = self._worker.call(_first_stop, self.stopper, trial.id, reports)
-            asyncio.get_running_loop().create_task(self._guarded(self._judged(running, judged)))
+            self._emit(EventKind.TRIAL_METRIC, trial=trial.id, kind=metric.kind, step=metric.step, value=metric.value)
+        self._judge(running, result.problem, reports)
         return not result.more
 
     async def _collect_all(self, running: _Running) -> None:
         """Store every metric line an ended trial wrote: chunk by chunk, waiting out a store that takes no writes."""
-        while not self._collect(running, final=True):
+        while not await self._collect(running, final=True):
             if self.store.fault is not None:
                 await self._store_takes_writes()
             else:
                 await asyncio.sleep(0)
+
+    def _cap_logs(self, running: _Running) -> None:
+        """Every second, look at the sizes of the trial's log files; cap those over max_log_mib on a worker thread
+        (it may move megabytes)."""
+        now = asyncio.get_running_loop().time()
+        if now - running.logs_capped < CAP_LOGS_EVERY or running.capping is not None and not running.capping.done():
+            return
+        running.logs_capped = now
+        folder = self.trial_dir(running.trial.id)
+        if oversized_logs(folder, self._log_limit()):
+            running.capping = asyncio.ensure_future(asyncio.to_thread(cap_logs, folder, self._log_limit()))
+
+    def _log_limit(self) -> int:
+        return int(self.config.max_log_mib * MIB)
+
+    # judge
+
+    def _judge(self, running: _Running, problem: str | None, reports: list[tuple[int, float | None]]) -> None:
+        """A bad metric fails the trial; its new intermediate results go to the stopper, which may end it early."""
+        if problem and running.ending is None:
+            self._decide(running, TrialStatus.FAILED, problem)
+        if reports and self.stopper is not None and running.ending is None and running.final is None:
+            self._learning += 1
+            judged = self._worker.call(_first_stop, self.stopper, running.trial.id, reports)
+            asyncio.get_running_loop().create_task(self._guarded(self._judged(running, judged)))
 
     async def _judged(self, running: _Running, judged: Awaitable[int | None]) -> None:
         """End the trial early if the stopper said so (it gets SIGTERM, then SIGKILL after the grace period)."""
@@ -549,32 +623,92 @@ class ExperimentLoop:
         if step is not None and running.ending is None and running.trial.id in self._running:
             assert self.config.stopper is not None
             log.info("trial %d stopped early by %s at step %d", running.trial.id, self.config.stopper.name, step)
-            self._decide(running, "early_stopped", f"stopped early by {self.config.stopper.name} at step {step}")
+            reason = f"stopped early by {self.config.stopper.name} at step {step}"
+            self._decide(running, TrialStatus.EARLY_STOPPED, reason)
 
-    def _decide(self, running: _Running, status: str, reason: str) -> None:
+    def _decide(self, running: _Running, status: TrialStatus, reason: str) -> None:
         """Decide how a running trial ends (unless that is decided already): stored first, then acted on."""
         if running.ending is None:
             self._write(self.store.decide_ending, running.trial, status, reason)
             running.ending = (status, reason)
 
-    def _finish(self, running: _Running, status: str, code: int | None, reason: str | None) -> None:
+    # end
+
+    async def _end(self, running: _Running, code: int | None) -> None:
+        """The trial exited: once its whole tree is gone and every metric it wrote is stored, conclude it."""
+        handle = running.handle
+        assert handle is not None, "only a started trial ends this way"
+        if running.termination is not None:
+            await running.termination  # the whole tree is gone before its GPUs are handed on
+        await handle.end_leftovers(0.0 if self._killing else self.grace)
+        await self._collect_all(running)  # all it wrote, now that nothing of it writes any more
+        folder = self.trial_dir(running.trial.id)
+        if oversized_logs(folder, self._log_limit()):
+            await asyncio.to_thread(cap_logs, folder, self._log_limit())
+        self._conclude(running, code)
+
+    def _conclude(self, running: _Running, code: int | None) -> None:
+        """The trial's status from our decision, its exit status and whether it reported a final result."""
+        if running.ending is not None:
+            status, reason = running.ending
+        elif code is None and running.final is None:
+            status, reason = TrialStatus.FAILED, "ended while automl was not running; its exit status is unknown"
+        elif code is None:
+            status, reason = TrialStatus.SUCCEEDED, None
+        elif code != 0:
+            status, reason = TrialStatus.FAILED, _with_tail(describe_exit(code), self.trial_dir(running.trial.id))
+        elif running.final is None:
+            status, reason = TrialStatus.FAILED, "exited without reporting a final result (call report_final)"
+        else:
+            status, reason = TrialStatus.SUCCEEDED, None
+        self._finish(running, status, code, reason)
+
+    def _finish(self, running: _Running, status: TrialStatus, code: int | None, reason: str | None) -> None:
+        """Store how the trial ended and what it used, give its GPUs back, then tell."""
         trial = running.trial
-        value = running.final if status == "succeeded" else self._learned_from_stopped(running, status)
+        value = running.final if status == TrialStatus.SUCCEEDED else self._learned_from_stopped(running, status)
         energy, peak = self.gpus.release(running.placement)
-        recorded = recorded_usage(self.trial_dir(trial.id))  # true even for a trial that ended while we were down
-        usage = self._usage(running, energy, peak, recorded)
-        ended = self.store.clock() if recorded is None or recorded.ended is None else recorded.ended
+        used = ProcessUsage() if running.handle is None else running.handle.usage()  # also what it left unwatched
+        usage = running.meter.total(energy, peak, used, self.store.clock(), self.config.cost)
+        ended = self.store.clock() if used.ended is None else used.ended
         trial.status, trial.exit_code, trial.error, trial.value, trial.ended = status, code, reason, value, ended
         self._write(self.store.trial_ended, trial, status, code, reason, value, usage, ended=ended)
         del self._running[trial.id]
-        self._emit("trial_ended", trial=trial.id, status=status, value=value, error=reason)
-        self._after_end(trial, running.key, recovered=running.recovered)
+        self._emit(EventKind.TRIAL_ENDED, trial=trial.id, status=status, value=value, error=reason)
+        self._tell(trial, running.key, recovered=running.recovered)
         self._wake.set()
 
-    def _after_end(self, trial: Trial, key: int, recovered: bool) -> None:
-        """Retry a failed or re-run an interrupted trial, or else tell the tuner its configuration's outcome."""
-        if trial.status == "succeeded" and (self.best is None or self._better(trial.value, self.best.value)):
-            self.best = trial
+    def _learned_from_stopped(self, running: _Running, status: TrialStatus) -> float | None:
+        """What the tuner learns from a trial the stopper ended: its last or best intermediate value, or nothing."""
+        spec = self.config.stopper
+        values = [v for v in running.intermediate if v is not None]
+        if status != TrialStatus.EARLY_STOPPED or spec is None or spec.learn_from == "none" or not values:
+            return None
+        if spec.learn_from == "last":
+            return values[-1]
+        return max(values) if self.config.objective.mode == "maximize" else min(values)
+
+    async def _end_running_trials(self) -> None:
+        reason = self._stop_reason or "experiment ended"
+        for running in self._running.values():
+            running.ending = running.ending or (TrialStatus.KILLED, reason)
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _let_go(self) -> None:
+        """Stop following trials without touching them; the store keeps them as running."""
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # tell
+
+    def _tell(self, trial: Trial, key: int, recovered: bool) -> None:
+        """Retry a failed or re-run an interrupted trial, or else tell the tuner (and stopper) its configuration's
+        outcome."""
+        self._note_best(trial)
         if self._would_run_again(trial) and self._stop_reason is None and not self._time_up:
             log.info("trial %d %s (%s); running it again", trial.id, trial.status, trial.error)
             self._ready.append(self._again(trial, key, recovered))
@@ -593,9 +727,14 @@ class ExperimentLoop:
         self._learning += 1
         asyncio.get_running_loop().create_task(self._guarded(self._learned(outcome)))
 
+    def _note_best(self, trial: Trial) -> None:
+        """Keep the best succeeded trial so far."""
+        if trial.status == TrialStatus.SUCCEEDED and (self.best is None or self._better(trial.value, self.best.value)):
+            self.best = trial
+
     def _again(self, trial: Trial, key: int, recovered: bool) -> _Request:
         """The same configuration once more: a retry uses up one of its retries, a re-run after a reboot none."""
-        attempt = trial.attempt + (trial.status == "failed")
+        attempt = trial.attempt + (trial.status == TrialStatus.FAILED)
         return _Request(trial.params, key, trial.retry_of or trial.id, attempt, recovered)
 
     async def _learned(self, outcome: Awaitable[None]) -> None:
@@ -606,71 +745,12 @@ class ExperimentLoop:
             self._tuner_waiting = False
             self._wake.set()
 
-    async def _end_running_trials(self) -> None:
-        reason = self._stop_reason or "experiment ended"
-        for running in self._running.values():
-            running.ending = running.ending or ("killed", reason)
-        tasks = [r.task for r in self._running.values() if r.task is not None]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _let_go(self) -> None:
-        """Stop following trials without touching them; the store keeps them as running."""
-        tasks = [r.task for r in self._running.values() if r.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    # resuming
-
-    async def _resume_from_store(self) -> None:
-        """Take up where the store says this experiment was: counts, best, tuner history, live trials."""
-        trials = self.store.trials(self.experiment.id)
-        if not trials:
-            return
-        self._keys = itertools.count(max(t.tuner_key for t in trials) + 1)
-        last_attempts: dict[int, Trial] = {}
-        for trial in trials:
-            last_attempts[trial.tuner_key] = trial
-            if trial.gpu_memory_mib:
-                self.gpus.estimate.observe(trial.gpu_memory_mib)
-        curves = self.store.curves(self.experiment.id)
-        if self.stopper is not None:  # before any re-attached trial reports again
-            await self._worker.call(self.stopper.restore, [(t.id, curves.get(t.id, []), t.status) for t in trials])
-        history: list[tuple[dict[str, Any], float | None]] = []
-        pending: list[dict[str, Any]] = []  # their outcome reaches the tuner when they end
-        live: list[tuple[Trial, int]] = []
-        for key, trial in last_attempts.items():
-            self.configs_started += 1
-            if trial.status in ("waiting", "running"):
-                pending.append(trial.params)
-                live.append((trial, key))
-            elif self._would_run_again(trial):
-                pending.append(trial.params)
-                self._ready.append(self._again(trial, key, recovered=True))
-            else:
-                history.append((trial.params, trial.value))
-                self.configs_ended += 1
-                self._count_outcome(trial)
-                if trial.status == "succeeded" and (self.best is None or self._better(trial.value, self.best.value)):
-                    self.best = trial
-        await self._worker.call(self._worker.tuner.restore, history, pending)
-        for trial, key in live:  # after the tuner knows the history: a trial that ended meanwhile reports at once
-            self._recover(trial, key, curves.get(trial.id, []))
-        log.info(
-            "experiment %s resumed: %d configurations, %d ended, %d trials re-attached",
-            self.experiment.id,
-            self.configs_started,
-            self.configs_ended,
-            len(self._running),
-        )
-
     def _count_outcome(self, trial: Trial) -> None:
         """Note whether an ended trial shows the trial code working; fail the experiment after max_failures
         failures before any trial worked (a broken script or environment)."""
-        if trial.status in ("succeeded", "early_stopped"):
+        if trial.status in (TrialStatus.SUCCEEDED, TrialStatus.EARLY_STOPPED):
             self._worked = True
-        elif trial.status == "failed" and not self._worked:
+        elif trial.status == TrialStatus.FAILED and not self._worked:
             self._failures.append(trial.error or "failed")
             limit = self.config.max_failures
             if limit is not None and len(self._failures) >= limit and self._failure is None:
@@ -681,139 +761,9 @@ class ExperimentLoop:
 
     def _would_run_again(self, trial: Trial) -> bool:
         """Whether an ended trial's configuration runs once more: a retry after a failure, a re-run after a reboot."""
-        if trial.status == "interrupted":
+        if trial.status == TrialStatus.INTERRUPTED:
             return self.config.rerun_interrupted
-        return trial.status == "failed" and trial.attempt < self.config.retries
-
-    def _recover(self, trial: Trial, key: int, intermediate: list[float | None]) -> None:
-        """A trial the store says is running (or about to): re-attach it, conclude it, start it, or mark it
-        interrupted."""
-        if trial.status == "waiting" and (orphan := find_trial_process(trial.experiment_id, trial.id)) is not None:
-            self._mark_started(trial, orphan.pid, orphan.create_time(), orphan.create_time())
-        placement = self.gpus.claim(trial.gpus, trial.gpu_memory_mib)
-        running = _Running(
-            trial,
-            key,
-            placement,
-            trial.pid,
-            self.store.final_value(trial.experiment_id, trial.id),
-            trial.metric_lines,
-            recovered=True,
-            before={name: getattr(trial, name) or 0.0 for name in USAGE_FIELDS},
-            intermediate=list(intermediate),
-            ending=trial.decision,
-        )
-        self._running[trial.id] = running
-        if trial.status == "running" and trial.pid is not None and self.launcher.alive(trial.pid, trial.pid_created):
-            self._attach(running, trial.pid)
-            exit_code = asyncio.ensure_future(self._exit_of_foreign(running))
-            running.task = asyncio.get_running_loop().create_task(self._guarded(self._watch(running, exit_code)))
-            return
-        code = recorded_exit(self.trial_dir(trial.id))
-        if trial.status == "waiting" and code is None and self._stop_reason is not None:
-            self._finish(running, "killed", None, f"{self._stop_reason} before it started")
-            return
-        if trial.status == "waiting" and code is None:
-            # automl died between storing the trial and starting its process: start it now, under its own id, in a
-            # fresh folder (no process of it runs, so what the cut-short start wrote there is only set aside)
-            set_aside(self.trial_dir(trial.id))
-            if trial.metrics_offset:  # the cut-short start reported: its lines stay in the folder set aside
-                self._write(self.store.forget_metrics, trial)
-                running.seq, running.final, running.intermediate, trial.steps = 0, None, [], 0
-            running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
-            return
-        self.launcher.kill_leftovers(trial.experiment_id, trial.id)
-        if self._collect(running, final=True):
-            self._conclude_recovered(running, code)
-        else:  # more than one look reads, or a store that takes no writes now: conclude once every line is in it
-            running.task = asyncio.get_running_loop().create_task(self._guarded(self._settle(running, code)))
-
-    async def _settle(self, running: _Running, code: int | None) -> None:
-        """Conclude a trial that ended while automl was down, once the store has taken all its metrics."""
-        await self._collect_all(running)
-        self._conclude_recovered(running, code)
-
-    def _conclude_recovered(self, running: _Running, code: int | None) -> None:
-        if code is not None:
-            self._conclude(running, code)
-        else:
-            self._finish(running, "interrupted", None, "its process was gone when automl restarted (machine restart?)")
-
-    def _mark_started(self, trial: Trial, pid: int, pid_created: float | None, started: float) -> None:
-        """Record that a trial runs as process `pid` (in memory at once, in the store as soon as it takes it)."""
-        trial.status, trial.pid, trial.pid_created, trial.started = "running", pid, pid_created, started
-        self._write(self.store.trial_started, trial, pid, pid_created, started)
-
-    def _learned_from_stopped(self, running: _Running, status: str) -> float | None:
-        """What the tuner learns from a trial the stopper ended: its last or best intermediate value, or nothing."""
-        spec = self.config.stopper
-        values = [v for v in running.intermediate if v is not None]
-        if status != "early_stopped" or spec is None or spec.learn_from == "none" or not values:
-            return None
-        if spec.learn_from == "last":
-            return values[-1]
-        return max(values) if self.config.objective.mode == "maximize" else min(values)
-
-    def _cap_logs(self, running: _Running) -> None:
-        """Every second, look at the sizes of the trial's log files; cap those over max_log_mib on a worker thread
-        (it may move megabytes)."""
-        now = asyncio.get_running_loop().time()
-        if now - running.logs_capped < CAP_LOGS_EVERY or running.capping is not None and not running.capping.done():
-            return
-        running.logs_capped = now
-        folder = self.trial_dir(running.trial.id)
-        if oversized_logs(folder, self._log_limit()):
-            running.capping = asyncio.ensure_future(asyncio.to_thread(cap_logs, folder, self._log_limit()))
-
-    def _log_limit(self) -> int:
-        return int(self.config.max_log_mib * MIB)
-
-    # usage and cost
-
-    def _attach(self, running: _Running, pid: int) -> None:
-        """Follow the trial's process: its tree for CPU and memory, its GPUs for load and energy."""
-        running.pid = pid
-        running.tree = ProcessTreeUsage(pid)
-        self.gpus.started(running.placement, (self.experiment.id, running.trial.id), pid)
-
-    def _look_at_usage(self, running: _Running) -> None:
-        """Every second, look at the trial's process tree; every few seconds, store what it used so far."""
-        now = asyncio.get_running_loop().time()
-        if running.tree is None or now - running.looked < USAGE_EVERY:
-            return
-        running.looked = now
-        self.gpus.seen(running.placement, running.tree.sample())
-        if now - running.stored >= STORE_USAGE_EVERY and self.store.due():
-            running.stored = now
-            try:
-                self.store.trial_usage(running.trial, self._usage(running, *self.gpus.measured(running.placement)))
-            except StoreUnavailable:
-                pass  # a running total: the next write brings it up to date
-
-    def _usage(
-        self, running: _Running, energy_j: float, gpu_memory_mib: float, recorded: RecordedUsage | None = None
-    ) -> dict[str, float]:
-        """What the trial used so far (adding to what an earlier automl process measured before a restart, and
-        taking what its wrapper recorded at its exit), and its price."""
-        trial, placement, tree, before = running.trial, running.placement, running.tree, running.before
-        ended = self.store.clock() if recorded is None or recorded.ended is None else recorded.ended
-        ran = max(0.0, ended - trial.started) if trial.started else 0.0
-        usage = TrialUsage(
-            gpu_seconds=placement.share * len(placement.gpus) * ran,
-            energy_j=before.get("energy_j", 0.0) + energy_j,
-            cpu_seconds=max(
-                tree.cpu_seconds if tree else 0.0,
-                recorded.cpu_seconds if recorded else 0.0,
-                before.get("cpu_seconds", 0.0),
-            ),
-            peak_rss_mib=max(
-                tree.peak_rss_mib if tree else 0.0,
-                recorded.peak_rss_mib if recorded else 0.0,
-                before.get("peak_rss_mib", 0.0),
-            ),
-            gpu_memory_mib=max(gpu_memory_mib, before.get("gpu_memory_mib", 0.0)),
-        )
-        return usage.priced(self.config.cost).as_dict()
+        return trial.status == TrialStatus.FAILED and trial.attempt < self.config.retries
 
     def _better(self, value: float | None, than: float | None) -> bool:
         if value is None or than is None:
@@ -824,7 +774,7 @@ class ExperimentLoop:
         """Where a trial's params, metrics and logs live."""
         return trial_dir(self.store.home, self.experiment.id, trial_id)
 
-    def _emit(self, event: str, **data: Any) -> None:
+    def _emit(self, event: EventKind, **data: Any) -> None:
         for listener in self.listeners:
             listener(event, data)
 

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from automl.control.client import Client
-from automl.engine.metrics_file import MAX_LINE
+from automl.launchers.metrics_file import MAX_LINE
 from automl.store import Store
 from tests.helpers import (
     recorded_daemon_pid,

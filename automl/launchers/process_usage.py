@@ -11,7 +11,7 @@ import psutil
 
 from ..trial_exit import USAGE_FILE
 
-CPU_TIMES_FILE = "cpu_times"
+CPU_TIMES_FILE = "cpu_times"  # Contract: a trial folder file (see launchers/base.py); never renamed
 _TIME = re.compile(r"(\d+)m([\d.]+)s")
 
 
