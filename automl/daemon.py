@@ -32,12 +32,12 @@ from .errors import UserError
 from .gpu.pool import GpuPool, report
 from .gpu.probe import open_probe
 from .launchers.local import LocalLauncher
-from .paths import last_line, open_append, replace_file, secure_home
+from .logs import log_to
+from .paths import last_line, open_append, replace_file, secure_home, socket_path
 from .store import LOOP_WRITE_WAIT, Experiment, Store, StoreUnavailable
 
 log = logging.getLogger("automl")
 
-SOCKET_FILE = "daemon.sock"
 PID_FILE = "daemon.pid"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
@@ -56,11 +56,6 @@ ARGUMENTS = {  # each op's arguments; any other is a user error
 OPS = tuple(ARGUMENTS)
 HOST = "daemon"
 FILE_LIMIT = 8192  # open files: the control server's client cap and every trial's files, with room to spare
-
-
-def socket_path(home: Path) -> Path:
-    """Where the daemon of a data directory listens."""
-    return home / SOCKET_FILE
 
 
 class Daemon:
@@ -264,8 +259,6 @@ class Daemon:
 
 def serve_foreground(home: Path) -> None:
     """`automl daemon start --foreground`: run the daemon in this process (for service managers)."""
-    from .cli.commands import log_to
-
     secure_home(home)
     if not sys.stderr.isatty():  # detached, or under a service manager: the log file is the one place
         for handler in [h for h in log.handlers if type(h) is logging.StreamHandler]:

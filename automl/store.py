@@ -21,10 +21,10 @@ from typing import Any
 
 from .errors import DaemonError, UserError
 from .paths import check_own_file, create_file, secure_home
+from .usage import USAGE_FIELDS
 
 log = logging.getLogger("automl")
 
-USAGE_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
 
 SCHEMA_VERSION = 4
 DB_NAME = "automl.db"

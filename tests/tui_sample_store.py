@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from automl.config.model import CostPolicy
-from automl.engine.cost import TrialUsage
 from automl.store import Metric, Store
+from automl.usage import TrialUsage
 
 NOW = 1_764_000_000.0
 """The moment the sample is taken at (2025-11-24 16:00 UTC)."""

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sqlite3
 import sys
@@ -23,7 +22,8 @@ from tui.cli import add_command as add_tui_command
 
 from .. import __version__
 from ..errors import DaemonError, UserError
-from ..paths import home, open_append, private_folders, secure_home, write_atomically
+from ..logs import log_to
+from ..paths import home, secure_home, write_atomically
 from .convert import add_command as add_convert_command
 from .daemon import add_commands as add_daemon_commands
 from .gpus import add_command as add_gpus_command
@@ -196,15 +196,6 @@ async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tup
             sampler.cancel()
         progress.finish()
     return status, interrupts > 0, loop.best
-
-
-def log_to(path: Path) -> None:
-    """Also write automl's log, INFO and up, to `path`."""
-    private_folders(path.parent)
-    handler = logging.StreamHandler(os.fdopen(open_append(path), "a", encoding="utf-8"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.setLevel(logging.INFO)
-    log.addHandler(handler)
 
 
 def _log_warnings_to_stderr() -> None:

@@ -28,11 +28,11 @@ from ..launchers.base import METRICS_FILE, Launcher, TrialSpec
 from ..launchers.local import LocalLauncher, describe_exit, find_trial_process, recorded_exit, stderr_tail
 from ..paths import set_aside, trial_dir
 from ..stoppers.base import Stopper
-from ..store import USAGE_FIELDS, Experiment, Store, StoreUnavailable, Trial
+from ..store import Experiment, Store, StoreUnavailable, Trial
 from ..trial import BARE_PARAMETER_ENV
 from ..tuners.base import NoMoreTrials
+from ..usage import USAGE_FIELDS, TrialUsage
 from . import metrics_file
-from .cost import TrialUsage
 from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
 from .trial_logs import cap_logs, oversized_logs
 from .tuner_worker import TunerWorker
