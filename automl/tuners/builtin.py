@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from automl.config.search_space import TYPES
 from automl.errors import UserError
 from automl.registry import Registry, checked_class_args
 
@@ -20,20 +21,7 @@ MAX_REPEATS = 20
 MAX_SLOW_REPEATS = 2
 """The same for tuners that take seconds per proposal (GP, Metis)."""
 
-SEARCH_SPACE_TYPES = frozenset(
-    {
-        "choice",
-        "randint",
-        "uniform",
-        "quniform",
-        "loguniform",
-        "qloguniform",
-        "normal",
-        "qnormal",
-        "lognormal",
-        "qlognormal",
-    }
-)
+SEARCH_SPACE_TYPES = frozenset(TYPES)
 """Every parameter type of NNI's search-space format."""
 
 CHECKPOINTS = "checkpoints"
