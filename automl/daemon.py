@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import psutil
 
 from . import __version__
 from .config.model import GpuPolicy, config_from_store, load_config, parse_duration
+from .control import protocol
 from .control.client import Client, DaemonNotRunning
 from .control.server import ControlServer
 from .engine.experiment import DETACHED, ExperimentLoop
@@ -32,35 +35,17 @@ from .errors import UserError
 from .gpu.pool import GpuPool, report
 from .gpu.probe import open_probe
 from .launchers.local import LocalLauncher
-from .paths import last_line, open_append, replace_file, secure_home
+from .logs import log_to
+from .paths import last_line, open_append, replace_file, secure_home, socket_path
 from .store import LOOP_WRITE_WAIT, Experiment, Store, StoreUnavailable
 
 log = logging.getLogger("automl")
 
-SOCKET_FILE = "daemon.sock"
 PID_FILE = "daemon.pid"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
-ARGUMENTS = {  # each op's arguments; any other is a user error
-    "ping": (),
-    "status": (),
-    "gpus": (),
-    "shutdown": (),
-    "submit": ("config", "environment"),
-    "pause": ("experiment",),
-    "stop": ("experiment",),
-    "resume": ("experiment", "environment"),
-    "kill": ("experiment", "trial"),
-    "update": ("experiment", "concurrency", "max_trials", "max_duration"),
-}
-OPS = tuple(ARGUMENTS)
 HOST = "daemon"
 FILE_LIMIT = 8192  # open files: the control server's client cap and every trial's files, with room to spare
-
-
-def socket_path(home: Path) -> Path:
-    """Where the daemon of a data directory listens."""
-    return home / SOCKET_FILE
 
 
 class Daemon:
@@ -112,58 +97,69 @@ class Daemon:
             lock.close()
 
     async def handle(self, op: str, args: dict[str, Any]) -> Any:
-        """Answer one control request."""
-        unknown = sorted(set(args) - set(ARGUMENTS[op]))
-        if unknown:
-            allowed = ", ".join(ARGUMENTS[op]) or "none"
-            raise UserError(f"unknown argument(s) {', '.join(map(repr, unknown))} for {op}; allowed: {allowed}")
-        if op == "ping":
-            return {"version": __version__}
-        if op == "status":
-            return {
-                "running": True,
-                "pid": os.getpid(),
-                "socket": str(socket_path(self.home)),
-                "started": self._started,
-                "version": __version__,
-                "experiments": sorted(self.loops),
-                "gpus": self.pool.count,
-                "store_fault": None if self.store.fault is None else self.store.fault.describe(),
-                "loop_lag_ms": self.lag.summary(),
-                "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
-            }
-        if op == "gpus":
-            return {"gpus": self._gpu_report()}
-        if op == "submit":
-            try:
-                return await self._submit(_arg(args, "config", str), _environment(args))
-            except StoreUnavailable as e:
-                raise UserError(
-                    f"the store takes no writes now ({e}); submit again once it does "
-                    "(`automl daemon status` shows the fault)"
-                ) from None
-        if op == "shutdown":
-            self._shutdown.set()
-            return {"stopping": True}
-        if op == "resume" and (orphan := self._orphan(_arg(args, "experiment", str))) is not None:
-            return await self._adopt(orphan, _environment(args))
-        loop = self._loop(_arg(args, "experiment", str))
-        if op == "pause":
-            loop.pause()
-        elif op == "resume":
-            loop.resume()
-        elif op == "stop":
-            loop.stop()
-        elif op == "kill":
-            loop.kill_trial(_arg(args, "trial", int))
-        elif op == "update":
-            duration = args.get("max_duration")
-            try:
-                max_duration = parse_duration(duration)
-            except ValueError as e:
-                raise UserError(f"max_duration: {e}") from None
-            loop.update(_optional_int(args, "concurrency"), _optional_int(args, "max_trials"), max_duration)
-        return {"experiment": loop.experiment.id}
+        """Answer one control request: its arguments checked against the op's model, then its handler."""
+        operation = OPERATIONS[op]
+        return await operation.handler(self, protocol.parse_op_args(op, operation.args, args))
+
+    async def _ping(self, _: protocol.NoArgs) -> dict[str, Any]:
+        return {"version": __version__}
+
+    async def _status(self, _: protocol.NoArgs) -> dict[str, Any]:
+        return {
+            "running": True,
+            "pid": os.getpid(),
+            "socket": str(socket_path(self.home)),
+            "started": self._started,
+            "version": __version__,
+            "experiments": sorted(self.loops),
+            "gpus": self.pool.count,
+            "store_fault": None if self.store.fault is None else self.store.fault.describe(),
+            "loop_lag_ms": self.lag.summary(),
+            "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
+        }
+
+    async def _gpus(self, _: protocol.NoArgs) -> dict[str, Any]:
+        return {"gpus": self._gpu_report()}
+
+    async def _shutdown_request(self, _: protocol.NoArgs) -> dict[str, Any]:
+        self._shutdown.set()
+        return {"stopping": True}
+
+    async def _submit_request(self, args: protocol.SubmitArgs) -> dict[str, Any]:
+        try:
+            return await self._submit(args.config, args.environment)
+        except StoreUnavailable as e:
+            raise UserError(
+                f"the store takes no writes now ({e}); submit again once it does "
+                "(`automl daemon status` shows the fault)"
+            ) from None
+
+    async def _pause(self, args: protocol.ExperimentArgs) -> dict[str, Any]:
+        return _done(self._loop(args.experiment), ExperimentLoop.pause)
+
+    async def _stop(self, args: protocol.ExperimentArgs) -> dict[str, Any]:
+        return _done(self._loop(args.experiment), ExperimentLoop.stop)
+
+    async def _resume_request(self, args: protocol.ResumeArgs) -> dict[str, Any]:
+        """Go on with a paused experiment of ours, or adopt an orphan of a gone `automl run`."""
+        orphan = self._orphan(args.experiment)
+        if orphan is not None:
+            return await self._adopt(orphan, args.environment)
+        return _done(self._loop(args.experiment), ExperimentLoop.resume)
+
+    async def _kill(self, args: protocol.KillArgs) -> dict[str, Any]:
+        loop = self._loop(args.experiment)
+        loop.kill_trial(args.trial)
+        return _done(loop)
+
+    async def _update(self, args: protocol.UpdateArgs) -> dict[str, Any]:
+        loop = self._loop(args.experiment)
+        try:
+            max_duration = parse_duration(args.max_duration)
+        except ValueError as e:
+            raise UserError(f"max_duration: {e}") from None
+        loop.update(args.concurrency, args.max_trials, max_duration)
+        return _done(loop)
 
     def _publish_gpus(self) -> None:
         """A `gpu_sample` event after every look at the GPUs, for dashboards."""
@@ -264,8 +260,6 @@ class Daemon:
 
 def serve_foreground(home: Path) -> None:
     """`automl daemon start --foreground`: run the daemon in this process (for service managers)."""
-    from .cli.commands import log_to
-
     secure_home(home)
     if not sys.stderr.isatty():  # detached, or under a service manager: the log file is the one place
         for handler in [h for h in log.handlers if type(h) is logging.StreamHandler]:
@@ -392,22 +386,31 @@ def _pid_running(pid: int) -> bool:
         return False
 
 
-def _arg(args: dict[str, Any], name: str, kind: type) -> Any:
-    value = args.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise UserError(f"argument '{name}' must be a {kind.__name__}, got {value!r}")
-    return value
+def _done(loop: ExperimentLoop, action: Callable[[ExperimentLoop], None] | None = None) -> dict[str, Any]:
+    """The reply to a request about one hosted experiment, after `action` on its loop."""
+    if action is not None:
+        action(loop)
+    return {"experiment": loop.experiment.id}
 
 
-def _environment(args: dict[str, Any]) -> dict[str, str] | None:
-    """A submit's `environment` (names to values, all strings), or None when the client sent none."""
-    value = args.get("environment")
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise UserError(f"argument 'environment' must be an object of strings, got {type(value).__name__}")
-    return value
+@dataclass(frozen=True)
+class Operation:
+    """One op the daemon serves: the model its arguments must fit and the method that answers it."""
+
+    args: type[protocol.OpArgs]
+    handler: Callable[[Daemon, Any], Awaitable[Any]]
 
 
-def _optional_int(args: dict[str, Any], name: str) -> int | None:
-    return None if args.get(name) is None else _arg(args, name, int)
+OPERATIONS: dict[str, Operation] = {
+    "ping": Operation(protocol.NoArgs, Daemon._ping),
+    "status": Operation(protocol.NoArgs, Daemon._status),
+    "gpus": Operation(protocol.NoArgs, Daemon._gpus),
+    "shutdown": Operation(protocol.NoArgs, Daemon._shutdown_request),
+    "submit": Operation(protocol.SubmitArgs, Daemon._submit_request),
+    "pause": Operation(protocol.ExperimentArgs, Daemon._pause),
+    "stop": Operation(protocol.ExperimentArgs, Daemon._stop),
+    "resume": Operation(protocol.ResumeArgs, Daemon._resume_request),
+    "kill": Operation(protocol.KillArgs, Daemon._kill),
+    "update": Operation(protocol.UpdateArgs, Daemon._update),
+}
+OPS = tuple(OPERATIONS)

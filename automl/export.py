@@ -6,13 +6,21 @@ import csv
 import io
 import json
 import shlex
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    from .store import Trial
 
-from .store import Trial
-
+# The export formats, and the one an output file's suffix asks for (any other suffix: yaml). This module imports
+# nothing heavy at its top, so the command line's parser can take its choices from here.
 FORMATS = ("yaml", "json", "csv", "args")
+SUFFIXES = {".json": "json", ".csv": "csv", ".txt": "args", ".args": "args"}
+
+
+def format_for(output: str | None) -> str:
+    """The format an output file's suffix asks for (yaml when it has none or another)."""
+    return SUFFIXES.get(Path(output).suffix.lower() if output else "", "yaml")
 
 
 def ranked(trials: list[Trial], mode: str) -> list[Trial]:
@@ -41,7 +49,7 @@ def render_best(trial: Trial, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(trial.params, indent=2) + "\n"
     if fmt == "yaml":
-        return yaml.safe_dump(trial.params, sort_keys=False)
+        return _yaml(trial.params)
     if fmt == "args":
         return as_args(trial.params) + "\n"
     return _csv([trial])
@@ -59,7 +67,7 @@ def render_many(trials: list[Trial], fmt: str, with_status: bool = False) -> str
     ]
     if fmt == "json":
         return json.dumps(records, indent=2) + "\n"
-    return yaml.safe_dump(records, sort_keys=False)
+    return _yaml(records)
 
 
 def as_args(params: dict[str, Any]) -> str:
@@ -68,6 +76,12 @@ def as_args(params: dict[str, Any]) -> str:
     for name, value in flatten(params).items():
         words += [f"--{name}", value if isinstance(value, str) else json.dumps(value)]
     return shlex.join(words)
+
+
+def _yaml(data: Any) -> str:
+    import yaml  # on use: the command line imports this module for its format names
+
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def _csv(trials: list[Trial], with_status: bool = False) -> str:

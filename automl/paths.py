@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import UserError
 
 EXPERIMENTS = "experiments"
+SOCKET_FILE = "daemon.sock"
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -23,6 +24,11 @@ class TrialFolderExists(FileExistsError):
 def home() -> Path:
     """The data directory: $AUTOML_HOME, default ~/.local/share/automl."""
     return Path(os.environ.get("AUTOML_HOME") or Path.home() / ".local" / "share" / "automl").expanduser()
+
+
+def socket_path(data_dir: Path) -> Path:
+    """Where the daemon of a data directory listens."""
+    return data_dir / SOCKET_FILE
 
 
 def trial_dir(data_dir: Path, experiment_id: str, trial_id: int) -> Path:

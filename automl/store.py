@@ -2,6 +2,9 @@
 
 One process writes (the experiment loop's host); any number read. Every
 metric is committed before anything acts on it.
+
+Contract: the schema is read by other tools and by other automl versions. Columns and tables may be added, each
+addition a new step in MIGRATIONS (which raises SCHEMA_VERSION); none is renamed, removed or given another meaning.
 """
 
 from __future__ import annotations
@@ -21,12 +24,11 @@ from typing import Any
 
 from .errors import DaemonError, UserError
 from .paths import check_own_file, create_file, secure_home
+from .usage import USAGE_FIELDS
 
 log = logging.getLogger("automl")
 
-USAGE_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
 
-SCHEMA_VERSION = 4
 DB_NAME = "automl.db"
 OPEN_WAIT = 10.0  # seconds opening the store waits for another writer's lock
 LOOP_WRITE_WAIT = 0.1  # seconds an experiment loop's write waits for a lock: longer would stall the event loop
@@ -91,6 +93,35 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (experiment_id, trial_id, seq)
 );
 """
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema's history: the version it brings a store to and the columns it adds to a table."""
+
+    version: int
+    table: str
+    columns: tuple[tuple[str, str], ...]  # (name, SQL type), as added then
+
+
+MIGRATIONS = (  # in order; a store at version v gets every step above v when it is opened for writing
+    Migration(
+        2,
+        "trials",
+        (
+            ("gpu_seconds", "REAL"),
+            ("energy_j", "REAL"),
+            ("cpu_seconds", "REAL"),
+            ("peak_rss_mib", "REAL"),
+            ("gpu_memory_mib", "REAL"),
+            ("cost", "REAL"),
+        ),
+    ),
+    Migration(3, "experiments", (("note", "TEXT"), ("environment", "TEXT"))),
+    Migration(4, "experiments", (("stop_reason", "TEXT"), ("host_pid", "INTEGER"), ("host_started", "REAL"))),
+    Migration(4, "trials", (("decision", "TEXT"),)),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 @dataclass
@@ -202,7 +233,7 @@ class Store:
         self.on_fault: Callable[[StoreFault | None], None] | None = None  # told when a fault begins and ends
         if readonly:
             self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
-            self._checked(lambda: self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone())
+            self._checked(lambda: self._refuse_newer(self._schema_version()))
         else:
             _create_database_file(home)
             self.conn = sqlite3.connect(self.path, timeout=OPEN_WAIT, isolation_level=None)
@@ -218,14 +249,25 @@ class Store:
         """WAL mode, and the schema unless it is current (so an existing store opens even while it takes no writes)."""
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
-        if self._schema_version() == SCHEMA_VERSION:
+        version = self._schema_version()
+        if version == SCHEMA_VERSION:
             return
+        self._refuse_newer(version)
         with self._tx():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self.conn.execute(statement)
-            self._upgrade()
+            self._migrate(version or 0)
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _refuse_newer(self, version: int | None) -> None:
+        """A store a newer automl wrote may hold what this one cannot read right: it is not opened."""
+        if version is not None and version > SCHEMA_VERSION:
+            self.conn.close()
+            raise UserError(
+                f"the store {self.path} was written by a newer automl (schema version {version}; this automl knows "
+                f"versions up to {SCHEMA_VERSION}); upgrade automl, or set AUTOML_HOME to another data directory"
+            )
 
     def _schema_version(self) -> int | None:
         if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
@@ -527,23 +569,16 @@ class Store:
             curves.setdefault(trial_id, []).append(value)
         return curves
 
-    def _upgrade(self) -> None:
-        """Bring a database written by an older automl up to this schema (columns are only ever added)."""
-        added = {
-            "trials": [*((name, "REAL") for name in USAGE_FIELDS), ("decision", "TEXT")],
-            "experiments": [
-                ("note", "TEXT"),
-                ("environment", "TEXT"),
-                ("stop_reason", "TEXT"),
-                ("host_pid", "INTEGER"),
-                ("host_started", "REAL"),
-            ],
-        }
-        for table, wanted in added.items():
-            columns = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
-            for name, kind in wanted:
+    def _migrate(self, version: int) -> None:
+        """Bring a store written at `version` by an older automl up to this schema: every step above it, in order
+        (a column already there is left alone, so a step may be run again)."""
+        for step in MIGRATIONS:
+            if step.version <= version:
+                continue
+            columns = {row[1] for row in self.conn.execute(f"PRAGMA table_info({step.table})")}
+            for name, kind in step.columns:
                 if name not in columns:
-                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    self.conn.execute(f"ALTER TABLE {step.table} ADD COLUMN {name} {kind}")
 
     # writes that fail
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .engine.cost import totals
 from .errors import UserError
 from .export import ranked
 from .launchers.base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from .launchers.local import is_alive
 from .paths import trial_dir
-from .store import USAGE_FIELDS, Experiment, Store, Trial
+from .store import Experiment, Store, Trial
+from .usage import USAGE_FIELDS, totals
 
 
 def trial_view(trial: Trial) -> dict[str, Any]:

@@ -157,6 +157,9 @@ def test_malformed_and_oversized_messages_get_errors_and_the_daemon_goes_on(daem
         (b"not json\n", "bad_request"),
         (b'{"v": 1, "id": 1, "op": "fly"}\n', "bad_request"),
         (b"[1, 2]\n", "bad_request"),
+        (b'{"v": 1, "id": 2, "op": "kill", "args": {"experiment": "x", "trial": "1"}}\n', "user_error"),
+        (b'{"v": 1, "id": 3, "op": "pause"}\n', "user_error"),
+        (b'{"v": 1, "id": 4, "op": "submit", "args": {"config": "c.yml", "environment": [1]}}\n', "user_error"),
         (b"x" * (2 * 1024 * 1024) + b"\n", "too_large"),
     ):
         with socket.socket(socket.AF_UNIX) as sock:

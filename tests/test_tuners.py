@@ -145,6 +145,21 @@ def test_bad_class_args_name_the_tuner_and_argument(
         assert word in str(error.value)
 
 
+def test_a_bad_class_arg_is_refused_before_nni_is_imported() -> None:
+    code = (
+        "import sys\n"
+        "from automl.errors import UserError\n"
+        "from automl.tuners import TUNER_NAMES, create_tuner\n"
+        "for name in TUNER_NAMES:\n"
+        "    try:\n"
+        "        create_tuner(name, {'no_such_arg': 1}, {'x': {'_type': 'uniform', '_value': [0, 1]}}, 'maximize')\n"
+        "    except UserError as e:\n"
+        "        assert 'no_such_arg' in str(e), e\n"
+        "assert 'nni' not in sys.modules, 'nni was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
 def test_class_args_that_nni_accepts_are_accepted() -> None:
     create_tuner(
         "TPE",

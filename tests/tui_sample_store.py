@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl.config.model import CostPolicy
-from automl.engine.cost import TrialUsage
 from automl.store import Metric, Store
+from automl.usage import TrialUsage
 from tests.helpers import wait_until_async
 
 if TYPE_CHECKING:

@@ -66,7 +66,7 @@ class DashboardApp(App[int]):
         store_every: float = STORE_EVERY,
     ) -> None:
         super().__init__()
-        from automl.daemon import socket_path
+        from automl.paths import socket_path
 
         self.home = home
         self.link: Link = link if link is not None else DaemonLink(socket_path(home))

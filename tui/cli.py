@@ -22,9 +22,8 @@ def add_command(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Attach the dashboard to the running daemon; exit code 2 when none runs or EXP is unknown."""
     from automl.control.client import Client, DaemonNotRunning
-    from automl.daemon import socket_path
     from automl.errors import UserError
-    from automl.paths import home
+    from automl.paths import home, socket_path
     from automl.store import Store
 
     data = home()

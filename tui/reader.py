@@ -11,9 +11,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from automl.engine import cost
 from automl.export import flatten
-from automl.store import USAGE_FIELDS, Experiment, Store, Trial
+from automl.store import Experiment, Store, Trial
+from automl.usage import USAGE_FIELDS, totals
 from automl.views import best_trial
 
 from .state import ACTIVE, ExperimentSummary, StoreRead, TrialState
@@ -162,11 +162,11 @@ def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:
 
 
 def cost_totals(config: dict[str, Any], trials: list[Trial]) -> dict[str, Any]:
-    """The experiment's resource use summed over its trials (`automl.engine.cost.totals`), and `money`: what it cost
+    """The experiment's resource use summed over its trials (`automl.usage.totals`), and `money`: what it cost
     when the experiment has prices (a cost above zero, or a price in its `cost:` config), else None, and the
     dashboard shows GPU-hours instead."""
     prices = config.get("cost") or {}
-    totals = cost.totals(trials, str(prices.get("currency") or "USD"))
-    priced = totals["cost"] > 0 or any((prices.get(name) or 0) > 0 for name in ("price_per_kwh", "price_per_gpu_hour"))
-    totals["money"] = totals["cost"] if priced else None
-    return totals
+    sums = totals(trials, str(prices.get("currency") or "USD"))
+    priced = sums["cost"] > 0 or any((prices.get(name) or 0) > 0 for name in ("price_per_kwh", "price_per_gpu_hour"))
+    sums["money"] = sums["cost"] if priced else None
+    return sums

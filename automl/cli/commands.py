@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sqlite3
 import sys
@@ -23,7 +22,9 @@ from tui.cli import add_command as add_tui_command
 
 from .. import __version__
 from ..errors import DaemonError, UserError
-from ..paths import home, open_append, private_folders, secure_home, write_atomically
+from ..export import FORMATS, format_for
+from ..logs import log_to
+from ..paths import home, secure_home, write_atomically
 from .convert import add_command as add_convert_command
 from .daemon import add_commands as add_daemon_commands
 from .gpus import add_command as add_gpus_command
@@ -74,9 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--best", action="store_true", help="the best trial's params")
     which.add_argument("--top", type=_positive_int, metavar="K", help="the K best trials")
     which.add_argument("--all", action="store_true", help="every trial")
-    export.add_argument(
-        "--format", choices=("yaml", "json", "csv", "args"), help="default: from -o's suffix, else yaml"
-    )
+    export.add_argument("--format", choices=FORMATS, help="default: from -o's suffix, else yaml")
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     export.set_defaults(handler=_cmd_export)
 
@@ -196,15 +195,6 @@ async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tup
             sampler.cancel()
         progress.finish()
     return status, interrupts > 0, loop.best
-
-
-def log_to(path: Path) -> None:
-    """Also write automl's log, INFO and up, to `path`."""
-    private_folders(path.parent)
-    handler = logging.StreamHandler(os.fdopen(open_append(path), "a", encoding="utf-8"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.setLevel(logging.INFO)
-    log.addHandler(handler)
 
 
 def _log_warnings_to_stderr() -> None:
@@ -358,7 +348,7 @@ def _figure(value: float | None, fmt: str, unit: str = "", width: int = 7) -> st
 def _cmd_export(args: argparse.Namespace) -> int:
     from ..export import ranked, render_best, render_many
 
-    fmt = args.format or _format_from_suffix(args.output)
+    fmt = args.format or format_for(args.output)
     store, experiment = _find(args.experiment)
     trials = store.trials(experiment.id)
     order = ranked(trials, experiment.config["objective"]["mode"])
@@ -377,8 +367,3 @@ def _cmd_export(args: argparse.Namespace) -> int:
     write_atomically(Path(args.output), text)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
-
-
-def _format_from_suffix(output: str | None) -> str:
-    suffix = Path(output).suffix.lower() if output else ""
-    return {".json": "json", ".csv": "csv", ".txt": "args", ".args": "args"}.get(suffix, "yaml")

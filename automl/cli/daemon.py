@@ -67,7 +67,7 @@ def add_commands(sub: Any) -> None:
 
 def _client() -> Any:
     from ..control.client import Client
-    from ..daemon import socket_path
+    from ..paths import socket_path
 
     return Client(socket_path(home()))
 
@@ -200,7 +200,7 @@ def _cmd_daemon_restart(args: argparse.Namespace) -> int:
 
 def _cmd_daemon_status(args: argparse.Namespace) -> int:
     from ..control.client import DaemonNotRunning
-    from ..daemon import socket_path
+    from ..paths import socket_path
 
     try:
         with _client() as client:

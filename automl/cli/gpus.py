@@ -51,7 +51,7 @@ def _cmd_gpus(args: argparse.Namespace) -> int:
 
 def _from_daemon() -> tuple[list[dict[str, Any]] | None, str]:
     from ..control.client import Client, DaemonNotRunning
-    from ..daemon import socket_path
+    from ..paths import socket_path
 
     try:
         with Client(socket_path(home())) as client:

@@ -1,6 +1,11 @@
 """The control protocol of the daemon's Unix socket, version 1: newline-delimited JSON requests, replies and events.
 
-Documented for users in docs/protocol.md. Requests are validated with pydantic; replies and events are plain dicts.
+Documented for users in docs/protocol.md. Requests and each op's arguments are validated with pydantic; replies
+and events are plain dicts.
+
+Contract: clients of other automl versions (scripts, dashboards, older and newer CLIs) speak this protocol. Ops,
+arguments, reply fields, event kinds and error codes may be added; none is ever renamed, removed or given another
+meaning. A change that breaks that needs a new PROTOCOL_VERSION.
 """
 
 from __future__ import annotations
@@ -60,6 +65,54 @@ class SubscribeArgs(BaseModel):
     events: list[StrictStr] | None = Field(default=None, description="must be a list of event kinds or null")
 
 
+class OpArgs(BaseModel):
+    """The arguments of one daemon op; every op's model lists all it takes, and anything else is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoArgs(OpArgs):
+    """`ping`, `status`, `gpus`, `shutdown`: no arguments."""
+
+
+Environment = dict[StrictStr, StrictStr]
+ENVIRONMENT = "must be an object of strings"
+EXPERIMENT = "must be a string: an experiment id, a unique id prefix or a name"
+
+
+class SubmitArgs(OpArgs):
+    """`submit`: the config file's path, and the environment its trials run with (null: the daemon's)."""
+
+    config: StrictStr = Field(description="must be a string: the path of a config file")
+    environment: Environment | None = Field(default=None, description=ENVIRONMENT)
+
+
+class ExperimentArgs(OpArgs):
+    """`pause`, `stop`: which experiment."""
+
+    experiment: StrictStr = Field(description=EXPERIMENT)
+
+
+class ResumeArgs(ExperimentArgs):
+    """`resume`: which experiment, and the environment an adopted orphan's trials run with (null: the daemon's)."""
+
+    environment: Environment | None = Field(default=None, description=ENVIRONMENT)
+
+
+class KillArgs(ExperimentArgs):
+    """`kill`: which trial of which experiment."""
+
+    trial: StrictInt = Field(description="must be an integer: a trial id")
+
+
+class UpdateArgs(ExperimentArgs):
+    """`update`: new limits for a running experiment; null leaves one as it is."""
+
+    concurrency: StrictInt | None = Field(default=None, description="must be an integer or null")
+    max_trials: StrictInt | None = Field(default=None, description="must be an integer or null")
+    max_duration: Any = Field(default=None, description="must be a duration such as '2h' or a number of seconds")
+
+
 def parse_request(line: bytes) -> Request:
     """Decode and validate one request line; raises ProtocolError saying what is wrong and what is allowed."""
     try:
@@ -90,6 +143,22 @@ def parse_subscribe_args(args: dict[str, Any]) -> SubscribeArgs:
         return SubscribeArgs.model_validate(args)
     except ValidationError as e:
         raise ProtocolError(BAD_REQUEST, f"invalid args for {SUBSCRIBE}: " + _describe(SubscribeArgs, e)) from None
+
+
+def parse_op_args(op: str, model: type[OpArgs], args: dict[str, Any]) -> OpArgs:
+    """Validate an op's arguments; raises ProtocolError (user_error) naming each offending argument and what it
+    must be, or the ones the op does not take and those it does."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as e:
+        unknown = sorted(str(item["loc"][0]) for item in e.errors() if item["type"] == "extra_forbidden")
+        if unknown:
+            allowed = ", ".join(model.model_fields) or "none"
+            message = f"unknown argument(s) {', '.join(map(repr, unknown))} for {op}; allowed: {allowed}"
+        else:
+            names = dict.fromkeys(str(item["loc"][0]) for item in e.errors() if item["loc"])
+            message = "; ".join(_describe_argument(model, name, args) for name in names)
+        raise ProtocolError(USER_ERROR, message) from None
 
 
 def request_message(request_id: RequestId, op: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +217,14 @@ def _is_id(value: Any) -> bool:
 
 
 def _json_type(value: Any) -> str:
-    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
@@ -169,6 +245,16 @@ def _describe(model: type[BaseModel], error: ValidationError) -> str:
         else:
             parts[name] = item["msg"]
     return "; ".join(parts.values())
+
+
+def _describe_argument(model: type[BaseModel], name: str, args: dict[str, Any]) -> str:
+    """What one argument must be and what it was (its JSON type when it is an object or an array)."""
+    description = model.model_fields[name].description
+    if name not in args:
+        return f"argument '{name}' is missing; it {description}"
+    value = args[name]
+    shown = _json_type(value) if isinstance(value, (dict, list)) else repr(value)
+    return f"argument '{name}' {description}, got {shown}"
 
 
 def _finite(value: Any) -> Any:

@@ -2,7 +2,7 @@
 
 What a trial used comes from three places: its handle (the samples of its processes, and what was recorded at its
 exit), the GPU pool (its share of its GPUs' energy, its peak GPU memory), and the store (what an earlier automl
-process measured before a restart). `engine/cost.py` prices the sum.
+process measured before a restart). `automl/usage.py` prices the sum.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from ..config.model import CostPolicy
 from ..gpu.pool import GpuSlots, Placement
 from ..launchers.base import ProcessUsage, TrialHandle
-from ..store import USAGE_FIELDS, Store, StoreUnavailable, Trial
-from .cost import TrialUsage
+from ..store import Store, StoreUnavailable, Trial
+from ..usage import USAGE_FIELDS, TrialUsage
 
 USAGE_EVERY = 1.0  # seconds between looks at a running trial's processes
 STORE_USAGE_EVERY = 5.0  # seconds between writes of a running trial's usage to the store

@@ -1,6 +1,6 @@
 """What the scheduler knows of each GPU: load over a window, memory, and whose processes run there.
 
-`GpuMonitor` turns probe snapshots into `GpuState`s. It tells our trials'
+`GpuMonitor` turns probe snapshots into `MonitoredGpu`s. It tells our trials'
 processes (given as pid -> trial) from everyone else's, averages utilization
 over a sliding window so one quiet instant never makes a busy GPU look free,
 keeps each trial's peak GPU memory, and splits each GPU's energy among the
@@ -21,7 +21,7 @@ WINDOW_S = 10.0  # utilization is averaged over this many seconds
 
 
 @dataclass
-class GpuState:
+class MonitoredGpu:
     """One GPU as the scheduler sees it: the latest snapshot, the windowed load, ours and others' share."""
 
     snapshot: GpuSnapshot
@@ -42,7 +42,7 @@ class GpuMonitor:
 
     def __init__(self, probe: Probe, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic):
         self.probe, self.window_s, self.clock = probe, window_s, clock
-        self.states: list[GpuState] = []
+        self.states: list[MonitoredGpu] = []
         self.sampled_at = float("-inf")
         self.peak_mib: dict[TrialRef, float] = {}  # per trial: its most memory on any one GPU
         self.energy_j: dict[TrialRef, float] = {}
@@ -50,7 +50,7 @@ class GpuMonitor:
         self._energy: dict[int, float] = {}
         self._power: dict[int, tuple[float, float]] = {}  # per GPU without an energy counter: (time, watts)
 
-    def sample(self, owners: Mapping[int, TrialRef]) -> list[GpuState]:
+    def sample(self, owners: Mapping[int, TrialRef]) -> list[MonitoredGpu]:
         """Read every GPU now; `owners` maps the pids of our trials' processes to their trial.
 
         Other users' load is utilization not explained by our trials: the rest of the total when the driver
@@ -68,7 +68,7 @@ class GpuMonitor:
         """A trial ended: drop it, returning its energy (J) and peak GPU memory (MiB)."""
         return self.energy_j.pop(trial, 0.0), self.peak_mib.pop(trial, 0.0)
 
-    def _state(self, snapshot: GpuSnapshot, owners: Mapping[int, TrialRef], now: float) -> GpuState:
+    def _state(self, snapshot: GpuSnapshot, owners: Mapping[int, TrialRef], now: float) -> MonitoredGpu:
         ours: dict[TrialRef, float] = {}
         foreign = []
         for process in snapshot.processes:
@@ -89,7 +89,7 @@ class GpuMonitor:
         if foreign:
             foreign_load = max(foreign_now, sum(h[2] for h in history) / len(history))
         self._split_energy(snapshot, owners, now)
-        return GpuState(
+        return MonitoredGpu(
             snapshot,
             utilization,
             foreign_load,

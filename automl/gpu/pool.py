@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.model import GpuPolicy
-from .monitor import WINDOW_S, GpuMonitor, GpuState, TrialRef
+from .monitor import WINDOW_S, GpuMonitor, MonitoredGpu, TrialRef
 from .probe import Probe
 
 log = logging.getLogger("automl")
@@ -100,7 +100,7 @@ class GpuPool:
         """How much of GPU `index` our trials hold (1.0: all of it)."""
         return sum(p.share for p in self.placements if index in p.gpus)
 
-    def states(self) -> dict[int, GpuState]:
+    def states(self) -> dict[int, MonitoredGpu]:
         """Every GPU as measured, re-read first if the last sample is not fresh."""
         if self.monitor is None:
             return {}
@@ -265,12 +265,12 @@ class GpuSlots:
             self.pool.placements.append(placement)
         return placement
 
-    def _ok(self, states: dict[int, GpuState]) -> list[int]:
+    def _ok(self, states: dict[int, MonitoredGpu]) -> list[int]:
         """The allowed GPUs that would take a trial now, the best first: least held by us, least loaded."""
         ok = [i for i in self.allowed if self._verdict(i, states.get(i)) is None]
         return sorted(ok, key=lambda i: (self.pool.taken(i), _load(states.get(i)), -self._free(states.get(i))))
 
-    def _verdict(self, index: int, state: GpuState | None) -> str | None:
+    def _verdict(self, index: int, state: MonitoredGpu | None) -> str | None:
         if index not in self.allowed:
             return "not in this experiment's gpu.indices" if self.gpus_per_trial > 0 else "trials run on the CPU"
         taken = self.pool.taken(index)
@@ -296,7 +296,7 @@ class GpuSlots:
             return f"not enough free memory: {free:.0f} MiB free, {need:.0f} MiB needed"
         return None
 
-    def _free(self, state: GpuState | None) -> float:
+    def _free(self, state: MonitoredGpu | None) -> float:
         """Memory free for a new trial: what nobody uses, less what our trials reserved and do not use yet."""
         if state is None:
             return math.inf
@@ -308,7 +308,7 @@ class GpuSlots:
         return free
 
 
-def _load(state: GpuState | None) -> float:
+def _load(state: MonitoredGpu | None) -> float:
     return 0.0 if state is None else state.foreign_utilization
 
 

@@ -3,43 +3,67 @@
 Resolving a name and checking classArgs (`check_stopper`) is cheap; `nni`
 (about a second to import) is loaded only when an NNI assessor is created.
 "No early stopping" is no stopper at all: the caller simply has none.
+A stopper is added by one entry in STOPPERS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from automl.errors import UserError
+from automl.registry import Registry, checked_class_args, class_args_mapping, load
 from automl.stoppers.base import History, Stopper
 from automl.tuners.base import Mode
 
 __all__ = ["STOPPER_NAMES", "History", "Stopper", "canonical_stopper_name", "check_stopper", "create_stopper"]
 
-STOPPER_NAMES: tuple[str, ...] = ("ASHA", "Hyperband", "Medianstop", "Curvefitting")
+
+@dataclass(frozen=True)
+class StopperEntry:
+    """One builtin stopper: its class, what checks its classArgs without loading NNI (None: the class itself, when it
+    is cheap to build), the classArgs it accepts besides optimize_mode, those it needs (with what each means), and
+    the one optimize mode it works for, if so."""
+
+    factory: str  # "module:Class", given (mode, **classArgs)
+    args: tuple[str, ...]
+    checker: str | None = None  # "module:function", given the same
+    required: Mapping[str, str] = field(default_factory=dict)
+    only_mode: tuple[Mode, str, str] | None = None  # (the mode, why, what to use in the other)
+
 
 _RESOURCE_ARGS = ("min_resource", "max_resource", "reduction_factor")
-_ARGS: dict[str, tuple[str, ...]] = {
-    "ASHA": _RESOURCE_ARGS,
-    "Hyperband": _RESOURCE_ARGS,
-    "Medianstop": ("start_step",),
-    "Curvefitting": ("epoch_num", "start_step", "threshold", "gap"),
-}
-"""The classArgs each stopper accepts, besides optimize_mode."""
+_NNI_ASSESSORS = "automl.stoppers.nni_assessors"
 
-_REQUIRED: dict[str, dict[str, str]] = {
-    "Curvefitting": {"epoch_num": "the number of intermediate results a full trial reports"},
-}
+STOPPERS: Registry[StopperEntry] = Registry(
+    "early-stopping strategy",
+    {
+        "ASHA": StopperEntry("automl.stoppers.asha:AshaStopper", _RESOURCE_ARGS),
+        "Hyperband": StopperEntry("automl.stoppers.hyperband:HyperbandStopper", _RESOURCE_ARGS),
+        "Medianstop": StopperEntry(
+            f"{_NNI_ASSESSORS}:MedianstopStopper", ("start_step",), checker=f"{_NNI_ASSESSORS}:check_medianstop"
+        ),
+        "Curvefitting": StopperEntry(
+            f"{_NNI_ASSESSORS}:CurvefittingStopper",
+            ("epoch_num", "start_step", "threshold", "gap"),
+            checker=f"{_NNI_ASSESSORS}:check_curvefitting",
+            required={"epoch_num": "the number of intermediate results a full trial reports"},
+            only_mode=(
+                "maximize",
+                "it extrapolates rising curves such as accuracy",
+                "use Medianstop, ASHA or Hyperband instead",
+            ),
+        ),
+    },
+)
+STOPPER_NAMES = STOPPERS.names
 
 
 def canonical_stopper_name(name: str) -> str:
     """The canonical spelling of a stopper name (case-insensitive), or a UserError listing the available ones."""
-    key = name.strip().lower()
-    for canonical in STOPPER_NAMES:
-        if canonical.lower() == key:
-            return canonical
-    raise UserError(f"unknown early-stopping strategy {name!r}; available: {', '.join(STOPPER_NAMES)}")
+    return STOPPERS.canonical(name)
 
 
 def create_stopper(
@@ -58,7 +82,7 @@ def create_stopper(
     if class_name is not None:
         return _custom(class_name, code_directory, args, mode)
     canonical, kwargs = _checked(name or "", args, mode)
-    return _build(canonical, _factory(canonical), mode, kwargs)
+    return _build(canonical, load(STOPPERS.entries[canonical].factory), mode, kwargs)
 
 
 def check_stopper(
@@ -77,44 +101,30 @@ def check_stopper(
         _custom(class_name, code_directory, args, mode)
         return class_name
     canonical, kwargs = _checked(name or "", args, mode)
-    _build(canonical, _checker(canonical), mode, kwargs)
+    entry = STOPPERS.entries[canonical]
+    _build(canonical, load(entry.checker or entry.factory), mode, kwargs)
     return canonical
 
 
 def _custom(class_name: str, code_directory: Path | None, args: Mapping[str, Any] | None, mode: Mode) -> Stopper:
-    if args is not None and not isinstance(args, Mapping):
-        raise UserError(f"{class_name}: classArgs must be a mapping, got {args!r}")
+    kwargs = class_args_mapping(class_name, args)
     from automl.stoppers.custom import create_custom_stopper
 
-    return create_custom_stopper(class_name, code_directory, dict(args or {}), mode)
+    return create_custom_stopper(class_name, code_directory, kwargs, mode)
 
 
 def _checked(name: str, args: Mapping[str, Any] | None, mode: Mode) -> tuple[str, dict[str, Any]]:
     """The canonical name and the classArgs without optimize_mode, after every check that needs no stopper class."""
     canonical = canonical_stopper_name(name)
-    if args is not None and not isinstance(args, Mapping):
-        raise UserError(f"{canonical}: classArgs must be a mapping, got {args!r}")
-    if mode not in ("maximize", "minimize"):
-        raise UserError(f"optimize mode must be 'maximize' or 'minimize', got {mode!r}")
-    kwargs = dict(args or {})
-    given_mode = kwargs.pop("optimize_mode", None)
-    if given_mode is not None and given_mode != mode:
+    entry = STOPPERS.entries[canonical]
+    kwargs = checked_class_args(canonical, args, mode, entry.args)
+    if entry.only_mode is not None and mode != entry.only_mode[0]:
+        only, why, instead = entry.only_mode
         raise UserError(
-            f"{canonical}: classArgs.optimize_mode is {given_mode!r} but the experiment's optimize mode is "
-            f"{mode!r}; drop classArgs.optimize_mode or make the two agree"
+            f"{canonical} only works for optimize mode {only!r} ({why}); the experiment's optimize mode is "
+            f"{mode!r}: {instead}"
         )
-    accepted = _ARGS[canonical]
-    for key in kwargs:
-        if key not in accepted:
-            raise UserError(
-                f"{canonical} has no classArgs {key!r}; it accepts: {', '.join(['optimize_mode', *accepted])}"
-            )
-    if canonical == "Curvefitting" and mode != "maximize":
-        raise UserError(
-            "Curvefitting only works for optimize mode 'maximize' (it extrapolates rising curves such as "
-            f"accuracy); the experiment's optimize mode is {mode!r}: use Medianstop, ASHA or Hyperband instead"
-        )
-    for key, meaning in _REQUIRED.get(canonical, {}).items():
+    for key, meaning in entry.required.items():
         if key not in kwargs:
             raise UserError(f"{canonical} needs classArgs.{key}: {meaning}")
     return canonical, kwargs
@@ -125,27 +135,3 @@ def _build(name: str, build: Callable[..., Any], mode: Mode, kwargs: dict[str, A
         return build(mode, **kwargs)
     except ValueError as exc:
         raise UserError(f"{name}: invalid classArgs: {exc}") from exc
-
-
-def _factory(name: str) -> Callable[..., Stopper]:
-    """The class for a canonical name."""
-    if name == "ASHA":
-        from automl.stoppers.asha import AshaStopper
-
-        return AshaStopper
-    if name == "Hyperband":
-        from automl.stoppers.hyperband import HyperbandStopper
-
-        return HyperbandStopper
-    from automl.stoppers import nni_assessors
-
-    return nni_assessors.MedianstopStopper if name == "Medianstop" else nni_assessors.CurvefittingStopper
-
-
-def _checker(name: str) -> Callable[..., Any]:
-    """What checks a canonical name's classArgs without loading NNI: our own stoppers are cheap to build."""
-    if name in ("ASHA", "Hyperband"):
-        return _factory(name)
-    from automl.stoppers import nni_assessors
-
-    return nni_assessors.check_medianstop if name == "Medianstop" else nni_assessors.check_curvefitting

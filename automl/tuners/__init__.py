@@ -1,7 +1,8 @@
 """Search strategies by name: NNI's tuners behind our `Tuner` interface.
 
-Resolving a name is cheap; `nni` (about a second to import) is loaded only
-when a tuner is actually created.
+Resolving a name and checking classArgs are cheap; `nni` (about a second to
+import) is loaded only when a tuner is actually created. The builtin tuners are
+one table, `automl.tuners.builtin.TUNERS`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from automl.errors import UserError
+from automl.registry import class_args_mapping
 from automl.tuners.base import Mode, NoMoreTrials, Tuner, UserCodeError
+from automl.tuners.builtin import TUNERS, checked_tuner_args
 
 __all__ = [
     "TUNER_NAMES",
@@ -24,55 +26,12 @@ __all__ = [
     "tuner_for",
 ]
 
-TUNER_NAMES: tuple[str, ...] = (
-    "TPE",
-    "Random",
-    "Anneal",
-    "Evolution",
-    "GridSearch",
-    "BatchTuner",
-    "GPTuner",
-    "MetisTuner",
-    "PBTTuner",
-    "TPE_legacy",
-)
-
-_ALIASES = {"batch": "BatchTuner", "gp": "GPTuner", "metis": "MetisTuner", "pbt": "PBTTuner"}
-
-_UNAVAILABLE = {
-    "smac": (
-        "SMAC",
-        "its packages (ConfigSpaceNNI, smac4nni) only build with old Cython and swig and need numpy < 2",
-    ),
-    "dngo": ("DNGOTuner", "it needs pybnn, which pulls torchvision and gigabytes of CUDA wheels"),
-    "dngotuner": ("DNGOTuner", "it needs pybnn, which pulls torchvision and gigabytes of CUDA wheels"),
-    "ppo": ("PPOTuner", "it needs TensorFlow and searches neural architectures, not hyperparameters"),
-    "ppotuner": ("PPOTuner", "it needs TensorFlow and searches neural architectures, not hyperparameters"),
-    "networkmorphism": ("NetworkMorphism", "it searches neural architectures, not hyperparameters"),
-    "regularizedevolution": ("RegularizedEvolution", "it searches neural architectures, not hyperparameters"),
-    "regularizedevolutiontuner": (
-        "RegularizedEvolution",
-        "it searches neural architectures, not hyperparameters",
-    ),
-}
+TUNER_NAMES: tuple[str, ...] = TUNERS.names
 
 
 def canonical_tuner_name(name: str) -> str:
     """The canonical spelling of a tuner name (case-insensitive, NNI aliases accepted), or a UserError."""
-    key = name.strip().lower()
-    for canonical in TUNER_NAMES:
-        if canonical.lower() == key:
-            return canonical
-    if key in _ALIASES:
-        return _ALIASES[key]
-    if key in _UNAVAILABLE:
-        display, reason = _UNAVAILABLE[key]
-        raise UserError(f"tuner {display!r} is not available: {reason}. Available: {', '.join(TUNER_NAMES)}")
-    raise UserError(
-        f"unknown tuner {name!r}; available: {', '.join(TUNER_NAMES)}; a tuner of your own (or one "
-        "registered with `nnictl algo register`) is named by class_name and code_directory (NNI: "
-        "className and codeDirectory)"
-    )
+    return TUNERS.canonical(name)
 
 
 def create_tuner(
@@ -90,18 +49,15 @@ def create_tuner(
     subclass of NNI's Tuner, given `args` as they are and the search space unchanged; `name` is then ignored.
     Call `use_folder` with the experiment's folder before the first `ask`.
     """
-    label = class_name or canonical_tuner_name(name or "")
-    if args is not None and not isinstance(args, Mapping):
-        raise UserError(f"{label}: classArgs must be a mapping, got {args!r}")
     if class_name is not None:
         from automl.tuners.custom import create_custom_tuner
 
-        return create_custom_tuner(class_name, code_directory, dict(args or {}), search_space)
-    if mode not in ("maximize", "minimize"):
-        raise UserError(f"optimize mode must be 'maximize' or 'minimize', got {mode!r}")
+        return create_custom_tuner(class_name, code_directory, class_args_mapping(class_name, args), search_space)
+    label = canonical_tuner_name(name or "")
+    kwargs = checked_tuner_args(label, args, mode)
     from automl.tuners.nni_adapter import create_nni_tuner
 
-    return create_nni_tuner(label, dict(args or {}), search_space, mode)
+    return create_nni_tuner(label, kwargs, search_space, mode)
 
 
 def tuner_for(config: Any) -> Tuner:

@@ -8,68 +8,40 @@ out the same parameter set twice, and returns plain JSON values.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import math
-import os
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nni
 from nni.algorithms.hpo.gridsearch_tuner import GridSearchTuner
 from nni.algorithms.hpo.random_tuner import RandomTuner
-from nni.algorithms.hpo.tpe_tuner import TpeArguments
 
 from automl.config.search_space import is_nested_choice, with_constants_as_choices
 from automl.errors import UserError
+from automl.registry import load
 from automl.tuners.base import Mode, NoMoreTrials, Tuner
+from automl.tuners.builtin import MAX_REPEATS, SEARCH_SPACE_TYPES, TUNERS, UNPLACED, TunerEntry, is_number
 from automl.tuners.nni_patches import to_plain
-
-MAX_REPEATS = 20
-"""Proposals in a row that repeat an earlier set before the adapter fills in a fresh set itself."""
-
-MAX_SLOW_REPEATS = 2
-"""The same for tuners that take seconds per proposal (GP, Metis)."""
 
 RANDOM_FILL_INS = 50
 """Random draws tried for a fresh set before walking the grid of the space."""
 
-SEARCH_SPACE_TYPES = frozenset(
-    {
-        "choice",
-        "randint",
-        "uniform",
-        "quniform",
-        "loguniform",
-        "qloguniform",
-        "normal",
-        "qnormal",
-        "lognormal",
-        "qlognormal",
-    }
-)
-"""Every parameter type of NNI's search-space format."""
-
-CHECKPOINTS = "checkpoints"
-"""PBTTuner's checkpoint folder inside the experiment's folder, unless classArgs or NNI_CHECKPOINT_DIRECTORY say."""
-
-_UNPLACED = "<experiment folder>/checkpoints"
-"""PBT's checkpoint folder until the experiment's folder is known."""
-
 
 def create_nni_tuner(name: str, args: dict[str, Any], search_space: dict[str, Any], mode: Mode) -> NniTuner:
-    """The NNI tuner `name` (canonical) set up for `search_space`; every user mistake is a UserError.
+    """The NNI tuner `name` (canonical) set up for `search_space`, given classArgs `checked_tuner_args` passed;
+    every user mistake is a UserError.
 
     Single-value parameters reach the NNI tuner as one-value choices, so every tuner gives their constant.
     """
-    spec = _SPECS[name]
+    spec = TUNERS.entries[name]
     kwargs = _class_args(name, spec, args, mode)
     _check_search_space(name, spec, search_space)
     space = _batch_space(search_space) if spec.batch else with_constants_as_choices(search_space)
-    tuner_class = _load(spec.tuner)
+    tuner_class = load(spec.tuner)
     try:
         tuner = tuner_class(*spec.tuner_args, **kwargs)
     except (TypeError, ValueError) as exc:
@@ -85,7 +57,7 @@ def create_nni_tuner(name: str, args: dict[str, Any], search_space: dict[str, An
         deferred=spec.deferred,
         fill_in=spec.fill_in,
         retries=spec.retries,
-        place=spec.place if kwargs.get("all_checkpoint_dir") == _UNPLACED else None,
+        place=spec.place if kwargs.get("all_checkpoint_dir") == UNPLACED else None,
     )
     if spec.batch:
         adapter.bare_parameter = _plain_batch_parameter(search_space)
@@ -226,35 +198,6 @@ class NniTuner(Tuner):
         return True
 
 
-@dataclass(frozen=True)
-class _Arg:
-    """One classArg: what is allowed (said in error messages), its check, and its keys if it is a mapping."""
-
-    allowed: str
-    check: Callable[[Any], bool]
-    fields: dict[str, _Arg] | None = None
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """How to build one NNI tuner and what it can search; `tuner` ("module:Class") is imported at creation."""
-
-    tuner: str
-    args: dict[str, _Arg]
-    tuner_args: tuple[Any, ...] = ()
-    takes_mode: bool = True
-    defaults: dict[str, Any] = field(default_factory=dict)
-    prepare: Callable[[str, dict[str, Any]], None] | None = None
-    types: frozenset[str] = SEARCH_SPACE_TYPES
-    nested: bool = True
-    numeric_choices: bool = False
-    batch: bool = False
-    deferred: bool = False
-    fill_in: bool = True
-    retries: int | None = MAX_REPEATS
-    place: Callable[[Any, dict[str, Any], Path], None] | None = None
-
-
 @dataclass
 class _Issued:
     """A parameter set handed out; parameter_id is None when the adapter filled it in itself."""
@@ -290,173 +233,14 @@ class _FreshSets:
                 return params
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _integer(low: int) -> _Arg:
-    return _Arg(f"an integer >= {low}", lambda value: _is_int(value) and value >= low)
-
-
-def _number(low: float, high: float = math.inf, *, above_low: bool = False) -> _Arg:
-    if above_low:
-        described = f"a number > {low}" if high == math.inf else f"a number in ({low}, {high}]"
-        return _Arg(described, lambda value: _is_number(value) and low < value <= high)
-    described = f"a number >= {low}" if high == math.inf else f"a number in [{low}, {high}]"
-    return _Arg(described, lambda value: _is_number(value) and low <= value <= high)
-
-
-def _one_of(*options: Any) -> _Arg:
-    described = "one of " + ", ".join("null" if option is None else repr(option) for option in options)
-    return _Arg(described, lambda value: any(value == option for option in options))
-
-
-def _mapping(fields: dict[str, _Arg]) -> _Arg:
-    return _Arg("a mapping", lambda value: isinstance(value, dict), fields)
-
-
-_BOOL = _Arg("true or false", lambda value: isinstance(value, bool))
-_PATH = _Arg("a non-empty path", lambda value: isinstance(value, str) and bool(value.strip()))
-_SEED = _integer(0)
-_NUMERIC_TYPES = frozenset({"choice", "randint", "uniform", "quniform", "loguniform", "qloguniform"})
 _FLOAT_TYPES = SEARCH_SPACE_TYPES - {"choice", "randint"}
 _BOUNDED_TYPES = frozenset({"uniform", "quniform", "loguniform", "qloguniform"})
 
 
-def _prepare_tpe(name: str, kwargs: dict[str, Any]) -> None:
-    """TPE's arguments, checked; without a constant_liar_type, TPE runs with no liar (NNI's default is 'best')."""
-    tpe_args = dict(kwargs.get("tpe_args") or {})
-    liar = tpe_args.get("constant_liar_type")
-    tpe_args["constant_liar_type"] = None if liar is None or str(liar).lower() == "none" else liar
-    kwargs["tpe_args"] = tpe_args
-    settings = TpeArguments(**tpe_args)
-    too_few = [
-        n
-        for n in range(max(settings.n_startup_jobs, 1), settings.linear_forgetting + 1)
-        if min(math.ceil(settings.gamma * math.sqrt(n)), settings.linear_forgetting) >= n
-    ]
-    if too_few:
-        raise UserError(
-            f"{name}: with tpe_args.gamma={settings.gamma}, tpe_args.n_startup_jobs must be at least "
-            f"{too_few[-1] + 1} (TPE needs one earlier trial outside its best ones); "
-            f"got {settings.n_startup_jobs}"
-        )
-
-
-def _prepare_pbt(name: str, kwargs: dict[str, Any]) -> None:
-    """PBT's checkpoint folder: classArgs, else NNI_CHECKPOINT_DIRECTORY, else one in the experiment's folder."""
-    if "all_checkpoint_dir" not in kwargs:
-        kwargs["all_checkpoint_dir"] = os.environ.get("NNI_CHECKPOINT_DIRECTORY") or _UNPLACED
-
-
-def _place_pbt(tuner: Any, space: dict[str, Any], folder: Path) -> None:
-    """Point PBT's population, made before the experiment had a folder, at `folder`/checkpoints."""
-    tuner.all_checkpoint_dir = str(folder / CHECKPOINTS)
-    tuner.update_search_space(space)
-
-
-_TPE_ARGS = {
-    "constant_liar_type": _one_of("best", "worst", "mean", "none", None),
-    "n_startup_jobs": _integer(1),
-    "n_ei_candidates": _integer(1),
-    "linear_forgetting": _integer(1),
-    "prior_weight": _number(0),
-    "gamma": _number(0, above_low=True),
-}
-_HYPEROPT_ARGS = {"parallel_optimize": _BOOL, "constant_liar_type": _one_of("min", "max", "mean")}
-_HYPEROPT_TUNER = "automl.tuners.nni_hyperopt:HyperoptTuner"
-
-_SPECS: dict[str, _Spec] = {
-    "TPE": _Spec(
-        "automl.tuners.nni_patches:TpeTuner",
-        {"seed": _SEED, "tpe_args": _mapping(_TPE_ARGS)},
-        prepare=_prepare_tpe,
-    ),
-    "Random": _Spec("nni.algorithms.hpo.random_tuner:RandomTuner", {"seed": _SEED}, takes_mode=False),
-    "Anneal": _Spec(_HYPEROPT_TUNER, _HYPEROPT_ARGS, tuner_args=("anneal",)),
-    "TPE_legacy": _Spec(_HYPEROPT_TUNER, _HYPEROPT_ARGS, tuner_args=("tpe",)),
-    "Evolution": _Spec("automl.tuners.nni_patches:EvolutionTuner", {"population_size": _integer(1)}, deferred=True),
-    "GridSearch": _Spec(
-        "nni.algorithms.hpo.gridsearch_tuner:GridSearchTuner", {}, takes_mode=False, fill_in=False, retries=None
-    ),
-    "BatchTuner": _Spec(
-        "automl.tuners.nni_patches:BatchTuner", {}, takes_mode=False, batch=True, fill_in=False, retries=None
-    ),
-    "GPTuner": _Spec(
-        "automl.tuners.nni_gp:GPTuner",
-        {
-            "utility": _one_of("ei", "ucb", "poi"),
-            "kappa": _number(0),
-            "xi": _number(0),
-            "nu": _number(0, above_low=True),
-            "alpha": _number(0, above_low=True),
-            "cold_start_num": _integer(1),
-            "selection_num_warm_up": _integer(1),
-            "selection_num_starting_points": _integer(0),
-        },
-        defaults={"selection_num_warm_up": 10_000, "selection_num_starting_points": 10},
-        types=_NUMERIC_TYPES,
-        nested=False,
-        numeric_choices=True,
-        retries=MAX_SLOW_REPEATS,
-    ),
-    "MetisTuner": _Spec(
-        "automl.tuners.nni_metis:MetisTuner",
-        {
-            "no_resampling": _BOOL,
-            "no_candidates": _BOOL,
-            "selection_num_starting_points": _integer(1),
-            "cold_start_num": _integer(1),
-            "exploration_probability": _number(0, 1),
-        },
-        defaults={"selection_num_starting_points": 30},
-        types=frozenset({"choice", "randint", "uniform", "quniform"}),
-        nested=False,
-        numeric_choices=True,
-        retries=MAX_SLOW_REPEATS,
-    ),
-    "PBTTuner": _Spec(
-        "automl.tuners.nni_patches:PBTTuner",
-        {
-            "all_checkpoint_dir": _PATH,
-            "population_size": _integer(1),
-            "factor": _number(0, above_low=True),
-            "resample_probability": _number(0, 1),
-            "fraction": _number(0, 1, above_low=True),
-        },
-        prepare=_prepare_pbt,
-        place=_place_pbt,
-        nested=False,
-        deferred=True,
-        fill_in=False,
-    ),
-}
-
-
-def _load(reference: str) -> Callable[..., Any]:
-    """The class a "module:Class" reference names, importing its module on first use."""
-    module, _, attribute = reference.partition(":")
-    return getattr(importlib.import_module(module), attribute)
-
-
-def _class_args(name: str, spec: _Spec, args: dict[str, Any], mode: Mode) -> dict[str, Any]:
-    kwargs = dict(args)
-    given_mode = kwargs.pop("optimize_mode", None)
-    if given_mode is not None and given_mode != mode:
-        raise UserError(
-            f"{name}: classArgs.optimize_mode is {given_mode!r} but the experiment's optimize mode is "
-            f"{mode!r}; drop classArgs.optimize_mode or make the two agree"
-        )
-    accepted = ", ".join(["optimize_mode", *sorted(spec.args)])
-    for key, value in kwargs.items():
-        if key not in spec.args:
-            raise UserError(f"{name} has no classArgs {key!r}; it accepts: {accepted}")
-        _check_arg(name, key, spec.args[key], value)
-    kwargs = {**spec.defaults, **kwargs}
+def _class_args(name: str, spec: TunerEntry, args: dict[str, Any], mode: Mode) -> dict[str, Any]:
+    """Checked classArgs (see `checked_tuner_args`) as the NNI tuner's keyword arguments: defaults, prepared, and
+    the optimize mode for a tuner that takes one."""
+    kwargs = {**spec.defaults, **args}
     if spec.prepare is not None:
         spec.prepare(name, kwargs)
     if spec.takes_mode:
@@ -464,18 +248,7 @@ def _class_args(name: str, spec: _Spec, args: dict[str, Any], mode: Mode) -> dic
     return kwargs
 
 
-def _check_arg(name: str, path: str, arg: _Arg, value: Any) -> None:
-    if not arg.check(value):
-        raise UserError(f"{name}: classArgs.{path} must be {arg.allowed}, got {value!r}")
-    if arg.fields is None:
-        return
-    for key, item in value.items():
-        if key not in arg.fields:
-            raise UserError(f"{name}: classArgs.{path} has no key {key!r}; it accepts: {', '.join(sorted(arg.fields))}")
-        _check_arg(name, f"{path}.{key}", arg.fields[key], item)
-
-
-def _check_search_space(name: str, spec: _Spec, space: dict[str, Any]) -> None:
+def _check_search_space(name: str, spec: TunerEntry, space: dict[str, Any]) -> None:
     if not space:
         raise UserError(f"{name}: the search space is empty")
     if spec.batch:
@@ -491,7 +264,7 @@ def _check_search_space(name: str, spec: _Spec, space: dict[str, Any]) -> None:
             continue
         if not spec.nested and is_nested_choice(values):
             raise UserError(f"{name} cannot search parameter {path!r}: it does not support nested choices")
-        if spec.numeric_choices and not all(_is_number(value) for value in values):
+        if spec.numeric_choices and not all(is_number(value) for value in values):
             raise UserError(f"{name} cannot search parameter {path!r}: its choice values must all be numbers")
 
 
@@ -542,7 +315,7 @@ def _legal(space: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
                 options = {option["_name"]: option for option in values}
                 if value.get("_name") in options:
                     _legal(options[value["_name"]], value)
-        elif not _is_number(value):
+        elif not is_number(value):
             continue
         elif kind == "randint":
             params[name] = int(min(max(round(value), values[0]), values[1] - 1))

@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from automl.engine.cost import JOULES_PER_KWH
+from automl.usage import JOULES_PER_KWH
 
 from .. import format as fmt
 from ..state import ExperimentSummary, TrialState

@@ -1,11 +1,16 @@
-"""What a trial used and what it cost: GPU-seconds, energy, CPU-seconds, peak memory, money."""
+"""What a trial used and what it cost: GPU-seconds, energy, CPU-seconds, peak memory, money.
+
+The one definition of the usage figures: the store's columns, the JSON views, the CLI and the dashboard all take
+their names from `USAGE_FIELDS`, the fields of `TrialUsage`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
-from ..config.model import CostPolicy
+if TYPE_CHECKING:
+    from .config.model import CostPolicy
 
 JOULES_PER_KWH = 3.6e6
 
@@ -32,6 +37,9 @@ class TrialUsage:
     def as_dict(self) -> dict[str, float]:
         """The figures by name, rounded for storage and display."""
         return {k: round(v, 6) for k, v in asdict(self).items()}
+
+
+USAGE_FIELDS = tuple(f.name for f in fields(TrialUsage))
 
 
 def totals(trials: list[Any], currency: str) -> dict[str, Any]:
