@@ -23,6 +23,7 @@ from automl.control import protocol
 from automl.control.client import Client, DaemonNotRunning, RemoteError
 from automl.control.server import ControlServer, DaemonAlreadyRunning
 from automl.errors import UserError
+from automl.states import EventKind
 
 T = TypeVar("T")
 NOBODY = 65534
@@ -316,6 +317,17 @@ def test_subscribers_receive_the_events_they_asked_for(server: ServerThread, soc
             ("e1", {"step": 2}),
             (None, {"last": True}),
         ]
+
+
+def test_an_unknown_event_kind_is_an_error_and_a_known_one_reaches_subscribers(
+    server: ServerThread, socket_path: Path
+) -> None:
+    with Client(socket_path) as client:
+        events = client.subscribe()
+        with pytest.raises(ValueError, match="trial_metirc"):
+            server.publish(("trial_metirc", "e1", {"step": 1}))
+        server.publish((EventKind.TRIAL_METRIC, "e1", {"step": 2}))
+        assert [(e["event"], e["data"]) for e in _take(events, 1)] == [("trial_metric", {"step": 2})]
 
 
 def test_an_event_that_is_not_json_is_logged_and_dropped(
