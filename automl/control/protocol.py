@@ -1,6 +1,10 @@
 """The control protocol of the daemon's Unix socket, version 1: newline-delimited JSON requests, replies and events.
 
 Documented for users in docs/protocol.md. Requests are validated with pydantic; replies and events are plain dicts.
+
+Contract: the CLI, the dashboard and users' own clients, of older and newer versions, speak it. Add ops, fields,
+error codes and event kinds freely; renaming or removing one, or changing a field's meaning, needs a new
+PROTOCOL_VERSION.
 """
 
 from __future__ import annotations
