@@ -37,6 +37,7 @@ from .gpu.probe import open_probe
 from .launchers.local import LocalLauncher
 from .logs import log_to
 from .paths import last_line, open_append, replace_file, secure_home, socket_path
+from .states import EventKind, ExperimentStatus
 from .store import LOOP_WRITE_WAIT, Experiment, Store, StoreUnavailable
 
 log = logging.getLogger("automl")
@@ -68,7 +69,7 @@ class Daemon:
         self.pool = GpuPool(open_probe())
         self.server = ControlServer(socket_path(self.home), self.handle, OPS)
         self.store.on_fault = lambda fault: self.server.publish(
-            "store_fault", None, {"fault": None if fault is None else fault.describe()}
+            EventKind.STORE_FAULT, None, {"fault": None if fault is None else fault.describe()}
         )
         try:
             await self.server.start()
@@ -78,7 +79,7 @@ class Daemon:
                 aio.add_signal_handler(sig, self._shutdown.set)
             log.info("daemon %d started (automl %s), %d GPU(s)", os.getpid(), __version__, self.pool.count)
             for experiment in self.store.experiments():
-                if experiment.host == HOST and experiment.status in ("running", "paused"):
+                if experiment.host == HOST and experiment.status.is_active():
                     await self._resume(experiment)
             gauges = [aio.create_task(self.lag.run())]
             if self.pool.count:
@@ -163,7 +164,7 @@ class Daemon:
 
     def _publish_gpus(self) -> None:
         """A `gpu_sample` event after every look at the GPUs, for dashboards."""
-        self.server.publish("gpu_sample", None, {"gpus": self.pool.describe()})
+        self.server.publish(EventKind.GPU_SAMPLE, None, {"gpus": self.pool.describe()})
 
     def _gpu_report(self) -> list[dict[str, Any]]:
         """The GPUs, and whether each would take a trial under the default policy and each hosted experiment's."""
@@ -201,7 +202,7 @@ class Daemon:
             self._host(experiment, config, tuner)
         except Exception as e:
             log.exception("experiment %s cannot be resumed", experiment.id)
-            self.store.set_experiment_status(experiment.id, "failed", f"cannot be resumed: {e}")
+            self.store.set_experiment_status(experiment.id, ExperimentStatus.FAILED, f"cannot be resumed: {e}")
             return
         log.info("experiment %s resumed", experiment.id)
 
@@ -219,8 +220,8 @@ class Daemon:
             raise UserError("the daemon is shutting down; resume again once it has restarted")
         if not self.store.claim_experiment(experiment, HOST, environment):
             raise UserError(f"experiment {experiment.id} was taken up by another process meanwhile")
-        if experiment.status == "paused":
-            self.store.set_experiment_status(experiment.id, "running")
+        if experiment.status == ExperimentStatus.PAUSED:
+            self.store.set_experiment_status(experiment.id, ExperimentStatus.RUNNING)
         log.info(
             "experiment %s (%s) adopted: its automl run (pid %s) is gone",
             experiment.id,

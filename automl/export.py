@@ -9,6 +9,8 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .states import TrialStatus
+
 if TYPE_CHECKING:
     from .store import Trial
 
@@ -25,7 +27,7 @@ def format_for(output: str | None) -> str:
 
 def ranked(trials: list[Trial], mode: str) -> list[Trial]:
     """Succeeded trials, best first (ties: the earlier trial first)."""
-    done = [t for t in trials if t.status == "succeeded" and t.value is not None]
+    done = [t for t in trials if t.status == TrialStatus.SUCCEEDED and t.value is not None]
     sign = -1 if mode == "maximize" else 1
     return sorted(done, key=lambda t: (sign * t.value, t.id))
 
@@ -61,8 +63,8 @@ def render_many(trials: list[Trial], fmt: str, with_status: bool = False) -> str
         return _csv(trials, with_status)
     if fmt == "args":
         return "".join(as_args(t.params) + "\n" for t in trials)
-    records = [
-        {"trial": t.id, **({"status": t.status} if with_status else {}), "value": t.value, "params": t.params}
+    records = [  # the status as its plain string: YAML cannot represent an enum
+        {"trial": t.id, **({"status": t.status.value} if with_status else {}), "value": t.value, "params": t.params}
         for t in trials
     ]
     if fmt == "json":

@@ -2,7 +2,9 @@
 experiment's status, and the kinds of events the daemon publishes.
 
 A contract: these strings are stored in SQLite and sent over the control socket, so an old store and an
-older or newer client read them. Add members freely; never rename or remove one.
+older or newer client read them. Never rename or remove a member. A new status is a new schema version of the
+store (automl/store.py MIGRATIONS), so an older automl refuses the newer store instead of misreading it; a new
+event kind may be added freely (clients ignore kinds they do not know).
 """
 
 from __future__ import annotations

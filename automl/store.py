@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import DaemonError, UserError
 from .paths import check_own_file, create_file, secure_home
+from .states import ExperimentStatus, TrialStatus
 from .usage import USAGE_FIELDS
 
 log = logging.getLogger("automl")
@@ -35,7 +36,12 @@ LOOP_WRITE_WAIT = 0.1  # seconds an experiment loop's write waits for a lock: lo
 RETRY_FIRST = 0.2  # seconds before the first retry after a failed write; doubled per failure
 RETRY_MAX = 5.0
 
-
+# Contract: the dashboard, `automl` commands of older and newer versions and users' own scripts read these tables.
+# Change them only by adding a column or a table: add it here and as a step of MIGRATIONS (for files an older version
+# wrote), which raises SCHEMA_VERSION; never rename or remove a table or column, nor change what a stored value
+# means. The status columns hold the values of `automl.states` (TrialStatus, ExperimentStatus), and a new status
+# value needs a new schema version too (an older reader refuses a newer store rather than misread it);
+# metrics.kind is `intermediate` or `final`. Readers tolerate a missing column (a file an older version wrote).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS experiments (
@@ -130,7 +136,7 @@ class Experiment:
 
     id: str
     name: str
-    status: str
+    status: ExperimentStatus
     config: dict[str, Any]
     config_path: str | None
     host: str
@@ -151,7 +157,7 @@ class Trial:
     experiment_id: str
     id: int
     params: dict[str, Any]
-    status: str
+    status: TrialStatus
     retry_of: int | None = None
     attempt: int = 0
     tuner_key: int = 0
@@ -173,7 +179,7 @@ class Trial:
     peak_rss_mib: float | None = None
     gpu_memory_mib: float | None = None
     cost: float | None = None
-    decision: tuple[str, str] | None = None  # (status, reason) an ending decided for it and not yet carried out
+    decision: tuple[TrialStatus, str] | None = None  # (status, reason) an ending decided for it and not yet carried out
 
 
 class StoreUnavailable(DaemonError):
@@ -323,7 +329,7 @@ class Store:
                 (
                     exp_id,
                     name,
-                    "running",
+                    ExperimentStatus.RUNNING,
                     json.dumps(config),
                     config_path,
                     host,
@@ -335,9 +341,10 @@ class Store:
             )
         return exp_id
 
-    def set_experiment_status(self, exp_id: str, status: str, error: str | None = None) -> None:
+    def set_experiment_status(self, exp_id: str, status: ExperimentStatus, error: str | None = None) -> None:
         """Record the experiment's status; a final one also records when it ended."""
-        ended = self.clock() if status in ("done", "stopped", "failed") else None
+        status = ExperimentStatus(status)
+        ended = None if status.is_active() else self.clock()
         with self._tx():
             self.conn.execute(
                 "UPDATE experiments SET status=?, ended=?, error=? WHERE id=?", (status, ended, error, exp_id)
@@ -423,7 +430,7 @@ class Store:
             (last,) = self.conn.execute(
                 "SELECT COALESCE(MAX(id), 0) FROM trials WHERE experiment_id=?", (exp_id,)
             ).fetchone()
-            trial = Trial(exp_id, last + 1, params, "waiting", retry_of, attempt, tuner_key, now, gpus=gpus)
+            trial = Trial(exp_id, last + 1, params, TrialStatus.WAITING, retry_of, attempt, tuner_key, now, gpus=gpus)
             self.conn.execute(
                 "INSERT INTO trials (experiment_id, id, params, status, retry_of, attempt, tuner_key, created, gpus) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
@@ -444,7 +451,7 @@ class Store:
     def trial_started(self, trial: Trial, pid: int, pid_created: float | None, started: float | None = None) -> None:
         """Mark a trial running under process `pid`, created at `pid_created` by the kernel's clock (started now,
         unless told when)."""
-        trial.status, trial.pid, trial.pid_created = "running", pid, pid_created
+        trial.status, trial.pid, trial.pid_created = TrialStatus.RUNNING, pid, pid_created
         trial.started = self.clock() if started is None else started
         with self._tx():
             self.conn.execute(
@@ -488,8 +495,9 @@ class Store:
             )
         trial.metrics_offset = offset
 
-    def decide_ending(self, trial: Trial, status: str, reason: str) -> None:
+    def decide_ending(self, trial: Trial, status: TrialStatus, reason: str) -> None:
         """Record how a running trial is to end (killed, stopped early, timed out), before it is acted on."""
+        status = TrialStatus(status)
         trial.decision = (status, reason)
         with self._tx():
             self.conn.execute(
@@ -500,7 +508,7 @@ class Store:
     def trial_ended(
         self,
         trial: Trial,
-        status: str,
+        status: TrialStatus,
         exit_code: int | None = None,
         error: str | None = None,
         value: float | None = None,
@@ -508,6 +516,7 @@ class Store:
         ended: float | None = None,
     ) -> None:
         """Record how a trial ended, and what it used; it ended now, unless told when."""
+        status = TrialStatus(status)
         trial.status, trial.exit_code, trial.error, trial.value = status, exit_code, error, value
         trial.ended = self.clock() if ended is None else ended
         with self._tx():
@@ -691,7 +700,7 @@ def _experiment(row: sqlite3.Row) -> Experiment:
     return Experiment(
         row["id"],
         row["name"],
-        row["status"],
+        ExperimentStatus(row["status"]),
         json.loads(row["config"]),
         row["config_path"],
         row["host"],
@@ -711,7 +720,7 @@ def _trial(row: sqlite3.Row) -> Trial:
         row["experiment_id"],
         row["id"],
         json.loads(row["params"]),
-        row["status"],
+        TrialStatus(row["status"]),
         row["retry_of"],
         row["attempt"],
         row["tuner_key"],
@@ -728,8 +737,16 @@ def _trial(row: sqlite3.Row) -> Trial:
         row["steps"],
         row["lines"],
         **{name: row[name] if name in row.keys() else None for name in USAGE_FIELDS},
-        decision=tuple(json.loads(row["decision"])) if "decision" in row.keys() and row["decision"] else None,
+        decision=_decision(row["decision"] if "decision" in row.keys() else None),
     )
+
+
+def _decision(stored: str | None) -> tuple[TrialStatus, str] | None:
+    """A trial's stored decision, `[status, reason]` in JSON, as the status and the reason."""
+    if not stored:
+        return None
+    status, reason = json.loads(stored)
+    return TrialStatus(status), reason
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -9,6 +9,7 @@ from .export import ranked
 from .launchers.base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from .launchers.local import is_alive
 from .paths import trial_dir
+from .states import ExperimentStatus
 from .store import Experiment, Store, Trial
 from .usage import USAGE_FIELDS, totals
 
@@ -36,16 +37,16 @@ def is_orphaned(experiment: Experiment) -> bool:
     """Whether the experiment runs (or is paused) in the foreground of an `automl run` that is gone (killed): no
     process carries it on until `automl resume` hands it to the daemon or `automl stop` ends it."""
     return (
-        experiment.status in ("running", "paused")
+        experiment.status.is_active()
         and experiment.host == "foreground"
         and experiment.host_pid is not None
         and not is_alive(experiment.host_pid, experiment.host_started)
     )
 
 
-def shown_status(experiment: Experiment) -> str:
+def shown_status(experiment: Experiment) -> ExperimentStatus:
     """The stored status, or `orphaned` for an experiment whose foreground host is gone."""
-    return "orphaned" if is_orphaned(experiment) else experiment.status
+    return ExperimentStatus.ORPHANED if is_orphaned(experiment) else experiment.status
 
 
 def experiment_summary(experiment: Experiment, trials: list[Trial]) -> dict[str, Any]:

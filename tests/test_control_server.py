@@ -23,6 +23,7 @@ from automl.control import protocol
 from automl.control.client import Client, DaemonNotRunning, RemoteError
 from automl.control.server import ControlServer, DaemonAlreadyRunning
 from automl.errors import UserError
+from automl.states import EventKind
 
 T = TypeVar("T")
 NOBODY = 65534
@@ -282,25 +283,33 @@ def test_handler_errors_become_error_replies(
 
 def test_subscribers_receive_the_events_they_asked_for(server: ServerThread, socket_path: Path) -> None:
     with Client(socket_path) as one, Client(socket_path) as everything, Client(socket_path) as metrics:
-        one_events = one.subscribe(experiment="e1", events=["metric", "end"])
+        one_events = one.subscribe(experiment="e1", events=["trial_metric", "trial_ended"])
         all_events = everything.subscribe()
-        metric_events = metrics.subscribe(events=["metric"])
+        metric_events = metrics.subscribe(events=["trial_metric"])
         server.publish(
-            ("metric", "e1", {"step": 1}),
-            ("metric", "e2", {"step": 1}),
-            ("trial", "e1", {"id": 3}),
-            ("gpu", None, {"load": [0.5]}),
-            ("metric", "e1", {"step": 2}),
-            ("end", "e1", {}),
+            ("trial_metric", "e1", {"step": 1}),
+            ("trial_metric", "e2", {"step": 1}),
+            ("trial_started", "e1", {"id": 3}),
+            ("gpu_sample", None, {"load": [0.5]}),
+            ("trial_metric", "e1", {"step": 2}),
+            ("trial_ended", "e1", {}),
         )
-        server.publish(("metric", None, {"last": True}))
+        server.publish(("trial_metric", None, {"last": True}))
         assert [(e["event"], e["experiment"], e["data"]) for e in _take(one_events, 3)] == [
-            ("metric", "e1", {"step": 1}),
-            ("metric", "e1", {"step": 2}),
-            ("end", "e1", {}),
+            ("trial_metric", "e1", {"step": 1}),
+            ("trial_metric", "e1", {"step": 2}),
+            ("trial_ended", "e1", {}),
         ]
         received = _take(all_events, 7)
-        assert [e["event"] for e in received] == ["metric", "metric", "trial", "gpu", "metric", "end", "metric"]
+        assert [e["event"] for e in received] == [
+            "trial_metric",
+            "trial_metric",
+            "trial_started",
+            "gpu_sample",
+            "trial_metric",
+            "trial_ended",
+            "trial_metric",
+        ]
         assert all(e["v"] == 1 and isinstance(e["time"], float) for e in received)
         assert [(e["experiment"], e["data"]) for e in _take(metric_events, 4)] == [
             ("e1", {"step": 1}),
@@ -310,15 +319,26 @@ def test_subscribers_receive_the_events_they_asked_for(server: ServerThread, soc
         ]
 
 
+def test_an_unknown_event_kind_is_an_error_and_a_known_one_reaches_subscribers(
+    server: ServerThread, socket_path: Path
+) -> None:
+    with Client(socket_path) as client:
+        events = client.subscribe()
+        with pytest.raises(ValueError, match="trial_metirc"):
+            server.publish(("trial_metirc", "e1", {"step": 1}))
+        server.publish((EventKind.TRIAL_METRIC, "e1", {"step": 2}))
+        assert [(e["event"], e["data"]) for e in _take(events, 1)] == [("trial_metric", {"step": 2})]
+
+
 def test_an_event_that_is_not_json_is_logged_and_dropped(
     server: ServerThread, socket_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with Client(socket_path) as client:
         events = client.subscribe()
         with caplog.at_level(logging.ERROR, logger="automl.control.server"):
-            server.publish(("metric", "e1", {"value": object()}), ("metric", "e1", {"value": float("inf")}))
+            server.publish(("trial_metric", "e1", {"value": object()}), ("trial_metric", "e1", {"value": float("inf")}))
         assert [e["data"] for e in _take(events, 1)] == [{"value": None}]
-    assert "event 'metric' of experiment e1 is not JSON" in caplog.text
+    assert "event 'trial_metric' of experiment e1 is not JSON" in caplog.text
 
 
 def test_a_subscriber_that_never_reads_blocks_nobody_and_is_dropped(server: ServerThread, socket_path: Path) -> None:
@@ -326,7 +346,9 @@ def test_a_subscriber_that_never_reads_blocks_nobody_and_is_dropped(server: Serv
 
     async def publish_many() -> None:
         for n in range(count):
-            server.server.publish("metric", "e1", {"trial": n % 7, "step": n, "value": 0.123456789, "pad": "p" * 60})
+            server.server.publish(
+                "trial_metric", "e1", {"trial": n % 7, "step": n, "value": 0.123456789, "pad": "p" * 60}
+            )
             if n % 500 == 0:
                 await asyncio.sleep(0)
 
@@ -340,13 +362,13 @@ def test_a_subscriber_that_never_reads_blocks_nobody_and_is_dropped(server: Serv
         publishing.result(30)
         lines = _read_rest(stuck).splitlines()
     assert 0 < len(lines) < count
-    assert all(json.loads(line)["event"] == "metric" for line in lines[:-1])
+    assert all(json.loads(line)["event"] == "trial_metric" for line in lines[:-1])
     last = json.loads(lines[-1])
     assert last["ok"] is False and last["error"]["code"] == "overflow"
     with Client(socket_path) as client:
         events = client.subscribe()
-        server.publish(("end", None, {}))
-        assert next(events)["event"] == "end"
+        server.publish(("trial_ended", None, {}))
+        assert next(events)["event"] == "trial_ended"
 
 
 @needs_root

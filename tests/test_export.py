@@ -93,6 +93,13 @@ def test_all_as_csv_has_one_row_per_trial(experiment):
     assert "opt.momentum" in rows[0]
 
 
+def test_all_as_yaml_and_json_gives_each_trial_with_its_status(experiment):
+    expected = [(t["id"], t["status"]) for t in experiment["trials"]]
+    for fmt, load in (("yaml", yaml.safe_load), ("json", json.loads)):
+        records = load(_export("--all", "--format", fmt))
+        assert [(r["trial"], r["status"]) for r in records] == expected, fmt
+
+
 def test_output_file_format_follows_its_suffix(experiment, tmp_path):
     result = automl("export", "test", "--best", "-o", str(tmp_path / "best.json"))
     assert result.returncode == 0 and "wrote" in result.stderr

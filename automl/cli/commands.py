@@ -25,6 +25,7 @@ from ..errors import DaemonError, UserError
 from ..export import FORMATS, format_for
 from ..logs import log_to
 from ..paths import home, secure_home, write_atomically
+from ..states import ExperimentStatus
 from .convert import add_command as add_convert_command
 from .daemon import add_commands as add_daemon_commands
 from .gpus import add_command as add_gpus_command
@@ -98,6 +99,7 @@ def _positive_int(text: str) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..config.model import load_config
+    from ..engine.experiment import DETACHED
     from ..store import LOOP_WRITE_WAIT, Store
     from ..tuners import tuner_for
 
@@ -127,10 +129,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"best: trial {best.id}, {config.objective.metric}={best.value:.6g}, params {json.dumps(best.params)}")
         print(f"export it: automl export {experiment_id} --best -o best.yaml")
     why = ended.error or ended.note
-    print(f"experiment {experiment_id} {status}" + (f": {why}" if why and status != "detached" else ""))
+    print(f"experiment {experiment_id} {status}" + (f": {why}" if why and status != DETACHED else ""))
     if interrupted:
         return 130
-    return 0 if status == "done" else 1
+    return 0 if status == ExperimentStatus.DONE else 1
 
 
 def stop_orphan(experiment: Any) -> int:
@@ -152,7 +154,7 @@ def stop_orphan(experiment: Any) -> int:
     finally:
         store.close()
     print(f"stop: experiment {experiment.id} {status} (its automl run had gone)")
-    return 0 if status == "stopped" else 1
+    return 0 if status == ExperimentStatus.STOPPED else 1
 
 
 async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tuple[str, bool, Any]:

@@ -164,7 +164,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
     output = _Output(files()[0])
     output.print_new(files())
-    while args.follow and _trial_status(store, experiment.id, args.trial) in ("waiting", "running"):
+    while args.follow and _trial_runs(store, experiment.id, args.trial):
         time.sleep(0.2)
         output.print_new(files())
     output.print_new(files())
@@ -278,5 +278,6 @@ def _read_from(path: Path, offset: int) -> bytes:
         return b""
 
 
-def _trial_status(store: Any, exp_id: str, trial_id: int) -> str:
-    return next((t.status for t in store.trials(exp_id) if t.id == trial_id), "gone")
+def _trial_runs(store: Any, exp_id: str, trial_id: int) -> bool:
+    """Whether the trial is still to write output: it exists and has not finished."""
+    return any(t.id == trial_id and not t.status.is_finished() for t in store.trials(exp_id))

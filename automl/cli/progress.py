@@ -7,6 +7,7 @@ import sys
 from typing import Any, TextIO
 
 from ..engine.experiment import ExperimentLoop
+from ..states import EventKind, TrialStatus
 
 
 class Progress:
@@ -17,15 +18,15 @@ class Progress:
         self.live = stream.isatty()
         self.failed = 0
 
-    def __call__(self, kind: str, data: dict[str, Any]) -> None:
-        if kind == "trial_ended":
-            self.failed += data["status"] == "failed"
+    def __call__(self, kind: EventKind, data: dict[str, Any]) -> None:
+        if kind == EventKind.TRIAL_ENDED:
+            self.failed += data["status"] == TrialStatus.FAILED
             value = "" if data["value"] is None else f" {self.loop.config.objective.metric}={data['value']:.6g}"
             error = f" ({data['error']})" if data["error"] else ""
             self._print(f"trial {data['trial']:>3} {data['status']}{value}{error}")
-        elif kind == "experiment_note":
+        elif kind == EventKind.EXPERIMENT_NOTE:
             self._print(data["note"])
-        elif kind == "trial_started" and not self.live:
+        elif kind == EventKind.TRIAL_STARTED and not self.live:
             return
         self._redraw()
 

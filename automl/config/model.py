@@ -339,45 +339,70 @@ def _parse(text: str, path: Path, what: str) -> Any:
 def _shape_problem(data: Any) -> str | None:
     """Why `data` cannot be a config: it contains itself, nests too deeply, or holds too many values once the
     YAML aliases are expanded (shared values are counted once per use, as every reader after us sees them)."""
-    done: dict[int, tuple[int, int]] = {}  # container id -> (values, depth) with aliases expanded
-    stack: list[tuple[Any, Iterator[Any], list[int]]] = []
-    active: set[int] = set()
-
-    def enter(value: Any) -> tuple[int, int] | None:
-        if not isinstance(value, (dict, list)):
-            return (1, 0)
-        if id(value) in done:
-            return done[id(value)]
-        if id(value) in active:
-            raise _SelfReference
-        if len(stack) >= MAX_CONFIG_DEPTH:
-            raise _TooDeep
-        active.add(id(value))
-        stack.append((value, iter(value.values() if isinstance(value, dict) else value), [1, 0]))
-        return None
-
     try:
-        shape = enter(data)
-        while stack:
-            container, children, acc = stack[-1]
-            child = next(children, _END)
-            if child is not _END:
-                shape = enter(child)
-            else:
-                stack.pop()
-                active.discard(id(container))
-                shape = done[id(container)] = (acc[0], acc[1] + 1)
-            if shape is not None and stack:
-                parent = stack[-1][2]
-                parent[0] += shape[0]
-                parent[1] = max(parent[1], shape[1])
-                if parent[0] > MAX_CONFIG_NODES:
-                    return f"holds more than {MAX_CONFIG_NODES:,} values once its aliases are expanded"
+        _ShapeWalk().measure(data)
     except _SelfReference:
         return "contains itself (a YAML alias inside its own anchor)"
     except _TooDeep:
         return f"nests deeper than {MAX_CONFIG_DEPTH} levels"
+    except _TooMany:
+        return f"holds more than {MAX_CONFIG_NODES:,} values once its aliases are expanded"
     return None
+
+
+_Shape = tuple[int, int]  # a value's count of values and its depth, with aliases expanded
+
+
+class _ShapeWalk:
+    """A depth-first walk on an explicit stack (no recursion to exhaust) that sizes each container once, however
+    many aliases share it, and raises as soon as the data is self-referential, too deep or too large."""
+
+    def __init__(self) -> None:
+        self.done: dict[int, _Shape] = {}  # container id -> its shape
+        self.stack: list[tuple[Any, Iterator[Any], list[int]]] = []  # open containers: children left, shape so far
+        self.active: set[int] = set()  # ids of the open containers
+
+    def measure(self, data: Any) -> None:
+        """Walk all of `data`, adding each measured value to the container that holds it."""
+        self._enter(data)
+        while self.stack:
+            shape = self._step()
+            if shape is not None and self.stack:
+                self._add_to_parent(shape)
+
+    def _step(self) -> _Shape | None:
+        """Enter the innermost open container's next child, or close the container when it has none left; the
+        shape of the value now known (None: a container was opened)."""
+        container, children, acc = self.stack[-1]
+        child = next(children, _END)
+        if child is not _END:
+            return self._enter(child)
+        self.stack.pop()
+        self.active.discard(id(container))
+        shape = self.done[id(container)] = (acc[0], acc[1] + 1)
+        return shape
+
+    def _enter(self, value: Any) -> _Shape | None:
+        """A scalar's or an already measured container's shape; otherwise open the container (None)."""
+        if not isinstance(value, (dict, list)):
+            return (1, 0)
+        if id(value) in self.done:
+            return self.done[id(value)]
+        if id(value) in self.active:
+            raise _SelfReference
+        if len(self.stack) >= MAX_CONFIG_DEPTH:
+            raise _TooDeep
+        self.active.add(id(value))
+        self.stack.append((value, iter(value.values() if isinstance(value, dict) else value), [1, 0]))
+        return None
+
+    def _add_to_parent(self, shape: _Shape) -> None:
+        """Count a measured child into the innermost open container."""
+        parent = self.stack[-1][2]
+        parent[0] += shape[0]
+        parent[1] = max(parent[1], shape[1])
+        if parent[0] > MAX_CONFIG_NODES:
+            raise _TooMany
 
 
 class _SelfReference(Exception):
@@ -385,6 +410,10 @@ class _SelfReference(Exception):
 
 
 class _TooDeep(Exception):
+    pass
+
+
+class _TooMany(Exception):
     pass
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from ..states import EventKind
+
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1024 * 1024
 SUBSCRIBE = "subscribe"
@@ -176,7 +178,9 @@ def error_reply(request_id: RequestId | None, code: str, message: str) -> dict[s
     return {"v": PROTOCOL_VERSION, "id": request_id, "ok": False, "error": {"code": code, "message": message}}
 
 
-def event_message(kind: str, experiment: str | None, data: dict[str, Any], at: float | None = None) -> dict[str, Any]:
+def event_message(
+    kind: EventKind, experiment: str | None, data: dict[str, Any], at: float | None = None
+) -> dict[str, Any]:
     """An event pushed to subscribers; `at` is its Unix time (now by default)."""
     return {
         "v": PROTOCOL_VERSION,

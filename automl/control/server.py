@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DaemonError, UserError
+from ..states import EventKind
 from . import protocol
 
 log = logging.getLogger(__name__)
@@ -111,15 +112,17 @@ class ControlServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def publish(self, kind: str, experiment: str | None, data: dict[str, Any]) -> None:
+    def publish(self, kind: EventKind, experiment: str | None, data: dict[str, Any]) -> None:
         """Queue an event for every matching subscriber, without waiting; a subscriber too far behind is dropped.
 
-        Call from the server's event loop. Never raises: an event whose data is not JSON is logged and dropped.
+        Call from the server's event loop. A `kind` that is no EventKind (a typo) raises ValueError at once; nothing
+        else raises: an event whose data is not JSON is logged and dropped.
         """
+        kind = EventKind(kind)
         try:
             line = protocol.encode(protocol.event_message(kind, experiment, data))
         except (TypeError, ValueError, RecursionError):
-            log.exception("event %r of experiment %s is not JSON; dropped", kind, experiment)
+            log.exception("event %r of experiment %s is not JSON; dropped", kind.value, experiment)
             return
         for subscriber in list(self._subscribers):
             if subscriber.wants(kind, experiment) and not subscriber.offer(line):

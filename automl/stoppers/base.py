@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 
+from automl.states import TrialStatus
 from automl.tuners.base import Mode
 
-SUCCEEDED = "succeeded"
-"""The status of a trial that ran to its end and reported a final result."""
-
-History = list[tuple[int, list[float | None], str]]
+History = list[tuple[int, list[float | None], TrialStatus]]
 """Earlier trials for `Stopper.restore`: each trial's key, its intermediate values in order, its status."""
 
 
@@ -37,7 +35,7 @@ class Stopper(ABC):
         True is returned once, on the report that decided it; the caller stops the trial.
         """
 
-    def ended(self, key: int, status: str, value: float | None) -> None:  # noqa: B027
+    def ended(self, key: int, status: TrialStatus, value: float | None) -> None:  # noqa: B027
         """Trial `key` ended with `status` (succeeded, failed, killed, ...) and its final value, if any."""
 
     @abstractmethod

@@ -16,12 +16,10 @@ from typing import Any
 
 from nni.assessor import Assessor, AssessResult
 
-from automl.stoppers.base import SUCCEEDED, History, Stopper
+from automl.states import TrialStatus
+from automl.stoppers.base import History, Stopper
 from automl.tuners.base import Mode, UserCodeError
 from automl.tuners.custom import build, failure, load_class
-
-RUNNING = "running"
-"""The status of a trial that has not ended."""
 
 
 def create_custom_stopper(
@@ -48,19 +46,19 @@ class CustomStopper(Stopper):
         values.append(math.nan if value is None else float(value))
         return self._judge(key, values)
 
-    def ended(self, key: int, status: str, value: float | None) -> None:
+    def ended(self, key: int, status: TrialStatus, value: float | None) -> None:
         if self._values.pop(key, None) is not None:
-            self._call("trial_end", str(key), status == SUCCEEDED)
+            self._call("trial_end", str(key), status == TrialStatus.SUCCEEDED)
 
     def restore(self, history: History) -> None:
         """Running trials keep their values; each ended one is shown its whole history once, then its end."""
         for key, values, status in history:
             plain = [math.nan if value is None else float(value) for value in values]
-            if status == RUNNING:
+            if status == TrialStatus.RUNNING:
                 self._values[key] = plain
             elif plain:
                 self._judge(key, plain)
-                self._call("trial_end", str(key), status == SUCCEEDED)
+                self._call("trial_end", str(key), status == TrialStatus.SUCCEEDED)
 
     def _judge(self, key: int, values: list[float]) -> bool:
         """Whether the user's class says stop; NNI also accepts a bool (False means stop)."""

@@ -15,7 +15,8 @@ import math
 from abc import abstractmethod
 from typing import Any
 
-from automl.stoppers.base import SUCCEEDED, History, Stopper, check_int
+from automl.states import TrialStatus
+from automl.stoppers.base import History, Stopper, check_int
 from automl.tuners.base import Mode
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,14 @@ class NniAssessorStopper(Stopper):
         values.append(self._plain(value))
         return self._judge(key, values)
 
-    def ended(self, key: int, status: str, value: float | None) -> None:
+    def ended(self, key: int, status: TrialStatus, value: float | None) -> None:
         values = self._values.pop(key, [])
-        self._end(key, values, status == SUCCEEDED)
+        self._end(key, values, status == TrialStatus.SUCCEEDED)
 
     def restore(self, history: History) -> None:
         for key, values, status in history:
             plain = [self._plain(value) for value in values]
-            if status == SUCCEEDED:
+            if status == TrialStatus.SUCCEEDED:
                 self._replay(key, plain)
             else:
                 self._values[key] = plain

@@ -23,6 +23,7 @@ import pytest
 from automl.control import protocol
 from automl.control.client import Client, RemoteError
 from automl.control.server import ACCEPT_BACKLOG, MAX_CLIENTS, ControlServer
+from automl.states import EventKind
 from tests.helpers import (
     STEPPING_TRIAL,
     automl,
@@ -152,7 +153,7 @@ def test_an_idle_connection_is_closed_and_a_subscriber_is_not():
             assert reply["error"]["code"] == protocol.IDLE and "without a request" in reply["error"]["message"]
             assert rest == b""
             time.sleep(0.6)
-            loop.call_soon_threadsafe(server.publish, "ping", None, {"n": 1})
+            loop.call_soon_threadsafe(server.publish, EventKind.GPU_SAMPLE, None, {"n": 1})
             assert next(events)["data"] == {"n": 1}, "a subscriber that only listens is not idle"
             with Client(path) as client:
                 assert client.request("echo", n=2) == {"n": 2}
