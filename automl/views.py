@@ -6,10 +6,12 @@ from typing import Any
 
 from .engine.cost import totals
 from .errors import UserError
-from .export import ranked
+from .export import flatten, ranked
+from .importance import importance
 from .launchers.base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from .launchers.local import is_alive
 from .paths import trial_dir
+from .states import TrialStatus
 from .store import USAGE_FIELDS, Experiment, Store, Trial
 
 
@@ -76,8 +78,21 @@ def experiment_view(store: Store, experiment: Experiment) -> dict[str, Any]:
         "objective": experiment.config["objective"],
         "tuner": experiment.config["tuner"],
         "best": None if best is None else trial_view(best),
+        "importance": importance_of(experiment, trials),
         "trials": [trial_view(t) for t in trials],
     }
+
+
+def importance_of(experiment: Experiment, trials: list[Trial]) -> dict[str, float]:
+    """Each parameter's share of importance for the objective, from the succeeded trials (`automl.importance`);
+    empty while there are too few of them."""
+    done = [t for t in trials if t.status == TrialStatus.SUCCEEDED and t.value is not None]
+    return importance(
+        [flatten(t.params) for t in done],
+        [t.value for t in done],
+        experiment.config["objective"]["mode"] == "maximize",
+        experiment.config.get("search_space"),
+    )
 
 
 def trial_detail_view(store: Store, experiment: Experiment, trial_id: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tui.cli import add_command as add_tui_command
 from .. import __version__
 from ..errors import DaemonError, UserError
 from ..paths import home, open_append, private_folders, secure_home, write_atomically
+from ..states import TrialStatus
 from .convert import add_command as add_convert_command
 from .daemon import add_commands as add_daemon_commands
 from .gpus import add_command as add_gpus_command
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("experiment", help="experiment id, unique id prefix, or name")
     show.add_argument("trial", nargs="?", type=int, help="one trial: its whole curve, params, usage and log files")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--top", type=_positive_int, metavar="K", help="only the K first trials of the table")
+    show.add_argument("--wide", action="store_true", help="every column, params in full, trials by id")
+    show.add_argument("--importance", action="store_true", help="each parameter's share of importance, as bars")
     show.set_defaults(handler=_cmd_show)
 
     export = sub.add_parser("export", help="export the best configs")
@@ -253,7 +257,10 @@ def _find(ref: str) -> tuple[Any, Any]:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from ..export import flatten
+    from ..importance import MIN_TRIALS
     from ..views import experiment_view
+    from .table import cut, importance_lines, params_words, terminal_width, trial_lines
 
     store, experiment = _find(args.experiment)
     if args.trial is not None:
@@ -272,23 +279,38 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if view["note"]:
         print(f"note       {view['note']}")
     best = view["best"]
-    print(
-        "best       "
-        + ("-" if best is None else f"trial {best['id']}: {best['value']:.6g} {json.dumps(best['params'])}")
-    )
+    best_text = "-" if best is None else f"trial {best['id']}: {best['value']:.6g}  {params_words(best['params'])}"
+    print(cut(f"best       {best_text}", terminal_width()))
     cost = view["cost"]
     print(
         f"cost       {cost['gpu_hours']:.3f} GPU-hours, {cost['kwh']:.3f} kWh, {cost['cpu_seconds']:.0f} CPU-seconds"
         f": {cost['cost']:.2f} {cost['currency']}"
     )
+    if args.importance:
+        print()
+        counted = sum(t["status"] == TrialStatus.SUCCEEDED and t["value"] is not None for t in view["trials"])
+        print("\n".join(importance_lines(view["importance"], counted, MIN_TRIALS)))
     print()
+    if args.wide:
+        _print_wide_table(view["trials"])
+        return 0
+    for trial in view["trials"]:
+        trial["flat"] = flatten(trial["params"])
+    maximize = view["objective"]["mode"] == "maximize"
+    print("\n".join(trial_lines(view["trials"], view["importance"], maximize, args.top, time.time())))
+    return 0
+
+
+def _print_wide_table(trials: list[dict[str, Any]]) -> None:
+    """Every trial by id with every column, params in full JSON and errors at the end of the line."""
     print(
         f"{'TRIAL':>5} {'STATUS':<13} {'VALUE':>10} {'STEPS':>5} {'TIME':>7} {'GPU':>4} {'GPU-S':>7} {'ENERGY':>8} "
         f"{'CPU-S':>7} {'RSS':>7} {'COST':>7}  PARAMS / ERROR"
     )
-    for t in view["trials"]:
+    now = time.time()
+    for t in trials:
         value = "-" if t["value"] is None else f"{t['value']:.6g}"
-        took = "-" if not (t["started"] and t["ended"]) else f"{t['ended'] - t['started']:.1f}s"
+        took = "-" if not t["started"] else f"{(t['ended'] or now) - t['started']:.1f}s"
         detail = json.dumps(t["params"]) if not t["error"] else f"{json.dumps(t['params'])}  ! {t['error']}"
         gpus = ",".join(map(str, t["gpus"])) or "-"
         print(
@@ -297,7 +319,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
             f"{_figure(t['cpu_seconds'], '.1f')} {_figure(t['peak_rss_mib'], '.0f', 'M')} "
             f"{_figure(t['cost'], '.3f')}  {detail}"
         )
-    return 0
 
 
 def _show_trial(store: Any, experiment: Any, trial_id: int, as_json: bool) -> int:
