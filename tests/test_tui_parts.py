@@ -252,14 +252,6 @@ def test_order_sorts_missing_values_last_and_filters_by_status():
     assert trial_rows.filters(trials.values()) == [None, "running", "succeeded", "failed"]
 
 
-def test_key_params_are_those_that_vary():
-    trials = [
-        TrialState(1, "running", {"lr": 0.1, "opt": {"_name": "sgd", "m": 0.9}, "seed": 1}),
-        TrialState(2, "running", {"lr": 0.2, "opt": {"_name": "sgd", "m": 0.5}, "seed": 1}),
-    ]
-    assert trial_rows.key_params(["lr", "opt", "seed"], trials) == ["lr", "opt.m"]
-
-
 def _summary(mode: str = "maximize"):
     from tui.state import ExperimentSummary
 

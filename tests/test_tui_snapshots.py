@@ -123,3 +123,15 @@ def test_stop_asks_first(snap_compare, store_home):
     assert snap_compare(
         dashboard(store_home, sample_store.EXPERIMENT_ID), press=["s"], terminal_size=(80, 24), run_before=loaded
     )
+
+
+def test_experiment_importance_panel(snap_compare, store_home):
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID), press=["5"], terminal_size=(80, 24), run_before=loaded
+    )
+
+
+def test_columns_dialog(snap_compare, store_home):
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID), press=["v"], terminal_size=(80, 24), run_before=loaded
+    )

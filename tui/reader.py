@@ -13,8 +13,10 @@ from typing import Any
 
 from automl.engine import cost
 from automl.export import flatten
+from automl.importance import MIN_TRIALS
+from automl.states import TrialStatus
 from automl.store import USAGE_FIELDS, Experiment, Store, Trial
-from automl.views import best_trial
+from automl.views import best_trial, importance_of
 
 from .state import ACTIVE, ExperimentSummary, StoreRead, TrialState
 
@@ -33,6 +35,7 @@ class StoreReader:
         self._settled: dict[str, ExperimentSummary] = {}
         self._generation = -1
         self._cursor = 0
+        self._importance: tuple[str, int, tuple[dict[str, float], int]] | None = None
 
     def read(self, generation: int, exp_id: str | None, everything: bool, summaries: bool = False) -> StoreRead:
         """One pass: new curve points of `exp_id` always; the summaries too when `summaries`; the summaries and
@@ -52,6 +55,7 @@ class StoreReader:
             if exp_id is not None:
                 trials = store.trials(exp_id)
                 read.trials = [trial_state(t) for t in trials]
+                read.importance = self._importance_of(store, exp_id, trials)
             read.experiments = self._summaries(store, exp_id, trials)
         elif summaries:
             read.experiments = self._summaries(store, exp_id, None)
@@ -86,6 +90,15 @@ class StoreReader:
                 self._settled[experiment.id] = summary
             summaries.append(dataclasses.replace(summary))
         return summaries
+
+    def _importance_of(self, store: Store, exp_id: str, trials: list[Trial]) -> tuple[dict[str, float], int]:
+        """The experiment's parameter importance and how many succeeded trials it is from; computed again only
+        when that number changed (here, off the UI thread)."""
+        succeeded = sum(1 for t in trials if t.status == TrialStatus.SUCCEEDED and t.value is not None)
+        if self._importance is None or self._importance[:2] != (exp_id, succeeded):
+            found = importance_of(store.find_experiment(exp_id), trials) if succeeded >= MIN_TRIALS else {}
+            self._importance = (exp_id, succeeded, (found, succeeded))
+        return self._importance[2]
 
     def _new_points(self, store: Store, exp_id: str) -> dict[int, tuple[list[int], list[float]]]:
         points: dict[int, tuple[list[int], list[float]]] = {}
@@ -141,6 +154,7 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
         max_trials=config.get("max_trials"),
         concurrency=int(config.get("concurrency") or 1),
         param_names=param_names(config, trials),
+        constant_params=constant_params(config),
         finished=sum(1 for t in trials if t.status not in ("waiting", "running")),
         running=len(running),
         best_value=None if best is None else best.value,
@@ -159,6 +173,18 @@ def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:
     for trial in trials[:50]:
         names.update((name, None) for name in flatten(trial.params))
     return list(names)
+
+
+def constant_params(config: dict[str, Any]) -> frozenset[str]:
+    """Parameters that take one value only (a choice of one): no column is worth them."""
+    space = config.get("search_space")
+    if not isinstance(space, dict):
+        return frozenset()
+    return frozenset(
+        name
+        for name, spec in space.items()
+        if isinstance(spec, dict) and spec.get("_type") == "choice" and len(spec.get("_value") or []) == 1
+    )
 
 
 def cost_totals(config: dict[str, Any], trials: list[Trial]) -> dict[str, Any]:

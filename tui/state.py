@@ -114,6 +114,7 @@ class ExperimentSummary:
     max_trials: int | None = None
     concurrency: int = 1
     param_names: list[str] = field(default_factory=list)
+    constant_params: frozenset[str] = frozenset()
     finished: int = 0
     running: int = 0
     best_value: float | None = None
@@ -164,6 +165,8 @@ class StoreRead:
     trials: list[TrialState] | None = None
     points: dict[int, tuple[list[int], list[float]]] = field(default_factory=dict)
     reset_curves: bool = False
+    importance: tuple[dict[str, float], int] | None = None
+    """The open experiment's parameter importance and how many succeeded trials it was computed from."""
 
 
 @dataclass
@@ -177,6 +180,7 @@ class Versions:
     curves: int = 0
     gpus: int = 0
     link: int = 0
+    importance: int = 0
 
 
 class DashboardState:
@@ -194,6 +198,8 @@ class DashboardState:
         self.link_note = "connecting to the daemon…"
         self.retry_at: float | None = None
         self.loaded = False
+        self.importance: dict[str, float] = {}
+        self.importance_from = 0  # the succeeded trials `importance` was computed from
         self.versions = Versions()
 
     # what is open
@@ -203,6 +209,8 @@ class DashboardState:
         if exp_id != self.open_id:
             self.open_id = exp_id
             self.trials = {}
+            self.importance, self.importance_from = {}, 0
+            self.versions.importance += 1
             self.generation += 1
             self.versions.trials += 1
             self.versions.results += 1
@@ -248,6 +256,9 @@ class DashboardState:
         if read.generation != self.generation:
             return
         maximize = self.summary.maximize if self.summary else True
+        if read.importance is not None and read.importance != (self.importance, self.importance_from):
+            self.importance, self.importance_from = read.importance
+            self.versions.importance += 1
         if read.trials is not None:
             changed = False
             for row in read.trials:

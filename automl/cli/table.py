@@ -47,8 +47,13 @@ def param_order(trials: list[dict[str, Any]], importance: Mapping[str, float]) -
 
 def params_text(flat: Mapping[str, Any], names: list[str], labels: Mapping[str, str], width: int) -> str:
     """`label=value` words in `names` order, cut to `width` with '…'."""
-    words = [f"{labels[name]}={fmt.param(flat[name], 8)}" for name in names if name in flat]
-    return cut(" ".join(words), width)
+    text = ""
+    for name in names:
+        if name in flat:
+            text += f"{' ' if text else ''}{labels[name]}={fmt.param(flat[name], 8)}"
+            if len(text) > width:
+                break
+    return cut(text, width)
 
 
 def params_words(params: Mapping[str, Any]) -> str:

@@ -11,18 +11,29 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical, VerticalScroll
 from textual.widgets import Footer, Static
 
+from automl.errors import UserError
+
 from .. import format as fmt
 from .. import trial_rows
 from ..braille import Series
+from ..prefs import load_columns, save_columns
 from ..state import ExperimentSummary, TrialState
 from ..widgets.chart import BrailleChart
 from ..widgets.cost_panel import CostPanel
+from ..widgets.dialogs import ColumnsDialog
 from ..widgets.gpu_panel import GpuPanel
+from ..widgets.importance_panel import ImportancePanel
 from ..widgets.status_bar import StatusBar, retry_countdown
 from ..widgets.table import Cell, LiveTable
 from .base import EXPERIMENT_BINDINGS, DashboardScreen
 
-PANELS = (("curves", "Curves"), ("progress", "Best so far"), ("gpus", "GPUs"), ("cost", "Cost"))
+PANELS = (
+    ("curves", "Curves"),
+    ("progress", "Best so far"),
+    ("gpus", "GPUs"),
+    ("cost", "Cost"),
+    ("importance", "Importance"),
+)
 MAX_MARKED = 20
 WIDE = (150, 36)
 TALL = 34
@@ -45,6 +56,7 @@ class ExperimentScreen(DashboardScreen):
         Binding("f", "filter", "Filter by status", id="trials.filter", show=False),
         Binding("o", "sort", "Sort by next column", id="trials.sort", show=False),
         Binding("r", "reverse", "Reverse the order", id="trials.reverse", show=False),
+        Binding("v", "columns", "Columns", id="trials.columns", show=False),
         *(
             Binding(str(n), f"panel('{key}')", title, id=f"panel.{key}", show=False)
             for n, (key, title) in enumerate(PANELS, start=1)
@@ -60,7 +72,10 @@ class ExperimentScreen(DashboardScreen):
         self.panel = "curves"
         self._seen: dict[str, object] = {}
         self._params: list[str] = []
-        self._param_basis: tuple[int, int] = (-1, -1)
+        self._param_basis: object = None
+        self._param_rank: dict[str, float] = {}  # importance when the columns were ordered: kept, so they stay put
+        self._chosen_columns: list[tuple[str, bool]] | None = None
+        self._columns_version = 0
         self._best_id: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -80,6 +95,8 @@ class ExperimentScreen(DashboardScreen):
                 yield GpuPanel(id="gpus")
             with VerticalScroll(id="cost-panel", classes="panel"):
                 yield CostPanel(id="cost")
+            with VerticalScroll(id="importance-panel", classes="panel"):
+                yield ImportancePanel(id="importance")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -87,6 +104,7 @@ class ExperimentScreen(DashboardScreen):
         for key, title in PANELS:
             self.query_one(f"#{key}-panel").border_title = title
         self.query_one("#trials", LiveTable).focus()
+        self._chosen_columns = load_columns(self.dashboard.home, self.exp_id)
         self._lay_out(self.size.width, self.size.height)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -135,11 +153,14 @@ class ExperimentScreen(DashboardScreen):
                 self.descending,
                 self.status_filter,
                 tuple(self.marks.items()),
+                versions.importance,
+                self._columns_version,
             ),
             "curves": (tuple((t.id, t.stamp, color) for t, color in chosen), self.size),
             "progress": (versions.results, self.size),
             "gpus": (versions.gpus, versions.results),
             "cost": (versions.results, versions.experiments),
+            "importance": (versions.importance, self.size),
             "bar": (versions.link, versions.experiments, versions.results, retry_countdown(state)),
             "tabs": (self.panel, self.has_class("-wide")),
         }
@@ -159,6 +180,8 @@ class ExperimentScreen(DashboardScreen):
             self.query_one(GpuPanel).show(state.gpus, names, pids, (state.daemon or {}).get("gpus"))
         if "cost" in changed:
             self.query_one(CostPanel).show(self.summary, state.trials, best)
+        if "importance" in changed:
+            self.query_one(ImportancePanel).show(state.importance, state.importance_from)
         if "bar" in changed:
             self.query_one(StatusBar).show(self._headline(best), state)
         if "tabs" in changed:
@@ -168,12 +191,16 @@ class ExperimentScreen(DashboardScreen):
         state = self.dashboard.state
         summary = self.summary
         maximize = summary.maximize if summary else True
-        basis = (len(state.trials), len(summary.param_names) if summary else 0)
+        if state.importance and not self._param_rank:
+            self._param_rank = dict(state.importance)
+        names = tuple(summary.param_names) if summary else ()
+        basis = (names, summary.constant_params if summary else None, tuple(self._param_rank))
         if basis != self._param_basis:
-            self._params = trial_rows.key_params(summary.param_names if summary else [], state.trials.values())
+            constant = summary.constant_params if summary else ()
+            self._params = trial_rows.param_columns(names, constant, self._param_rank)
             self._param_basis = basis
         table = self.query_one("#trials", LiveTable)
-        table.set_columns(trial_rows.columns(self._params))
+        table.set_columns(trial_rows.arranged(trial_rows.columns(self._params), self._chosen_columns))
         table.sort_column, table.sort_reverse = self.sort_column, self.descending
         keys = trial_rows.order(state.trials, self.sort_column, self.descending, self.status_filter, now, maximize)
         trials, params, best_id, marks = state.trials, self._params, self._best_id, self.marks
@@ -395,6 +422,31 @@ class ExperimentScreen(DashboardScreen):
         self.descending = not self.descending
         self.refresh_view()
 
+    def action_columns(self) -> None:
+        """Pick, reorder and hide the table's columns; the choice is remembered for this experiment."""
+        current = trial_rows.columns(self._params)
+        shown = {c.key for c in trial_rows.arranged(current, self._chosen_columns)}
+        ordered = trial_rows.arranged(current, [(key, True) for key, _ in self._chosen_columns or []])
+        self.app.push_screen(ColumnsDialog([(c.key, c.label, c.key in shown) for c in ordered]), self.choose_columns)
+
+    def choose_columns(self, chosen: list[tuple[str, bool]] | None) -> None:
+        """Show the columns `chosen` (key, shown) in that order (None: the defaults), and remember them."""
+        self._chosen_columns = chosen
+        self._columns_version += 1
+        try:
+            save_columns(self.dashboard.home, self.exp_id, chosen)
+        except UserError as e:
+            self.notify(f"the columns apply until you quit: {e}", severity="warning")
+        self.refresh_view()
+
+    def order_by_importance(self) -> None:
+        """Order the parameter columns by the importance measured now."""
+        self._param_rank = dict(self.dashboard.state.importance)
+        self.refresh_view()
+
+    def _default_columns(self) -> None:
+        self.choose_columns(None)
+
     def action_panel(self, key: str) -> None:
         """Show one of the panels (on a small terminal, where one shows at a time)."""
         self.panel = key
@@ -421,6 +473,11 @@ class ExperimentScreen(DashboardScreen):
             yield SystemCommand(
                 f"Show {status or 'all'} trials", "f: next status", lambda status=status: self.set_filter(status)
             )
+        yield SystemCommand("Choose columns", "v: pick, reorder and hide the table's columns", self.action_columns)
+        yield SystemCommand("Default columns", "forget the columns chosen for this experiment", self._default_columns)
+        yield SystemCommand(
+            "Order parameters by importance", "as measured now (it is kept until then)", self.order_by_importance
+        )
         for n, (key, title) in enumerate(PANELS, start=1):
             yield SystemCommand(f"Show the {title} panel", f"{n}", lambda key=key: self.action_panel(key))
         yield SystemCommand("Back to all experiments", "escape", self.action_back)
