@@ -21,6 +21,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from automl.control.client import DaemonNotRunning, RemoteError
+from automl.removal import remove
 
 from .exporting import write_best
 from .link import DaemonLink, Link
@@ -202,6 +203,24 @@ class DashboardApp(App[int]):
 
         self.push_screen(NumberDialog(f"Trials at a time for {name}", summary.concurrency if summary else 1), apply)
 
+    def delete_experiment(self, exp_id: str) -> None:
+        """Delete an ended experiment (its trials, metrics and folder) once the user confirms."""
+        name, status = self._name_and_status(exp_id)
+        if status in ACTIVE:
+            self.notify(f"{name} is {status}: stop it first (s), then delete it", severity="warning")
+            return
+        summary = self.state.experiments.get(exp_id)
+        trials = summary.finished + summary.running if summary else 0
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete(exp_id, name)
+
+        question = (
+            f"Delete experiment {name} [{exp_id}]?\n\nIts {trials} trial(s), their metrics and folders go for good."
+        )
+        self.push_screen(ConfirmDialog(question, "Delete"), answered)
+
     def _name_and_status(self, exp_id: str) -> tuple[str, str]:
         summary = self.state.experiments.get(exp_id)
         return (summary.name, summary.status) if summary else (exp_id, "unknown")
@@ -247,6 +266,25 @@ class DashboardApp(App[int]):
             self.post_message(ActionDone(str(e), "error"))
             return
         self.post_message(ActionDone(f"wrote {path} (trial #{trial.id}, value {trial.value:.6g})"))
+
+    @work(thread=True, group="actions", name="delete")
+    def _delete(self, exp_id: str, name: str) -> None:
+        """Delete the experiment from the store and its folder (works without the daemon), and report it."""
+        try:
+            remove(self.home, exp_id)
+        except Exception as e:  # noqa: BLE001 - a worker's boundary: any failure is shown, never a crash
+            self.post_message(ActionDone(f"delete failed: {describe(e)}", "error"))
+            return
+        self.call_from_thread(self._deleted, exp_id)
+        self.post_message(ActionDone(f"deleted {name} [{exp_id}]"))
+        self._read_soon("all")
+
+    def _deleted(self, exp_id: str) -> None:
+        """Leave the screens of a deleted experiment."""
+        while self.screen.is_modal or getattr(self.screen, "exp_id", None) == exp_id:
+            self.pop_screen()
+        if self.state.open_id == exp_id:
+            self._focus = (self.state.open(None), None)
 
     @work(thread=True, exclusive=True, group="daemon", name="daemon events")
     def _follow_daemon(self) -> None:

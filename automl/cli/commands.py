@@ -28,6 +28,7 @@ from ..states import TrialStatus
 from .convert import add_command as add_convert_command
 from .daemon import add_commands as add_daemon_commands
 from .gpus import add_command as add_gpus_command
+from .remove import add_command as add_remove_command
 
 log = logging.getLogger("automl")
 
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     add_daemon_commands(sub)
     add_gpus_command(sub)
     add_convert_command(sub)
+    add_remove_command(sub)
     add_tui_command(sub)
     return parser
 

@@ -49,6 +49,7 @@ class ExperimentScreen(DashboardScreen):
         Binding("k", "kill", "Kill", id="trial.kill"),
         EXPERIMENT_BINDINGS[2],
         EXPERIMENT_BINDINGS[3],
+        EXPERIMENT_BINDINGS[4],
         Binding("escape", "back", "Back", id="dashboard.back"),
         Binding("enter", "details", "Trial details", id="trial.details", show=False),
         Binding("space", "mark", "Mark for curves", id="trials.mark", show=False),
