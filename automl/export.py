@@ -47,10 +47,11 @@ def render_best(trial: Trial, fmt: str) -> str:
     return _csv([trial])
 
 
-def render_many(trials: list[Trial], fmt: str, with_status: bool = False) -> str:
-    """Several trials: a list of {trial, value, params} (plus status for --all), CSV rows or one args line each."""
+def render_many(trials: list[Trial], fmt: str, with_status: bool = False, columns: list[str] | None = None) -> str:
+    """Several trials: a list of {trial, value, params} (plus status for --all), CSV rows or one args line each;
+    CSV params in the order of `columns` (see `param_columns`) when given."""
     if fmt == "csv":
-        return _csv(trials, with_status)
+        return _csv(trials, with_status, columns)
     if fmt == "args":
         return "".join(as_args(t.params) + "\n" for t in trials)
     records = [
@@ -70,9 +71,16 @@ def as_args(params: dict[str, Any]) -> str:
     return shlex.join(words)
 
 
-def _csv(trials: list[Trial], with_status: bool = False) -> str:
+def param_columns(trials: list[Trial]) -> list[str]:
+    """Flat param names in the order the experiment's trials (by id) first have them: the CSV columns of every
+    selection of its trials, so that `--top` and `--all` list them alike."""
+    return list(dict.fromkeys(name for t in sorted(trials, key=lambda t: t.id) for name in flatten(t.params)))
+
+
+def _csv(trials: list[Trial], with_status: bool = False, order: list[str] | None = None) -> str:
     rows = [flatten(t.params) for t in trials]
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    present = set().union(*rows) if rows else set()
+    columns = [name for name in order or param_columns(trials) if name in present]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["trial", *(["status"] if with_status else []), "value", *columns])

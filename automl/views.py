@@ -50,6 +50,12 @@ def shown_status(experiment: Experiment) -> str:
     return "orphaned" if is_orphaned(experiment) else experiment.status
 
 
+def listing_key(status: str, created: float) -> tuple[bool, float]:
+    """The order `ls` and the dashboard list experiments in: active ones (running, paused, orphaned) first, then
+    newest first."""
+    return status not in ("running", "paused", "orphaned"), -created
+
+
 def experiment_summary(experiment: Experiment, trials: list[Trial]) -> dict[str, Any]:
     """An experiment's headline figures: what `ls` shows."""
     best = best_trial(experiment, trials)

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tui.cli import add_command as add_tui_command
 
@@ -52,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="automl", description="Hyperparameter search over PyTorch trial scripts.")
+    parser = _Parser(prog="automl", description="Hyperparameter search over PyTorch trial scripts.")
     parser.add_argument("--version", action="version", version=f"automl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -91,6 +93,21 @@ def _parser() -> argparse.ArgumentParser:
     add_remove_command(sub)
     add_tui_command(sub)
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, saying which command or choice was probably meant when one is misspelled."""
+
+    def error(self, message: str) -> NoReturn:
+        """Exit 2 with `message`, plus 'did you mean' for an invalid choice close to a valid one."""
+        invalid = re.match(r"argument (.*?): invalid choice: '(.*)' \(choose from (.*)\)$", message)
+        if invalid:
+            choices = re.findall(r"'([^']*)'", invalid[3])
+            what = "command" if invalid[1] == "COMMAND" else f"choice for {invalid[1]}"
+            close = difflib.get_close_matches(invalid[2], choices, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            message = f"unknown {what} '{invalid[2]}'{hint} (choose from {', '.join(choices)})"
+        super().error(message)
 
 
 def _positive_int(text: str) -> int:
@@ -232,10 +249,11 @@ def _open_store() -> Any:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from ..views import experiment_summary
+    from ..views import experiment_summary, listing_key
 
     store = _open_store()
     rows = [] if store is None else [experiment_summary(e, store.trials(e.id)) for e in store.experiments()]
+    rows.sort(key=lambda r: listing_key(r["status"], r["created"]))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -281,7 +299,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if view["note"]:
         print(f"note       {view['note']}")
     best = view["best"]
-    best_text = "-" if best is None else f"trial {best['id']}: {best['value']:.6g}  {params_words(best['params'])}"
+    best_text = (
+        _no_best(view["status"], view["trials"])
+        if best is None
+        else f"trial {best['id']}: {best['value']:.6g}  {params_words(best['params'])}"
+    )
     print(cut(f"best       {best_text}", terminal_width()))
     cost = view["cost"]
     print(
@@ -301,6 +323,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
     maximize = view["objective"]["mode"] == "maximize"
     print("\n".join(trial_lines(view["trials"], view["importance"], maximize, args.top, time.time())))
     return 0
+
+
+def _no_best(status: str, trials: list[dict[str, Any]]) -> str:
+    """What stands for the best trial of an experiment none of whose trials succeeded, in words that fit it."""
+    if status in ("running", "paused"):
+        return "- (no trial has succeeded yet)"
+    if not trials:
+        return "none: no trial ran"
+    return f"none: no trial succeeded ({len(trials)} ran)"
 
 
 def _print_wide_table(trials: list[dict[str, Any]]) -> None:
@@ -379,21 +410,23 @@ def _figure(value: float | None, fmt: str, unit: str = "", width: int = 7) -> st
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ..export import ranked, render_best, render_many
+    from ..export import param_columns, ranked, render_best, render_many
 
     fmt = args.format or _format_from_suffix(args.output)
     store, experiment = _find(args.experiment)
     trials = store.trials(experiment.id)
     order = ranked(trials, experiment.config["objective"]["mode"])
     if (args.best or args.top) and not order:
-        print(f"automl: experiment {experiment.id} has no succeeded trial yet", file=sys.stderr)
+        yet = " yet" if experiment.status in ("running", "paused") else ""
+        print(f"automl: experiment {experiment.id} has no succeeded trial{yet}", file=sys.stderr)
         return 1
+    columns = param_columns(trials)
     if args.best:
         text = render_best(order[0], fmt)
     elif args.top:
-        text = render_many(order[: args.top], fmt)
+        text = render_many(order[: args.top], fmt, columns=columns)
     else:
-        text = render_many(trials, fmt, with_status=True)
+        text = render_many(trials, fmt, with_status=True, columns=columns)
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -402,6 +435,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+SUFFIX_FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".csv": "csv", ".txt": "args", ".args": "args"}
+
+
 def _format_from_suffix(output: str | None) -> str:
-    suffix = Path(output).suffix.lower() if output else ""
-    return {".json": "json", ".csv": "csv", ".txt": "args", ".args": "args"}.get(suffix, "yaml")
+    """The format `-o FILE`'s suffix names (YAML on standard output); UserError for a suffix that names none."""
+    if output is None:
+        return "yaml"
+    suffix = Path(output).suffix.lower()
+    if suffix not in SUFFIX_FORMATS:
+        named = f"its suffix {suffix!r}" if suffix else "a name without a suffix"
+        raise UserError(
+            f"-o {output}: cannot tell the format from {named}; end it in {', '.join(SUFFIX_FORMATS)}, or give --format"
+        )
+    return SUFFIX_FORMATS[suffix]

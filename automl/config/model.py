@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -465,13 +466,16 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             parent = item["loc"][:-1]
             allowed = _allowed_fields(parent)
-            lines.append(f"  field '{field}': unknown field; allowed here: {', '.join(allowed)}")
+            close = difflib.get_close_matches(str(item["loc"][-1]), allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            lines.append(f"  field '{field}': unknown field; {hint}allowed here: {', '.join(allowed)}")
         elif item["type"] == "missing":
             lines.append(f"  field '{field}': required")
         else:
             message = item["msg"].removeprefix("Value error, ")
             got = item.get("input")
-            shown = "" if isinstance(got, dict) else f" (got {_shortened(repr(got))})"
+            said = isinstance(got, dict) or repr(got) in message
+            shown = "" if said else f" (got {_shortened(repr(got))})"
             lines.append(f"  field '{field}': {message}{shown}")
     return "\n".join(lines)
 

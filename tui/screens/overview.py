@@ -12,6 +12,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer
 
+from automl.views import listing_key
+
 from .. import format as fmt
 from ..state import ACTIVE, ExperimentSummary
 from ..widgets.gpu_panel import GpuPanel
@@ -70,7 +72,7 @@ class OverviewScreen(DashboardScreen):
             return
         self._seen = seen
         experiments = state.experiments
-        order = sorted(experiments.values(), key=lambda e: (e.status not in ACTIVE, -e.created))
+        order = sorted(experiments.values(), key=lambda e: listing_key(e.status, e.created))
         table = self.query_one(LiveTable)
         table.set_rows([e.id for e in order], self._cells, lambda key: 0)
         table.invalidate()
