@@ -241,18 +241,6 @@ def test_stop_after_confirmation(daemon):
     _drive(home, folder, ids["slow"], scenario)
 
 
-def test_without_a_daemon_the_command_says_how_to_start_one(home):
-    result = subprocess.run(
-        [sys.executable, "-m", "automl", "tui"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "AUTOML_HOME": str(home)},
-    )
-    assert result.returncode == 2
-    assert "the daemon is not running" in result.stderr and "automl daemon start" in result.stderr
-
-
 def test_the_cli_hook_does_not_import_textual():
     code = (
         "import argparse, sys; from tui.cli import add_command; p = argparse.ArgumentParser(); "

@@ -235,6 +235,9 @@ class DashboardApp(App[int]):
         self.push_screen(ConfirmDialog(question, button), answered)
 
     def _request(self, op: str, args: dict[str, Any], done: str) -> None:
+        if self.state.read_only:
+            self.notify("read-only: no daemon runs; start one with `automl daemon start`", severity="warning")
+            return
         if self.state.connected is not True:
             self.notify("not connected to the daemon; retrying, try again in a moment", severity="error")
             return
@@ -379,10 +382,13 @@ class DashboardApp(App[int]):
 
     def on_connected(self, message: Connected) -> None:
         """The daemon answers (again)."""
-        was = self.state.connected
+        was, read_only = self.state.connected, self.state.read_only
         self.state.set_link(True, "connected", message.status)
-        if was is False:
+        if read_only:
+            self.notify(f"a daemon answers (pid {message.status.get('pid')}): live now, controls on")
+        elif was is False:
             self.notify(f"reconnected to the daemon (pid {message.status.get('pid')})")
+        self.screen.refresh_bindings()
         self._read_soon("all")
         self._ask_gpus()
 
@@ -392,6 +398,8 @@ class DashboardApp(App[int]):
         self.state.set_link(False, message.reason, retry_in=message.retry_in)
         if was is True:
             self.notify(f"lost the daemon: {message.reason}; retrying", severity="warning")
+        if was is None:
+            self.screen.refresh_bindings()
 
     def on_events_arrived(self, message: EventsArrived) -> None:
         """Apply every queued event; ask the store reader for what they changed."""

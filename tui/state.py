@@ -195,12 +195,19 @@ class DashboardState:
         self.daemon: dict[str, Any] | None = None
         self.store_fault: dict[str, Any] | None = None  # why the daemon's store takes no writes now, if it does not
         self.connected: bool | None = None
+        self.ever_connected = False  # never: the dashboard shows the store read-only until a daemon appears
         self.link_note = "connecting to the daemon…"
         self.retry_at: float | None = None
         self.loaded = False
         self.importance: dict[str, float] = {}
         self.importance_from = 0  # the succeeded trials `importance` was computed from
         self.versions = Versions()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether no daemon has answered since the dashboard started: it shows the store, and its controls are
+        off until one does."""
+        return self.connected is False and not self.ever_connected
 
     # what is open
 
@@ -337,6 +344,7 @@ class DashboardState:
     ) -> None:
         """Record whether the daemon answers, what to tell the user about it, and when it is tried again."""
         self.connected, self.link_note = connected, note
+        self.ever_connected = self.ever_connected or connected
         if daemon is not None:
             self.daemon = daemon
             self.store_fault = daemon.get("store_fault")

@@ -22,6 +22,9 @@ EXPERIMENT_BINDINGS = [
 ]
 """Keys for the actions on an experiment, on every screen that has one selected or open."""
 
+CONTROLS = frozenset({("experiment", "pause"), ("experiment", "stop"), ("experiment", "concurrency"), ("kill", None)})
+"""Actions that need the daemon: shown greyed out, and off, while the dashboard is read-only."""
+
 
 class DashboardScreen(Screen):
     """A screen drawn from the app's `DashboardState`; `refresh_view` redraws what changed since last time."""
@@ -53,6 +56,12 @@ class DashboardScreen(Screen):
             (f"Delete {name}", "D: its trials, metrics and folder, for good (asks first)", "delete"),
         ):
             yield SystemCommand(title, help_text, partial(self.action_experiment, what))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Controls are off (greyed out in the footer) while no daemon has answered: the store is shown read-only."""
+        if self.dashboard.state.read_only and (action, parameters[0] if parameters else None) in CONTROLS:
+            return None
+        return True
 
     def on_screen_resume(self) -> None:
         """Back on top: redraw everything."""
