@@ -32,6 +32,7 @@ from .errors import UserError
 from .gpu.pool import GpuPool, report
 from .gpu.probe import open_probe
 from .launchers.local import LocalLauncher
+from .notify import notify_end
 from .paths import last_line, open_append, replace_file, secure_home
 from .store import LOOP_WRITE_WAIT, Experiment, Store, StoreUnavailable
 
@@ -250,6 +251,7 @@ class Daemon:
         if status != DETACHED:
             self.loops.pop(loop.experiment.id, None)
             log.info("experiment %s %s", loop.experiment.id, status)
+            await notify_end(loop.config, loop.experiment, status, loop.best)
 
     def _loop(self, ref: str) -> ExperimentLoop:
         experiment = self.store.find_experiment(ref)

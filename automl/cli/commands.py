@@ -122,6 +122,7 @@ def _positive_int(text: str) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..config.model import load_config
+    from ..notify import notify_end
     from ..store import LOOP_WRITE_WAIT, Store
     from ..tuners import tuner_for
 
@@ -147,6 +148,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ended = store.find_experiment(experiment_id)
     finally:
         store.close()
+    if status != "detached":
+        asyncio.run(notify_end(config, ended, status, best))
     if best is not None:
         print(f"best: trial {best.id}, {config.objective.metric}={best.value:.6g}, params {json.dumps(best.params)}")
         print(f"export it: automl export {experiment_id} --best -o best.yaml")

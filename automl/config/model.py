@@ -161,6 +161,17 @@ class CostPolicy(_Model):
     currency: str = "USD"
 
 
+class NotifySpec(_Model):
+    """A command run when the experiment ends (`automl.notify`)."""
+
+    command: list[str] = Field(min_length=1)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        return shlex.split(value) if isinstance(value, str) else value
+
+
 class ExperimentConfig(_Model):
     """One experiment, as written in its config file (paths already resolved)."""
 
@@ -186,6 +197,7 @@ class ExperimentConfig(_Model):
     cost: CostPolicy = Field(default_factory=CostPolicy)
     env: dict[str, str] = Field(default_factory=dict)
     max_log_mib: float = Field(default=64, gt=0, le=1 << 20, allow_inf_nan=False)  # per log file; the tail is kept
+    notify: NotifySpec | None = None
 
     @model_validator(mode="after")
     def _one_search_space(self) -> ExperimentConfig:
