@@ -226,9 +226,9 @@ def test_cost_is_money_with_prices_and_gpu_hours_without(tmp_path: Path):
     summaries = {s.id: s for s in StoreReader(home).read(1, None, everything=True).experiments}
     priced, unpriced = summaries[EXP], summaries["0000beef"]
     assert priced.cost["money"] > 0 and unpriced.cost["money"] is None
-    assert str(overview.experiment_cells(priced)["cost"]).startswith("€")
+    assert str(overview.experiment_cells(priced, 0.0)["cost"]).startswith("€")
     gpu_hours = unpriced.cost["gpu_seconds"] / 3600
-    assert gpu_hours > 0 and overview.experiment_cells(unpriced)["cost"] == f"{gpu_hours:.1f}GPUh"
+    assert gpu_hours > 0 and overview.experiment_cells(unpriced, 0.0)["cost"] == f"{gpu_hours:.1f}GPUh"
     trial = TrialState(1, "succeeded", {}, cost={"gpu_seconds": 5400.0, "cost": 0.0})
     assert trial_rows.cells(trial, [], None, None, True, 0.0, None)["cost"] == "1.50h"
     trial.cost["cost"] = 1.25
@@ -283,3 +283,16 @@ def test_the_status_bar_shows_a_store_that_takes_no_writes_until_it_does_again()
         }
     )
     assert "database or disk is full" in link_text(state).plain
+
+
+def test_eta_from_trial_durations_and_the_budget_left():
+    from tui.state import ExperimentSummary
+
+    summary = ExperimentSummary(EXP, "exp", "running", 1000.0, max_trials=10, concurrency=2, finished=4)
+    assert summary.eta(2000.0) is None, "no trial finished yet: no estimate"
+    summary.mean_trial_seconds = 60.0
+    assert summary.eta(2000.0) == 3 * 60.0, "6 trials left, 2 at a time, a minute each"
+    summary.max_duration = 1100.0
+    assert summary.eta(2000.0) == 100.0, "max_duration ends it sooner"
+    summary.status = "done"
+    assert summary.eta(2000.0) is None

@@ -105,3 +105,52 @@ def test_the_command_without_a_daemon_opens_read_only(tmp_path: Path):
         assert "EXITED=0" in screen(), screen()
     finally:
         subprocess.run([*server, "kill-server"], capture_output=True)
+
+
+class EndingDaemon(FixedDaemon):
+    """The fixed daemon, which reports the sample experiment done once `go` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """One `experiment_status` event once `go` is set, then silence."""
+        self.go.wait()
+        yield {
+            "event": "experiment_status",
+            "experiment": sample_store.EXPERIMENT_ID,
+            "time": sample_store.NOW,
+            "data": {"status": "done", "error": None},
+        }
+        self.closed.wait()
+
+    def close(self) -> None:
+        """End `events()`, waiting or not."""
+        self.go.set()
+        super().close()
+
+
+def test_an_experiment_that_ends_rings_the_bell_and_says_so(tmp_path: Path):
+    home = tmp_path / "home"
+    sample_store.fill(home)
+
+    async def run() -> tuple[int, list[tuple[str, str]]]:
+        link = EndingDaemon()
+        app = DashboardApp(home, link=link, clock=lambda: sample_store.NOW)
+        rings: list[int] = []
+        app.bell = lambda: rings.append(1)  # type: ignore[method-assign]
+        said = _notifications(app)
+        async with app.run_test(size=(80, 24)) as pilot:
+            while not app.state.loaded:
+                await pilot.pause(0.05)
+            link.go.set()
+            for _ in range(100):
+                if said:
+                    break
+                await pilot.pause(0.05)
+        return len(rings), said
+
+    rings, said = asyncio.run(run())
+    assert rings == 1
+    assert ("resnet-cifar done, best 0.881111", "information") in said

@@ -22,6 +22,7 @@ from textual.screen import Screen
 
 from automl.control.client import DaemonNotRunning, RemoteError
 from automl.removal import remove
+from automl.states import EventKind, ExperimentStatus
 
 from .exporting import write_best
 from .link import DaemonLink, Link
@@ -39,6 +40,7 @@ RETRY_MAX = 5.0
 STORE_EVERY = 1.5
 GPUS_EVERY = 5.0
 REDRAW_EVERY = 0.25
+ENDED = frozenset({ExperimentStatus.DONE, ExperimentStatus.STOPPED, ExperimentStatus.FAILED})
 
 
 class DashboardApp(App[int]):
@@ -408,6 +410,20 @@ class DashboardApp(App[int]):
         wanted = {self.state.apply_event(event) for event in events} - {None}
         if wanted:
             self._read_soon(*wanted)
+        for event in events:
+            self._tell_if_ended(event)
+
+    def _tell_if_ended(self, event: dict[str, Any]) -> None:
+        """Ring the terminal bell and say so when an experiment ends."""
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        status = data.get("status")
+        if event.get("event") != EventKind.EXPERIMENT_STATUS or status not in ENDED:
+            return
+        summary = self.state.experiments.get(str(event.get("experiment")))
+        name = summary.name if summary else str(event.get("experiment"))
+        best = "" if summary is None or summary.best_value is None else f", best {summary.best_value:.6g}"
+        self.bell()
+        self.notify(f"{name} {status}{best}", severity="error" if status == ExperimentStatus.FAILED else "information")
 
     def on_store_updated(self, message: StoreUpdated) -> None:
         """Apply a pass of the store reader (and draw at once the first time)."""

@@ -152,7 +152,9 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
         mode=str(objective.get("mode", "maximize")),
         metric=str(objective.get("metric", "default")),
         max_trials=config.get("max_trials"),
+        max_duration=config.get("max_duration"),
         concurrency=int(config.get("concurrency") or 1),
+        mean_trial_seconds=mean_duration(trials),
         param_names=param_names(config, trials),
         constant_params=constant_params(config),
         finished=sum(1 for t in trials if t.status not in ("waiting", "running")),
@@ -162,6 +164,12 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
         cost=cost_totals(config, trials),
         gpus_in_use=sorted({g for t in running for g in t.gpus}),
     )
+
+
+def mean_duration(trials: list[Trial]) -> float | None:
+    """How long its finished trials took on average, or None before one has finished."""
+    spans = [t.ended - t.started for t in trials if t.started is not None and t.ended is not None]
+    return sum(spans) / len(spans) if spans else None
 
 
 def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:

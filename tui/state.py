@@ -7,6 +7,7 @@ only what changed.
 
 from __future__ import annotations
 
+import math
 import time
 from array import array
 from collections import deque
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from automl.export import flatten, ranked
+from automl.states import ExperimentStatus
 
 ACTIVE = frozenset({"running", "paused"})
 """Experiment statuses of an experiment that still has work ahead."""
@@ -112,7 +114,9 @@ class ExperimentSummary:
     mode: str = "maximize"
     metric: str = "default"
     max_trials: int | None = None
+    max_duration: float | None = None
     concurrency: int = 1
+    mean_trial_seconds: float | None = None
     param_names: list[str] = field(default_factory=list)
     constant_params: frozenset[str] = frozenset()
     finished: int = 0
@@ -126,6 +130,20 @@ class ExperimentSummary:
     def maximize(self) -> bool:
         """Whether larger objective values are better."""
         return self.mode == "maximize"
+
+    def eta(self, now: float) -> float | None:
+        """Seconds until a running experiment is likely done: its trials left (running ones included) in rounds
+        of `concurrency`, each as long as its finished trials took on average, and never past its `max_duration`;
+        None when it is not running or nothing bounds it, or before a trial has finished."""
+        if self.status != ExperimentStatus.RUNNING:
+            return None
+        deadline = None if self.max_duration is None else max(0.0, self.created + self.max_duration - now)
+        by_trials = None
+        if self.max_trials is not None and self.mean_trial_seconds is not None:
+            left = max(0, self.max_trials - self.finished)
+            by_trials = math.ceil(left / max(1, self.concurrency)) * self.mean_trial_seconds
+        known = [t for t in (deadline, by_trials) if t is not None]
+        return min(known) if known else None
 
 
 @dataclass

@@ -162,7 +162,7 @@ class ExperimentScreen(DashboardScreen):
             "gpus": (versions.gpus, versions.results),
             "cost": (versions.results, versions.experiments),
             "importance": (versions.importance, self.size),
-            "bar": (versions.link, versions.experiments, versions.results, retry_countdown(state)),
+            "bar": (versions.link, versions.experiments, versions.results, retry_countdown(state), int(now) // 5),
             "tabs": (self.panel, self.has_class("-wide")),
         }
         changed = {part for part, value in seen.items() if force or self._seen.get(part) != value}
@@ -311,6 +311,9 @@ class ExperimentScreen(DashboardScreen):
             headline.append(" · best ")
             headline.append(fmt.number(best.value, 8), style=f"bold {fmt.BEST_COLOR}")
             headline.append(f" #{best.id}", style="bright_black")
+        eta = summary.eta(self.dashboard.clock())
+        if eta is not None:
+            headline.append(f" · ETA {fmt.duration(eta)}")
         if summary.status == "failed" and summary.error:
             headline.append(f" · {summary.error}", style=fmt.status_style("failed"))
         elif summary.note:

@@ -30,6 +30,7 @@ COLUMNS = (
     Column("cost", "COST", 9, align="right", priority=70),
     Column("gpus", "GPUS", 7, priority=65),
     Column("running", "RUN", 3, align="right", priority=60),
+    Column("eta", "ETA", 6, align="right", priority=50),
     Column("created", "CREATED", 11, priority=40),
 )
 
@@ -67,7 +68,8 @@ class OverviewScreen(DashboardScreen):
         """Redraw the experiments, the GPUs and the status bar."""
         state = self.dashboard.state
         versions = state.versions
-        seen = (versions.experiments, versions.gpus, versions.link, retry_countdown(state))
+        ticks = int(self.dashboard.clock()) // 5  # the ETAs move on
+        seen = (versions.experiments, versions.gpus, versions.link, retry_countdown(state), ticks)
         if not force and seen == self._seen:
             return
         self._seen = seen
@@ -91,7 +93,7 @@ class OverviewScreen(DashboardScreen):
 
     def _cells(self, key: Hashable) -> Mapping[str, Cell]:
         summary = self.dashboard.state.experiments.get(str(key))
-        return {} if summary is None else experiment_cells(summary)
+        return {} if summary is None else experiment_cells(summary, self.dashboard.clock())
 
     def commands(self) -> Iterator[SystemCommand]:
         """Open any experiment, plus the actions on the one under the cursor."""
@@ -113,7 +115,7 @@ class OverviewScreen(DashboardScreen):
         self.dashboard.open_experiment(str(event.key))
 
 
-def experiment_cells(summary: ExperimentSummary) -> dict[str, Cell]:
+def experiment_cells(summary: ExperimentSummary, now: float) -> dict[str, Cell]:
     """One experiment's row."""
     style = fmt.status_style(summary.status)
     total = summary.max_trials
@@ -136,5 +138,6 @@ def experiment_cells(summary: ExperimentSummary) -> dict[str, Cell]:
         "cost": cost_text,
         "gpus": ",".join(map(str, summary.gpus_in_use)) or fmt.DASH,
         "running": str(summary.running) if summary.running else fmt.DASH,
+        "eta": fmt.duration(summary.eta(now)),
         "created": time.strftime("%m-%d %H:%M", time.localtime(summary.created)),
     }
