@@ -57,11 +57,10 @@ def importance(
 
 def _divergence(np: Any, column: list[Any], top: Any, kind: str | None) -> float:
     """The Pearson divergence of the parameter's distribution among the best trials from that among all."""
-    numeric = kind not in CHOICE_TYPES and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in column
-    )
-    if numeric:
-        bins, size = _grid_bins(np, np.array(column, dtype=float), kind in LOG_TYPES)
+    numeric = kind not in CHOICE_TYPES and {type(v) for v in column} <= {int, float}
+    values = np.array(column, dtype=float) if numeric else None
+    if values is not None and np.all(np.isfinite(values)):
+        bins, size = _grid_bins(np, values, kind in LOG_TYPES)
         if size == 0:
             return 0.0
         p_all, p_top = _parzen(np, bins, size), _parzen(np, bins[top], size)

@@ -296,3 +296,22 @@ def test_eta_from_trial_durations_and_the_budget_left():
     assert summary.eta(2000.0) == 100.0, "max_duration ends it sooner"
     summary.status = "done"
     assert summary.eta(2000.0) is None
+
+
+def test_the_scatter_fits_its_axis_to_the_parameter():
+    from tui.scatter import scatter
+
+    trials = [
+        TrialState(n, "succeeded", {"lr": 10.0 ** -(n % 4 + 1), "opt": ["sgd", "adam"][n % 2]}, value=n / 10)
+        for n in range(1, 9)
+    ]
+    trials.append(TrialState(9, "failed", {"lr": 0.5, "opt": "sgd"}))
+    log = scatter(trials, "lr", "loguniform", best_id=8)
+    assert log.axis == "log" and [label for _, label in log.ticks(-4.0, -1.0)] == ["0.0001", "0.001", "0.01", "0.1"]
+    assert sorted(log.series[0].xs + log.series[1].xs) == sorted(float(-(n % 4 + 1)) for n in range(1, 9))
+    assert (log.series[1].xs, log.series[1].ys) == ([-1.0], [0.8]), "the best trial, drawn last"
+    assert scatter(trials, "lr", "uniform", best_id=8).axis == "linear"
+    choice = scatter(trials, "opt", "choice", best_id=8)
+    assert choice.axis == "categories" and choice.x_range == (-0.5, 1.5)
+    assert [label for _, label in choice.ticks(-0.5, 1.5)] == ["adam", "sgd"]
+    assert all(abs(x - round(x)) <= 0.3 for x in choice.series[0].xs), "each dot near its category"

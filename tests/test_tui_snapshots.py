@@ -135,3 +135,12 @@ def test_columns_dialog(snap_compare, store_home):
     assert snap_compare(
         dashboard(store_home, sample_store.EXPERIMENT_ID), press=["v"], terminal_size=(80, 24), run_before=loaded
     )
+
+
+def test_experiment_scatter_panel(snap_compare, store_home):
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID),
+        press=["6", "a", "a"],
+        terminal_size=(80, 24),
+        run_before=loaded,
+    )

@@ -18,6 +18,7 @@ from automl.states import TrialStatus
 from automl.store import USAGE_FIELDS, Experiment, Store, Trial
 from automl.views import best_trial, importance_of
 
+from .scatter import param_kinds
 from .state import ACTIVE, ExperimentSummary, StoreRead, TrialState
 
 _NEW_POINTS = (
@@ -157,6 +158,7 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
         mean_trial_seconds=mean_duration(trials),
         param_names=param_names(config, trials),
         constant_params=constant_params(config),
+        param_kinds=param_kinds(config.get("search_space") if isinstance(config.get("search_space"), dict) else None),
         finished=sum(1 for t in trials if t.status not in ("waiting", "running")),
         running=len(running),
         best_value=None if best is None else best.value,

@@ -119,6 +119,7 @@ class ExperimentSummary:
     mean_trial_seconds: float | None = None
     param_names: list[str] = field(default_factory=list)
     constant_params: frozenset[str] = frozenset()
+    param_kinds: dict[str, str] = field(default_factory=dict)
     finished: int = 0
     running: int = 0
     best_value: float | None = None

@@ -17,6 +17,7 @@ from .. import format as fmt
 from .. import trial_rows
 from ..braille import Series
 from ..prefs import load_columns, save_columns
+from ..scatter import scatter
 from ..state import ExperimentSummary, TrialState
 from ..widgets.chart import BrailleChart
 from ..widgets.cost_panel import CostPanel
@@ -33,6 +34,7 @@ PANELS = (
     ("gpus", "GPUs"),
     ("cost", "Cost"),
     ("importance", "Importance"),
+    ("scatter", "Param vs value"),
 )
 MAX_MARKED = 20
 WIDE = (150, 36)
@@ -58,6 +60,7 @@ class ExperimentScreen(DashboardScreen):
         Binding("o", "sort", "Sort by next column", id="trials.sort", show=False),
         Binding("r", "reverse", "Reverse the order", id="trials.reverse", show=False),
         Binding("v", "columns", "Columns", id="trials.columns", show=False),
+        Binding("a", "scatter_param", "Next param to plot", id="scatter.next_param", show=False),
         *(
             Binding(str(n), f"panel('{key}')", title, id=f"panel.{key}", show=False)
             for n, (key, title) in enumerate(PANELS, start=1)
@@ -77,6 +80,7 @@ class ExperimentScreen(DashboardScreen):
         self._param_rank: dict[str, float] = {}  # importance when the columns were ordered: kept, so they stay put
         self._chosen_columns: list[tuple[str, bool]] | None = None
         self._columns_version = 0
+        self.scatter_param: str | None = None  # None: the first parameter column (the most important)
         self._best_id: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -98,6 +102,9 @@ class ExperimentScreen(DashboardScreen):
                 yield CostPanel(id="cost")
             with VerticalScroll(id="importance-panel", classes="panel"):
                 yield ImportancePanel(id="importance")
+            with Vertical(id="scatter-panel", classes="panel"):
+                yield Static(id="scatter-legend")
+                yield BrailleChart(empty="no succeeded trial yet", id="scatter")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -162,6 +169,7 @@ class ExperimentScreen(DashboardScreen):
             "gpus": (versions.gpus, versions.results),
             "cost": (versions.results, versions.experiments),
             "importance": (versions.importance, self.size),
+            "scatter": (versions.results, versions.experiments, self._scatter_param(), self.size),
             "bar": (versions.link, versions.experiments, versions.results, retry_countdown(state), int(now) // 5),
             "tabs": (self.panel, self.has_class("-wide")),
         }
@@ -183,6 +191,8 @@ class ExperimentScreen(DashboardScreen):
             self.query_one(CostPanel).show(self.summary, state.trials, best)
         if "importance" in changed:
             self.query_one(ImportancePanel).show(state.importance, state.importance_from)
+        if "scatter" in changed:
+            self._draw_scatter()
         if "bar" in changed:
             self.query_one(StatusBar).show(self._headline(best), state)
         if "tabs" in changed:
@@ -284,6 +294,31 @@ class ExperimentScreen(DashboardScreen):
             f"each trial ({len(xs)})",
         )
         self.query_one("#progress-legend", Static).update(progress)
+
+    def _scatter_param(self) -> str | None:
+        """The parameter the scatter plots: the one chosen, else the first parameter column."""
+        if self.scatter_param in self._params:
+            return self.scatter_param
+        return self._params[0] if self._params else None
+
+    def _draw_scatter(self) -> None:
+        summary = self.summary
+        param = self._scatter_param()
+        chart = self.query_one("#scatter", BrailleChart)
+        legend = Text(no_wrap=True, overflow="ellipsis")
+        if param is None or summary is None:
+            chart.set_series([])
+            self.query_one("#scatter-legend", Static).update(legend)
+            return
+        kind = summary.param_kinds.get(param)
+        plot = scatter(self.dashboard.state.trials.values(), param, kind, self._best_id)
+        chart.set_series(plot.series, x_ticks=plot.ticks, x_range=plot.x_range)
+        legend.append(f"{summary.metric} by {param}", style="bold")
+        legend.append(f" ({plot.axis} axis)  ", style="bright_black")
+        legend.append("■ ", style=fmt.BEST_COLOR)
+        legend.append("best  ")
+        legend.append("a: next param", style="bright_black")
+        self.query_one("#scatter-legend", Static).update(legend)
 
     def _draw_tabs(self) -> None:
         tabs = Text(no_wrap=True)
@@ -443,6 +478,19 @@ class ExperimentScreen(DashboardScreen):
             self.notify(f"the columns apply until you quit: {e}", severity="warning")
         self.refresh_view()
 
+    def action_scatter_param(self) -> None:
+        """Plot the value against the next parameter column."""
+        if not self._params:
+            return
+        current = self._scatter_param()
+        at = self._params.index(current) if current in self._params else -1
+        self.plot_against(self._params[(at + 1) % len(self._params)])
+
+    def plot_against(self, param: str) -> None:
+        """Show the scatter of the value against `param`."""
+        self.scatter_param, self.panel = param, "scatter"
+        self.refresh_view()
+
     def order_by_importance(self) -> None:
         """Order the parameter columns by the importance measured now."""
         self._param_rank = dict(self.dashboard.state.importance)
@@ -482,6 +530,10 @@ class ExperimentScreen(DashboardScreen):
         yield SystemCommand(
             "Order parameters by importance", "as measured now (it is kept until then)", self.order_by_importance
         )
+        for param in self._params:
+            yield SystemCommand(
+                f"Plot the value against {param}", "a: the next parameter", lambda param=param: self.plot_against(param)
+            )
         for n, (key, title) in enumerate(PANELS, start=1):
             yield SystemCommand(f"Show the {title} panel", f"{n}", lambda key=key: self.action_panel(key))
         yield SystemCommand("Back to all experiments", "escape", self.action_back)
