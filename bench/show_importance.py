@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,19 +44,23 @@ def main() -> None:
         print(f"store: {args.trials} trials, {args.params} params, written in {time.perf_counter() - began:.1f} s")
         store = Store.open_for_reading(home)
         experiment = store.find_experiment(exp_id)
-        took = []
+        took, cpu = [], []
         for _ in range(args.repeat):
-            start = time.perf_counter()
+            start, used = time.perf_counter(), time.process_time()
             trials = store.trials(exp_id)
             shares = importance_of(experiment, trials)
             took.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - used)
         store.close()
-        print(f"importance (read the trials and compute, {len(shares)} params): {_summary(took)}")
+        print(
+            f"importance (read the trials and compute, {len(shares)} params): wall {_summary(took)}; "
+            f"CPU {_summary(cpu)}"
+        )
         environment = {**os.environ, "AUTOML_HOME": str(home), "COLUMNS": "80", "PYTHONPATH": str(ROOT)}
         for extra in ([], ["--json"], ["--importance", "--top", "20"]):
-            took = []
+            took, cpu = [], []
             for _ in range(args.repeat):
-                start = time.perf_counter()
+                start, used = time.perf_counter(), _children_cpu()
                 subprocess.run(
                     [sys.executable, "-m", "automl", "show", exp_id, *extra],
                     env=environment,
@@ -63,7 +68,15 @@ def main() -> None:
                     stdout=subprocess.DEVNULL,
                 )
                 took.append(time.perf_counter() - start)
-            print(f"automl show {' '.join([exp_id, *extra])}: {_summary(took)}")
+                cpu.append(_children_cpu() - used)
+            print(f"automl show {' '.join([exp_id, *extra])}: wall {_summary(took)}; CPU {_summary(cpu)}")
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user and system) of the finished child processes so far: unlike wall time, not stretched by
+    other work on the machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _summary(seconds: list[float]) -> str:
