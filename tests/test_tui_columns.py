@@ -117,3 +117,24 @@ def test_columns_are_picked_reordered_hidden_and_remembered(store_home):
     asyncio.run(run())
     prefs = json.loads((store_home / PREFS_FILE).read_text())
     assert prefs == {"columns": {}}
+
+
+def test_the_keys_help_lists_our_keys_over_the_screen(store_home):
+    from tui.widgets.dialogs import KeysDialog
+
+    async def run() -> list[tuple[str, str]]:
+        app = _app(store_home)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await loaded(pilot)
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert isinstance(app.screen, KeysDialog)
+            rows = app.screen.rows
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert not isinstance(app.screen, KeysDialog)
+            return rows
+
+    rows = dict((what, keys) for keys, what in asyncio.run(run()))
+    assert rows["Pause/Resume"] == "p" and rows["Columns"] == "v" and rows["Quit"] == "q"
+    assert "Focus Next" not in rows, "Textual's own keys are not ours to list"

@@ -144,3 +144,16 @@ def test_experiment_scatter_panel(snap_compare, store_home):
         terminal_size=(80, 24),
         run_before=loaded,
     )
+
+
+def test_keys_help(snap_compare, store_home):
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID),
+        press=["question_mark"],
+        terminal_size=(80, 24),
+        run_before=loaded,
+    )
+
+
+def test_overview_on_a_large_terminal(snap_compare, store_home):
+    assert snap_compare(dashboard(store_home), terminal_size=(200, 50), run_before=loaded)

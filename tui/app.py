@@ -33,7 +33,7 @@ from .screens.experiment import ExperimentScreen
 from .screens.overview import OverviewScreen
 from .screens.trial import TrialScreen
 from .state import ACTIVE, DashboardState
-from .widgets.dialogs import ConfirmDialog, NumberDialog
+from .widgets.dialogs import ConfirmDialog, KeysDialog, NumberDialog
 
 RETRY_FIRST = 1.0
 RETRY_MAX = 5.0
@@ -115,11 +115,12 @@ class DashboardApp(App[int]):
             screen.refresh_view(force=force)
 
     def action_toggle_keys(self) -> None:
-        """Show or hide the panel listing every key of the screen."""
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
+        """Show every key of the screen, ours only (the dashboard's, with their ids), over it: the footer and the
+        screen's layout stay as they are."""
+        if isinstance(self.screen, KeysDialog):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(KeysDialog(keys_of(self.screen)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The screen's own commands first, then Textual's (theme, keys, screenshot, quit)."""
@@ -446,6 +447,20 @@ class DashboardApp(App[int]):
     def on_action_done(self, message: ActionDone) -> None:
         """Tell the user how an action went."""
         self.notify(message.text, severity=message.severity, timeout=8 if message.severity == "error" else 5)
+
+
+def keys_of(screen: Screen) -> list[tuple[str, str]]:
+    """The screen's keys that do something now, ours only, as (keys, what they do); keys doing the same joined."""
+    joined: dict[str, list[str]] = {}
+    for key, active in screen.active_bindings.items():
+        binding = active.binding
+        if binding.id is None or not binding.description:
+            continue
+        shown = joined.setdefault(binding.description, [])
+        label = screen.app.get_key_display(binding.with_key(key))
+        if label not in shown:
+            shown.append(label)
+    return [(" ".join(keys), what) for what, keys in joined.items()]
 
 
 def describe(error: BaseException) -> str:

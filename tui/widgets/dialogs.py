@@ -5,10 +5,10 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import Number
-from textual.widgets import Button, Input, Label, SelectionList
+from textual.widgets import Button, Input, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 
@@ -127,3 +127,26 @@ class ColumnsDialog(ModalScreen["list[tuple[str, bool]] | None"]):
     def action_done(self) -> None:
         """Close, keeping the choice."""
         self.dismiss([(key, shown) for key, _, shown in self.columns])
+
+
+class KeysDialog(ModalScreen[None]):
+    """Every key of the screen below, with what it does; any of escape, ? or q closes it."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="keys.close")]
+
+    def __init__(self, rows: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.rows = rows  # (keys, what they do)
+
+    def compose(self) -> ComposeResult:
+        """The keys as two aligned columns in a scrollable box."""
+        width = max((len(keys) for keys, _ in self.rows), default=0)
+        with Vertical(classes="dialog"):
+            yield Label("Keys", classes="dialog-question")
+            with VerticalScroll(id="keys"):
+                yield Static("\n".join(f"{keys:>{width}}  {what}" for keys, what in self.rows))
+            yield Label("escape or ? closes · ctrl+p: every command", classes="dialog-hint")
+
+    def action_close(self) -> None:
+        """Back to the screen."""
+        self.dismiss(None)
