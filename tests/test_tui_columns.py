@@ -138,3 +138,34 @@ def test_the_keys_help_lists_our_keys_over_the_screen(store_home):
     rows = dict((what, keys) for keys, what in asyncio.run(run()))
     assert rows["Pause/Resume"] == "p" and rows["Columns"] == "v" and rows["Quit"] == "q"
     assert "Focus Next" not in rows, "Textual's own keys are not ours to list"
+
+
+def test_marked_experiments_have_their_best_so_far_curves_overlaid(store_home):
+    from tui.widgets.chart import BrailleChart
+
+    sample_store.fill_finished(store_home)
+
+    async def run() -> tuple[dict[str, list[float]], int]:
+        app = DashboardApp(store_home, link=FixedDaemon(), clock=lambda: sample_store.NOW)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await loaded(pilot)
+            await pilot.press("space", "down", "space")
+            for _ in range(100):
+                if len(app.state.compared) == 2:
+                    break
+                await pilot.pause(0.05)
+            app.redraw(force=True)
+            await pilot.pause()
+            assert app.screen.has_class("-comparing")
+            series = len(app.screen.query_one("#compare", BrailleChart).series)
+            compared = dict(app.state.compared)
+            await pilot.press("x")
+            await pilot.pause()
+            assert not app.screen.has_class("-comparing"), "the GPUs again"
+            return compared, series
+
+    compared, series = asyncio.run(run())
+    assert series == 2 and set(compared) == {sample_store.EXPERIMENT_ID, "9b07e4aa"}
+    running_best = compared[sample_store.EXPERIMENT_ID]
+    assert all(b >= a for a, b in zip(running_best, running_best[1:], strict=False)), "a running best (maximize)"
+    assert max(running_best) == pytest.approx(0.881111, abs=1e-6), "it reaches the best trial's value"

@@ -157,3 +157,9 @@ def test_keys_help(snap_compare, store_home):
 
 def test_overview_on_a_large_terminal(snap_compare, store_home):
     assert snap_compare(dashboard(store_home), terminal_size=(200, 50), run_before=loaded)
+
+
+def test_overview_comparing_two_experiments(snap_compare, store_home):
+    assert snap_compare(
+        dashboard(store_home), press=["space", "down", "space"], terminal_size=(80, 24), run_before=loaded
+    )

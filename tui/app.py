@@ -85,6 +85,7 @@ class DashboardApp(App[int]):
         self._wanted: set[str] = {"all"}  # what the next store read covers besides new curve points
         self._wanted_lock = threading.Lock()
         self._focus: tuple[int, str | None] = (0, None)
+        self._compared: tuple[str, ...] = ()  # experiments marked in the overview: their best-so-far curves are read
         self._gpus_op = True
         self._store_failing = False
 
@@ -135,6 +136,11 @@ class DashboardApp(App[int]):
         self._focus = (self.state.open(exp_id), exp_id)
         self._read_soon("all")
         self.push_screen(ExperimentScreen(exp_id))
+
+    def compare(self, exp_ids: tuple[str, ...]) -> None:
+        """Read the best-so-far curves of these experiments from now on (the overview's marked ones)."""
+        self._compared = exp_ids
+        self._read_soon("all")
 
     def close_experiment(self) -> None:
         """Back to the overview from an experiment."""
@@ -340,7 +346,9 @@ class DashboardApp(App[int]):
                     wanted, self._wanted = self._wanted, set()
                 everything = "all" in wanted or time.monotonic() - last_full >= self.store_every
                 try:
-                    read = reader.read(generation, exp_id, everything, summaries="summaries" in wanted)
+                    read = reader.read(
+                        generation, exp_id, everything, summaries="summaries" in wanted, compared=self._compared
+                    )
                 except Exception as e:  # noqa: BLE001 - a worker's boundary: a failed read is shown and retried
                     reader.close()
                     self.post_message(StoreFailed(f"{type(e).__name__}: {e}"))

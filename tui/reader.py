@@ -8,6 +8,7 @@ are read incrementally, by the metrics table's rowid.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,14 @@ class StoreReader:
         self._cursor = 0
         self._importance: tuple[str, int, tuple[dict[str, float], int]] | None = None
 
-    def read(self, generation: int, exp_id: str | None, everything: bool, summaries: bool = False) -> StoreRead:
+    def read(
+        self,
+        generation: int,
+        exp_id: str | None,
+        everything: bool,
+        summaries: bool = False,
+        compared: tuple[str, ...] = (),
+    ) -> StoreRead:
         """One pass: new curve points of `exp_id` always; the summaries too when `summaries`; the summaries and
         its trial rows when `everything` (and on the first pass of a new generation, which reads its curves from
         the start)."""
@@ -58,6 +66,7 @@ class StoreReader:
                 read.trials = [trial_state(t) for t in trials]
                 read.importance = self._importance_of(store, exp_id, trials)
             read.experiments = self._summaries(store, exp_id, trials)
+            read.compared = {ref: best_so_far(store, ref) for ref in compared}
         elif summaries:
             read.experiments = self._summaries(store, exp_id, None)
         if exp_id is not None:
@@ -111,6 +120,27 @@ class StoreReader:
             steps.append(step if step is not None else len(steps))
             values.append(value)
         return points
+
+
+_FINISHED_VALUES = (
+    "SELECT e.config, t.value, t.status FROM trials t JOIN experiments e ON e.id = t.experiment_id "
+    "WHERE t.experiment_id=? AND t.value IS NOT NULL AND t.ended IS NOT NULL ORDER BY t.ended, t.id"
+)
+
+
+def best_so_far(store: Store, exp_id: str) -> list[float]:
+    """An experiment's best succeeded value after each of its trials that finished with a value, in the order they
+    finished (before its first success: that trial's value)."""
+    curve: list[float] = []
+    best: float | None = None
+    maximize = True
+    for n, (config, value, status) in enumerate(store.conn.execute(_FINISHED_VALUES, (exp_id,))):
+        if n == 0:
+            maximize = (json.loads(config).get("objective") or {}).get("mode", "maximize") == "maximize"
+        if status == TrialStatus.SUCCEEDED and (best is None or (value > best if maximize else value < best)):
+            best = value
+        curve.append(best if best is not None else value)
+    return curve
 
 
 def trial_state(trial: Trial) -> TrialState:

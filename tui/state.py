@@ -186,6 +186,8 @@ class StoreRead:
     reset_curves: bool = False
     importance: tuple[dict[str, float], int] | None = None
     """The open experiment's parameter importance and how many succeeded trials it was computed from."""
+    compared: dict[str, list[float]] | None = None
+    """The best-so-far curves of the experiments marked in the overview (running best after each finished trial)."""
 
 
 @dataclass
@@ -200,6 +202,7 @@ class Versions:
     gpus: int = 0
     link: int = 0
     importance: int = 0
+    compared: int = 0
 
 
 class DashboardState:
@@ -220,6 +223,7 @@ class DashboardState:
         self.loaded = False
         self.importance: dict[str, float] = {}
         self.importance_from = 0  # the succeeded trials `importance` was computed from
+        self.compared: dict[str, list[float]] = {}
         self.versions = Versions()
 
     @property
@@ -279,6 +283,9 @@ class DashboardState:
             self.experiments = {e.id: e for e in read.experiments}
             self.versions.experiments += 1
             self.loaded = True
+        if read.compared is not None and read.compared != self.compared:
+            self.compared = read.compared
+            self.versions.compared += 1
         if read.generation != self.generation:
             return
         maximize = self.summary.maximize if self.summary else True

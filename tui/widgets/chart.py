@@ -27,6 +27,11 @@ class BrailleChart(Widget):
         self._styles: dict[str | None, Style] = {}
         self.empty = empty
 
+    @property
+    def series(self) -> list[Series]:
+        """The series shown."""
+        return list(self._series)
+
     def set_series(
         self,
         series: Sequence[Series],
