@@ -160,6 +160,14 @@ def test_overview_on_a_large_terminal(snap_compare, store_home):
 
 
 def test_overview_comparing_two_experiments(snap_compare, store_home):
-    assert snap_compare(
-        dashboard(store_home), press=["space", "down", "space"], terminal_size=(80, 24), run_before=loaded
-    )
+    async def compare_two(pilot: Any) -> None:
+        await loaded(pilot)
+        await pilot.press("space", "down", "space")
+        for _ in range(100):
+            if len(pilot.app.state.compared) == 2:
+                break
+            await pilot.pause(0.05)
+        pilot.app.redraw(force=True)
+        await pilot.pause()
+
+    assert snap_compare(dashboard(store_home), terminal_size=(80, 24), run_before=compare_two)
