@@ -22,7 +22,7 @@ from textual.screen import Screen
 
 from automl.control.client import DaemonNotRunning, RemoteError
 from automl.removal import remove
-from automl.states import EventKind, ExperimentStatus
+from automl.states import EventKind, ExperimentStatus, TrialStatus
 
 from .exporting import write_best
 from .link import DaemonLink, Link
@@ -156,9 +156,9 @@ class DashboardApp(App[int]):
     def pause_or_resume(self, exp_id: str) -> None:
         """Pause a running experiment, resume a paused one."""
         name, status = self._name_and_status(exp_id)
-        if status == "running":
+        if status == ExperimentStatus.RUNNING:
             self._request("pause", {"experiment": exp_id}, f"paused {name}: no new trials start")
-        elif status == "paused":
+        elif status == ExperimentStatus.PAUSED:
             self._request("resume", {"experiment": exp_id}, f"resumed {name}")
         else:
             self.notify(
@@ -184,7 +184,7 @@ class DashboardApp(App[int]):
 
     def kill_trial(self, exp_id: str, trial_id: int, status: str) -> None:
         """Kill one trial once the user confirms."""
-        if status not in ("running", "waiting"):
+        if status not in (TrialStatus.RUNNING, TrialStatus.WAITING):
             self.notify(f"trial #{trial_id} is {status}: nothing to kill", severity="warning")
             return
         name, _ = self._name_and_status(exp_id)

@@ -171,7 +171,7 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
     config = experiment.config
     objective = config.get("objective") or {}
     best = best_trial(experiment, trials)
-    running = [t for t in trials if t.status == "running"]
+    running = [t for t in trials if t.status == TrialStatus.RUNNING]
     return ExperimentSummary(
         id=experiment.id,
         name=experiment.name,
@@ -189,7 +189,7 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
         param_names=param_names(config, trials),
         constant_params=constant_params(config),
         param_kinds=param_kinds(config.get("search_space") if isinstance(config.get("search_space"), dict) else None),
-        finished=sum(1 for t in trials if t.status not in ("waiting", "running")),
+        finished=sum(1 for t in trials if t.status not in (TrialStatus.WAITING, TrialStatus.RUNNING)),
         running=len(running),
         best_value=None if best is None else best.value,
         best_trial=None if best is None else best.id,

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from automl.states import TrialStatus
+
 from . import format as fmt
 from .braille import Series
 from .state import TrialState
@@ -29,7 +31,9 @@ class Scatter:
 
 def scatter(trials: Iterable[TrialState], param: str, kind: str | None, best_id: int | None) -> Scatter:
     """The succeeded trials' values against `param` (`kind` its search-space type), the best one in gold."""
-    shown = [(t, t.flat_params().get(param)) for t in trials if t.status == "succeeded" and t.value is not None]
+    shown = [
+        (t, t.flat_params().get(param)) for t in trials if t.status == TrialStatus.SUCCEEDED and t.value is not None
+    ]
     shown = [(t, x) for t, x in shown if x is not None]
     numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for _, x in shown)
     if numbers and kind != "choice":

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from automl.export import flatten, ranked
-from automl.states import ExperimentStatus
+from automl.states import EventKind, ExperimentStatus, TrialStatus
 
-ACTIVE = frozenset({"running", "paused"})
+ACTIVE = frozenset({ExperimentStatus.RUNNING, ExperimentStatus.PAUSED})
 """Experiment statuses of an experiment that still has work ahead."""
 
 GPU_HISTORY = 300
@@ -268,7 +268,9 @@ class DashboardState:
         current: float | None = None
         for n, trial in enumerate(done, start=1):
             value = trial.value
-            if trial.status == "succeeded" and (current is None or (value > current if maximize else value < current)):
+            if trial.status == TrialStatus.SUCCEEDED and (
+                current is None or (value > current if maximize else value < current)
+            ):
                 current = value
             xs.append(float(n))
             values.append(value)
@@ -310,7 +312,7 @@ class DashboardState:
         for trial_id, (steps, values) in read.points.items():
             trial = self.trials.get(trial_id)
             if trial is None:
-                trial = self.trials[trial_id] = TrialState(trial_id, "running", {})
+                trial = self.trials[trial_id] = TrialState(trial_id, TrialStatus.RUNNING, {})
             trial.add_points(steps, values, maximize)
         if read.points or read.reset_curves:
             self.versions.curves += 1
@@ -330,23 +332,23 @@ class DashboardState:
             self.versions.link += 1
             return None if self.store_fault else "all"  # once it works again, what waited is in the store
         summary = self.experiments.get(exp_id or "")
-        if kind == "experiment_status" and summary is not None:
+        if kind == EventKind.EXPERIMENT_STATUS and summary is not None:
             summary.status = str(data.get("status") or summary.status)
             summary.error = data.get("error")
             self.versions.experiments += 1
             return "all"
-        if kind == "experiment_note" and summary is not None:
+        if kind == EventKind.EXPERIMENT_NOTE and summary is not None:
             summary.note = data.get("note")
             self.versions.experiments += 1
             return None
-        if kind == "experiment_updated" and summary is not None:
+        if kind == EventKind.EXPERIMENT_UPDATED and summary is not None:
             summary.concurrency = data.get("concurrency") or summary.concurrency
             summary.max_trials = data.get("max_trials", summary.max_trials)
             self.versions.experiments += 1
             return None
-        if kind == "trial_metric":
+        if kind == EventKind.TRIAL_METRIC:
             return "metrics" if exp_id == self.open_id else None
-        if kind in ("trial_started", "trial_ended"):
+        if kind in (EventKind.TRIAL_STARTED, EventKind.TRIAL_ENDED):
             if exp_id != self.open_id:
                 return "summaries"
             if isinstance(data.get("trial"), int):
@@ -381,9 +383,9 @@ class DashboardState:
         trial_id = data["trial"]
         trial = self.trials.get(trial_id)
         if trial is None:
-            trial = self.trials[trial_id] = TrialState(trial_id, "waiting", {})
-        if kind == "trial_started":
-            trial.status = "running"
+            trial = self.trials[trial_id] = TrialState(trial_id, TrialStatus.WAITING, {})
+        if kind == EventKind.TRIAL_STARTED:
+            trial.status = TrialStatus.RUNNING
             trial.params = data.get("params") or trial.params
             trial.gpus = list(data.get("gpus") or [])
             trial.started = trial.started or (when if isinstance(when, (int, float)) else None)

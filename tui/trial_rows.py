@@ -7,20 +7,22 @@ from typing import Any
 
 from rich.text import Text
 
+from automl.states import ExperimentStatus, TrialStatus
+
 from . import format as fmt
 from .state import TrialState
 from .widgets.cost_panel import trial_cost
 from .widgets.table import Cell, Column
 
 STATUS_RANK = {
-    "running": 0,
-    "waiting": 1,
-    "succeeded": 2,
-    "early_stopped": 3,
-    "failed": 4,
-    "killed": 5,
-    "interrupted": 6,
-    "stopped": 7,
+    TrialStatus.RUNNING: 0,
+    TrialStatus.WAITING: 1,
+    TrialStatus.SUCCEEDED: 2,
+    TrialStatus.EARLY_STOPPED: 3,
+    TrialStatus.FAILED: 4,
+    TrialStatus.KILLED: 5,
+    TrialStatus.INTERRUPTED: 6,
+    ExperimentStatus.STOPPED: 7,
 }
 
 SORTABLE = ("id", "best", "last", "step", "time", "status", "cost")
@@ -154,7 +156,7 @@ def cells(
         "best": Text(fmt.number(best, 8), style=f"bold {fmt.BEST_COLOR}" if trial.id == best_id else ""),
         "step": str(trial.steps[-1]) if trial.steps else fmt.DASH,
         "gpu": ",".join(map(str, trial.gpus)) or fmt.DASH,
-        "time": Text(fmt.duration(trial.duration(now)), style="green" if trial.status == "running" else ""),
+        "time": Text(fmt.duration(trial.duration(now)), style="green" if trial.status == TrialStatus.RUNNING else ""),
         "cost": cost_text,
     }
     for name in params:

@@ -12,6 +12,7 @@ from textual.containers import Container, Vertical, VerticalScroll
 from textual.widgets import Footer, Static
 
 from automl.errors import UserError
+from automl.states import ExperimentStatus, TrialStatus
 
 from .. import format as fmt
 from .. import trial_rows
@@ -148,7 +149,7 @@ class ExperimentScreen(DashboardScreen):
         state = self.dashboard.state
         now = self.dashboard.clock()
         versions = state.versions
-        ticks = int(now) if any(t.status == "running" for t in state.trials.values()) else 0
+        ticks = int(now) if any(t.status == TrialStatus.RUNNING for t in state.trials.values()) else 0
         best = state.best_trial()
         self._best_id = None if best is None else best.id
         chosen = self._chosen(best)
@@ -184,7 +185,7 @@ class ExperimentScreen(DashboardScreen):
         if "progress" in changed:
             self._draw_progress()
         if "gpus" in changed:
-            pids = {t.pid: t.id for t in state.trials.values() if t.pid is not None and t.status == "running"}
+            pids = {t.pid: t.id for t in state.trials.values() if t.pid is not None and t.status == TrialStatus.RUNNING}
             names = {e.id: e.name for e in state.experiments.values()}
             self.query_one(GpuPanel).show(state.gpus, names, pids, (state.daemon or {}).get("gpus"))
         if "cost" in changed:
@@ -235,7 +236,7 @@ class ExperimentScreen(DashboardScreen):
                     trial.stamp,
                     trial.id == best_id,
                     marks.get(trial.id),
-                    int(now) if trial.status == "running" else 0,
+                    int(now) if trial.status == TrialStatus.RUNNING else 0,
                     currency,
                 )
             )
@@ -349,8 +350,8 @@ class ExperimentScreen(DashboardScreen):
         eta = summary.eta(self.dashboard.clock())
         if eta is not None:
             headline.append(f" · ETA {fmt.duration(eta)}")
-        if summary.status == "failed" and summary.error:
-            headline.append(f" · {summary.error}", style=fmt.status_style("failed"))
+        if summary.status == ExperimentStatus.FAILED and summary.error:
+            headline.append(f" · {summary.error}", style=fmt.status_style(ExperimentStatus.FAILED))
         elif summary.note:
             headline.append(f" · {summary.note}", style="bright_black")
         return headline
@@ -425,7 +426,7 @@ class ExperimentScreen(DashboardScreen):
         """Mark the `count` best finished trials."""
         state = self.dashboard.state
         ranked = trial_rows.order(
-            state.trials, "best", self._maximize(), "succeeded", self.dashboard.clock(), self._maximize()
+            state.trials, "best", self._maximize(), TrialStatus.SUCCEEDED, self.dashboard.clock(), self._maximize()
         )
         self.marks = {
             trial_id: fmt.SERIES_COLORS[n % len(fmt.SERIES_COLORS)] for n, trial_id in enumerate(ranked[:count])

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Log, Static
 
 from automl.launchers.base import NNI_LOG_FILE, STDERR_FILE, STDOUT_FILE
+from automl.states import TrialStatus
 
 from .. import format as fmt
 from ..braille import Series
@@ -105,7 +106,7 @@ class TrialScreen(DashboardScreen):
             None if trial is None else trial.stamp,
             state.versions.curves,
             state.versions.link,
-            int(now) if trial is not None and trial.status == "running" else 0,
+            int(now) if trial is not None and trial.status == TrialStatus.RUNNING else 0,
             retry_countdown(state),
         )
         if not force and seen == self._seen:
