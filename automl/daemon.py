@@ -36,6 +36,7 @@ from .gpu.pool import GpuPool, report
 from .gpu.probe import open_probe
 from .launchers.local import LocalLauncher
 from .logs import log_to
+from .notify import notify_end
 from .paths import last_line, open_append, replace_file, secure_home, socket_path
 from .states import EventKind, ExperimentStatus
 from .store import LOOP_WRITE_WAIT, Experiment, Store, StoreUnavailable
@@ -247,6 +248,7 @@ class Daemon:
         if status != DETACHED:
             self.loops.pop(loop.experiment.id, None)
             log.info("experiment %s %s", loop.experiment.id, status)
+            await notify_end(loop.config, loop.experiment, status, loop.best)
 
     def _loop(self, ref: str) -> ExperimentLoop:
         experiment = self.store.find_experiment(ref)

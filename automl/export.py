@@ -9,20 +9,29 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import UserError
 from .states import TrialStatus
 
 if TYPE_CHECKING:
     from .store import Trial
 
-# The export formats, and the one an output file's suffix asks for (any other suffix: yaml). This module imports
+# The export formats, and the one an output file's suffix asks for. This module imports
 # nothing heavy at its top, so the command line's parser can take its choices from here.
 FORMATS = ("yaml", "json", "csv", "args")
-SUFFIXES = {".json": "json", ".csv": "csv", ".txt": "args", ".args": "args"}
+SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".csv": "csv", ".txt": "args", ".args": "args"}
 
 
 def format_for(output: str | None) -> str:
-    """The format an output file's suffix asks for (yaml when it has none or another)."""
-    return SUFFIXES.get(Path(output).suffix.lower() if output else "", "yaml")
+    """The format `-o FILE`'s suffix names (YAML on standard output); UserError for a suffix that names none."""
+    if output is None:
+        return "yaml"
+    suffix = Path(output).suffix.lower()
+    if suffix not in SUFFIXES:
+        named = f"its suffix {suffix!r}" if suffix else "a name without a suffix"
+        raise UserError(
+            f"-o {output}: cannot tell the format from {named}; end it in {', '.join(SUFFIXES)}, or give --format"
+        )
+    return SUFFIXES[suffix]
 
 
 def ranked(trials: list[Trial], mode: str) -> list[Trial]:
@@ -57,10 +66,11 @@ def render_best(trial: Trial, fmt: str) -> str:
     return _csv([trial])
 
 
-def render_many(trials: list[Trial], fmt: str, with_status: bool = False) -> str:
-    """Several trials: a list of {trial, value, params} (plus status for --all), CSV rows or one args line each."""
+def render_many(trials: list[Trial], fmt: str, with_status: bool = False, columns: list[str] | None = None) -> str:
+    """Several trials: a list of {trial, value, params} (plus status for --all), CSV rows or one args line each;
+    CSV params in the order of `columns` (see `param_columns`) when given."""
     if fmt == "csv":
-        return _csv(trials, with_status)
+        return _csv(trials, with_status, columns)
     if fmt == "args":
         return "".join(as_args(t.params) + "\n" for t in trials)
     records = [  # the status as its plain string: YAML cannot represent an enum
@@ -86,9 +96,16 @@ def _yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def _csv(trials: list[Trial], with_status: bool = False) -> str:
+def param_columns(trials: list[Trial]) -> list[str]:
+    """Flat param names in the order the experiment's trials (by id) first have them: the CSV columns of every
+    selection of its trials, so that `--top` and `--all` list them alike."""
+    return list(dict.fromkeys(name for t in sorted(trials, key=lambda t: t.id) for name in flatten(t.params)))
+
+
+def _csv(trials: list[Trial], with_status: bool = False, order: list[str] | None = None) -> str:
     rows = [flatten(t.params) for t in trials]
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    present = set().union(*rows) if rows else set()
+    columns = [name for name in order or param_columns(trials) if name in present]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["trial", *(["status"] if with_status else []), "value", *columns])

@@ -387,6 +387,13 @@ class Store:
         with self._tx():
             self.conn.execute("UPDATE experiments SET config=? WHERE id=?", (json.dumps(config), exp_id))
 
+    def delete_experiment(self, exp_id: str) -> None:
+        """Delete an experiment's rows (its metrics, its trials, itself) in one transaction (`automl rm`)."""
+        with self._tx():
+            self.conn.execute("DELETE FROM metrics WHERE experiment_id=?", (exp_id,))
+            self.conn.execute("DELETE FROM trials WHERE experiment_id=?", (exp_id,))
+            self.conn.execute("DELETE FROM experiments WHERE id=?", (exp_id,))
+
     def experiments(self) -> list[Experiment]:
         """All experiments, oldest first."""
         rows = self.conn.execute("SELECT * FROM experiments ORDER BY created").fetchall()

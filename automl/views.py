@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import UserError
-from .export import ranked
+from .export import flatten, ranked
+from .importance import importance
 from .launchers.base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from .launchers.local import is_alive
 from .paths import trial_dir
-from .states import ExperimentStatus
+from .states import ExperimentStatus, TrialStatus
 from .store import Experiment, Store, Trial
 from .usage import USAGE_FIELDS, totals
 
@@ -49,6 +50,12 @@ def shown_status(experiment: Experiment) -> ExperimentStatus:
     return ExperimentStatus.ORPHANED if is_orphaned(experiment) else experiment.status
 
 
+def listing_key(status: str, created: float) -> tuple[bool, float]:
+    """The order `ls` and the dashboard list experiments in: active ones (running, paused, orphaned) first, then
+    newest first."""
+    return not (ExperimentStatus(status).is_active() or status == ExperimentStatus.ORPHANED), -created
+
+
 def experiment_summary(experiment: Experiment, trials: list[Trial]) -> dict[str, Any]:
     """An experiment's headline figures: what `ls` shows."""
     best = best_trial(experiment, trials)
@@ -77,8 +84,21 @@ def experiment_view(store: Store, experiment: Experiment) -> dict[str, Any]:
         "objective": experiment.config["objective"],
         "tuner": experiment.config["tuner"],
         "best": None if best is None else trial_view(best),
+        "importance": importance_of(experiment, trials),
         "trials": [trial_view(t) for t in trials],
     }
+
+
+def importance_of(experiment: Experiment, trials: list[Trial]) -> dict[str, float]:
+    """Each parameter's share of importance for the objective, from the succeeded trials (`automl.importance`);
+    empty while there are too few of them."""
+    done = [t for t in trials if t.status == TrialStatus.SUCCEEDED and t.value is not None]
+    return importance(
+        [flatten(t.params) for t in done],
+        [t.value for t in done],
+        experiment.config["objective"]["mode"] == "maximize",
+        experiment.config.get("search_space"),
+    )
 
 
 def trial_detail_view(store: Store, experiment: Experiment, trial_id: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ plus a `gpu_sample` of 8 GPUs every 2 s. The dashboard runs headless on the same
 open; every 0.4 s a key is pressed (move, mark, sort, filter, switch panels, open a trial and go back). A probe
 in the dashboard's event loop sleeps 10 ms at a time and records how late it wakes up. Target: p95 < 50 ms.
 
-Run: .venv/bin/python bench/tui_lag.py [--trials 1000] [--steps 300] [--rate 20] [--seconds 20]
+Run: .venv/bin/python bench/tui_lag.py [--trials 1000] [--steps 300] [--rate 20] [--seconds 20] [--params 4]
 """
 
 from __future__ import annotations
@@ -170,13 +170,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rate", type=float, default=20.0, help="events per second (trial metrics, starts, ends)")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--params", type=int, default=4, help="parameters per trial (4 and more)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         began = time.perf_counter()
-        sample_store.fill(home, trials=args.trials, steps=args.steps, running=8, gpus=GPUS, max_trials=10 * args.trials)
+        sample_store.fill(
+            home,
+            trials=args.trials,
+            steps=args.steps,
+            running=8,
+            gpus=GPUS,
+            max_trials=10 * args.trials,
+            extra_params=max(0, args.params - 4),
+        )
         took = time.perf_counter() - began
-        print(f"store: {args.trials} trials x up to {args.steps} reports, written in {took:.1f} s")
+        print(
+            f"store: {args.trials} trials x up to {args.steps} reports, {args.params} params, written in {took:.1f} s"
+        )
         context = multiprocessing.get_context("spawn")
         for size in ((80, 24), (160, 45)):
             events = context.Queue()

@@ -134,7 +134,8 @@ def test_live_update_and_two_experiments_at_once(tmp_path, daemon):
     write_trial(tmp_path, STEPPING_TRIAL)
     first = submit(write_config(tmp_path, name="one.yml", max_trials=2, concurrency=1))
     second = submit(write_config(tmp_path, name="two.yml", max_trials=3, concurrency=1))
-    automl("update", first, "--concurrency", "3", "--max-trials", "5", check=True)
+    updated = automl("update", first, "--concurrency", "3", "--max-trials", "5", check=True).stdout
+    assert updated.strip() == f"update: experiment {first}: concurrency 1 -> 3, max_trials 2 -> 5"
     assert automl("update", first, "--concurrency", "0").returncode == 2
     assert automl("update", first).returncode == 2
     one, two = wait_for_status(first, "done"), wait_for_status(second, "done")

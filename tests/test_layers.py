@@ -12,8 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What the dashboard may import from automl: the socket, the data directory, the store and its read-side views,
-# export formats, usage figures, errors, shared names, and the names of a trial folder's files.
+# What the dashboard may import from automl: the socket, the data directory, the store and its read-side views
+# (importance, deleting an ended experiment), export formats, usage figures, errors, shared names, and the names of
+# a trial folder's files.
 DASHBOARD_MAY_IMPORT = (
     "automl.control",
     "automl.paths",
@@ -23,10 +24,12 @@ DASHBOARD_MAY_IMPORT = (
     "automl.store",
     "automl.usage",
     "automl.views",
+    "automl.importance",
+    "automl.removal",
     "automl.launchers.base",
 )
 # The read side the command line, the daemon and the dashboard share.
-LOWER_MODULES = ("automl.store", "automl.export", "automl.usage", "automl.views")
+LOWER_MODULES = ("automl.store", "automl.export", "automl.usage", "automl.views", "automl.importance", "automl.removal")
 
 
 def module_name(path: Path) -> str:

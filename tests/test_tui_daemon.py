@@ -20,6 +20,7 @@ from textual.command import CommandList, CommandPalette
 
 from automl.store import Store
 from tests.helpers import REPO, automl, running_daemon, submit, wait_until, wait_until_async, write_trial
+from tests.tui_sample_store import notifications
 from tui.app import DashboardApp
 from tui.screens.experiment import ExperimentScreen
 from tui.widgets.dialogs import ConfirmDialog, NumberDialog
@@ -247,7 +248,7 @@ def test_rides_out_a_daemon_restart(tui_daemon):
         )
         assert "disconnected" in str(link_text(app.state))
         assert app.state.experiments[ids["slow"]].status == "running", "the daemon leaves its experiments running"
-        said = _notifications(app)
+        said = notifications(app)
         await pilot.press("p")  # refused while disconnected, without a crash
         await wait_until_async(
             lambda: ("not connected to the daemon; retrying, try again in a moment", "error") in said,
@@ -282,25 +283,13 @@ def test_stop_after_confirmation(tui_daemon):
             "the dashboard to show slow stopped",
             pause=pilot.pause,
         )
-        said = _notifications(app)
+        said = notifications(app)
         await pilot.press("p")  # nothing to pause any more: said so, nothing sent
         refusal = ("slow is stopped: only a running or paused experiment can be paused or resumed", "warning")
         await wait_until_async(lambda: refusal in said, "the refusal to pause a stopped experiment", pause=pilot.pause)
         assert _experiment(home, ids["slow"])[0] == "stopped"
 
     _drive(home, folder, ids["slow"], scenario)
-
-
-def test_without_a_daemon_the_command_says_how_to_start_one(home):
-    result = subprocess.run(
-        [sys.executable, "-m", "automl", "tui"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "AUTOML_HOME": str(home)},
-    )
-    assert result.returncode == 2
-    assert "the daemon is not running" in result.stderr and "automl daemon start" in result.stderr
 
 
 def test_the_cli_hook_does_not_import_textual():
@@ -338,19 +327,6 @@ def _drive(
             await scenario(pilot, app)
 
     asyncio.run(main())
-
-
-def _notifications(app: DashboardApp) -> list[tuple[str, str]]:
-    """What the app tells the user from now on, as (message, severity), in order."""
-    said: list[tuple[str, str]] = []
-    notify = app.notify
-
-    def recording(message: str, **kwargs: Any) -> None:
-        said.append((message, kwargs.get("severity", "information")))
-        notify(message, **kwargs)
-
-    app.notify = recording  # type: ignore[method-assign]
-    return said
 
 
 def _experiment(home: Path, exp_id: str) -> tuple[str, dict[str, Any]]:

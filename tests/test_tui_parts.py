@@ -226,9 +226,9 @@ def test_cost_is_money_with_prices_and_gpu_hours_without(tmp_path: Path):
     summaries = {s.id: s for s in StoreReader(home).read(1, None, everything=True).experiments}
     priced, unpriced = summaries[EXP], summaries["0000beef"]
     assert priced.cost["money"] > 0 and unpriced.cost["money"] is None
-    assert str(overview.experiment_cells(priced)["cost"]).startswith("€")
+    assert str(overview.experiment_cells(priced, 0.0)["cost"]).startswith("€")
     gpu_hours = unpriced.cost["gpu_seconds"] / 3600
-    assert gpu_hours > 0 and overview.experiment_cells(unpriced)["cost"] == f"{gpu_hours:.1f}GPUh"
+    assert gpu_hours > 0 and overview.experiment_cells(unpriced, 0.0)["cost"] == f"{gpu_hours:.1f}GPUh"
     trial = TrialState(1, "succeeded", {}, cost={"gpu_seconds": 5400.0, "cost": 0.0})
     assert trial_rows.cells(trial, [], None, None, True, 0.0, None)["cost"] == "1.50h"
     trial.cost["cost"] = 1.25
@@ -250,14 +250,6 @@ def test_order_sorts_missing_values_last_and_filters_by_status():
     assert trial_rows.order(trials, "best", False, None, 0.0, True) == [1, 4, 3, 2]
     assert trial_rows.order(trials, "id", True, "succeeded", 0.0, True) == [3, 1]
     assert trial_rows.filters(trials.values()) == [None, "running", "succeeded", "failed"]
-
-
-def test_key_params_are_those_that_vary():
-    trials = [
-        TrialState(1, "running", {"lr": 0.1, "opt": {"_name": "sgd", "m": 0.9}, "seed": 1}),
-        TrialState(2, "running", {"lr": 0.2, "opt": {"_name": "sgd", "m": 0.5}, "seed": 1}),
-    ]
-    assert trial_rows.key_params(["lr", "opt", "seed"], trials) == ["lr", "opt.m"]
 
 
 def _summary(mode: str = "maximize"):
@@ -291,3 +283,35 @@ def test_the_status_bar_shows_a_store_that_takes_no_writes_until_it_does_again()
         }
     )
     assert "database or disk is full" in link_text(state).plain
+
+
+def test_eta_from_trial_durations_and_the_budget_left():
+    from tui.state import ExperimentSummary
+
+    summary = ExperimentSummary(EXP, "exp", "running", 1000.0, max_trials=10, concurrency=2, finished=4)
+    assert summary.eta(2000.0) is None, "no trial finished yet: no estimate"
+    summary.mean_trial_seconds = 60.0
+    assert summary.eta(2000.0) == 3 * 60.0, "6 trials left, 2 at a time, a minute each"
+    summary.max_duration = 1100.0
+    assert summary.eta(2000.0) == 100.0, "max_duration ends it sooner"
+    summary.status = "done"
+    assert summary.eta(2000.0) is None
+
+
+def test_the_scatter_fits_its_axis_to_the_parameter():
+    from tui.scatter import scatter
+
+    trials = [
+        TrialState(n, "succeeded", {"lr": 10.0 ** -(n % 4 + 1), "opt": ["sgd", "adam"][n % 2]}, value=n / 10)
+        for n in range(1, 9)
+    ]
+    trials.append(TrialState(9, "failed", {"lr": 0.5, "opt": "sgd"}))
+    log = scatter(trials, "lr", "loguniform", best_id=8)
+    assert log.axis == "log" and [label for _, label in log.ticks(-4.0, -1.0)] == ["0.0001", "0.001", "0.01", "0.1"]
+    assert sorted(log.series[0].xs + log.series[1].xs) == sorted(float(-(n % 4 + 1)) for n in range(1, 9))
+    assert (log.series[1].xs, log.series[1].ys) == ([-1.0], [0.8]), "the best trial, drawn last"
+    assert scatter(trials, "lr", "uniform", best_id=8).axis == "linear"
+    choice = scatter(trials, "opt", "choice", best_id=8)
+    assert choice.axis == "categories" and choice.x_range == (-0.5, 1.5)
+    assert [label for _, label in choice.ticks(-0.5, 1.5)] == ["adam", "sgd"]
+    assert all(abs(x - round(x)) <= 0.3 for x in choice.series[0].xs), "each dot near its category"

@@ -57,3 +57,51 @@ def test_stop_asks_first(snap_compare, store_home):
     assert snap_compare(
         dashboard(store_home, sample_store.EXPERIMENT_ID), press=["s"], terminal_size=(80, 24), run_before=loaded
     )
+
+
+def test_experiment_importance_panel(snap_compare, store_home):
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID), press=["5"], terminal_size=(80, 24), run_before=loaded
+    )
+
+
+def test_columns_dialog(snap_compare, store_home):
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID), press=["v"], terminal_size=(80, 24), run_before=loaded
+    )
+
+
+def test_experiment_scatter_panel(snap_compare, store_home):
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID),
+        press=["6", "a", "a"],
+        terminal_size=(80, 24),
+        run_before=loaded,
+    )
+
+
+def test_keys_help(snap_compare, store_home):
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID),
+        press=["question_mark"],
+        terminal_size=(80, 24),
+        run_before=loaded,
+    )
+
+
+def test_overview_on_a_large_terminal(snap_compare, store_home):
+    assert snap_compare(dashboard(store_home), terminal_size=(200, 50), run_before=loaded)
+
+
+def test_overview_comparing_two_experiments(snap_compare, store_home):
+    async def compare_two(pilot: Any) -> None:
+        await loaded(pilot)
+        await pilot.press("space", "down", "space")
+        for _ in range(100):
+            if len(pilot.app.state.compared) == 2:
+                break
+            await pilot.pause(0.05)
+        pilot.app.redraw(force=True)
+        await pilot.pause()
+
+    assert snap_compare(dashboard(store_home), terminal_size=(80, 24), run_before=compare_two)

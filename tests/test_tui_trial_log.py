@@ -15,6 +15,7 @@ def test_the_log_pane_opens_on_nni_trial_log_and_switches_through_every_stream(s
     seen = asyncio.run(_streams_shown(dashboard(store_home, sample_store.EXPERIMENT_ID)))
     assert [stream for stream, _ in seen] == ["trial.log", "stdout", "stderr", "trial.log"]
     assert "PRINT accuracy 0.91" in seen[0][1] and "epoch 17" in seen[1][1]
+    assert seen[2][1] == "(empty)", "a stream with nothing in it says so"
 
 
 async def _streams_shown(app) -> list[tuple[str, str]]:

@@ -45,13 +45,17 @@ def fill(
     max_trials: int = 40,
     seed: int = 7,
     prices: CostPolicy = PRICES,
+    extra_params: int = 0,
 ) -> str:
     """Write an experiment of `trials` trials (the last `running` still running) with learning curves of up to
-    `steps` reports each into `home`'s store, its trials priced at `prices`; returns its id."""
+    `steps` reports each into `home`'s store, its trials priced at `prices`, with `extra_params` more uniform
+    parameters `p00`, `p01`, ... besides the four of SEARCH_SPACE; returns its id."""
     rng = random.Random(seed)
     store = Store(home)
     store.conn.execute("PRAGMA synchronous=OFF")
     config = _config(name, max_trials, gpus, prices)
+    extra = [f"p{i:02d}" for i in range(extra_params)]
+    config["search_space"] = {**SEARCH_SPACE, **{p: {"_type": "uniform", "_value": [0, 1]} for p in extra}}
     created_id = store.create_experiment(name, config, f"/home/ada/{name}.yml", host="daemon")
     store.conn.execute("UPDATE experiments SET id=?, created=? WHERE id=?", (exp_id, NOW - 7200, created_id))
     start = NOW - 7000
@@ -62,6 +66,7 @@ def fill(
             "batch_size": rng.choice([32, 64, 128, 256]),
             "dropout": round(rng.uniform(0, 0.5), 3),
             "optimizer": rng.choice(["sgd", "adam", "adamw"]),
+            **{p: round(rng.random(), 4) for p in extra},
         }
         is_running = n >= trials - running
         trial = store.add_trial(exp_id, params, n, [n % gpus] if gpus else [])
@@ -250,3 +255,16 @@ async def loaded(pilot: Any) -> None:
     await wait_until_async(ready, "the sample store and all GPU samples in the app", timeout=30, pause=pilot.pause)
     app.redraw(force=True)
     await pilot.pause()
+
+
+def notifications(app: DashboardApp) -> list[tuple[str, str]]:
+    """What the app tells the user from now on, as (message, severity), in order."""
+    said: list[tuple[str, str]] = []
+    notify = app.notify
+
+    def recording(message: str, **kwargs: Any) -> None:
+        said.append((message, kwargs.get("severity", "information")))
+        notify(message, **kwargs)
+
+    app.notify = recording  # type: ignore[method-assign]
+    return said

@@ -21,6 +21,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from automl.control.client import DaemonNotRunning, RemoteError
+from automl.removal import remove
+from automl.states import EventKind, ExperimentStatus, TrialStatus
 
 from .exporting import write_best
 from .link import DaemonLink, Link
@@ -31,13 +33,14 @@ from .screens.experiment import ExperimentScreen
 from .screens.overview import OverviewScreen
 from .screens.trial import TrialScreen
 from .state import ACTIVE, DashboardState
-from .widgets.dialogs import ConfirmDialog, NumberDialog
+from .widgets.dialogs import ConfirmDialog, KeysDialog, NumberDialog
 
 RETRY_FIRST = 1.0
 RETRY_MAX = 5.0
 STORE_EVERY = 1.5
 GPUS_EVERY = 5.0
 REDRAW_EVERY = 0.25
+ENDED = frozenset({ExperimentStatus.DONE, ExperimentStatus.STOPPED, ExperimentStatus.FAILED})
 
 
 class DashboardApp(App[int]):
@@ -82,6 +85,7 @@ class DashboardApp(App[int]):
         self._wanted: set[str] = {"all"}  # what the next store read covers besides new curve points
         self._wanted_lock = threading.Lock()
         self._focus: tuple[int, str | None] = (0, None)
+        self._compared: tuple[str, ...] = ()  # experiments marked in the overview: their best-so-far curves are read
         self._gpus_op = True
         self._store_failing = False
 
@@ -112,11 +116,12 @@ class DashboardApp(App[int]):
             screen.refresh_view(force=force)
 
     def action_toggle_keys(self) -> None:
-        """Show or hide the panel listing every key of the screen."""
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
+        """Show every key of the screen, ours only (the dashboard's, with their ids), over it: the footer and the
+        screen's layout stay as they are."""
+        if isinstance(self.screen, KeysDialog):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(KeysDialog(keys_of(self.screen)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The screen's own commands first, then Textual's (theme, keys, screenshot, quit)."""
@@ -132,6 +137,11 @@ class DashboardApp(App[int]):
         self._read_soon("all")
         self.push_screen(ExperimentScreen(exp_id))
 
+    def compare(self, exp_ids: tuple[str, ...]) -> None:
+        """Read the best-so-far curves of these experiments from now on (the overview's marked ones)."""
+        self._compared = exp_ids
+        self._read_soon("all")
+
     def close_experiment(self) -> None:
         """Back to the overview from an experiment."""
         self._focus = (self.state.open(None), None)
@@ -146,9 +156,9 @@ class DashboardApp(App[int]):
     def pause_or_resume(self, exp_id: str) -> None:
         """Pause a running experiment, resume a paused one."""
         name, status = self._name_and_status(exp_id)
-        if status == "running":
+        if status == ExperimentStatus.RUNNING:
             self._request("pause", {"experiment": exp_id}, f"paused {name}: no new trials start")
-        elif status == "paused":
+        elif status == ExperimentStatus.PAUSED:
             self._request("resume", {"experiment": exp_id}, f"resumed {name}")
         else:
             self.notify(
@@ -174,7 +184,7 @@ class DashboardApp(App[int]):
 
     def kill_trial(self, exp_id: str, trial_id: int, status: str) -> None:
         """Kill one trial once the user confirms."""
-        if status not in ("running", "waiting"):
+        if status not in (TrialStatus.RUNNING, TrialStatus.WAITING):
             self.notify(f"trial #{trial_id} is {status}: nothing to kill", severity="warning")
             return
         name, _ = self._name_and_status(exp_id)
@@ -202,6 +212,24 @@ class DashboardApp(App[int]):
 
         self.push_screen(NumberDialog(f"Trials at a time for {name}", summary.concurrency if summary else 1), apply)
 
+    def delete_experiment(self, exp_id: str) -> None:
+        """Delete an ended experiment (its trials, metrics and folder) once the user confirms."""
+        name, status = self._name_and_status(exp_id)
+        if status in ACTIVE:
+            self.notify(f"{name} is {status}: stop it first (s), then delete it", severity="warning")
+            return
+        summary = self.state.experiments.get(exp_id)
+        trials = summary.finished + summary.running if summary else 0
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete(exp_id, name)
+
+        question = (
+            f"Delete experiment {name} [{exp_id}]?\n\nIts {trials} trial(s), their metrics and folders go for good."
+        )
+        self.push_screen(ConfirmDialog(question, "Delete"), answered)
+
     def _name_and_status(self, exp_id: str) -> tuple[str, str]:
         summary = self.state.experiments.get(exp_id)
         return (summary.name, summary.status) if summary else (exp_id, "unknown")
@@ -216,6 +244,9 @@ class DashboardApp(App[int]):
         self.push_screen(ConfirmDialog(question, button), answered)
 
     def _request(self, op: str, args: dict[str, Any], done: str) -> None:
+        if self.state.read_only:
+            self.notify("read-only: no daemon runs; start one with `automl daemon start`", severity="warning")
+            return
         if self.state.connected is not True:
             self.notify("not connected to the daemon; retrying, try again in a moment", severity="error")
             return
@@ -247,6 +278,25 @@ class DashboardApp(App[int]):
             self.post_message(ActionDone(str(e), "error"))
             return
         self.post_message(ActionDone(f"wrote {path} (trial #{trial.id}, value {trial.value:.6g})"))
+
+    @work(thread=True, group="actions", name="delete")
+    def _delete(self, exp_id: str, name: str) -> None:
+        """Delete the experiment from the store and its folder (works without the daemon), and report it."""
+        try:
+            remove(self.home, exp_id)
+        except Exception as e:  # noqa: BLE001 - a worker's boundary: any failure is shown, never a crash
+            self.post_message(ActionDone(f"delete failed: {describe(e)}", "error"))
+            return
+        self.call_from_thread(self._deleted, exp_id)
+        self.post_message(ActionDone(f"deleted {name} [{exp_id}]"))
+        self._read_soon("all")
+
+    def _deleted(self, exp_id: str) -> None:
+        """Leave the screens of a deleted experiment."""
+        while self.screen.is_modal or getattr(self.screen, "exp_id", None) == exp_id:
+            self.pop_screen()
+        if self.state.open_id == exp_id:
+            self._focus = (self.state.open(None), None)
 
     @work(thread=True, exclusive=True, group="daemon", name="daemon events")
     def _follow_daemon(self) -> None:
@@ -296,7 +346,9 @@ class DashboardApp(App[int]):
                     wanted, self._wanted = self._wanted, set()
                 everything = "all" in wanted or time.monotonic() - last_full >= self.store_every
                 try:
-                    read = reader.read(generation, exp_id, everything, summaries="summaries" in wanted)
+                    read = reader.read(
+                        generation, exp_id, everything, summaries="summaries" in wanted, compared=self._compared
+                    )
                 except Exception as e:  # noqa: BLE001 - a worker's boundary: a failed read is shown and retried
                     reader.close()
                     self.post_message(StoreFailed(f"{type(e).__name__}: {e}"))
@@ -341,10 +393,13 @@ class DashboardApp(App[int]):
 
     def on_connected(self, message: Connected) -> None:
         """The daemon answers (again)."""
-        was = self.state.connected
+        was, read_only = self.state.connected, self.state.read_only
         self.state.set_link(True, "connected", message.status)
-        if was is False:
+        if read_only:
+            self.notify(f"a daemon answers (pid {message.status.get('pid')}): live now, controls on")
+        elif was is False:
             self.notify(f"reconnected to the daemon (pid {message.status.get('pid')})")
+        self.screen.refresh_bindings()
         self._read_soon("all")
         self._ask_gpus()
 
@@ -354,6 +409,8 @@ class DashboardApp(App[int]):
         self.state.set_link(False, message.reason, retry_in=message.retry_in)
         if was is True:
             self.notify(f"lost the daemon: {message.reason}; retrying", severity="warning")
+        if was is None:
+            self.screen.refresh_bindings()
 
     def on_events_arrived(self, message: EventsArrived) -> None:
         """Apply every queued event; ask the store reader for what they changed."""
@@ -362,6 +419,20 @@ class DashboardApp(App[int]):
         wanted = {self.state.apply_event(event) for event in events} - {None}
         if wanted:
             self._read_soon(*wanted)
+        for event in events:
+            self._tell_if_ended(event)
+
+    def _tell_if_ended(self, event: dict[str, Any]) -> None:
+        """Ring the terminal bell and say so when an experiment ends."""
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        status = data.get("status")
+        if event.get("event") != EventKind.EXPERIMENT_STATUS or status not in ENDED:
+            return
+        summary = self.state.experiments.get(str(event.get("experiment")))
+        name = summary.name if summary else str(event.get("experiment"))
+        best = "" if summary is None or summary.best_value is None else f", best {summary.best_value:.6g}"
+        self.bell()
+        self.notify(f"{name} {status}{best}", severity="error" if status == ExperimentStatus.FAILED else "information")
 
     def on_store_updated(self, message: StoreUpdated) -> None:
         """Apply a pass of the store reader (and draw at once the first time)."""
@@ -384,6 +455,20 @@ class DashboardApp(App[int]):
     def on_action_done(self, message: ActionDone) -> None:
         """Tell the user how an action went."""
         self.notify(message.text, severity=message.severity, timeout=8 if message.severity == "error" else 5)
+
+
+def keys_of(screen: Screen) -> list[tuple[str, str]]:
+    """The screen's keys that do something now, ours only, as (keys, what they do); keys doing the same joined."""
+    joined: dict[str, list[str]] = {}
+    for key, active in screen.active_bindings.items():
+        binding = active.binding
+        if binding.id is None or not binding.description:
+            continue
+        shown = joined.setdefault(binding.description, [])
+        label = screen.app.get_key_display(binding.with_key(key))
+        if label not in shown:
+            shown.append(label)
+    return [(" ".join(keys), what) for what, keys in joined.items()]
 
 
 def describe(error: BaseException) -> str:

@@ -40,9 +40,11 @@ def draw(
     y_range: tuple[float, float] | None = None,
     x_range: tuple[float, float] | None = None,
     y_format: Callable[[float], str] = lambda v: number(v, 6),
+    x_ticks: Callable[[float, float], list[tuple[float, str]]] | None = None,
 ) -> list[list[Run]]:
     """The chart as `height` rows of (text, colour) runs, each row `width` cells wide; y labels on the left,
-    the x axis with its labels on the last row. Later series are drawn over earlier ones."""
+    the x axis with its labels on the last row (`x_ticks(x_lo, x_hi)` says which, at which x: e.g. a log axis's
+    values, or categories). Later series are drawn over earlier ones."""
     if width <= 0 or height <= 0:
         return []
     x_lo, x_hi = x_range if x_range is not None else _extent(s.xs for s in series)
@@ -68,7 +70,10 @@ def draw(
         tick = labels.get(row)
         axis = f"{tick:>{label_width}}┤" if tick is not None else " " * label_width + "│"
         rows.append([(axis, "bright_black"), *runs])
-    rows.append([(" " * label_width + "└" + _x_axis(x_lo, x_hi, plot_cols), "bright_black")])
+    axis = (
+        _x_axis(x_lo, x_hi, plot_cols) if x_ticks is None else _ticked_axis(x_ticks(x_lo, x_hi), x_lo, x_hi, plot_cols)
+    )
+    rows.append([(" " * label_width + "└" + axis, "bright_black")])
     return rows[:height]
 
 
@@ -116,7 +121,7 @@ class _Canvas:
             columns = p[firsts]
             lows, highs = np.minimum.reduceat(q, firsts), np.maximum.reduceat(q, firsts)
             if series.points:
-                parts += [(columns, lows, lows), (columns, highs, highs)]
+                parts.append((p, q, q))  # every point its dot
                 continue
             parts.append((columns, lows, highs))
             if len(columns) > 1:
@@ -186,6 +191,20 @@ def _x_axis(x_lo: float, x_hi: float, cols: int) -> str:
             continue
         for i, ch in enumerate(text[: cols - at]):
             rule[at + i] = ch
+    return "".join(rule)
+
+
+def _ticked_axis(ticks: list[tuple[float, str]], x_lo: float, x_hi: float, cols: int) -> str:
+    """The x rule with each tick's label centred under its x, left out where it would overlap the previous one."""
+    rule = ["─"] * cols
+    free = 0
+    for x, text in ticks:
+        centre = round((x - x_lo) / (x_hi - x_lo) * (cols - 1)) if x_hi > x_lo else 0
+        at = min(max(0, centre - len(text) // 2), cols - len(text))
+        if at < free or at < 0:
+            continue
+        rule[at : at + len(text)] = text
+        free = at + len(text) + 1
     return "".join(rule)
 
 

@@ -6,11 +6,6 @@ import argparse
 import sys
 from typing import Any
 
-NOT_RUNNING = (
-    "automl: error: the daemon is not running (nothing answers on {socket}); start it with "
-    "`automl daemon start`, or submit an experiment, which starts it"
-)
-
 
 def add_command(sub: Any) -> None:
     """Register `tui` on the main parser's subcommands."""
@@ -20,7 +15,8 @@ def add_command(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Attach the dashboard to the running daemon; exit code 2 when none runs or EXP is unknown."""
+    """Attach the dashboard to the daemon, or show the store read-only while none runs; exit code 2 when EXP is
+    unknown."""
     from automl.control.client import Client, DaemonNotRunning
     from automl.errors import UserError
     from automl.paths import home, socket_path
@@ -31,8 +27,7 @@ def run(args: argparse.Namespace) -> int:
         with Client(socket_path(data), timeout=5) as client:
             client.request("ping")
     except DaemonNotRunning:
-        print(NOT_RUNNING.format(socket=socket_path(data)), file=sys.stderr)
-        return 2
+        pass  # read-only until a daemon appears
     except (OSError, ConnectionError) as e:
         print(f"automl: error: cannot reach the daemon on {socket_path(data)}: {e}", file=sys.stderr)
         return 1

@@ -167,3 +167,48 @@ def sparkline(values: list[float], width: int, top: float = 100.0) -> list[tuple
         level = 0 if top <= 0 else min(len(SPARK) - 1, max(0, int(value / top * (len(SPARK) - 1) + 0.5)))
         cells.append((SPARK[level], load_style(value / top * 100 if top > 0 else None)))
     return cells
+
+
+def short_names(names: list[str], width: int | None = None) -> dict[str, str]:
+    """Headers for parameter names: their last dotted parts, as few as keep them apart, cut to `width` (with '…'
+    in the middle, keeping the ends that tell them apart); never two alike."""
+    parts = {name: name.split(".") for name in names}
+    labels: dict[str, str] = {}
+    for name in names:
+        for keep in range(1, len(parts[name]) + 1):
+            label = ".".join(parts[name][-keep:])
+            if not any(other != name and _ends_with(parts[other], parts[name][-keep:]) for other in names):
+                break
+        labels[name] = label
+    if width is not None:
+        labels = {name: _cut(label, width) for name, label in labels.items()}
+    return _unique(labels, names)
+
+
+def _ends_with(parts: list[str], tail: list[str]) -> bool:
+    return len(parts) >= len(tail) and parts[-len(tail) :] == tail
+
+
+def _cut(label: str, width: int) -> str:
+    """`label` in at most `width` characters: its start and, after '…', its last few characters."""
+    if len(label) <= width:
+        return label
+    end = min(3, max(0, width - 4))
+    return label[: width - 1 - end] + "…" + (label[-end:] if end else "")
+
+
+def _unique(labels: dict[str, str], names: list[str]) -> dict[str, str]:
+    """Number the labels that still read alike (after cutting), keeping their width."""
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[labels[name]] = seen.get(labels[name], 0) + 1
+    counts: dict[str, int] = {}
+    result = {}
+    for name in names:
+        label = labels[name]
+        if seen[label] > 1:
+            counts[label] = counts.get(label, 0) + 1
+            suffix = str(counts[label])
+            label = label[: max(1, len(label) - len(suffix))] + suffix
+        result[name] = label
+    return result

@@ -8,14 +8,18 @@ are read incrementally, by the metrics table's rowid.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 from automl.export import flatten
+from automl.importance import MIN_TRIALS
+from automl.states import TrialStatus
 from automl.store import Experiment, Store, Trial
 from automl.usage import USAGE_FIELDS, totals
-from automl.views import best_trial
+from automl.views import best_trial, importance_of
 
+from .scatter import param_kinds
 from .state import ACTIVE, ExperimentSummary, StoreRead, TrialState
 
 _NEW_POINTS = (
@@ -33,8 +37,16 @@ class StoreReader:
         self._settled: dict[str, ExperimentSummary] = {}
         self._generation = -1
         self._cursor = 0
+        self._importance: tuple[str, int, tuple[dict[str, float], int]] | None = None
 
-    def read(self, generation: int, exp_id: str | None, everything: bool, summaries: bool = False) -> StoreRead:
+    def read(
+        self,
+        generation: int,
+        exp_id: str | None,
+        everything: bool,
+        summaries: bool = False,
+        compared: tuple[str, ...] = (),
+    ) -> StoreRead:
         """One pass: new curve points of `exp_id` always; the summaries too when `summaries`; the summaries and
         its trial rows when `everything` (and on the first pass of a new generation, which reads its curves from
         the start)."""
@@ -52,7 +64,9 @@ class StoreReader:
             if exp_id is not None:
                 trials = store.trials(exp_id)
                 read.trials = [trial_state(t) for t in trials]
+                read.importance = self._importance_of(store, exp_id, trials)
             read.experiments = self._summaries(store, exp_id, trials)
+            read.compared = {ref: best_so_far(store, ref) for ref in compared}
         elif summaries:
             read.experiments = self._summaries(store, exp_id, None)
         if exp_id is not None:
@@ -87,6 +101,15 @@ class StoreReader:
             summaries.append(dataclasses.replace(summary))
         return summaries
 
+    def _importance_of(self, store: Store, exp_id: str, trials: list[Trial]) -> tuple[dict[str, float], int]:
+        """The experiment's parameter importance and how many succeeded trials it is from; computed again only
+        when that number changed (here, off the UI thread)."""
+        succeeded = sum(1 for t in trials if t.status == TrialStatus.SUCCEEDED and t.value is not None)
+        if self._importance is None or self._importance[:2] != (exp_id, succeeded):
+            found = importance_of(store.find_experiment(exp_id), trials) if succeeded >= MIN_TRIALS else {}
+            self._importance = (exp_id, succeeded, (found, succeeded))
+        return self._importance[2]
+
     def _new_points(self, store: Store, exp_id: str) -> dict[int, tuple[list[int], list[float]]]:
         points: dict[int, tuple[list[int], list[float]]] = {}
         for rowid, trial_id, step, value in store.conn.execute(_NEW_POINTS, (exp_id, self._cursor)):
@@ -97,6 +120,27 @@ class StoreReader:
             steps.append(step if step is not None else len(steps))
             values.append(value)
         return points
+
+
+_FINISHED_VALUES = (
+    "SELECT e.config, t.value, t.status FROM trials t JOIN experiments e ON e.id = t.experiment_id "
+    "WHERE t.experiment_id=? AND t.value IS NOT NULL AND t.ended IS NOT NULL ORDER BY t.ended, t.id"
+)
+
+
+def best_so_far(store: Store, exp_id: str) -> list[float]:
+    """An experiment's best succeeded value after each of its trials that finished with a value, in the order they
+    finished (before its first success: that trial's value)."""
+    curve: list[float] = []
+    best: float | None = None
+    maximize = True
+    for n, (config, value, status) in enumerate(store.conn.execute(_FINISHED_VALUES, (exp_id,))):
+        if n == 0:
+            maximize = (json.loads(config).get("objective") or {}).get("mode", "maximize") == "maximize"
+        if status == TrialStatus.SUCCEEDED and (best is None or (value > best if maximize else value < best)):
+            best = value
+        curve.append(best if best is not None else value)
+    return curve
 
 
 def trial_state(trial: Trial) -> TrialState:
@@ -127,7 +171,7 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
     config = experiment.config
     objective = config.get("objective") or {}
     best = best_trial(experiment, trials)
-    running = [t for t in trials if t.status == "running"]
+    running = [t for t in trials if t.status == TrialStatus.RUNNING]
     return ExperimentSummary(
         id=experiment.id,
         name=experiment.name,
@@ -139,15 +183,25 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
         mode=str(objective.get("mode", "maximize")),
         metric=str(objective.get("metric", "default")),
         max_trials=config.get("max_trials"),
+        max_duration=config.get("max_duration"),
         concurrency=int(config.get("concurrency") or 1),
+        mean_trial_seconds=mean_duration(trials),
         param_names=param_names(config, trials),
-        finished=sum(1 for t in trials if t.status not in ("waiting", "running")),
+        constant_params=constant_params(config),
+        param_kinds=param_kinds(config.get("search_space") if isinstance(config.get("search_space"), dict) else None),
+        finished=sum(1 for t in trials if t.status not in (TrialStatus.WAITING, TrialStatus.RUNNING)),
         running=len(running),
         best_value=None if best is None else best.value,
         best_trial=None if best is None else best.id,
         cost=cost_totals(config, trials),
         gpus_in_use=sorted({g for t in running for g in t.gpus}),
     )
+
+
+def mean_duration(trials: list[Trial]) -> float | None:
+    """How long its finished trials took on average, or None before one has finished."""
+    spans = [t.ended - t.started for t in trials if t.started is not None and t.ended is not None]
+    return sum(spans) / len(spans) if spans else None
 
 
 def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:
@@ -159,6 +213,18 @@ def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:
     for trial in trials[:50]:
         names.update((name, None) for name in flatten(trial.params))
     return list(names)
+
+
+def constant_params(config: dict[str, Any]) -> frozenset[str]:
+    """Parameters that take one value only (a choice of one): no column is worth them."""
+    space = config.get("search_space")
+    if not isinstance(space, dict):
+        return frozenset()
+    return frozenset(
+        name
+        for name, spec in space.items()
+        if isinstance(spec, dict) and spec.get("_type") == "choice" and len(spec.get("_value") or []) == 1
+    )
 
 
 def cost_totals(config: dict[str, Any], trials: list[Trial]) -> dict[str, Any]:

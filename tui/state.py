@@ -7,6 +7,7 @@ only what changed.
 
 from __future__ import annotations
 
+import math
 import time
 from array import array
 from collections import deque
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from automl.export import flatten, ranked
+from automl.states import EventKind, ExperimentStatus, TrialStatus
 
-ACTIVE = frozenset({"running", "paused"})
+ACTIVE = frozenset({ExperimentStatus.RUNNING, ExperimentStatus.PAUSED})
 """Experiment statuses of an experiment that still has work ahead."""
 
 GPU_HISTORY = 300
@@ -112,8 +114,12 @@ class ExperimentSummary:
     mode: str = "maximize"
     metric: str = "default"
     max_trials: int | None = None
+    max_duration: float | None = None
     concurrency: int = 1
+    mean_trial_seconds: float | None = None
     param_names: list[str] = field(default_factory=list)
+    constant_params: frozenset[str] = frozenset()
+    param_kinds: dict[str, str] = field(default_factory=dict)
     finished: int = 0
     running: int = 0
     best_value: float | None = None
@@ -125,6 +131,20 @@ class ExperimentSummary:
     def maximize(self) -> bool:
         """Whether larger objective values are better."""
         return self.mode == "maximize"
+
+    def eta(self, now: float) -> float | None:
+        """Seconds until a running experiment is likely done: its trials left (running ones included) in rounds
+        of `concurrency`, each as long as its finished trials took on average, and never past its `max_duration`;
+        None when it is not running or nothing bounds it, or before a trial has finished."""
+        if self.status != ExperimentStatus.RUNNING:
+            return None
+        deadline = None if self.max_duration is None else max(0.0, self.created + self.max_duration - now)
+        by_trials = None
+        if self.max_trials is not None and self.mean_trial_seconds is not None:
+            left = max(0, self.max_trials - self.finished)
+            by_trials = math.ceil(left / max(1, self.concurrency)) * self.mean_trial_seconds
+        known = [t for t in (deadline, by_trials) if t is not None]
+        return min(known) if known else None
 
 
 @dataclass
@@ -164,6 +184,10 @@ class StoreRead:
     trials: list[TrialState] | None = None
     points: dict[int, tuple[list[int], list[float]]] = field(default_factory=dict)
     reset_curves: bool = False
+    importance: tuple[dict[str, float], int] | None = None
+    """The open experiment's parameter importance and how many succeeded trials it was computed from."""
+    compared: dict[str, list[float]] | None = None
+    """The best-so-far curves of the experiments marked in the overview (running best after each finished trial)."""
 
 
 @dataclass
@@ -177,6 +201,8 @@ class Versions:
     curves: int = 0
     gpus: int = 0
     link: int = 0
+    importance: int = 0
+    compared: int = 0
 
 
 class DashboardState:
@@ -191,10 +217,20 @@ class DashboardState:
         self.daemon: dict[str, Any] | None = None
         self.store_fault: dict[str, Any] | None = None  # why the daemon's store takes no writes now, if it does not
         self.connected: bool | None = None
+        self.ever_connected = False  # never: the dashboard shows the store read-only until a daemon appears
         self.link_note = "connecting to the daemon…"
         self.retry_at: float | None = None
         self.loaded = False
+        self.importance: dict[str, float] = {}
+        self.importance_from = 0  # the succeeded trials `importance` was computed from
+        self.compared: dict[str, list[float]] = {}
         self.versions = Versions()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether no daemon has answered since the dashboard started: it shows the store, and its controls are
+        off until one does."""
+        return self.connected is False and not self.ever_connected
 
     # what is open
 
@@ -203,6 +239,8 @@ class DashboardState:
         if exp_id != self.open_id:
             self.open_id = exp_id
             self.trials = {}
+            self.importance, self.importance_from = {}, 0
+            self.versions.importance += 1
             self.generation += 1
             self.versions.trials += 1
             self.versions.results += 1
@@ -230,7 +268,9 @@ class DashboardState:
         current: float | None = None
         for n, trial in enumerate(done, start=1):
             value = trial.value
-            if trial.status == "succeeded" and (current is None or (value > current if maximize else value < current)):
+            if trial.status == TrialStatus.SUCCEEDED and (
+                current is None or (value > current if maximize else value < current)
+            ):
                 current = value
             xs.append(float(n))
             values.append(value)
@@ -245,9 +285,15 @@ class DashboardState:
             self.experiments = {e.id: e for e in read.experiments}
             self.versions.experiments += 1
             self.loaded = True
+        if read.compared is not None and read.compared != self.compared:
+            self.compared = read.compared
+            self.versions.compared += 1
         if read.generation != self.generation:
             return
         maximize = self.summary.maximize if self.summary else True
+        if read.importance is not None and read.importance != (self.importance, self.importance_from):
+            self.importance, self.importance_from = read.importance
+            self.versions.importance += 1
         if read.trials is not None:
             changed = False
             for row in read.trials:
@@ -266,7 +312,7 @@ class DashboardState:
         for trial_id, (steps, values) in read.points.items():
             trial = self.trials.get(trial_id)
             if trial is None:
-                trial = self.trials[trial_id] = TrialState(trial_id, "running", {})
+                trial = self.trials[trial_id] = TrialState(trial_id, TrialStatus.RUNNING, {})
             trial.add_points(steps, values, maximize)
         if read.points or read.reset_curves:
             self.versions.curves += 1
@@ -286,23 +332,23 @@ class DashboardState:
             self.versions.link += 1
             return None if self.store_fault else "all"  # once it works again, what waited is in the store
         summary = self.experiments.get(exp_id or "")
-        if kind == "experiment_status" and summary is not None:
+        if kind == EventKind.EXPERIMENT_STATUS and summary is not None:
             summary.status = str(data.get("status") or summary.status)
             summary.error = data.get("error")
             self.versions.experiments += 1
             return "all"
-        if kind == "experiment_note" and summary is not None:
+        if kind == EventKind.EXPERIMENT_NOTE and summary is not None:
             summary.note = data.get("note")
             self.versions.experiments += 1
             return None
-        if kind == "experiment_updated" and summary is not None:
+        if kind == EventKind.EXPERIMENT_UPDATED and summary is not None:
             summary.concurrency = data.get("concurrency") or summary.concurrency
             summary.max_trials = data.get("max_trials", summary.max_trials)
             self.versions.experiments += 1
             return None
-        if kind == "trial_metric":
+        if kind == EventKind.TRIAL_METRIC:
             return "metrics" if exp_id == self.open_id else None
-        if kind in ("trial_started", "trial_ended"):
+        if kind in (EventKind.TRIAL_STARTED, EventKind.TRIAL_ENDED):
             if exp_id != self.open_id:
                 return "summaries"
             if isinstance(data.get("trial"), int):
@@ -326,6 +372,7 @@ class DashboardState:
     ) -> None:
         """Record whether the daemon answers, what to tell the user about it, and when it is tried again."""
         self.connected, self.link_note = connected, note
+        self.ever_connected = self.ever_connected or connected
         if daemon is not None:
             self.daemon = daemon
             self.store_fault = daemon.get("store_fault")
@@ -336,9 +383,9 @@ class DashboardState:
         trial_id = data["trial"]
         trial = self.trials.get(trial_id)
         if trial is None:
-            trial = self.trials[trial_id] = TrialState(trial_id, "waiting", {})
-        if kind == "trial_started":
-            trial.status = "running"
+            trial = self.trials[trial_id] = TrialState(trial_id, TrialStatus.WAITING, {})
+        if kind == EventKind.TRIAL_STARTED:
+            trial.status = TrialStatus.RUNNING
             trial.params = data.get("params") or trial.params
             trial.gpus = list(data.get("gpus") or [])
             trial.started = trial.started or (when if isinstance(when, (int, float)) else None)

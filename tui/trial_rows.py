@@ -7,20 +7,22 @@ from typing import Any
 
 from rich.text import Text
 
+from automl.states import ExperimentStatus, TrialStatus
+
 from . import format as fmt
 from .state import TrialState
 from .widgets.cost_panel import trial_cost
 from .widgets.table import Cell, Column
 
 STATUS_RANK = {
-    "running": 0,
-    "waiting": 1,
-    "succeeded": 2,
-    "early_stopped": 3,
-    "failed": 4,
-    "killed": 5,
-    "interrupted": 6,
-    "stopped": 7,
+    TrialStatus.RUNNING: 0,
+    TrialStatus.WAITING: 1,
+    TrialStatus.SUCCEEDED: 2,
+    TrialStatus.EARLY_STOPPED: 3,
+    TrialStatus.FAILED: 4,
+    TrialStatus.KILLED: 5,
+    TrialStatus.INTERRUPTED: 6,
+    ExperimentStatus.STOPPED: 7,
 }
 
 SORTABLE = ("id", "best", "last", "step", "time", "status", "cost")
@@ -29,20 +31,28 @@ SORTABLE = ("id", "best", "last", "step", "time", "status", "cost")
 BEST_MARK = "★"
 
 
-def key_params(names: Sequence[str], trials: Iterable[TrialState]) -> list[str]:
-    """The parameters worth a column: those whose value differs between trials (all of them if none does)."""
-    seen: dict[str, set[str]] = {name: set() for name in names}
-    for trial in trials:
-        for name, value in trial.flat_params().items():
-            seen.setdefault(name, set()).add(repr(value))
-    varying = [name for name, values in seen.items() if len(values) > 1]
-    return varying or list(seen)
+PARAM_WIDTH = 10
+"""The widest a parameter's header gets (it is cut, unambiguously, to fit)."""
+
+
+def param_columns(names: Sequence[str], constant: Iterable[str], importance: Mapping[str, float]) -> list[str]:
+    """The parameters worth a column: every one of the search space (and any others trials have) except those
+    that take a single value, the most important first (once importance is known), the rest in search-space
+    order. The same columns whatever the trials, so that they do not come and go as trials arrive."""
+    fixed = set(constant)
+    shown = [name for name in names if name not in fixed]
+    rank = {name: n for n, name in enumerate(importance)}
+    return sorted(shown, key=lambda name: (rank.get(name, len(rank)), shown.index(name)))
 
 
 def columns(params: Sequence[str]) -> list[Column]:
-    """The table's columns, the parameters in the middle (the first two kept longest on a narrow screen)."""
+    """The table's columns, the parameters in the middle under short headers that tell them apart (the first two
+    kept longest on a narrow screen)."""
+    labels = fmt.short_names(list(params), PARAM_WIDTH)
     middle = [
-        Column(f"param:{name}", name, max(6, min(9, len(name))), priority=65 - i if i < 2 else 45 - i, grow=True)
+        Column(
+            f"param:{name}", labels[name], max(6, len(labels[name])), priority=65 - i if i < 2 else 45 - i, grow=True
+        )
         for i, name in enumerate(params)
     ]
     return [
@@ -146,10 +156,25 @@ def cells(
         "best": Text(fmt.number(best, 8), style=f"bold {fmt.BEST_COLOR}" if trial.id == best_id else ""),
         "step": str(trial.steps[-1]) if trial.steps else fmt.DASH,
         "gpu": ",".join(map(str, trial.gpus)) or fmt.DASH,
-        "time": Text(fmt.duration(trial.duration(now)), style="green" if trial.status == "running" else ""),
+        "time": Text(fmt.duration(trial.duration(now)), style="green" if trial.status == TrialStatus.RUNNING else ""),
         "cost": cost_text,
     }
     for name in params:
         value = flat.get(name)
         row[f"param:{name}"] = value if isinstance(value, float) else fmt.param(value)
     return row
+
+
+def arranged(columns: Sequence[Column], chosen: Sequence[tuple[str, bool]] | None) -> list[Column]:
+    """The columns in the order the user chose, without those they hid; columns they never saw (new parameters)
+    keep their place after the one they follow by default."""
+    if not chosen:
+        return list(columns)
+    rank = {key: n for n, (key, _) in enumerate(chosen)}
+    hidden = {key for key, shown in chosen if not shown}
+    placed: list[tuple[float, int, Column]] = []
+    last = -1.0
+    for n, column in enumerate(columns):
+        last = rank.get(column.key, last + 0.001)
+        placed.append((last, n, column))
+    return [column for _, _, column in sorted(placed) if column.key not in hidden]

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import logging
+import re
 import signal
 import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tui.cli import add_command as add_tui_command
 
@@ -25,10 +27,11 @@ from ..errors import DaemonError, UserError
 from ..export import FORMATS, format_for
 from ..logs import log_to
 from ..paths import home, secure_home, write_atomically
-from ..states import ExperimentStatus
+from ..states import ExperimentStatus, TrialStatus
 from .convert import add_command as add_convert_command
 from .daemon import add_commands as add_daemon_commands
 from .gpus import add_command as add_gpus_command
+from .remove import add_command as add_remove_command
 
 log = logging.getLogger("automl")
 
@@ -52,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="automl", description="Hyperparameter search over PyTorch trial scripts.")
+    parser = _Parser(prog="automl", description="Hyperparameter search over PyTorch trial scripts.")
     parser.add_argument("--version", action="version", version=f"automl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -68,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("experiment", help="experiment id, unique id prefix, or name")
     show.add_argument("trial", nargs="?", type=int, help="one trial: its whole curve, params, usage and log files")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--top", type=_positive_int, metavar="K", help="only the K first trials of the table")
+    show.add_argument("--wide", action="store_true", help="every column, params in full, trials by id")
+    show.add_argument("--importance", action="store_true", help="each parameter's share of importance, as bars")
     show.set_defaults(handler=_cmd_show)
 
     export = sub.add_parser("export", help="export the best configs")
@@ -83,8 +89,24 @@ def _parser() -> argparse.ArgumentParser:
     add_daemon_commands(sub)
     add_gpus_command(sub)
     add_convert_command(sub)
+    add_remove_command(sub)
     add_tui_command(sub)
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, saying which command or choice was probably meant when one is misspelled."""
+
+    def error(self, message: str) -> NoReturn:
+        """Exit 2 with `message`, plus 'did you mean' for an invalid choice close to a valid one."""
+        invalid = re.match(r"argument (.*?): invalid choice: '(.*)' \(choose from (.*)\)$", message)
+        if invalid:
+            choices = re.findall(r"'([^']*)'", invalid[3])
+            what = "command" if invalid[1] == "COMMAND" else f"choice for {invalid[1]}"
+            close = difflib.get_close_matches(invalid[2], choices, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            message = f"unknown {what} '{invalid[2]}'{hint} (choose from {', '.join(choices)})"
+        super().error(message)
 
 
 def _positive_int(text: str) -> int:
@@ -100,6 +122,7 @@ def _positive_int(text: str) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..config.model import load_config
     from ..engine.experiment import DETACHED
+    from ..notify import notify_end
     from ..store import LOOP_WRITE_WAIT, Store
     from ..tuners import tuner_for
 
@@ -125,6 +148,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ended = store.find_experiment(experiment_id)
     finally:
         store.close()
+    if status != "detached":
+        asyncio.run(notify_end(config, ended, status, best))
     if best is not None:
         print(f"best: trial {best.id}, {config.objective.metric}={best.value:.6g}, params {json.dumps(best.params)}")
         print(f"export it: automl export {experiment_id} --best -o best.yaml")
@@ -218,10 +243,11 @@ def _open_store() -> Any:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from ..views import experiment_summary
+    from ..views import experiment_summary, listing_key
 
     store = _open_store()
     rows = [] if store is None else [experiment_summary(e, store.trials(e.id)) for e in store.experiments()]
+    rows.sort(key=lambda r: listing_key(r["status"], r["created"]))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -245,7 +271,10 @@ def _find(ref: str) -> tuple[Any, Any]:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from ..export import flatten
+    from ..importance import MIN_TRIALS
     from ..views import experiment_view
+    from .table import cut, importance_lines, params_words, terminal_width, trial_lines
 
     store, experiment = _find(args.experiment)
     if args.trial is not None:
@@ -264,23 +293,51 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if view["note"]:
         print(f"note       {view['note']}")
     best = view["best"]
-    print(
-        "best       "
-        + ("-" if best is None else f"trial {best['id']}: {best['value']:.6g} {json.dumps(best['params'])}")
+    best_text = (
+        _no_best(view["status"], view["trials"])
+        if best is None
+        else f"trial {best['id']}: {best['value']:.6g}  {params_words(best['params'])}"
     )
+    print(cut(f"best       {best_text}", terminal_width()))
     cost = view["cost"]
     print(
         f"cost       {cost['gpu_hours']:.3f} GPU-hours, {cost['kwh']:.3f} kWh, {cost['cpu_seconds']:.0f} CPU-seconds"
         f": {cost['cost']:.2f} {cost['currency']}"
     )
+    if args.importance:
+        print()
+        counted = sum(t["status"] == TrialStatus.SUCCEEDED and t["value"] is not None for t in view["trials"])
+        print("\n".join(importance_lines(view["importance"], counted, MIN_TRIALS)))
     print()
+    if args.wide:
+        _print_wide_table(view["trials"])
+        return 0
+    for trial in view["trials"]:
+        trial["flat"] = flatten(trial["params"])
+    maximize = view["objective"]["mode"] == "maximize"
+    print("\n".join(trial_lines(view["trials"], view["importance"], maximize, args.top, time.time())))
+    return 0
+
+
+def _no_best(status: str, trials: list[dict[str, Any]]) -> str:
+    """What stands for the best trial of an experiment none of whose trials succeeded, in words that fit it."""
+    if ExperimentStatus(status).is_active():
+        return "- (no trial has succeeded yet)"
+    if not trials:
+        return "none: no trial ran"
+    return f"none: no trial succeeded ({len(trials)} ran)"
+
+
+def _print_wide_table(trials: list[dict[str, Any]]) -> None:
+    """Every trial by id with every column, params in full JSON and errors at the end of the line."""
     print(
         f"{'TRIAL':>5} {'STATUS':<13} {'VALUE':>10} {'STEPS':>5} {'TIME':>7} {'GPU':>4} {'GPU-S':>7} {'ENERGY':>8} "
         f"{'CPU-S':>7} {'RSS':>7} {'COST':>7}  PARAMS / ERROR"
     )
-    for t in view["trials"]:
+    now = time.time()
+    for t in trials:
         value = "-" if t["value"] is None else f"{t['value']:.6g}"
-        took = "-" if not (t["started"] and t["ended"]) else f"{t['ended'] - t['started']:.1f}s"
+        took = "-" if not t["started"] else f"{(t['ended'] or now) - t['started']:.1f}s"
         detail = json.dumps(t["params"]) if not t["error"] else f"{json.dumps(t['params'])}  ! {t['error']}"
         gpus = ",".join(map(str, t["gpus"])) or "-"
         print(
@@ -289,7 +346,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
             f"{_figure(t['cpu_seconds'], '.1f')} {_figure(t['peak_rss_mib'], '.0f', 'M')} "
             f"{_figure(t['cost'], '.3f')}  {detail}"
         )
-    return 0
 
 
 def _show_trial(store: Any, experiment: Any, trial_id: int, as_json: bool) -> int:
@@ -348,21 +404,23 @@ def _figure(value: float | None, fmt: str, unit: str = "", width: int = 7) -> st
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ..export import ranked, render_best, render_many
+    from ..export import param_columns, ranked, render_best, render_many
 
     fmt = args.format or format_for(args.output)
     store, experiment = _find(args.experiment)
     trials = store.trials(experiment.id)
     order = ranked(trials, experiment.config["objective"]["mode"])
     if (args.best or args.top) and not order:
-        print(f"automl: experiment {experiment.id} has no succeeded trial yet", file=sys.stderr)
+        yet = " yet" if experiment.status.is_active() else ""
+        print(f"automl: experiment {experiment.id} has no succeeded trial{yet}", file=sys.stderr)
         return 1
+    columns = param_columns(trials)
     if args.best:
         text = render_best(order[0], fmt)
     elif args.top:
-        text = render_many(order[: args.top], fmt)
+        text = render_many(order[: args.top], fmt, columns=columns)
     else:
-        text = render_many(trials, fmt, with_status=True)
+        text = render_many(trials, fmt, with_status=True, columns=columns)
     if args.output is None:
         sys.stdout.write(text)
         return 0

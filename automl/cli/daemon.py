@@ -141,9 +141,35 @@ def _cmd_control(args: argparse.Namespace) -> int:
         fields.update(concurrency=args.concurrency, max_trials=args.max_trials, max_duration=args.max_duration)
         if all(v is None for v in (args.concurrency, args.max_trials, args.max_duration)):
             raise UserError("update needs at least one of --concurrency, --max-trials, --max-duration")
+    before = _limits(args.experiment) if args.op == "update" else {}
     result = _request(args.op, **fields)
-    print(f"{args.op}: experiment {result['experiment']}" + (f" trial {args.trial}" if args.op == "kill" else ""))
+    line = f"{args.op}: experiment {result['experiment']}" + (f" trial {args.trial}" if args.op == "kill" else "")
+    if args.op == "update":
+        asked = {"concurrency": args.concurrency, "max_trials": args.max_trials, "max_duration": args.max_duration}
+        line += ": " + ", ".join(
+            f"{name} {before.get(name, '?')} -> {value}" for name, value in asked.items() if value is not None
+        )
+    print(line)
     return 0
+
+
+def _limits(ref: str) -> dict[str, Any]:
+    """An experiment's limits as stored now (`update` prints them beside the new ones); unlimited ones as `none`."""
+    from ..store import Store
+
+    store = Store.open_for_reading(home())
+    if store is None:
+        return {}
+    try:
+        config = store.find_experiment(ref).config
+    except UserError:
+        return {}
+    finally:
+        store.close()
+    return {
+        name: "none" if config.get(name) is None else config[name]
+        for name in ("concurrency", "max_trials", "max_duration")
+    }
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:

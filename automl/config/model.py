@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -160,6 +161,17 @@ class CostPolicy(_Model):
     currency: str = "USD"
 
 
+class NotifySpec(_Model):
+    """A command run when the experiment ends (`automl.notify`)."""
+
+    command: list[str] = Field(min_length=1)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        return shlex.split(value) if isinstance(value, str) else value
+
+
 class ExperimentConfig(_Model):
     """One experiment, as written in its config file (paths already resolved)."""
 
@@ -185,6 +197,7 @@ class ExperimentConfig(_Model):
     cost: CostPolicy = Field(default_factory=CostPolicy)
     env: dict[str, str] = Field(default_factory=dict)
     max_log_mib: float = Field(default=64, gt=0, le=1 << 20, allow_inf_nan=False)  # per log file; the tail is kept
+    notify: NotifySpec | None = None
 
     @model_validator(mode="after")
     def _one_search_space(self) -> ExperimentConfig:
@@ -494,13 +507,16 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             parent = item["loc"][:-1]
             allowed = _allowed_fields(parent)
-            lines.append(f"  field '{field}': unknown field; allowed here: {', '.join(allowed)}")
+            close = difflib.get_close_matches(str(item["loc"][-1]), allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            lines.append(f"  field '{field}': unknown field; {hint}allowed here: {', '.join(allowed)}")
         elif item["type"] == "missing":
             lines.append(f"  field '{field}': required")
         else:
             message = item["msg"].removeprefix("Value error, ")
             got = item.get("input")
-            shown = "" if isinstance(got, dict) else f" (got {_shortened(repr(got))})"
+            said = isinstance(got, dict) or repr(got) in message
+            shown = "" if said else f" (got {_shortened(repr(got))})"
             lines.append(f"  field '{field}': {message}{shown}")
     return "\n".join(lines)
 

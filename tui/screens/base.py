@@ -18,8 +18,12 @@ EXPERIMENT_BINDINGS = [
     Binding("s", "experiment('stop')", "Stop", id="experiment.stop"),
     Binding("c", "experiment('concurrency')", "Concurrency", id="experiment.concurrency"),
     Binding("e", "experiment('export')", "Export", id="experiment.export"),
+    Binding("D", "experiment('delete')", "Delete", id="experiment.delete", show=False),
 ]
 """Keys for the actions on an experiment, on every screen that has one selected or open."""
+
+CONTROLS = frozenset({("experiment", "pause"), ("experiment", "stop"), ("experiment", "concurrency"), ("kill", None)})
+"""Actions that need the daemon: shown greyed out, and off, while the dashboard is read-only."""
 
 
 class DashboardScreen(Screen):
@@ -49,8 +53,15 @@ class DashboardScreen(Screen):
             (f"Stop {name}", "s: end the experiment, terminating its running trials", "stop"),
             (f"Change concurrency of {name}", "c: how many trials run at a time", "concurrency"),
             (f"Export the best config of {name}", "e: write NAME-best.yaml here", "export"),
+            (f"Delete {name}", "D: its trials, metrics and folder, for good (asks first)", "delete"),
         ):
             yield SystemCommand(title, help_text, partial(self.action_experiment, what))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Controls are off (greyed out in the footer) while no daemon has answered: the store is shown read-only."""
+        if self.dashboard.state.read_only and (action, parameters[0] if parameters else None) in CONTROLS:
+            return None
+        return True
 
     def on_screen_resume(self) -> None:
         """Back on top: redraw everything."""
@@ -58,7 +69,8 @@ class DashboardScreen(Screen):
 
     def action_experiment(self, what: str) -> None:
         """An action on the experiment: 'pause' (or resume), 'stop' (after confirmation), 'concurrency' (ask for
-        a new number of trials at a time) or 'export' (write the best trial's params as YAML)."""
+        a new number of trials at a time), 'export' (write the best trial's params as YAML) or 'delete' (after
+        confirmation)."""
         exp_id = self.experiment_id()
         if exp_id is None:
             return
@@ -68,5 +80,6 @@ class DashboardScreen(Screen):
             "stop": app.stop_experiment,
             "concurrency": app.change_concurrency,
             "export": app.export_best,
+            "delete": app.delete_experiment,
         }
         actions[what](exp_id)

@@ -11,18 +11,32 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical, VerticalScroll
 from textual.widgets import Footer, Static
 
+from automl.errors import UserError
+from automl.states import ExperimentStatus, TrialStatus
+
 from .. import format as fmt
 from .. import trial_rows
 from ..braille import Series
+from ..prefs import load_columns, save_columns
+from ..scatter import scatter
 from ..state import ExperimentSummary, TrialState
 from ..widgets.chart import BrailleChart
 from ..widgets.cost_panel import CostPanel
+from ..widgets.dialogs import ColumnsDialog
 from ..widgets.gpu_panel import GpuPanel
+from ..widgets.importance_panel import ImportancePanel
 from ..widgets.status_bar import StatusBar, retry_countdown
 from ..widgets.table import Cell, LiveTable
 from .base import EXPERIMENT_BINDINGS, DashboardScreen
 
-PANELS = (("curves", "Curves"), ("progress", "Best so far"), ("gpus", "GPUs"), ("cost", "Cost"))
+PANELS = (
+    ("curves", "Curves"),
+    ("progress", "Best so far"),
+    ("gpus", "GPUs"),
+    ("cost", "Cost"),
+    ("importance", "Importance"),
+    ("scatter", "Param vs value"),
+)
 MAX_MARKED = 20
 WIDE = (150, 36)
 TALL = 34
@@ -38,6 +52,7 @@ class ExperimentScreen(DashboardScreen):
         Binding("k", "kill", "Kill", id="trial.kill"),
         EXPERIMENT_BINDINGS[2],
         EXPERIMENT_BINDINGS[3],
+        EXPERIMENT_BINDINGS[4],
         Binding("escape", "back", "Back", id="dashboard.back"),
         Binding("enter", "details", "Trial details", id="trial.details", show=False),
         Binding("space", "mark", "Mark for curves", id="trials.mark", show=False),
@@ -45,6 +60,8 @@ class ExperimentScreen(DashboardScreen):
         Binding("f", "filter", "Filter by status", id="trials.filter", show=False),
         Binding("o", "sort", "Sort by next column", id="trials.sort", show=False),
         Binding("r", "reverse", "Reverse the order", id="trials.reverse", show=False),
+        Binding("v", "columns", "Columns", id="trials.columns", show=False),
+        Binding("a", "scatter_param", "Next param to plot", id="scatter.next_param", show=False),
         *(
             Binding(str(n), f"panel('{key}')", title, id=f"panel.{key}", show=False)
             for n, (key, title) in enumerate(PANELS, start=1)
@@ -60,7 +77,11 @@ class ExperimentScreen(DashboardScreen):
         self.panel = "curves"
         self._seen: dict[str, object] = {}
         self._params: list[str] = []
-        self._param_basis: tuple[int, int] = (-1, -1)
+        self._param_basis: object = None
+        self._param_rank: dict[str, float] = {}  # importance when the columns were ordered: kept, so they stay put
+        self._chosen_columns: list[tuple[str, bool]] | None = None
+        self._columns_version = 0
+        self.scatter_param: str | None = None  # None: the first parameter column (the most important)
         self._best_id: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -80,6 +101,11 @@ class ExperimentScreen(DashboardScreen):
                 yield GpuPanel(id="gpus")
             with VerticalScroll(id="cost-panel", classes="panel"):
                 yield CostPanel(id="cost")
+            with VerticalScroll(id="importance-panel", classes="panel"):
+                yield ImportancePanel(id="importance")
+            with Vertical(id="scatter-panel", classes="panel"):
+                yield Static(id="scatter-legend")
+                yield BrailleChart(empty="no succeeded trial yet", id="scatter")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -87,6 +113,7 @@ class ExperimentScreen(DashboardScreen):
         for key, title in PANELS:
             self.query_one(f"#{key}-panel").border_title = title
         self.query_one("#trials", LiveTable).focus()
+        self._chosen_columns = load_columns(self.dashboard.home, self.exp_id)
         self._lay_out(self.size.width, self.size.height)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -122,7 +149,7 @@ class ExperimentScreen(DashboardScreen):
         state = self.dashboard.state
         now = self.dashboard.clock()
         versions = state.versions
-        ticks = int(now) if any(t.status == "running" for t in state.trials.values()) else 0
+        ticks = int(now) if any(t.status == TrialStatus.RUNNING for t in state.trials.values()) else 0
         best = state.best_trial()
         self._best_id = None if best is None else best.id
         chosen = self._chosen(best)
@@ -135,12 +162,16 @@ class ExperimentScreen(DashboardScreen):
                 self.descending,
                 self.status_filter,
                 tuple(self.marks.items()),
+                versions.importance,
+                self._columns_version,
             ),
             "curves": (tuple((t.id, t.stamp, color) for t, color in chosen), self.size),
             "progress": (versions.results, self.size),
             "gpus": (versions.gpus, versions.results),
             "cost": (versions.results, versions.experiments),
-            "bar": (versions.link, versions.experiments, versions.results, retry_countdown(state)),
+            "importance": (versions.importance, self.size),
+            "scatter": (versions.results, versions.experiments, self._scatter_param(), self.size),
+            "bar": (versions.link, versions.experiments, versions.results, retry_countdown(state), int(now) // 5),
             "tabs": (self.panel, self.has_class("-wide")),
         }
         changed = {part for part, value in seen.items() if force or self._seen.get(part) != value}
@@ -154,11 +185,15 @@ class ExperimentScreen(DashboardScreen):
         if "progress" in changed:
             self._draw_progress()
         if "gpus" in changed:
-            pids = {t.pid: t.id for t in state.trials.values() if t.pid is not None and t.status == "running"}
+            pids = {t.pid: t.id for t in state.trials.values() if t.pid is not None and t.status == TrialStatus.RUNNING}
             names = {e.id: e.name for e in state.experiments.values()}
             self.query_one(GpuPanel).show(state.gpus, names, pids, (state.daemon or {}).get("gpus"))
         if "cost" in changed:
             self.query_one(CostPanel).show(self.summary, state.trials, best)
+        if "importance" in changed:
+            self.query_one(ImportancePanel).show(state.importance, state.importance_from)
+        if "scatter" in changed:
+            self._draw_scatter()
         if "bar" in changed:
             self.query_one(StatusBar).show(self._headline(best), state)
         if "tabs" in changed:
@@ -168,12 +203,16 @@ class ExperimentScreen(DashboardScreen):
         state = self.dashboard.state
         summary = self.summary
         maximize = summary.maximize if summary else True
-        basis = (len(state.trials), len(summary.param_names) if summary else 0)
+        if state.importance and not self._param_rank:
+            self._param_rank = dict(state.importance)
+        names = tuple(summary.param_names) if summary else ()
+        basis = (names, summary.constant_params if summary else None, tuple(self._param_rank))
         if basis != self._param_basis:
-            self._params = trial_rows.key_params(summary.param_names if summary else [], state.trials.values())
+            constant = summary.constant_params if summary else ()
+            self._params = trial_rows.param_columns(names, constant, self._param_rank)
             self._param_basis = basis
         table = self.query_one("#trials", LiveTable)
-        table.set_columns(trial_rows.columns(self._params))
+        table.set_columns(trial_rows.arranged(trial_rows.columns(self._params), self._chosen_columns))
         table.sort_column, table.sort_reverse = self.sort_column, self.descending
         keys = trial_rows.order(state.trials, self.sort_column, self.descending, self.status_filter, now, maximize)
         trials, params, best_id, marks = state.trials, self._params, self._best_id, self.marks
@@ -197,7 +236,7 @@ class ExperimentScreen(DashboardScreen):
                     trial.stamp,
                     trial.id == best_id,
                     marks.get(trial.id),
-                    int(now) if trial.status == "running" else 0,
+                    int(now) if trial.status == TrialStatus.RUNNING else 0,
                     currency,
                 )
             )
@@ -257,6 +296,31 @@ class ExperimentScreen(DashboardScreen):
         )
         self.query_one("#progress-legend", Static).update(progress)
 
+    def _scatter_param(self) -> str | None:
+        """The parameter the scatter plots: the one chosen, else the first parameter column."""
+        if self.scatter_param in self._params:
+            return self.scatter_param
+        return self._params[0] if self._params else None
+
+    def _draw_scatter(self) -> None:
+        summary = self.summary
+        param = self._scatter_param()
+        chart = self.query_one("#scatter", BrailleChart)
+        legend = Text(no_wrap=True, overflow="ellipsis")
+        if param is None or summary is None:
+            chart.set_series([])
+            self.query_one("#scatter-legend", Static).update(legend)
+            return
+        kind = summary.param_kinds.get(param)
+        plot = scatter(self.dashboard.state.trials.values(), param, kind, self._best_id)
+        chart.set_series(plot.series, x_ticks=plot.ticks, x_range=plot.x_range)
+        legend.append(f"{summary.metric} by {param}", style="bold")
+        legend.append(f" ({plot.axis} axis)  ", style="bright_black")
+        legend.append("■ ", style=fmt.BEST_COLOR)
+        legend.append("best  ")
+        legend.append("a: next param", style="bright_black")
+        self.query_one("#scatter-legend", Static).update(legend)
+
     def _draw_tabs(self) -> None:
         tabs = Text(no_wrap=True)
         for n, (key, title) in enumerate(PANELS, start=1):
@@ -283,8 +347,11 @@ class ExperimentScreen(DashboardScreen):
             headline.append(" · best ")
             headline.append(fmt.number(best.value, 8), style=f"bold {fmt.BEST_COLOR}")
             headline.append(f" #{best.id}", style="bright_black")
-        if summary.status == "failed" and summary.error:
-            headline.append(f" · {summary.error}", style=fmt.status_style("failed"))
+        eta = summary.eta(self.dashboard.clock())
+        if eta is not None:
+            headline.append(f" · ETA {fmt.duration(eta)}")
+        if summary.status == ExperimentStatus.FAILED and summary.error:
+            headline.append(f" · {summary.error}", style=fmt.status_style(ExperimentStatus.FAILED))
         elif summary.note:
             headline.append(f" · {summary.note}", style="bright_black")
         return headline
@@ -359,7 +426,7 @@ class ExperimentScreen(DashboardScreen):
         """Mark the `count` best finished trials."""
         state = self.dashboard.state
         ranked = trial_rows.order(
-            state.trials, "best", self._maximize(), "succeeded", self.dashboard.clock(), self._maximize()
+            state.trials, "best", self._maximize(), TrialStatus.SUCCEEDED, self.dashboard.clock(), self._maximize()
         )
         self.marks = {
             trial_id: fmt.SERIES_COLORS[n % len(fmt.SERIES_COLORS)] for n, trial_id in enumerate(ranked[:count])
@@ -395,6 +462,44 @@ class ExperimentScreen(DashboardScreen):
         self.descending = not self.descending
         self.refresh_view()
 
+    def action_columns(self) -> None:
+        """Pick, reorder and hide the table's columns; the choice is remembered for this experiment."""
+        current = trial_rows.columns(self._params)
+        shown = {c.key for c in trial_rows.arranged(current, self._chosen_columns)}
+        ordered = trial_rows.arranged(current, [(key, True) for key, _ in self._chosen_columns or []])
+        self.app.push_screen(ColumnsDialog([(c.key, c.label, c.key in shown) for c in ordered]), self.choose_columns)
+
+    def choose_columns(self, chosen: list[tuple[str, bool]] | None) -> None:
+        """Show the columns `chosen` (key, shown) in that order (None: the defaults), and remember them."""
+        self._chosen_columns = chosen
+        self._columns_version += 1
+        try:
+            save_columns(self.dashboard.home, self.exp_id, chosen)
+        except UserError as e:
+            self.notify(f"the columns apply until you quit: {e}", severity="warning")
+        self.refresh_view()
+
+    def action_scatter_param(self) -> None:
+        """Plot the value against the next parameter column."""
+        if not self._params:
+            return
+        current = self._scatter_param()
+        at = self._params.index(current) if current in self._params else -1
+        self.plot_against(self._params[(at + 1) % len(self._params)])
+
+    def plot_against(self, param: str) -> None:
+        """Show the scatter of the value against `param`."""
+        self.scatter_param, self.panel = param, "scatter"
+        self.refresh_view()
+
+    def order_by_importance(self) -> None:
+        """Order the parameter columns by the importance measured now."""
+        self._param_rank = dict(self.dashboard.state.importance)
+        self.refresh_view()
+
+    def _default_columns(self) -> None:
+        self.choose_columns(None)
+
     def action_panel(self, key: str) -> None:
         """Show one of the panels (on a small terminal, where one shows at a time)."""
         self.panel = key
@@ -420,6 +525,15 @@ class ExperimentScreen(DashboardScreen):
         for status in trial_rows.filters(self.dashboard.state.trials.values()):
             yield SystemCommand(
                 f"Show {status or 'all'} trials", "f: next status", lambda status=status: self.set_filter(status)
+            )
+        yield SystemCommand("Choose columns", "v: pick, reorder and hide the table's columns", self.action_columns)
+        yield SystemCommand("Default columns", "forget the columns chosen for this experiment", self._default_columns)
+        yield SystemCommand(
+            "Order parameters by importance", "as measured now (it is kept until then)", self.order_by_importance
+        )
+        for param in self._params:
+            yield SystemCommand(
+                f"Plot the value against {param}", "a: the next parameter", lambda param=param: self.plot_against(param)
             )
         for n, (key, title) in enumerate(PANELS, start=1):
             yield SystemCommand(f"Show the {title} panel", f"{n}", lambda key=key: self.action_panel(key))

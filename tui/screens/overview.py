@@ -9,11 +9,15 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.widgets import Footer
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Footer, Static
+
+from automl.views import listing_key
 
 from .. import format as fmt
+from ..braille import Series
 from ..state import ACTIVE, ExperimentSummary
+from ..widgets.chart import BrailleChart
 from ..widgets.gpu_panel import GpuPanel
 from ..widgets.status_bar import StatusBar, retry_countdown
 from ..widgets.table import Cell, Column, LiveTable
@@ -28,6 +32,7 @@ COLUMNS = (
     Column("cost", "COST", 9, align="right", priority=70),
     Column("gpus", "GPUS", 7, priority=65),
     Column("running", "RUN", 3, align="right", priority=60),
+    Column("eta", "ETA", 6, align="right", priority=50),
     Column("created", "CREATED", 11, priority=40),
 )
 
@@ -35,11 +40,17 @@ COLUMNS = (
 class OverviewScreen(DashboardScreen):
     """All experiments, newest and active first; Enter opens one."""
 
-    BINDINGS = [Binding("enter", "open", "Open", id="experiment.open"), *EXPERIMENT_BINDINGS]
+    BINDINGS = [
+        Binding("enter", "open", "Open", id="experiment.open"),
+        *EXPERIMENT_BINDINGS,
+        Binding("space", "mark", "Mark to compare", id="experiments.mark", show=False),
+        Binding("x", "clear_marks", "Clear marks", id="experiments.clear_marks", show=False),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
         self._seen: tuple[int, ...] = ()
+        self.marks: dict[str, str] = {}  # experiment id -> the colour of its best-so-far curve
 
     def compose(self) -> ComposeResult:
         """Status bar, experiments, GPUs, footer."""
@@ -50,6 +61,10 @@ class OverviewScreen(DashboardScreen):
         with VerticalScroll(id="gpus-scroll") as gpus:
             gpus.border_title = "GPUs"
             yield GpuPanel(id="gpus")
+        with Vertical(id="compare-panel") as compare:
+            compare.border_title = "Best so far"
+            yield Static(id="compare-legend")
+            yield BrailleChart(empty="no finished trial yet", id="compare")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -65,12 +80,21 @@ class OverviewScreen(DashboardScreen):
         """Redraw the experiments, the GPUs and the status bar."""
         state = self.dashboard.state
         versions = state.versions
-        seen = (versions.experiments, versions.gpus, versions.link, retry_countdown(state))
+        ticks = int(self.dashboard.clock()) // 5  # the ETAs move on
+        seen = (
+            versions.experiments,
+            versions.gpus,
+            versions.link,
+            retry_countdown(state),
+            ticks,
+            versions.compared,
+            tuple(self.marks.items()),
+        )
         if not force and seen == self._seen:
             return
         self._seen = seen
         experiments = state.experiments
-        order = sorted(experiments.values(), key=lambda e: (e.status not in ACTIVE, -e.created))
+        order = sorted(experiments.values(), key=lambda e: listing_key(e.status, e.created))
         table = self.query_one(LiveTable)
         table.set_rows([e.id for e in order], self._cells, lambda key: 0)
         table.invalidate()
@@ -86,10 +110,52 @@ class OverviewScreen(DashboardScreen):
             f" · {len(state.gpus) if state.gpus else gpu_count or 0} GPUs",
         )
         self.query_one(StatusBar).show(headline, state)
+        self._draw_compared()
+
+    def _draw_compared(self) -> None:
+        """The best-so-far curves of the marked experiments, overlaid (in place of the GPUs while any is marked)."""
+        self.set_class(bool(self.marks), "-comparing")
+        state = self.dashboard.state
+        series, legend = [], Text(no_wrap=True, overflow="ellipsis")
+        legend.append("best so far, by trials finished  ", style="bold")
+        for exp_id, color in self.marks.items():
+            curve = state.compared.get(exp_id, [])
+            series.append(Series(exp_id, list(range(1, len(curve) + 1)), curve, color))
+            summary = state.experiments.get(exp_id)
+            legend.append("■ ", style=color)
+            legend.append(f"{summary.name if summary else exp_id}  ")
+        legend.append("(space marks, x clears)", style="bright_black")
+        self.query_one("#compare", BrailleChart).set_series(series)
+        self.query_one("#compare-legend", Static).update(legend)
+
+    def action_mark(self) -> None:
+        """Mark or unmark the experiment under the cursor to compare its best-so-far curve with the others'."""
+        exp_id = self.experiment_id()
+        if exp_id is None:
+            return
+        if exp_id in self.marks:
+            del self.marks[exp_id]
+        else:
+            used = set(self.marks.values())
+            free = [c for c in fmt.SERIES_COLORS if c not in used]
+            if not free:
+                self.notify(f"at most {len(fmt.SERIES_COLORS)} experiments can be compared", severity="warning")
+                return
+            self.marks[exp_id] = free[0]
+        self.dashboard.compare(tuple(self.marks))
+        self.query_one(LiveTable).invalidate()
+        self.refresh_view()
+
+    def action_clear_marks(self) -> None:
+        """Compare nothing: the GPUs again."""
+        self.marks.clear()
+        self.dashboard.compare(())
+        self.query_one(LiveTable).invalidate()
+        self.refresh_view()
 
     def _cells(self, key: Hashable) -> Mapping[str, Cell]:
         summary = self.dashboard.state.experiments.get(str(key))
-        return {} if summary is None else experiment_cells(summary)
+        return {} if summary is None else experiment_cells(summary, self.dashboard.clock(), self.marks.get(str(key)))
 
     def commands(self) -> Iterator[SystemCommand]:
         """Open any experiment, plus the actions on the one under the cursor."""
@@ -111,8 +177,8 @@ class OverviewScreen(DashboardScreen):
         self.dashboard.open_experiment(str(event.key))
 
 
-def experiment_cells(summary: ExperimentSummary) -> dict[str, Cell]:
-    """One experiment's row."""
+def experiment_cells(summary: ExperimentSummary, now: float, mark: str | None = None) -> dict[str, Cell]:
+    """One experiment's row; `mark` is the colour of its curve when it is marked to compare."""
     style = fmt.status_style(summary.status)
     total = summary.max_trials
     fraction = summary.finished / total if total else None
@@ -126,7 +192,7 @@ def experiment_cells(summary: ExperimentSummary) -> dict[str, Cell]:
     else:
         cost_text = fmt.DASH
     return {
-        "id": Text(summary.id, style="bright_black"),
+        "id": Text(summary.id, style=mark or "bright_black"),
         "name": Text(summary.name, style="bold"),
         "status": Text(fmt.status_label(summary.status), style=style),
         "progress": progress,
@@ -134,5 +200,6 @@ def experiment_cells(summary: ExperimentSummary) -> dict[str, Cell]:
         "cost": cost_text,
         "gpus": ",".join(map(str, summary.gpus_in_use)) or fmt.DASH,
         "running": str(summary.running) if summary.running else fmt.DASH,
+        "eta": fmt.duration(summary.eta(now)),
         "created": time.strftime("%m-%d %H:%M", time.localtime(summary.created)),
     }

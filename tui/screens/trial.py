@@ -15,6 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Log, Static
 
 from automl.launchers.base import NNI_LOG_FILE, STDERR_FILE, STDOUT_FILE
+from automl.states import TrialStatus
 
 from .. import format as fmt
 from ..braille import Series
@@ -50,6 +51,7 @@ class TrialScreen(DashboardScreen):
         self.stream = "stdout"
         self._chosen = False  # the user picked the stream: it is no longer switched to trial.log by itself
         self._offset = 0
+        self._empty_shown = False  # the log shows "(empty)", not lines of the trial's
         self._seen: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
@@ -104,7 +106,7 @@ class TrialScreen(DashboardScreen):
             None if trial is None else trial.stamp,
             state.versions.curves,
             state.versions.link,
-            int(now) if trial is not None and trial.status == "running" else 0,
+            int(now) if trial is not None and trial.status == TrialStatus.RUNNING else 0,
             retry_countdown(state),
         )
         if not force and seen == self._seen:
@@ -143,11 +145,11 @@ class TrialScreen(DashboardScreen):
         streams = self.streams()
         return streams[(streams.index(self.stream) + 1) % len(streams)]
 
-    def _title_log(self, empty: bool = False) -> None:
+    def _title_log(self) -> None:
         other = self._next_stream()
         log = self.query_one("#log", Log)
         where = self.log_path().relative_to(self.dashboard.home)
-        log.border_title = f"{self.stream}{' (nothing written yet)' if empty else ''} · $AUTOML_HOME/{where}"
+        log.border_title = f"{self.stream} · $AUTOML_HOME/{where}"
         log.border_subtitle = f"l: {other}"
 
     def _follow_log(self) -> None:
@@ -186,9 +188,24 @@ class TrialScreen(DashboardScreen):
         if message.reset:
             log.clear()
         self._offset = message.end
-        self._title_log(empty=message.end == 0)
+        self._title_log()
         if message.text:
+            if self._empty_shown:
+                log.clear()
+            self._empty_shown = False
             log.write(_without_carriage_returns(message.text))
+        elif message.reset:
+            log.write_line("(empty)")
+            self._empty_shown = True
+        self._fit_log()
+
+    def _fit_log(self) -> None:
+        """Give the log only the lines it has (at least 3), and the rest to the params and the curve."""
+        log = self.query_one("#log", Log)
+        room = max(3, self.size.height - 2 - 10)  # keep 10 rows for the params and the curve
+        lines = log.line_count + 2
+        log.styles.height = lines if lines < room else "1fr"
+        self.query_one("#trial-top").styles.height = "1fr" if lines < room else "45%"
 
     def action_switch_log(self) -> None:
         """Show the next output stream."""
@@ -221,16 +238,10 @@ class TrialScreen(DashboardScreen):
 
 
 def params_text(trial: TrialState | None) -> Text:
-    """Every param (nested choices flattened), then the trial's facts."""
+    """The trial's facts (status, value, times), then every param (nested choices flattened) in aligned columns."""
     if trial is None:
         return Text("not in the store yet", style="dim")
     text = Text()
-    flat = trial.flat_params()
-    width = max((len(name) for name in flat), default=0)
-    for name, value in flat.items():
-        text.append(f"{name:<{width}} ", style="cyan")
-        text.append(f"{value if isinstance(value, str) else json.dumps(value)}\n")
-    text.append("\n")
     facts = [
         ("status", Text(fmt.status_label(trial.status), style=fmt.status_style(trial.status))),
         ("value", Text(fmt.number(trial.value, 12))),
@@ -249,7 +260,14 @@ def params_text(trial: TrialState | None) -> Text:
         text.append_text(value)
         text.append("\n")
     if trial.error:
-        text.append(trial.error, style="red")
+        text.append(f"{trial.error}\n", style="red")
+    text.append("\n")
+    flat = trial.flat_params()
+    width = max((len(name) for name in flat), default=0)
+    for name, value in flat.items():
+        text.append(f"{name:<{width}} ", style="cyan")
+        text.append(f"{value if isinstance(value, str) else json.dumps(value)}\n")
+    text.rstrip()
     return text
 
 

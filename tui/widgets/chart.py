@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.segment import Segment
 from rich.style import Style
@@ -20,14 +20,28 @@ class BrailleChart(Widget):
     def __init__(self, *, empty: str = "no data yet", id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._series: list[Series] = []
+        self._x_ticks: Callable[[float, float], list[tuple[float, str]]] | None = None
+        self._x_range: tuple[float, float] | None = None
         self._lines: list[Strip] = []
         self._drawn_size: tuple[int, int] | None = None
         self._styles: dict[str | None, Style] = {}
         self.empty = empty
 
-    def set_series(self, series: Sequence[Series]) -> None:
-        """Show these series (drawn in order: the last on top)."""
+    @property
+    def series(self) -> list[Series]:
+        """The series shown."""
+        return list(self._series)
+
+    def set_series(
+        self,
+        series: Sequence[Series],
+        x_ticks: Callable[[float, float], list[tuple[float, str]]] | None = None,
+        x_range: tuple[float, float] | None = None,
+    ) -> None:
+        """Show these series (drawn in order: the last on top), with the x axis labelled by `x_ticks` (see
+        `tui.braille.draw`) over `x_range` when given."""
         self._series = list(series)
+        self._x_ticks, self._x_range = x_ticks, x_range
         self._drawn_size = None
         self.refresh()
 
@@ -40,7 +54,7 @@ class BrailleChart(Widget):
 
     def _redraw(self, width: int, height: int) -> None:
         if self._series and any(len(s.xs) for s in self._series):
-            rows = draw(self._series, width, height)
+            rows = draw(self._series, width, height, x_range=self._x_range, x_ticks=self._x_ticks)
         else:
             rows = [[(" " * width, None)] for _ in range(height)]
             if height:

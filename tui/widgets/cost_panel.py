@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from automl.states import TrialStatus
 from automl.usage import JOULES_PER_KWH
 
 from .. import format as fmt
@@ -57,7 +58,7 @@ def cost_text(summary: ExperimentSummary | None, trials: Mapping[int, TrialState
         text.append(f"{_kwh(cost.get('kwh')):>9}", style="yellow")
         text.append(f"{fmt.money(cost.get('money'), currency):>11}", style="green")
         text.append(f"{_hours(cost.get('cpu_seconds')):>11}\n")
-    running = [t for t in trials.values() if t.status == "running"]
+    running = [t for t in trials.values() if t.status == TrialStatus.RUNNING]
     gpus = sorted({g for t in running for g in t.gpus})
     text.append(f"{len(running)} running", style="bold green" if running else "bright_black")
     if gpus:

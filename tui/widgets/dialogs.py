@@ -1,14 +1,15 @@
-"""Modal dialogs: a yes/no confirmation for destructive actions, and a whole-number input."""
+"""Modal dialogs: a yes/no confirmation for destructive actions, a whole-number input, and the choice of columns."""
 
 from __future__ import annotations
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import Number
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Input, Label, SelectionList, Static
+from textual.widgets.selection_list import Selection
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -75,4 +76,77 @@ class NumberDialog(ModalScreen["int | None"]):
 
     def action_cancel(self) -> None:
         """Close without a value."""
+        self.dismiss(None)
+
+
+class ColumnsDialog(ModalScreen["list[tuple[str, bool]] | None"]):
+    """Pick, reorder and hide the trials table's columns; dismisses with every column's key and whether it shows,
+    in the chosen order, or None to go back to the default columns."""
+
+    BINDINGS = [
+        Binding("shift+up,minus", "move(-1)", "Move up", id="columns.up"),
+        Binding("shift+down,plus", "move(1)", "Move down", id="columns.down"),
+        Binding("d", "default", "Default columns", id="columns.default"),
+        Binding("escape", "done", "Done", id="columns.done"),
+    ]
+
+    def __init__(self, columns: list[tuple[str, str, bool]]) -> None:
+        super().__init__()
+        self.columns = list(columns)  # (key, header, shown)
+
+    def compose(self) -> ComposeResult:
+        """The columns as a checklist, and a hint."""
+        with Vertical(classes="dialog"):
+            yield Label("Columns of the trials table", classes="dialog-question")
+            yield SelectionList[str](*self._selections(), id="columns")
+            yield Label("space show/hide · -/+ move · d default · esc done", classes="dialog-hint")
+
+    def _selections(self) -> list[Selection[str]]:
+        return [Selection(header, key, shown) for key, header, shown in self.columns]
+
+    @on(SelectionList.SelectedChanged)
+    def _toggled(self, event: SelectionList.SelectedChanged) -> None:
+        chosen = set(event.selection_list.selected)
+        self.columns = [(key, header, key in chosen) for key, header, _ in self.columns]
+
+    def action_move(self, by: int) -> None:
+        """Move the highlighted column up or down."""
+        checklist = self.query_one("#columns", SelectionList)
+        at = checklist.highlighted
+        if at is None or not 0 <= at + by < len(self.columns):
+            return
+        self.columns[at], self.columns[at + by] = self.columns[at + by], self.columns[at]
+        checklist.clear_options()
+        checklist.add_options(self._selections())
+        checklist.highlighted = at + by
+
+    def action_default(self) -> None:
+        """Back to the default columns."""
+        self.dismiss(None)
+
+    def action_done(self) -> None:
+        """Close, keeping the choice."""
+        self.dismiss([(key, shown) for key, _, shown in self.columns])
+
+
+class KeysDialog(ModalScreen[None]):
+    """Every key of the screen below, with what it does; any of escape, ? or q closes it."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="keys.close")]
+
+    def __init__(self, rows: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.rows = rows  # (keys, what they do)
+
+    def compose(self) -> ComposeResult:
+        """The keys as two aligned columns in a scrollable box."""
+        width = max((len(keys) for keys, _ in self.rows), default=0)
+        with Vertical(classes="dialog"):
+            yield Label("Keys", classes="dialog-question")
+            with VerticalScroll(id="keys"):
+                yield Static("\n".join(f"{keys:>{width}}  {what}" for keys, what in self.rows))
+            yield Label("escape or ? closes · ctrl+p: every command", classes="dialog-hint")
+
+    def action_close(self) -> None:
+        """Back to the screen."""
         self.dismiss(None)

@@ -22,7 +22,7 @@ class StatusBar(Static):
     def show(self, headline: Text, state: DashboardState) -> None:
         """Draw the bar."""
         link = link_text(state)
-        self.set_class(state.connected is False, "-down")
+        self.set_class(state.connected is False and not state.read_only, "-down")
         grid = Table.grid(expand=True)
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(justify="right", no_wrap=True, min_width=2)
@@ -31,8 +31,8 @@ class StatusBar(Static):
 
 
 def link_text(state: DashboardState) -> Text:
-    """'● daemon' (with the store's fault, if it takes no writes), '○ connecting…' or '✗ disconnected (why),
-    retrying in 3s'."""
+    """'● daemon' (with the store's fault, if it takes no writes), '○ connecting…', '◌ read-only: no daemon' (none
+    answered yet) or '✗ disconnected (why), retrying in 3s'."""
     if state.connected is None:
         return Text("○ connecting…", style="yellow")
     if state.connected and state.store_fault:
@@ -40,6 +40,8 @@ def link_text(state: DashboardState) -> Text:
         return Text.assemble(("●", "green"), " daemon  ", (f"⚠ store takes no writes: {error[:40]}", "bold yellow"))
     if state.connected:
         return Text.assemble(("●", "green"), " daemon")
+    if state.read_only:
+        return Text("◌ read-only: no daemon", style="bold yellow")
     wait = retry_countdown(state)
     retry = f"retrying in {wait}s" if wait else "retrying…"
     reason = state.link_note if len(state.link_note) <= 40 else state.link_note[:39] + "…"

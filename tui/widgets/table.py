@@ -130,6 +130,11 @@ class LiveTable(Widget, can_focus=True):
         """'cursor row / rows', for a title."""
         return f"{self._cursor + 1}/{len(self._keys)}" if self._keys else "0/0"
 
+    @property
+    def columns(self) -> list[Column]:
+        """The columns, in order (narrow terminals may not show all of them)."""
+        return list(self._columns)
+
     def set_columns(self, columns: Sequence[Column]) -> None:
         """Replace the columns (e.g. when the parameters worth showing change)."""
         if list(columns) != self._columns:
