@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q -e '.[dev,examples]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e '.[dev,examples,ray]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 # In a terminal: the experiment goes to the daemon and the dashboard opens on it (q quits; the experiment

@@ -1,0 +1,384 @@
+"""Trials on a Ray cluster: Ray places each trial and keeps its resources, a per-node agent runs it.
+
+Per trial, the launcher reserves the trial's resources in a detached placement group of one bundle (CPUs, GPUs,
+custom resources), so Ray's accounting holds them for exactly the trial's life and picks its node; the GPUs are the
+ones Ray assigns to that bundle. The trial then starts through that node's agent (`ray_agent.NodeAgent`, one
+detached, named actor per node, started once), with the same wrapper and trial contract as a local trial. The
+daemon's trial folder is a mirror of the one on the node: each read of the trial's metrics first appends the node
+file's new bytes, then the local metrics reader reads the mirror, so metrics arrive exactly once and in order, and
+its logs are readable while it runs; when the trial ends, every file of its folder is copied back before `wait`
+returns. Imported only by an experiment that runs on Ray: importing Ray costs about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayError
+from ray.util.placement_group import (
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
+
+from ..engine.metrics_file import ReadResult, read_new
+from ..engine.process_usage import RecordedUsage, recorded_usage
+from ..paths import create_file, new_trial_folder, open_append
+from .base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE, Locator, TrialIdentity, TrialSpec
+from .local import recorded_exit
+from .ray_address import NAMESPACE
+from .ray_agent import FOLLOWED_FILES, NodeAgent
+
+AGENT_PREFIX = "automl-agent-"
+COPY_CHUNK = 4 << 20  # bytes per call when a trial's folder is copied back at its end
+
+log = logging.getLogger("automl")
+
+
+class NodeLost(OSError):
+    """The node a trial ran on left the cluster (or its agent died): the trial is lost with it."""
+
+
+@dataclass
+class RayOptions:
+    """Where the cluster is and what each trial asks of Ray beyond its CPUs and GPUs."""
+
+    address: str
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per trial
+    node_dir: str | None = None  # the folder of trial folders on each node (default: its temp folder)
+
+
+class RayLauncher:
+    """Runs each trial on a node of the Ray cluster at `options.address` (see the module docstring), with the
+    environment of the shell that ran the experiment (`environment`)."""
+
+    def __init__(self, options: RayOptions, gpus: float = 0, environment: Mapping[str, str] | None = None):
+        self.options = options
+        self.gpus = gpus
+        self.environment = dict(os.environ if environment is None else environment)
+
+    async def start(self, spec: TrialSpec) -> RayTrialHandle:
+        """Reserve the trial's resources, then start it through its node's agent; its handle once it runs."""
+        await connect(self.options.address)
+        new_trial_folder(spec.trial_dir)
+        create_file(spec.trial_dir / PARAMS_FILE, _params_bytes(spec.params))
+        for name in (METRICS_FILE, STDOUT_FILE, STDERR_FILE):
+            create_file(spec.trial_dir / name)
+        name = f"automl-{spec.experiment_id}-{spec.trial_id}-{uuid.uuid4().hex[:8]}"
+        bundle = {"CPU": float(spec.cpus), **({"GPU": self.gpus} if self.gpus else {}), **self.options.resources}
+        group = placement_group([bundle], strategy="STRICT_PACK", name=name, lifetime="detached")
+        try:
+            await group.ready()
+            node = (await asyncio.to_thread(placement_group_table, group))["bundles_to_node_id"][0]
+            gpus = (
+                await _assigned_gpus.options(
+                    num_cpus=0, num_gpus=self.gpus, scheduling_strategy=PlacementGroupSchedulingStrategy(group, 0)
+                ).remote()
+                if self.gpus
+                else []
+            )
+            agent = await asyncio.to_thread(node_agent, node, self.options.node_dir)
+            node_spec = TrialSpec(**{**spec.__dict__, "gpus": [int(g) for g in gpus]})
+            pid, created = await agent.start.remote(node_spec, self.environment, name)
+        except RayError as e:
+            remove_placement_group(group)
+            raise OSError(f"Ray could not start the trial: {e}") from e
+        identity = TrialIdentity(spec.experiment_id, spec.trial_id)
+        return RayTrialHandle(identity, Locator(pid, created, node), agent, spec.trial_dir)
+
+    async def attach(self, identity: TrialIdentity, locator: Locator | None, trial_dir: Path) -> RayTrialHandle | None:
+        """After a daemon restart: the handle of a trial that still runs on its node (asked of that node's agent,
+        or of every agent when the store has no locator); None when nothing of it runs."""
+        await connect(self.options.address)
+        found = await asyncio.to_thread(_find, identity, locator)
+        if found is None or found[1]["code"] is not None:
+            return None
+        agent, status, node = found
+        return RayTrialHandle(identity, Locator(status["pid"], status["created"], node), agent, trial_dir)
+
+    def ended(self, identity: TrialIdentity, trial_dir: Path) -> int | None:
+        """The exit status of a trial that ended while no daemon watched, its folder copied back; None when its node
+        knows nothing of it (the node left the cluster)."""
+        connect_now(self.options.address)
+        found = _find(identity, None)
+        if found is None or found[1]["code"] is None:
+            return recorded_exit(trial_dir)
+        agent, status, node = found
+        _collect(agent, (identity.experiment_id, identity.trial_id), trial_dir)
+        return status["code"]
+
+    def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
+        """SIGKILL now, on every node, what a trial that ended while no daemon watched left running; their pids."""
+        connect_now(self.options.address)
+        key = (identity.experiment_id, identity.trial_id)
+        pids: list[int] = []
+        for agent in _all_agents():
+            try:
+                pids += ray.get(agent.kill_leftovers.remote(key))
+                ray.get(agent.forget.remote(key))
+            except RayError:
+                continue
+        return pids
+
+
+class RayTrialHandle:
+    """One trial on a Ray node: its files mirrored into the daemon's trial folder as they grow."""
+
+    def __init__(self, identity: TrialIdentity, locator: Locator, agent: Any, trial_dir: Path):
+        self.identity, self.locator, self.agent, self.trial_dir = identity, locator, agent, trial_dir
+        self.key = (identity.experiment_id, identity.trial_id)
+        self._file: Any = None  # the mirror metrics file read so far (device, inode)
+        self._measured = RecordedUsage(0.0)
+        self._sampling: Any = None
+        self._collected = False
+        self._problem: str | None = None
+
+    async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
+        """Bring the node files' new bytes to the mirror, then read the mirror's new metric records."""
+        if not self._collected:
+            await self._pull()
+        if self._problem:
+            return ReadResult([], offset, self._problem, self._file)
+        result = read_new(self.trial_dir / METRICS_FILE, offset, seq, objective, identity=self._file, final=final)
+        self._file = result.identity
+        return result
+
+    async def wait(self) -> int | None:
+        """The trial's exit status, once its folder is copied back; NodeLost when its node left the cluster."""
+        try:
+            code = await self.agent.wait.remote(self.key)
+        except RayActorError as e:
+            raise NodeLost(f"node {self.locator.node} left the Ray cluster while the trial ran") from e
+        await self.collect()
+        return code
+
+    def sample(self) -> set[int]:
+        """Ask the node for the trial tree's CPU time and peak memory (taken when the answer comes); no pids of
+        this machine's processes."""
+        if self._sampling is None and not self._collected:
+            self._sampling = asyncio.ensure_future(self._sample())
+        return set()
+
+    def usage(self) -> RecordedUsage | None:
+        """What the node measured so far, and what the wrapper recorded at the trial's exit once copied back."""
+        recorded = recorded_usage(self.trial_dir)
+        if recorded is None:
+            return self._measured if self._measured.cpu_seconds else None
+        return RecordedUsage(
+            max(recorded.cpu_seconds, self._measured.cpu_seconds),
+            recorded.ended,
+            max(recorded.peak_rss_mib, self._measured.peak_rss_mib),
+        )
+
+    async def terminate(self, grace: float) -> None:
+        """SIGTERM the trial's whole process tree on its node, SIGKILL what is left after `grace` seconds."""
+        try:
+            await self.agent.terminate.remote(self.key, grace)
+        except RayActorError:
+            pass  # the node is gone, and the trial with it: `wait` says so
+
+    def kill(self) -> None:
+        """SIGKILL the trial's whole process tree on its node now."""
+        self.agent.kill.remote(self.key)
+
+    async def end_leftovers(self, grace: float) -> list[int]:
+        """End what the trial left running on its node, copy what they wrote, and free the node's copy."""
+        try:
+            pids = await self.agent.end_leftovers.remote(self.key, grace)
+            if pids:
+                await self.collect()
+            await self.agent.forget.remote(self.key)
+        except RayActorError:
+            return []
+        return pids
+
+    async def collect(self) -> None:
+        """Copy the trial's folder on its node into the daemon's (see `_collect`)."""
+        try:
+            await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir)
+        except RayActorError as e:
+            raise NodeLost(f"node {self.locator.node} left the Ray cluster before the trial's files were copied") from e
+        self._collected = True
+
+    async def _pull(self) -> None:
+        """Append each followed file's new bytes on the node to the mirror."""
+        try:
+            reply = await self.agent.pull.remote(self.key, _sizes(self.trial_dir))
+        except RayActorError:
+            return  # the node is gone: `wait` says so
+        _apply(reply, self.trial_dir)
+        self._problem = self._problem or reply["problem"]
+
+    async def _sample(self) -> None:
+        try:
+            usage = await self.agent.sample.remote(self.key)
+            self._measured = RecordedUsage(usage["cpu_seconds"], None, usage["peak_rss_mib"])
+        except (RayError, KeyError):
+            pass
+        finally:
+            self._sampling = None
+
+
+_connected: str | None = None
+_connecting = asyncio.Lock()
+_agents: dict[str, Any] = {}
+
+
+async def connect(address: str) -> None:
+    """Join the cluster at `address` as its driver, once per process (Ray allows one cluster per process)."""
+    if _connected == address:
+        return
+    async with _connecting:
+        await asyncio.to_thread(connect_now, address)
+
+
+def connect_now(address: str) -> None:
+    """`connect`, blocking."""
+    global _connected
+    if _connected == address:
+        return
+    if _connected is not None:
+        raise OSError(f"this automl process already uses the Ray cluster at {_connected}, not {address}")
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+    _connected = address
+
+
+def node_agent(node: str, node_dir: str | None) -> Any:
+    """The agent of a node, started there (once, detached, named after the node) unless it runs already."""
+    if node not in _agents:
+        root = node_dir or str(Path(tempfile.gettempdir()) / f"automl-{os.getuid()}")
+        _agents[node] = (
+            ray.remote(NodeAgent)
+            .options(
+                name=AGENT_PREFIX + node,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                num_cpus=0,
+                max_restarts=0,
+                max_concurrency=1000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+            )
+            .remote(node, str(Path(root) / node[:12]))
+        )
+    return _agents[node]
+
+
+@ray.remote
+def _assigned_gpus() -> list[int]:
+    """The GPUs Ray gave to the placement-group bundle this runs in."""
+    return [int(gpu) for gpu in ray.get_gpu_ids()]
+
+
+def _find(identity: TrialIdentity, locator: Locator | None) -> tuple[Any, dict[str, Any], str] | None:
+    """The agent that started a trial, what it knows of it, and its node (the locator's node first)."""
+    key = (identity.experiment_id, identity.trial_id)
+    nodes = [locator.node] if locator is not None and locator.node else [name[len(AGENT_PREFIX) :] for name in _names()]
+    for node in nodes:
+        try:
+            agent = ray.get_actor(AGENT_PREFIX + node, namespace=NAMESPACE)
+            status = ray.get(agent.status.remote(key))
+        except (ValueError, RayError):
+            continue
+        if status is not None and (locator is None or status["pid"] == locator.pid):
+            return agent, status, node
+    return None
+
+
+def _collect(agent: Any, key: tuple[str, int], trial_dir: Path) -> None:
+    """Copy every file of a trial's folder on its node into the daemon's, the followed ones to their end (blocking),
+    and release the trial's placement group."""
+    while _apply(ray.get(agent.pull.remote(key, _sizes(trial_dir))), trial_dir):
+        pass
+    for name, size in ray.get(agent.files.remote(key)):
+        if name not in FOLLOWED_FILES and name != PARAMS_FILE and _inside(name):
+            _copy(agent, key, trial_dir / name, name, size)
+    status = ray.get(agent.status.remote(key))
+    if status and status["group"]:
+        _remove_group(status["group"])
+
+
+def _apply(reply: dict[str, Any], trial_dir: Path) -> bool:
+    """Append the new bytes the node sent to the mirror files; whether more may be waiting."""
+    more = False
+    for name, data in reply["chunks"].items():
+        if data:
+            _append(trial_dir / name, data)
+            more = more or len(data) >= reply["max"]
+    return more
+
+
+def _copy(agent: Any, key: tuple[str, int], target: Path, name: str, size: int) -> None:
+    """Copy one file of the trial's folder from its node, a chunk per call."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        for offset in range(0, size, COPY_CHUNK):
+            os.pwrite(fd, ray.get(agent.read.remote(key, name, offset, COPY_CHUNK)), offset)
+    finally:
+        os.close(fd)
+
+
+def _sizes(trial_dir: Path) -> dict[str, int]:
+    """How much of each followed file the mirror holds."""
+    sizes = {}
+    for name in FOLLOWED_FILES:
+        try:
+            sizes[name] = os.lstat(trial_dir / name).st_size
+        except FileNotFoundError:
+            sizes[name] = 0
+    return sizes
+
+
+def _all_agents() -> list[Any]:
+    agents = []
+    for name in _names():
+        try:
+            agents.append(ray.get_actor(name, namespace=NAMESPACE))
+        except ValueError:
+            continue
+    return agents
+
+
+def _names() -> list[str]:
+    return [
+        entry["name"]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry["namespace"] == NAMESPACE and entry["name"].startswith(AGENT_PREFIX)
+    ]
+
+
+def _remove_group(name: str) -> None:
+    try:
+        remove_placement_group(get_placement_group(name))
+    except (ValueError, RayError):
+        pass  # already gone
+
+
+def _params_bytes(params: dict[str, Any]) -> bytes:
+    return (json.dumps(params, indent=2) + "\n").encode()
+
+
+def _append(path: Path, data: bytes) -> None:
+    fd = open_append(path)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _inside(name: str) -> bool:
+    """Whether a file name the node sent stays inside the trial's folder."""
+    return not Path(name).is_absolute() and ".." not in Path(name).parts
