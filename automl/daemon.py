@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 
 from . import __version__
-from .config.model import GpuPolicy, config_from_store, load_config, parse_duration
+from .config.model import GpuPolicy, config_from_store, load_config, parse_duration, resolve_launcher
 from .control.client import Client, DaemonNotRunning
 from .control.server import ControlServer
 from .engine.experiment import DETACHED, ExperimentLoop
@@ -31,7 +31,7 @@ from .engine.loop_lag import LoopLag
 from .errors import UserError
 from .gpu.pool import GpuPool, report
 from .gpu.probe import open_probe
-from .launchers.local import LocalLauncher
+from .launchers.choose import launcher_for
 from .paths import last_line, open_append, replace_file, secure_home
 from .store import LOOP_WRITE_WAIT, Experiment, Store, StoreUnavailable
 
@@ -66,8 +66,9 @@ def socket_path(home: Path) -> Path:
 class Daemon:
     """Hosts experiments and answers control requests until told to shut down."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, ray_address: str | None = None):
         self.home = home
+        self.ray_address = ray_address  # where experiments without a launcher of their own run their trials
         self.loops: dict[str, ExperimentLoop] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.time()
@@ -133,7 +134,7 @@ class Daemon:
                 "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
             }
         if op == "gpus":
-            return {"gpus": self._gpu_report()}
+            return {"gpus": self._gpu_report() + await self._cluster_gpus()}
         if op == "submit":
             try:
                 return await self._submit(_arg(args, "config", str), _environment(args))
@@ -165,6 +166,16 @@ class Daemon:
             loop.update(_optional_int(args, "concurrency"), _optional_int(args, "max_trials"), max_duration)
         return {"experiment": loop.experiment.id}
 
+    async def _cluster_gpus(self) -> list[dict[str, Any]]:
+        """The GPUs of every node of the Ray cluster this daemon uses, if it uses one."""
+        used = [loop.config.launcher.address for loop in self.loops.values() if loop.config.launcher.name == "ray"]
+        address = self.ray_address or next(iter(used), None)
+        if address is None:
+            return []
+        from .launchers.ray import cluster_gpus
+
+        return await cluster_gpus(address)
+
     def _publish_gpus(self) -> None:
         """A `gpu_sample` event after every look at the GPUs, for dashboards."""
         self.server.publish("gpu_sample", None, {"gpus": self.pool.describe()})
@@ -184,6 +195,7 @@ class Daemon:
         if self._shutdown.is_set():
             raise UserError("the daemon is shutting down; submit again once it has restarted")
         config, warnings = await asyncio.to_thread(load_config, path, environment)
+        await asyncio.to_thread(resolve_launcher, config, path, self.ray_address)
         tuner = await asyncio.to_thread(tuner_for, config)
         if self._shutdown.is_set():
             raise UserError("the daemon is shutting down; submit again once it has restarted")
@@ -235,9 +247,10 @@ class Daemon:
         return {"experiment": experiment.id, "adopted": True}
 
     def _host(self, experiment: Experiment, config: Any, tuner: Any) -> None:
-        slots = self.pool.slots(experiment.id, config.gpu, config.resources.gpus)
+        local_gpus = 0 if config.launcher.name == "ray" else config.resources.gpus  # Ray assigns a cluster's GPUs
+        slots = self.pool.slots(experiment.id, config.gpu, local_gpus)
         loop = ExperimentLoop(
-            self.store, experiment, config, tuner, slots, launcher=LocalLauncher(experiment.environment)
+            self.store, experiment, config, tuner, slots, launcher=launcher_for(config, experiment.environment)
         )
         loop.listeners.append(lambda event, data: self.server.publish(event, experiment.id, data))
         self.loops[experiment.id] = loop
@@ -262,8 +275,9 @@ class Daemon:
         return loop
 
 
-def serve_foreground(home: Path) -> None:
-    """`automl daemon start --foreground`: run the daemon in this process (for service managers)."""
+def serve_foreground(home: Path, ray_address: str | None = None) -> None:
+    """`automl daemon start --foreground`: run the daemon in this process (for service managers); experiments
+    without a launcher of their own run on the Ray cluster at `ray_address` when given."""
     from .cli.commands import log_to
 
     secure_home(home)
@@ -271,10 +285,10 @@ def serve_foreground(home: Path) -> None:
         for handler in [h for h in log.handlers if type(h) is logging.StreamHandler]:
             log.removeHandler(handler)
     log_to(home / LOG_FILE)
-    asyncio.run(Daemon(home).run())
+    asyncio.run(Daemon(home, ray_address).run())
 
 
-def start_detached(home: Path, timeout: float = 30.0) -> int:
+def start_detached(home: Path, timeout: float = 30.0, ray_address: str | None = None) -> int:
     """Start the daemon in the background (own session, no terminal) and wait until it answers; its pid."""
     running = daemon_pid(home)
     if running is not None:
@@ -283,7 +297,15 @@ def start_detached(home: Path, timeout: float = 30.0) -> int:
     _check_store(home)
     with open(open_append(home / LOG_FILE), "ab") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "automl", "daemon", "start", "--foreground"],
+            [
+                sys.executable,
+                "-m",
+                "automl",
+                "daemon",
+                "start",
+                "--foreground",
+                *(["--ray", ray_address] if ray_address else []),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,

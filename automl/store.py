@@ -26,7 +26,7 @@ log = logging.getLogger("automl")
 
 USAGE_FIELDS = ("gpu_seconds", "energy_j", "cpu_seconds", "peak_rss_mib", "gpu_memory_mib", "cost")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DB_NAME = "automl.db"
 OPEN_WAIT = 10.0  # seconds opening the store waits for another writer's lock
 LOOP_WRITE_WAIT = 0.1  # seconds an experiment loop's write waits for a lock: longer would stall the event loop
@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS trials (
     gpu_memory_mib REAL,
     cost REAL,
     decision TEXT,
+    node TEXT,
     PRIMARY KEY (experiment_id, id)
 );
 CREATE TABLE IF NOT EXISTS metrics (
@@ -143,6 +144,7 @@ class Trial:
     gpu_memory_mib: float | None = None
     cost: float | None = None
     decision: tuple[str, str] | None = None  # (status, reason) an ending decided for it and not yet carried out
+    node: str | None = None  # the cluster node it runs on (None: the machine of its host)
 
 
 class StoreUnavailable(DaemonError):
@@ -399,15 +401,22 @@ class Store:
             )
         return trial
 
-    def trial_started(self, trial: Trial, pid: int, pid_created: float | None, started: float | None = None) -> None:
-        """Mark a trial running under process `pid`, created at `pid_created` by the kernel's clock (started now,
-        unless told when)."""
-        trial.status, trial.pid, trial.pid_created = "running", pid, pid_created
+    def trial_started(
+        self,
+        trial: Trial,
+        pid: int,
+        pid_created: float | None,
+        started: float | None = None,
+        node: str | None = None,
+    ) -> None:
+        """Mark a trial running under process `pid`, created at `pid_created` by the kernel's clock, on `node` (None:
+        this machine), started now unless told when."""
+        trial.status, trial.pid, trial.pid_created, trial.node = "running", pid, pid_created, node
         trial.started = self.clock() if started is None else started
         with self._tx():
             self.conn.execute(
-                "UPDATE trials SET status=?, pid=?, pid_created=?, started=? WHERE experiment_id=? AND id=?",
-                (trial.status, pid, pid_created, trial.started, trial.experiment_id, trial.id),
+                "UPDATE trials SET status=?, pid=?, pid_created=?, started=?, node=? WHERE experiment_id=? AND id=?",
+                (trial.status, pid, pid_created, trial.started, node, trial.experiment_id, trial.id),
             )
 
     def forget_metrics(self, trial: Trial) -> None:
@@ -530,7 +539,7 @@ class Store:
     def _upgrade(self) -> None:
         """Bring a database written by an older automl up to this schema (columns are only ever added)."""
         added = {
-            "trials": [*((name, "REAL") for name in USAGE_FIELDS), ("decision", "TEXT")],
+            "trials": [*((name, "REAL") for name in USAGE_FIELDS), ("decision", "TEXT"), ("node", "TEXT")],
             "experiments": [
                 ("note", "TEXT"),
                 ("environment", "TEXT"),
@@ -694,6 +703,7 @@ def _trial(row: sqlite3.Row) -> Trial:
         row["lines"],
         **{name: row[name] if name in row.keys() else None for name in USAGE_FIELDS},
         decision=tuple(json.loads(row["decision"])) if "decision" in row.keys() and row["decision"] else None,
+        node=row["node"] if "node" in row.keys() else None,
     )
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from automl.launchers.base import METRICS_FILE, STDOUT_FILE, TrialSpec
+from automl.launchers.local import marked_processes
+from automl.store import Store
+from tests.conftest import automl, show, write_config, write_trial
 from tests.ray_cluster import HEAD_RESOURCE, WORKER_RESOURCE, TwoNodes, two_node_cluster
 
 pytestmark = pytest.mark.ray
@@ -83,3 +88,129 @@ def test_a_trial_on_the_worker_node_delivers_each_metric_once_and_its_folder(clu
     assert f"node {node}" in (folder / STDOUT_FILE).read_text()
     assert (folder / "exit_code").read_text().strip() == "0"
     assert json.loads((folder / "params.json").read_text()) == {"x": 1}
+
+
+# The experiment as a user runs it: a real daemon, the real CLI, trials placed by Ray on both nodes.
+
+STEPS = 3
+RAY_TRIAL = f"""
+import os
+for step in range({STEPS}):
+    time.sleep(params.get('pace', 0.3))
+    trial.report(step * params['x'])
+trial.report_final(params['x'])
+print('ran on', os.environ['AUTOML_NODE'])
+"""
+
+
+@pytest.fixture
+def daemon(cluster: TwoNodes, home: Path) -> Iterator[Path]:
+    """A daemon for one test, its trials on the cluster; stopped, and whatever its trials left ended, afterwards."""
+    started = automl("daemon", "start")
+    assert started.returncode == 0, started.stderr
+    yield home
+    automl("daemon", "stop")
+    _end_leftover_trials(home)
+
+
+def _end_leftover_trials(home: Path) -> None:
+    """SIGKILL the processes of this test's trials that still run, found by their marks (on whichever node)."""
+    store = Store.open_for_reading(home)
+    if store is None:
+        return
+    for experiment in store.experiments():
+        for trial in store.trials(experiment.id):
+            for proc in marked_processes(experiment.id, trial.id):
+                proc.kill()
+
+
+def _ray_config(tmp_path: Path, cluster: TwoNodes, **fields: object) -> Path:
+    write_trial(tmp_path, RAY_TRIAL)
+    launcher = {"name": "ray", "address": cluster.address, **fields.pop("launcher", {})}  # type: ignore[dict-item]
+    return write_config(tmp_path, launcher=launcher, **fields)
+
+
+def _wait_status(exp_id: str, *statuses: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = show(exp_id)
+        if view["status"] in statuses:
+            return view
+        time.sleep(0.2)
+    raise AssertionError(f"experiment {exp_id} is still {view['status']}")
+
+
+def _stored_metrics(home: Path, exp_id: str) -> dict[int, list[int]]:
+    """Each trial's stored metric line numbers, straight from the store."""
+    with sqlite3.connect(home / "automl.db") as db:
+        rows = db.execute("SELECT trial_id, seq FROM metrics WHERE experiment_id=? ORDER BY trial_id, seq", (exp_id,))
+        stored: dict[int, list[int]] = {}
+        for trial_id, seq in rows:
+            stored.setdefault(trial_id, []).append(seq)
+    return stored
+
+
+def test_an_experiment_runs_its_trials_on_both_nodes_and_stores_every_metric_once(tmp_path, cluster, daemon):
+    config = _ray_config(tmp_path, cluster, resources={"cpus": 2}, concurrency=4, max_trials=4)
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    view = _wait_status(exp_id, "done")
+    trials = view["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 4
+    assert len({t["node"] for t in trials}) == 2  # 4 trials of 2 CPUs fill both nodes' 4 CPUs
+    assert _stored_metrics(daemon, exp_id) == {t["id"]: list(range(STEPS + 1)) for t in trials}
+    for t in trials:
+        folder = daemon / "experiments" / exp_id / "trials" / str(t["id"])
+        assert f"ran on {t['node']}" in (folder / STDOUT_FILE).read_text()
+        assert len((folder / METRICS_FILE).read_text().splitlines()) == STEPS + 1
+        assert (folder / "exit_code").read_text().strip() == "0"
+    logs = automl("logs", exp_id, str(trials[0]["id"]), check=True).stdout
+    assert f"ran on {trials[0]['node']}" in logs
+
+
+NNI_TRIAL = """
+import nni
+params = nni.get_next_parameter()
+for step in range(3):
+    nni.report_intermediate_result(step * params["x"])
+nni.report_final_result({"default": params["x"], "other": 1})
+"""
+
+
+def test_an_unmodified_nni_trial_runs_on_the_worker_node(tmp_path, cluster, daemon):
+    (tmp_path / "trial.py").write_text(NNI_TRIAL)
+    config = write_config(
+        tmp_path,
+        launcher={"name": "ray", "address": cluster.address, "resources": {WORKER_RESOURCE: 1}},
+        max_trials=2,
+        concurrency=2,
+    )
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    view = _wait_status(exp_id, "done")
+    assert {t["node"] for t in view["trials"]} == {cluster.worker.node_id}
+    assert all(t["status"] == "succeeded" and t["steps"] == 3 for t in view["trials"]), view["trials"]
+    assert all(t["value"] == t["params"]["x"] for t in view["trials"])
+
+
+def test_automl_gpus_lists_every_nodes_gpus(tmp_path, cluster, home):
+    started = automl("daemon", "start", "--ray", cluster.address)
+    assert started.returncode == 0, started.stderr
+    try:
+        gpus = json.loads(automl("gpus", "--json", check=True).stdout)["gpus"]
+        table = automl("gpus", check=True).stdout
+    finally:
+        automl("daemon", "stop")
+    by_node: dict[str, list[dict]] = {}
+    for gpu in gpus:
+        by_node.setdefault(gpu["node"], []).append(gpu)
+    assert len(by_node) == 2 and all(len(node) == 2 for node in by_node.values())
+    busy = by_node[cluster.worker.node_id][0]
+    assert busy["processes"] and not busy["takes_trial"]  # another user's process on the worker's first GPU
+    assert f"node {cluster.worker.node_id}" in table
+
+
+def test_submit_to_an_unreachable_cluster_is_exit_2_naming_the_address(tmp_path, cluster, daemon):
+    config = _ray_config(tmp_path, cluster, launcher={"address": "127.0.0.1:9"})
+    result = automl("submit", str(config))
+    assert result.returncode == 2
+    assert "launcher.address" in result.stderr and "127.0.0.1:9" in result.stderr and "ray start" in result.stderr
+    assert json.loads(automl("ls", "--json", check=True).stdout) == []

@@ -98,11 +98,12 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ..config.model import load_config
+    from ..config.model import load_config, resolve_launcher
     from ..store import LOOP_WRITE_WAIT, Store
     from ..tuners import tuner_for
 
     config, warnings = load_config(args.config)
+    resolve_launcher(config, args.config, None)
     for warning in warnings:
         print(f"automl: warning: {warning}", file=sys.stderr)
     tuner = tuner_for(config)
@@ -160,11 +161,13 @@ async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tup
     from ..engine.experiment import ExperimentLoop
     from ..gpu.pool import GpuPool
     from ..gpu.probe import open_probe
+    from ..launchers.choose import launcher_for
     from .progress import Progress
 
-    pool = GpuPool(open_probe() if config.resources.gpus > 0 else None)
-    slots = pool.slots(experiment.id, config.gpu, config.resources.gpus)
-    loop = ExperimentLoop(store, experiment, config, tuner, slots)
+    local_gpus = 0 if config.launcher.name == "ray" else config.resources.gpus  # Ray assigns a cluster's GPUs
+    pool = GpuPool(open_probe() if local_gpus > 0 else None)
+    slots = pool.slots(experiment.id, config.gpu, local_gpus)
+    loop = ExperimentLoop(store, experiment, config, tuner, slots, launcher=launcher_for(config, None))
     progress = Progress(loop)
     loop.listeners.append(progress)
     interrupts = 0

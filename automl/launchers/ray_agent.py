@@ -55,6 +55,7 @@ class NodeAgent:
         self.node_id = node_id
         self.root = Path(root)
         self.trials: dict[Key, _Trial] = {}
+        self._probe: Any = None
 
     def ping(self) -> str:
         """This agent's node (the launcher's check that the agent runs)."""
@@ -178,12 +179,14 @@ class NodeAgent:
         if trial is not None:
             shutil.rmtree(trial.folder, ignore_errors=True)
 
-    def gpus(self) -> list[dict[str, Any]]:
-        """This node's GPUs now, as `GpuSnapshot` fields (the simulated fleet where AUTOML_SIM_GPUS names one)."""
-        from ..gpu.probe import open_probe
+    def gpus(self) -> list[Any]:
+        """This node's GPUs now, as `GpuSnapshot`s (the simulated fleet where AUTOML_SIM_GPUS names one), from a
+        probe opened once: it is this node's GPU monitor."""
+        if self._probe is None:
+            from ..gpu.probe import open_probe
 
-        probe = open_probe()
-        return [] if probe is None else [snapshot.__dict__ for snapshot in probe.sample()]
+            self._probe = open_probe() or False
+        return self._probe.sample() if self._probe else []
 
     async def _watch(self, trial: _Trial) -> None:
         """Reap the trial's process as soon as it exits (pidfd where the kernel has it), and say so."""
