@@ -33,9 +33,9 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 
 from automl.control.client import Client  # noqa: E402
-from automl.engine.metrics_file import MAX_LINE  # noqa: E402
 from automl.errors import UserError  # noqa: E402
 from automl.launchers.local import marked_processes  # noqa: E402
+from automl.launchers.metrics_file import MAX_LINE  # noqa: E402
 from automl.paths import trial_dir  # noqa: E402
 from automl.store import DB_NAME, Store  # noqa: E402
 from tests.conftest import automl, show, write_config, write_trial  # noqa: E402

@@ -24,16 +24,23 @@ from typing import Any
 from ..config.model import ExperimentConfig
 from ..errors import UserError
 from ..gpu.pool import GpuSlots, Placement
-from ..launchers.base import METRICS_FILE, Launcher, TrialSpec
-from ..launchers.local import LocalLauncher, describe_exit, find_trial_process, recorded_exit, stderr_tail
+from ..launchers.base import (
+    Launcher,
+    Locator,
+    ProcessUsage,
+    TrialHandle,
+    TrialIdentity,
+    TrialSpec,
+    describe_exit,
+    stderr_tail,
+)
+from ..launchers.local import LocalLauncher
 from ..paths import set_aside, trial_dir
 from ..stoppers.base import Stopper
 from ..store import USAGE_FIELDS, Experiment, Store, StoreUnavailable, Trial
 from ..trial import BARE_PARAMETER_ENV
 from ..tuners.base import NoMoreTrials
-from . import metrics_file
 from .cost import TrialUsage
-from .process_usage import ProcessTreeUsage, RecordedUsage, recorded_usage
 from .trial_logs import cap_logs, oversized_logs
 from .tuner_worker import TunerWorker
 
@@ -64,17 +71,15 @@ class _Running:
     trial: Trial
     key: int
     placement: Placement
-    pid: int | None = None
+    handle: TrialHandle | None = None  # how the loop reaches the trial, once it was started or found again
     final: float | None = None
     seq: int = 0  # metric lines read so far
     recovered: bool = False  # re-attached after a restart: the current tuner never handed it out
     ending: tuple[str, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
     intermediate: list[float | None] = field(default_factory=list)  # its intermediate values, in order
-    tree: ProcessTreeUsage | None = None
     before: dict[str, float] = field(default_factory=dict)  # usage an earlier automl process measured
     looked: float = 0.0  # when the process tree was last looked at
     stored: float = 0.0  # when its usage was last written
-    metrics_identity: metrics_file.Identity | None = None  # the metrics file read so far, to notice a replaced one
     termination: asyncio.Task[None] | None = field(default=None, repr=False)
     logs_capped: float = 0.0  # when its log files were last looked at
     capping: asyncio.Future[int] | None = field(default=None, repr=False)
@@ -162,8 +167,8 @@ class ExperimentLoop:
         self.stop()
         self._killing = True
         for running in self._running.values():
-            if running.pid is not None:
-                self.launcher.kill(running.pid)
+            if running.handle is not None:
+                running.handle.kill()
 
     def pause(self) -> None:
         """Start no new trials; running ones go on."""
@@ -430,51 +435,44 @@ class ExperimentLoop:
         )
         try:
             # shielded: a process half-started when the loop detaches is found again by its environment
-            process = await asyncio.shield(self.launcher.start(spec))
+            handle = await asyncio.shield(self.launcher.start(spec))
         except OSError as e:
             self._finish(running, "failed", None, f"could not start {spec.argv[0]!r}: {e.strerror or e}")
             return
-        self._attach(running, process.pid)
-        self._mark_started(trial, process.pid, self.launcher.start_time(process.pid), self.store.clock())
+        self._attach(running, handle)
+        self._mark_started(trial, handle.locator, self.store.clock())
         self._emit("trial_started", trial=trial.id, params=trial.params, gpus=running.placement.gpus)
-        await self._watch(running, asyncio.ensure_future(process.wait()))
+        await self._watch(running)
 
     def _trial_env(self) -> dict[str, str]:
         """The config's environment for trials, and the name of a parameter NNI's trial API hands out bare."""
         bare = self._worker.tuner.bare_parameter
         return self.config.env if bare is None else {**self.config.env, BARE_PARAMETER_ENV: bare}
 
-    async def _watch(self, running: _Running, exit_code: asyncio.Future[int | None]) -> None:
+    async def _watch(self, running: _Running) -> None:
         """Collect metrics until the process ends; enforce the timeout and our decided endings; conclude."""
-        trial = running.trial
+        trial, handle = running.trial, running.handle
+        assert handle is not None, "only trials with a handle are watched"
+        exit_code = asyncio.ensure_future(handle.wait())
         deadline = None if self.config.trial_timeout is None else (trial.started or 0) + self.config.trial_timeout
         while True:
             done, _ = await asyncio.wait({exit_code}, timeout=self.poll_interval)
             if done:
                 break
-            self._collect(running)
+            await self._collect(running)
             self._look_at_usage(running)
             self._cap_logs(running)
             if running.ending is None and deadline is not None and self.store.clock() >= deadline:
                 self._decide(running, "failed", f"timed out after {self.config.trial_timeout:g} s")
-            if running.ending is not None and running.termination is None and running.pid is not None:
-                running.termination = asyncio.ensure_future(self.launcher.terminate(running.pid, self.grace))
+            if running.ending is not None and running.termination is None:
+                running.termination = asyncio.ensure_future(handle.terminate(self.grace))
         if running.termination is not None:
             await running.termination  # the whole tree is gone before its GPUs are handed on
-        await self.launcher.end_leftovers(self.experiment.id, trial.id, 0.0 if self._killing else self.grace)
+        await handle.end_leftovers(0.0 if self._killing else self.grace)
         await self._collect_all(running)  # all it wrote, now that nothing of it writes any more
         if oversized_logs(self.trial_dir(trial.id), self._log_limit()):
             await asyncio.to_thread(cap_logs, self.trial_dir(trial.id), self._log_limit())
-        recorded = recorded_exit(self.trial_dir(trial.id))  # exact even when the wait lost the status
-        self._conclude(running, exit_code.result() if recorded is None else recorded)
-
-    async def _exit_of_foreign(self, running: _Running) -> int | None:
-        """Wait for a re-attached trial (no longer our child) to end; its wrapper recorded the exit status."""
-        pid = running.pid
-        assert pid is not None, "only trials with a known process are re-attached"
-        while self.launcher.alive(pid, running.trial.pid_created):
-            await asyncio.sleep(self.poll_interval)
-        return recorded_exit(self.trial_dir(running.trial.id))
+        self._conclude(running, exit_code.result())
 
     def _conclude(self, running: _Running, code: int | None) -> None:
         if running.ending is not None:
@@ -491,23 +489,16 @@ class ExperimentLoop:
             status, reason = "succeeded", None
         self._finish(running, status, code, reason)
 
-    def _collect(self, running: _Running, final: bool = False) -> bool:
+    async def _collect(self, running: _Running, final: bool = False) -> bool:
         """Persist the metrics the trial appended since the last look (one chunk of its file), then act on them;
         whether it is all stored: False when more is waiting, or when the store took no writes (the lines stay in
         the metrics file, read again from the same offset). `final`: the trial has ended, so a last line without
         a newline counts too."""
-        trial = running.trial
+        trial, handle = running.trial, running.handle
+        assert handle is not None, "only trials with a handle have metrics"
         if not self.store.due():
             return False
-        result = metrics_file.read_new(
-            self.trial_dir(trial.id) / METRICS_FILE,
-            trial.metrics_offset,
-            running.seq,
-            self.config.objective.metric,
-            identity=running.metrics_identity,
-            final=final,
-        )
-        running.metrics_identity = result.identity
+        result = await handle.read_metrics(trial.metrics_offset, running.seq, self.config.objective.metric, final=final)
         if result.metrics or result.offset != trial.metrics_offset:
             try:
                 self.store.add_metrics(trial, result.metrics, result.offset)
@@ -533,7 +524,7 @@ class ExperimentLoop:
 
     async def _collect_all(self, running: _Running) -> None:
         """Store every metric line an ended trial wrote: chunk by chunk, waiting out a store that takes no writes."""
-        while not self._collect(running, final=True):
+        while not await self._collect(running, final=True):
             if self.store.fault is not None:
                 await self._store_takes_writes()
             else:
@@ -561,9 +552,9 @@ class ExperimentLoop:
         trial = running.trial
         value = running.final if status == "succeeded" else self._learned_from_stopped(running, status)
         energy, peak = self.gpus.release(running.placement)
-        recorded = recorded_usage(self.trial_dir(trial.id))  # true even for a trial that ended while we were down
-        usage = self._usage(running, energy, peak, recorded)
-        ended = self.store.clock() if recorded is None or recorded.ended is None else recorded.ended
+        used = ProcessUsage() if running.handle is None else running.handle.usage()  # also what it left unwatched
+        usage = self._usage(running, energy, peak, used)
+        ended = self.store.clock() if used.ended is None else used.ended
         trial.status, trial.exit_code, trial.error, trial.value, trial.ended = status, code, reason, value, ended
         self._write(self.store.trial_ended, trial, status, code, reason, value, usage, ended=ended)
         del self._running[trial.id]
@@ -656,7 +647,7 @@ class ExperimentLoop:
                     self.best = trial
         await self._worker.call(self._worker.tuner.restore, history, pending)
         for trial, key in live:  # after the tuner knows the history: a trial that ended meanwhile reports at once
-            self._recover(trial, key, curves.get(trial.id, []))
+            await self._recover(trial, key, curves.get(trial.id, []))
         log.info(
             "experiment %s resumed: %d configurations, %d ended, %d trials re-attached",
             self.experiment.id,
@@ -685,17 +676,20 @@ class ExperimentLoop:
             return self.config.rerun_interrupted
         return trial.status == "failed" and trial.attempt < self.config.retries
 
-    def _recover(self, trial: Trial, key: int, intermediate: list[float | None]) -> None:
+    async def _recover(self, trial: Trial, key: int, intermediate: list[float | None]) -> None:
         """A trial the store says is running (or about to): re-attach it, conclude it, start it, or mark it
         interrupted."""
-        if trial.status == "waiting" and (orphan := find_trial_process(trial.experiment_id, trial.id)) is not None:
-            self._mark_started(trial, orphan.pid, orphan.create_time(), orphan.create_time())
+        identity = TrialIdentity(trial.experiment_id, trial.id)
+        stored = None if trial.pid is None else Locator(trial.pid, trial.pid_created)
+        handle = await self.launcher.attach(identity, stored, self.trial_dir(trial.id))
+        if trial.status == "waiting" and handle.locator is not None:
+            self._mark_started(trial, handle.locator, handle.locator.created)
         placement = self.gpus.claim(trial.gpus, trial.gpu_memory_mib)
         running = _Running(
             trial,
             key,
             placement,
-            trial.pid,
+            handle,
             self.store.final_value(trial.experiment_id, trial.id),
             trial.metric_lines,
             recovered=True,
@@ -704,12 +698,11 @@ class ExperimentLoop:
             ending=trial.decision,
         )
         self._running[trial.id] = running
-        if trial.status == "running" and trial.pid is not None and self.launcher.alive(trial.pid, trial.pid_created):
-            self._attach(running, trial.pid)
-            exit_code = asyncio.ensure_future(self._exit_of_foreign(running))
-            running.task = asyncio.get_running_loop().create_task(self._guarded(self._watch(running, exit_code)))
+        if handle.locator is not None:
+            self._attach(running, handle)
+            running.task = asyncio.get_running_loop().create_task(self._guarded(self._watch(running)))
             return
-        code = recorded_exit(self.trial_dir(trial.id))
+        code = await handle.wait()
         if trial.status == "waiting" and code is None and self._stop_reason is not None:
             self._finish(running, "killed", None, f"{self._stop_reason} before it started")
             return
@@ -717,13 +710,14 @@ class ExperimentLoop:
             # automl died between storing the trial and starting its process: start it now, under its own id, in a
             # fresh folder (no process of it runs, so what the cut-short start wrote there is only set aside)
             set_aside(self.trial_dir(trial.id))
+            running.handle = None
             if trial.metrics_offset:  # the cut-short start reported: its lines stay in the folder set aside
                 self._write(self.store.forget_metrics, trial)
                 running.seq, running.final, running.intermediate, trial.steps = 0, None, [], 0
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._follow(running)))
             return
-        self.launcher.kill_leftovers(trial.experiment_id, trial.id)
-        if self._collect(running, final=True):
+        self.launcher.kill_leftovers(identity)
+        if await self._collect(running, final=True):
             self._conclude_recovered(running, code)
         else:  # more than one look reads, or a store that takes no writes now: conclude once every line is in it
             running.task = asyncio.get_running_loop().create_task(self._guarded(self._settle(running, code)))
@@ -739,10 +733,11 @@ class ExperimentLoop:
         else:
             self._finish(running, "interrupted", None, "its process was gone when automl restarted (machine restart?)")
 
-    def _mark_started(self, trial: Trial, pid: int, pid_created: float | None, started: float) -> None:
-        """Record that a trial runs as process `pid` (in memory at once, in the store as soon as it takes it)."""
-        trial.status, trial.pid, trial.pid_created, trial.started = "running", pid, pid_created, started
-        self._write(self.store.trial_started, trial, pid, pid_created, started)
+    def _mark_started(self, trial: Trial, locator: Locator | None, started: float | None) -> None:
+        """Record that a trial runs where `locator` says (in memory at once, in the store as soon as it takes it)."""
+        assert locator is not None and started is not None, "a started trial has a locator and a start time"
+        trial.status, trial.pid, trial.pid_created, trial.started = "running", locator.pid, locator.created, started
+        self._write(self.store.trial_started, trial, locator.pid, locator.created, started)
 
     def _learned_from_stopped(self, running: _Running, status: str) -> float | None:
         """What the tuner learns from a trial the stopper ended: its last or best intermediate value, or nothing."""
@@ -770,47 +765,40 @@ class ExperimentLoop:
 
     # usage and cost
 
-    def _attach(self, running: _Running, pid: int) -> None:
-        """Follow the trial's process: its tree for CPU and memory, its GPUs for load and energy."""
-        running.pid = pid
-        running.tree = ProcessTreeUsage(pid)
-        self.gpus.started(running.placement, (self.experiment.id, running.trial.id), pid)
+    def _attach(self, running: _Running, handle: TrialHandle) -> None:
+        """Follow the trial through its handle: its processes for CPU and memory, its GPUs for load and energy."""
+        assert handle.locator is not None, "only a trial that runs is followed"
+        running.handle = handle
+        self.gpus.started(running.placement, (self.experiment.id, running.trial.id), handle.locator.pid)
 
     def _look_at_usage(self, running: _Running) -> None:
         """Every second, look at the trial's process tree; every few seconds, store what it used so far."""
         now = asyncio.get_running_loop().time()
-        if running.tree is None or now - running.looked < USAGE_EVERY:
+        if running.handle is None or now - running.looked < USAGE_EVERY:
             return
         running.looked = now
-        self.gpus.seen(running.placement, running.tree.sample())
+        self.gpus.seen(running.placement, running.handle.sample())
         if now - running.stored >= STORE_USAGE_EVERY and self.store.due():
             running.stored = now
+            used = running.handle.usage()
             try:
-                self.store.trial_usage(running.trial, self._usage(running, *self.gpus.measured(running.placement)))
+                self.store.trial_usage(
+                    running.trial, self._usage(running, *self.gpus.measured(running.placement), used)
+                )
             except StoreUnavailable:
                 pass  # a running total: the next write brings it up to date
 
-    def _usage(
-        self, running: _Running, energy_j: float, gpu_memory_mib: float, recorded: RecordedUsage | None = None
-    ) -> dict[str, float]:
+    def _usage(self, running: _Running, energy_j: float, gpu_memory_mib: float, used: ProcessUsage) -> dict[str, float]:
         """What the trial used so far (adding to what an earlier automl process measured before a restart, and
-        taking what its wrapper recorded at its exit), and its price."""
-        trial, placement, tree, before = running.trial, running.placement, running.tree, running.before
-        ended = self.store.clock() if recorded is None or recorded.ended is None else recorded.ended
+        taking what was recorded at its exit), and its price."""
+        trial, placement, before = running.trial, running.placement, running.before
+        ended = self.store.clock() if used.ended is None else used.ended
         ran = max(0.0, ended - trial.started) if trial.started else 0.0
         usage = TrialUsage(
             gpu_seconds=placement.share * len(placement.gpus) * ran,
             energy_j=before.get("energy_j", 0.0) + energy_j,
-            cpu_seconds=max(
-                tree.cpu_seconds if tree else 0.0,
-                recorded.cpu_seconds if recorded else 0.0,
-                before.get("cpu_seconds", 0.0),
-            ),
-            peak_rss_mib=max(
-                tree.peak_rss_mib if tree else 0.0,
-                recorded.peak_rss_mib if recorded else 0.0,
-                before.get("peak_rss_mib", 0.0),
-            ),
+            cpu_seconds=max(used.cpu_seconds, before.get("cpu_seconds", 0.0)),
+            peak_rss_mib=max(used.peak_rss_mib, before.get("peak_rss_mib", 0.0)),
             gpu_memory_mib=max(gpu_memory_mib, before.get("gpu_memory_mib", 0.0)),
         )
         return usage.priced(self.config.cost).as_dict()

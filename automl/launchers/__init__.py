@@ -1,1 +1,2 @@
-"""Launchers: the boundary the experiment loop sees, local trial processes, and simulated trials."""
+"""Launchers: the boundary the experiment loop sees (trial handles), local trial processes, simulated trials, and
+reading a trial's metrics file and process usage."""

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..paths import last_line
+from .metrics_file import ReadResult
+
+# Contract: the files of a trial's folder. Trial scripts find them through the environment (`local.trial_env`),
+# `automl logs`, `automl export` and the dashboard read them, and a restarted daemon reads the folders an older
+# one wrote (as it reads the wrapper's records: `trial_exit.EXIT_FILE`, `USAGE_FILE`, `CPU_TIMES_FILE`). Adding a
+# file is free; renaming one, or changing what it holds, breaks those readers.
 PARAMS_FILE = "params.json"
 METRICS_FILE = "metrics.jsonl"
 STDOUT_FILE = "stdout.log"
@@ -46,30 +54,49 @@ class Locator:
     node: str | None = None
 
 
+@dataclass(frozen=True)
+class ProcessUsage:
+    """What a trial's processes used, as measured while it ran and as recorded at its exit: CPU-seconds of its
+    whole tree, the peak of its resident memory, and when it ended when that was recorded (None: still running,
+    or it ended watched and the loop's clock says when)."""
+
+    cpu_seconds: float = 0.0
+    peak_rss_mib: float = 0.0
+    ended: float | None = None
+
+
 class TrialHandle(Protocol):
-    """One started trial, as its launcher delivers it to the experiment loop (the loop never sees a pid)."""
+    """One trial, as its launcher delivers it to the experiment loop (the loop never looks at a process itself).
+
+    `locator` is where the trial runs; None for a handle `Launcher.attach` returned for a trial of which nothing
+    runs any more (it ended while no daemon watched, or never started): its `wait` returns at once, and its
+    metrics and usage are what it left. No method blocks the event loop for long: a launcher whose trials run
+    elsewhere answers from what it has received so far.
+    """
 
     identity: TrialIdentity
-    locator: Locator
+    locator: Locator | None
 
-    async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> Any:
-        """The metric records the trial appended after byte `offset` (`seq` records read so far), at most one
-        chunk, as `metrics_file.ReadResult`; `final` once the trial has ended (a last line without a newline
-        counts). Exactly once and in order: the loop stores them, then passes the new offset next time."""
+    async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
+        """The metric records the trial appended to its `METRICS_FILE` after byte `offset` (`seq` records read
+        so far), one chunk at most (`ReadResult.more` when more waits); `final` once the trial has ended (a last
+        line without a newline counts). The loop stores them, then passes the new offset next time; a file that
+        was replaced or truncated since the handle's last read is a `ReadResult.problem`."""
         ...
 
     async def wait(self) -> int | None:
-        """The trial's exit status once it has ended (a signal as -N); None when it ended unwatched and nothing
-        recorded its status. Returns only when the trial's files on this machine are complete."""
+        """The trial's exit status once it has ended (a signal as -N), as recorded at its exit when it was;
+        None when nothing recorded it (it ended unwatched, or a machine restart took it). Returns only when
+        every file of the trial's folder is complete on the daemon's machine."""
         ...
 
     def sample(self) -> set[int]:
-        """Look at the trial's process tree now (CPU time, peak memory); the pids in it (to tell its GPU
-        processes apart)."""
+        """Look at the trial's processes now (CPU time, peak memory); the pids of its tree on this machine (so
+        its GPU processes are told apart from others), empty when none are known."""
         ...
 
-    def usage(self) -> Any:
-        """What the trial used as measured so far and as recorded at its exit (`RecordedUsage`, or None)."""
+    def usage(self) -> ProcessUsage:
+        """What the trial used as measured so far, and as recorded at its exit once it has ended."""
         ...
 
     async def terminate(self, grace: float) -> None:
@@ -81,7 +108,8 @@ class TrialHandle(Protocol):
         ...
 
     async def end_leftovers(self, grace: float) -> list[int]:
-        """End the processes the trial left running after its root exited (found by its identity); their pids."""
+        """End the processes the trial left running after its root exited (found by its identity): SIGTERM,
+        then SIGKILL after `grace` seconds; their pids."""
         ...
 
 
@@ -95,26 +123,39 @@ class Launcher(Protocol):
 
     - write the trial's folder (`PARAMS_FILE`, an empty `METRICS_FILE`) before the trial starts, and never
       reuse an existing folder (`TrialFolderExists`);
-    - run the command with the trial contract: the environment of `trial_env`, its cwd, CUDA_VISIBLE_DEVICES
-      from the spec's GPUs;
+    - run the command with the trial contract: the environment of `local.trial_env`, its cwd,
+      CUDA_VISIBLE_DEVICES from the spec's GPUs;
     - record the trial's exit status and usage where `attach` finds them, even when no daemon is watching;
     - have every file of the trial folder on the daemon's machine when `TrialHandle.wait` returns;
     - raise OSError from `start` when the command cannot be started (the trial fails with its message).
     """
 
     async def start(self, spec: TrialSpec) -> TrialHandle:
-        """Start the trial; its handle, once its process runs."""
+        """Start the trial; its handle (with its `Locator`), once its process runs."""
         ...
 
-    async def attach(self, identity: TrialIdentity, locator: Locator | None, trial_dir: Path) -> TrialHandle | None:
-        """After a daemon restart: the handle of a trial that still runs (by `locator`, or, when the store has
-        none, because the daemon died while starting it, by its identity); None when nothing of it runs."""
-        ...
-
-    def ended(self, identity: TrialIdentity, trial_dir: Path) -> int | None:
-        """The exit status recorded for a trial that ended while no daemon watched it; None when none was."""
+    async def attach(self, identity: TrialIdentity, locator: Locator | None, trial_dir: Path) -> TrialHandle:
+        """After a daemon restart, the handle of a trial the store kept as waiting or running: found by
+        `locator` when it still runs there, or, when the store has none (the daemon died while starting it), by
+        its identity. Its `locator` is None when nothing of it runs: then `wait` gives the exit status recorded
+        for it, and `read_metrics` and `usage` what it left."""
         ...
 
     def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
         """SIGKILL now what a trial that ended while no daemon watched left running; their pids."""
         ...
+
+
+def describe_exit(code: int) -> str:
+    """'exited with code 3' or 'killed by signal SIGSEGV' for an exit status (a signal as -N)."""
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def stderr_tail(trial_dir: Path, max_chars: int = 300) -> str:
+    """The last non-empty line of a trial's stderr (usually the exception), shortened."""
+    return last_line(trial_dir / STDERR_FILE, max_chars)

@@ -14,16 +14,29 @@ from pathlib import Path
 import psutil
 
 from .. import trial_exit
-from ..engine.process_usage import CPU_TIMES_FILE
-from ..paths import check_own_file, create_file, last_line, new_trial_folder, open_new, private_folders, replace_file
+from ..paths import check_own_file, create_file, new_trial_folder, open_new, private_folders, replace_file
 from ..trial import METRICS_ENV, PARAMS_ENV
 from ..trial_exit import EXIT_FILE
-from .base import METRICS_FILE, NNI_LOG_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TrialSpec
+from . import metrics_file
+from .base import (
+    METRICS_FILE,
+    NNI_LOG_FILE,
+    PARAMS_FILE,
+    STDERR_FILE,
+    STDOUT_FILE,
+    Locator,
+    ProcessUsage,
+    TrialIdentity,
+    TrialSpec,
+)
+from .metrics_file import ReadResult
+from .process_usage import CPU_TIMES_FILE, ProcessTreeUsage, recorded_usage
 
 NNI_CHANNEL = "import://automl.nni_channel.TrialChannel"
 TRIAL_LIB = "trial_lib"
 TRIAL_LIB_MODULES = ("trial.py", "nni_channel.py")
 ENDED_POLL = 0.05  # seconds between looks at a terminated tree
+FOREIGN_POLL = 0.1  # seconds between looks at a trial found again after a restart (not our child)
 EXPERIMENT_MARK, TRIAL_MARK = "AUTOML_EXPERIMENT_ID", "AUTOML_TRIAL_ID"  # in the environment of all a trial started
 
 log = logging.getLogger("automl")
@@ -111,7 +124,7 @@ class LocalLauncher:
     def __init__(self, environment: Mapping[str, str] | None = None):
         self.environment = environment
 
-    async def start(self, spec: TrialSpec) -> asyncio.subprocess.Process:
+    async def start(self, spec: TrialSpec) -> LocalTrial:
         """Write the trial's fresh folder (params, empty metrics file) and start its process. A folder that is
         already there is never reused: TrialFolderExists, before anything is written."""
         new_trial_folder(spec.trial_dir)
@@ -122,7 +135,7 @@ class LocalLauncher:
             open(open_new(spec.trial_dir / STDOUT_FILE), "ab") as out,
             open(open_new(spec.trial_dir / STDERR_FILE), "ab") as err,
         ):
-            return await asyncio.create_subprocess_exec(
+            process = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=spec.working_dir,
                 env=trial_env(spec, self.environment),
@@ -131,37 +144,90 @@ class LocalLauncher:
                 stderr=err,
                 start_new_session=True,
             )
+        identity = TrialIdentity(spec.experiment_id, spec.trial_id)
+        return LocalTrial(identity, Locator(process.pid, process_start_time(process.pid)), spec.trial_dir, process)
 
-    async def terminate(self, pid: int, grace: float) -> None:
-        """SIGTERM the trial's whole process tree, then SIGKILL whatever is left after `grace` seconds."""
-        await terminate_tree(pid, grace)
+    async def attach(self, identity: TrialIdentity, locator: Locator | None, trial_dir: Path) -> LocalTrial:
+        """The trial's handle after a restart: its process if it still runs (by `locator`; without one, the
+        oldest process carrying its marks), else a handle of what it left in its folder."""
+        if locator is None:
+            locator = _oldest_marked(identity)
+        elif not is_alive(locator.pid, locator.created):
+            locator = None
+        return LocalTrial(identity, locator, trial_dir)
 
-    def kill(self, pid: int) -> None:
-        """SIGKILL the trial's whole process tree now."""
-        kill_tree(pid)
-
-    def start_time(self, pid: int) -> float | None:
-        """When the trial's process started (what `alive` compares with)."""
-        return process_start_time(pid)
-
-    def alive(self, pid: int, created: float | None) -> bool:
-        """Whether the trial's process still runs."""
-        return is_alive(pid, created)
-
-    async def end_leftovers(self, experiment_id: str, trial_id: int, grace: float) -> list[int]:
-        """SIGTERM, then SIGKILL after `grace` seconds, the processes an ended trial left running; their pids."""
-        procs = await asyncio.to_thread(marked_processes, experiment_id, trial_id)
+    def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
+        """SIGKILL, now, the processes a trial that ended while automl was down left running; their pids."""
+        procs = marked_processes(identity.experiment_id, identity.trial_id)
         if procs:
-            _report_leftovers(experiment_id, trial_id, procs)
-            await _end_all(procs, grace)
+            _report_leftovers(identity, procs)
+            _signal_all(None, procs, signal.SIGKILL)
         return [proc.pid for proc in procs]
 
-    def kill_leftovers(self, experiment_id: str, trial_id: int) -> list[int]:
-        """SIGKILL, now, the processes a trial that ended while automl was down left running; their pids."""
-        procs = marked_processes(experiment_id, trial_id)
+
+class LocalTrial:
+    """A trial on this machine: the process this daemon started (`process`), one found again after a restart
+    (not our child: watched until it is gone), or, with no `locator`, what an ended trial left in its folder."""
+
+    def __init__(
+        self,
+        identity: TrialIdentity,
+        locator: Locator | None,
+        trial_dir: Path,
+        process: asyncio.subprocess.Process | None = None,
+    ):
+        self.identity, self.locator, self.trial_dir = identity, locator, trial_dir
+        self._process = process
+        self._tree = None if locator is None else ProcessTreeUsage(locator.pid)
+        self._metrics: metrics_file.Identity | None = None  # the metrics file read so far, to notice a replaced one
+
+    async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
+        """The records appended to the trial's metrics file after `offset`, one chunk at most."""
+        path = self.trial_dir / METRICS_FILE
+        result = metrics_file.read_new(path, offset, seq, objective, identity=self._metrics, final=final)
+        self._metrics = result.identity
+        return result
+
+    async def wait(self) -> int | None:
+        """The exit status its wrapper recorded (exact even when the wait lost it), else the one waited for."""
+        code = None
+        if self._process is not None:
+            code = await self._process.wait()
+        elif self.locator is not None:
+            while is_alive(self.locator.pid, self.locator.created):
+                await asyncio.sleep(FOREIGN_POLL)
+        recorded = recorded_exit(self.trial_dir)
+        return code if recorded is None else recorded
+
+    def sample(self) -> set[int]:
+        """Look at the process tree now; the pids in it."""
+        return set() if self._tree is None else self._tree.sample()
+
+    def usage(self) -> ProcessUsage:
+        """The larger of what the samples saw and what the wrapper recorded at the trial's exit."""
+        tree, recorded = self._tree, recorded_usage(self.trial_dir)
+        return ProcessUsage(
+            max(tree.cpu_seconds if tree else 0.0, recorded.cpu_seconds if recorded else 0.0),
+            max(tree.peak_rss_mib if tree else 0.0, recorded.peak_rss_mib if recorded else 0.0),
+            None if recorded is None else recorded.ended,
+        )
+
+    async def terminate(self, grace: float) -> None:
+        """SIGTERM the trial's whole process tree, then SIGKILL whatever is left after `grace` seconds."""
+        if self.locator is not None:
+            await terminate_tree(self.locator.pid, grace)
+
+    def kill(self) -> None:
+        """SIGKILL the trial's whole process tree now."""
+        if self.locator is not None:
+            kill_tree(self.locator.pid)
+
+    async def end_leftovers(self, grace: float) -> list[int]:
+        """SIGTERM, then SIGKILL after `grace` seconds, the processes the ended trial left running; their pids."""
+        procs = await asyncio.to_thread(marked_processes, self.identity.experiment_id, self.identity.trial_id)
         if procs:
-            _report_leftovers(experiment_id, trial_id, procs)
-            _signal_all(None, procs, signal.SIGKILL)
+            _report_leftovers(self.identity, procs)
+            await _end_all(procs, grace)
         return [proc.pid for proc in procs]
 
 
@@ -177,6 +243,13 @@ def recorded_exit(trial_dir: Path) -> int | None:
 def find_trial_process(experiment_id: str, trial_id: int) -> psutil.Process | None:
     """The oldest process of a trial whose pid was never recorded (automl died while starting it)."""
     return min(marked_processes(experiment_id, trial_id), key=psutil.Process.create_time, default=None)
+
+
+def _oldest_marked(identity: TrialIdentity) -> Locator | None:
+    """Where the trial runs, found by its marks: its oldest process (None when none is left)."""
+    orphan = find_trial_process(identity.experiment_id, identity.trial_id)
+    created = None if orphan is None else process_start_time(orphan.pid)
+    return None if orphan is None or created is None else Locator(orphan.pid, created)
 
 
 def marked_processes(experiment_id: str, trial_id: int) -> list[psutil.Process]:
@@ -202,13 +275,13 @@ def marked_processes(experiment_id: str, trial_id: int) -> list[psutil.Process]:
     return found
 
 
-def _report_leftovers(experiment_id: str, trial_id: int, procs: list[psutil.Process]) -> None:
+def _report_leftovers(identity: TrialIdentity, procs: list[psutil.Process]) -> None:
     """Log the processes a trial left running when it ended, which are about to be ended."""
     names = ", ".join(f"{proc.pid} ({_name(proc)})" for proc in procs)
     log.warning(
         "experiment %s trial %d left %d process(es) running after it ended; ending them: %s",
-        experiment_id,
-        trial_id,
+        identity.experiment_id,
+        identity.trial_id,
         len(procs),
         names,
     )
@@ -275,21 +348,6 @@ def _running(proc: psutil.Process) -> bool:
 def kill_tree(pid: int) -> None:
     """SIGKILL a trial's whole process tree now."""
     _signal_all(pid, _tree(pid), signal.SIGKILL)
-
-
-def describe_exit(code: int) -> str:
-    """'exited with code 3' or 'killed by signal SIGSEGV' for a subprocess return code."""
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def stderr_tail(trial_dir: Path, max_chars: int = 300) -> str:
-    """The last non-empty line of a trial's stderr (usually the exception), shortened."""
-    return last_line(trial_dir / STDERR_FILE, max_chars)
 
 
 def _tree(pid: int) -> list[psutil.Process]:

@@ -24,7 +24,9 @@ from ..engine.virtual_clock import VirtualClockLoop
 from ..gpu.pool import GpuPool
 from ..store import Store
 from ..trial_exit import EXIT_FILE
-from .base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, TrialSpec
+from . import metrics_file
+from .base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, Locator, ProcessUsage, TrialIdentity, TrialSpec
+from .metrics_file import ReadResult
 
 Curve = Callable[[dict[str, Any], int], float]
 """A trial's value at an epoch (1-based) for its parameters."""
@@ -35,17 +37,61 @@ FIRST_PID = 5_000_000  # above Linux's largest pid, so a simulated pid never nam
 
 @dataclass
 class SimulatedProcess:
-    """A running simulated trial, shaped like the subprocess `LocalLauncher.start` returns."""
+    """A running simulated trial: its coroutine, and its exit status once it ends."""
 
-    pid: int
-    started: float
+    locator: Locator
     task: asyncio.Task[int] = field(repr=False)
     exit: asyncio.Future[int] = field(repr=False)
     signal: int = signal.SIGTERM
 
-    async def wait(self) -> int:
-        """The exit status: 0 after the last epoch, -N when ended by signal N."""
-        return await asyncio.shield(self.exit)
+    def end(self, sig: int) -> None:
+        """End the trial as signal `sig` would."""
+        if not self.task.done():
+            self.signal = sig
+            self.task.cancel()
+
+
+class SimulatedTrial:
+    """The handle of a simulated trial; without a process, of one that never ran in this simulation."""
+
+    def __init__(self, identity: TrialIdentity, trial_dir: Path, process: SimulatedProcess | None = None) -> None:
+        self.identity, self.trial_dir, self._process = identity, trial_dir, process
+        self.locator = None if process is None else process.locator
+        self._metrics: metrics_file.Identity | None = None
+
+    async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
+        """The records the trial appended to its metrics file after `offset`, one chunk at most."""
+        path = self.trial_dir / METRICS_FILE
+        result = metrics_file.read_new(path, offset, seq, objective, identity=self._metrics, final=final)
+        self._metrics = result.identity
+        return result
+
+    async def wait(self) -> int | None:
+        """The exit status: 0 after the last epoch, 1 for a broken curve, -N when ended by signal N."""
+        return None if self._process is None else await asyncio.shield(self._process.exit)
+
+    def sample(self) -> set[int]:
+        """A simulated trial has no processes to look at."""
+        return set()
+
+    def usage(self) -> ProcessUsage:
+        """A simulated trial uses nothing."""
+        return ProcessUsage()
+
+    async def terminate(self, grace: float) -> None:
+        """End the trial as SIGTERM would, at once (a simulated trial needs no grace period)."""
+        if self._process is not None:
+            self._process.end(signal.SIGTERM)
+            await self.wait()
+
+    def kill(self) -> None:
+        """End the trial as SIGKILL would."""
+        if self._process is not None:
+            self._process.end(signal.SIGKILL)
+
+    async def end_leftovers(self, grace: float) -> list[int]:
+        """A simulated trial starts no processes, so it leaves none behind."""
+        return []
 
 
 class SimulatedLauncher:
@@ -59,9 +105,9 @@ class SimulatedLauncher:
         self.epochs_run = 0
         """Epochs all trials have completed so far (the budget spent)."""
         self._pids = itertools.count(FIRST_PID)
-        self._processes: dict[int, SimulatedProcess] = {}
+        self._processes: dict[TrialIdentity, SimulatedProcess] = {}
 
-    async def start(self, spec: TrialSpec) -> SimulatedProcess:
+    async def start(self, spec: TrialSpec) -> SimulatedTrial:
         """Write the trial's folder as `LocalLauncher` does and start its epochs."""
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
         (spec.trial_dir / PARAMS_FILE).write_text(json.dumps(spec.params, indent=2) + "\n")
@@ -69,37 +115,19 @@ class SimulatedLauncher:
         (spec.trial_dir / EXIT_FILE).unlink(missing_ok=True)
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._train(spec.trial_dir, spec.params))
-        process = SimulatedProcess(next(self._pids), loop.time(), task, loop.create_future())
+        process = SimulatedProcess(Locator(next(self._pids), loop.time()), task, loop.create_future())
         task.add_done_callback(lambda done: process.exit.set_result(_exit_status(done, process.signal)))
-        self._processes[process.pid] = process
-        return process
+        identity = TrialIdentity(spec.experiment_id, spec.trial_id)
+        self._processes[identity] = process
+        return SimulatedTrial(identity, spec.trial_dir, process)
 
-    async def terminate(self, pid: int, grace: float) -> None:
-        """End the trial as SIGTERM would, at once (a simulated trial needs no grace period)."""
-        self._end(pid, signal.SIGTERM)
-        process = self._processes.get(pid)
-        if process is not None:
-            await process.wait()
+    async def attach(self, identity: TrialIdentity, locator: Locator | None, trial_dir: Path) -> SimulatedTrial:
+        """The handle of a trial this launcher runs still; else of one that left only its folder."""
+        process = self._processes.get(identity)
+        running = process is not None and not process.task.done()
+        return SimulatedTrial(identity, trial_dir, process if running else None)
 
-    def kill(self, pid: int) -> None:
-        """End the trial as SIGKILL would."""
-        self._end(pid, signal.SIGKILL)
-
-    def start_time(self, pid: int) -> float | None:
-        """When the trial started, on the loop's clock."""
-        process = self._processes.get(pid)
-        return None if process is None else process.started
-
-    def alive(self, pid: int, created: float | None) -> bool:
-        """Whether the trial still runs."""
-        process = self._processes.get(pid)
-        return process is not None and not process.task.done()
-
-    async def end_leftovers(self, experiment_id: str, trial_id: int, grace: float) -> list[int]:
-        """A simulated trial starts no processes, so it leaves none behind."""
-        return []
-
-    def kill_leftovers(self, experiment_id: str, trial_id: int) -> list[int]:
+    def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
         """A simulated trial starts no processes, so it leaves none behind."""
         return []
 
@@ -118,12 +146,6 @@ class SimulatedLauncher:
         _append(trial_dir, {"kind": "final", "step": None, "value": value})
         (trial_dir / EXIT_FILE).write_text("0\n")
         return 0
-
-    def _end(self, pid: int, sig: int) -> None:
-        process = self._processes.get(pid)
-        if process is not None and not process.task.done():
-            process.signal = sig
-            process.task.cancel()
 
 
 @dataclass

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from automl.control.client import Client
-from automl.engine.metrics_file import MAX_LINE
+from automl.launchers.metrics_file import MAX_LINE
 from automl.store import Store
 from tests.conftest import show, write_config, write_trial
 from tests.test_daemon import _pid, _submit, _wait, _wait_status, daemon  # noqa: F401
