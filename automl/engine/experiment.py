@@ -30,6 +30,7 @@ from ..launchers.base import (
     ProcessUsage,
     TrialHandle,
     TrialIdentity,
+    TrialLost,
     TrialSpec,
     describe_exit,
     stderr_tail,
@@ -468,6 +469,10 @@ class ExperimentLoop:
                 running.termination = asyncio.ensure_future(handle.terminate(self.grace))
         if running.termination is not None:
             await running.termination  # the whole tree is gone before its GPUs are handed on
+        if isinstance(exit_code.exception(), TrialLost):  # its machine is gone, and the trial with it
+            await self._collect_all(running)
+            self._finish(running, "interrupted", None, str(exit_code.exception()))
+            return
         await handle.end_leftovers(0.0 if self._killing else self.grace)
         await self._collect_all(running)  # all it wrote, now that nothing of it writes any more
         if oversized_logs(self.trial_dir(trial.id), self._log_limit()):
@@ -680,7 +685,7 @@ class ExperimentLoop:
         """A trial the store says is running (or about to): re-attach it, conclude it, start it, or mark it
         interrupted."""
         identity = TrialIdentity(trial.experiment_id, trial.id)
-        stored = None if trial.pid is None else Locator(trial.pid, trial.pid_created)
+        stored = None if trial.pid is None else Locator(trial.pid, trial.pid_created, trial.node)
         handle = await self.launcher.attach(identity, stored, self.trial_dir(trial.id))
         if trial.status == "waiting" and handle.locator is not None:
             self._mark_started(trial, handle.locator, handle.locator.created)
@@ -737,7 +742,8 @@ class ExperimentLoop:
         """Record that a trial runs where `locator` says (in memory at once, in the store as soon as it takes it)."""
         assert locator is not None and started is not None, "a started trial has a locator and a start time"
         trial.status, trial.pid, trial.pid_created, trial.started = "running", locator.pid, locator.created, started
-        self._write(self.store.trial_started, trial, locator.pid, locator.created, started)
+        trial.node = locator.node
+        self._write(self.store.trial_started, trial, locator.pid, locator.created, started, locator.node)
 
     def _learned_from_stopped(self, running: _Running, status: str) -> float | None:
         """What the tuner learns from a trial the stopper ended: its last or best intermediate value, or nothing."""

@@ -33,11 +33,21 @@ from ray.util.placement_group import (
 )
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
-from ..engine.metrics_file import ReadResult, read_new
-from ..engine.process_usage import RecordedUsage, recorded_usage
 from ..paths import create_file, new_trial_folder, open_append
-from .base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE, Locator, TrialIdentity, TrialSpec
+from .base import (
+    METRICS_FILE,
+    PARAMS_FILE,
+    STDERR_FILE,
+    STDOUT_FILE,
+    Locator,
+    ProcessUsage,
+    TrialIdentity,
+    TrialLost,
+    TrialSpec,
+)
 from .local import recorded_exit
+from .metrics_file import ReadResult, read_new
+from .process_usage import recorded_usage
 from .ray_address import NAMESPACE
 from .ray_agent import FOLLOWED_FILES, NodeAgent
 
@@ -45,10 +55,6 @@ AGENT_PREFIX = "automl-agent-"
 COPY_CHUNK = 4 << 20  # bytes per call when a trial's folder is copied back at its end
 
 log = logging.getLogger("automl")
-
-
-class NodeLost(OSError):
-    """The node a trial ran on left the cluster (or its agent died): the trial is lost with it."""
 
 
 @dataclass
@@ -96,28 +102,20 @@ class RayLauncher:
             remove_placement_group(group)
             raise OSError(f"Ray could not start the trial: {e}") from e
         identity = TrialIdentity(spec.experiment_id, spec.trial_id)
-        return RayTrialHandle(identity, Locator(pid, created, node), agent, spec.trial_dir)
+        return RayTrialHandle(identity, Locator(pid, created, node), agent, spec.trial_dir, name)
 
-    async def attach(self, identity: TrialIdentity, locator: Locator | None, trial_dir: Path) -> RayTrialHandle | None:
-        """After a daemon restart: the handle of a trial that still runs on its node (asked of that node's agent,
-        or of every agent when the store has no locator); None when nothing of it runs."""
+    async def attach(self, identity: TrialIdentity, locator: Locator | None, trial_dir: Path) -> RayTrialHandle:
+        """After a daemon restart: the trial found on its node by its agent (the locator's node, or every node when
+        the store has none). Its handle has no locator when it no longer runs: then `wait` copies its folder and
+        gives the exit status its node recorded, or None when no node knows it (it never started, or its node
+        left the cluster)."""
         await connect(self.options.address)
         found = await asyncio.to_thread(_find, identity, locator)
-        if found is None or found[1]["code"] is not None:
-            return None
+        if found is None:
+            return RayTrialHandle(identity, None, None, trial_dir, None)
         agent, status, node = found
-        return RayTrialHandle(identity, Locator(status["pid"], status["created"], node), agent, trial_dir)
-
-    def ended(self, identity: TrialIdentity, trial_dir: Path) -> int | None:
-        """The exit status of a trial that ended while no daemon watched, its folder copied back; None when its node
-        knows nothing of it (the node left the cluster)."""
-        connect_now(self.options.address)
-        found = _find(identity, None)
-        if found is None or found[1]["code"] is None:
-            return recorded_exit(trial_dir)
-        agent, status, node = found
-        _collect(agent, (identity.experiment_id, identity.trial_id), trial_dir)
-        return status["code"]
+        where = Locator(status["pid"], status["created"], node) if status["code"] is None else None
+        return RayTrialHandle(identity, where, agent, trial_dir, status["group"], ended=status["code"])
 
     def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
         """SIGKILL now, on every node, what a trial that ended while no daemon watched left running; their pids."""
@@ -136,13 +134,23 @@ class RayLauncher:
 class RayTrialHandle:
     """One trial on a Ray node: its files mirrored into the daemon's trial folder as they grow."""
 
-    def __init__(self, identity: TrialIdentity, locator: Locator, agent: Any, trial_dir: Path):
+    def __init__(
+        self,
+        identity: TrialIdentity,
+        locator: Locator | None,
+        agent: Any,
+        trial_dir: Path,
+        group: str | None,
+        ended: int | None = None,
+    ):
         self.identity, self.locator, self.agent, self.trial_dir = identity, locator, agent, trial_dir
         self.key = (identity.experiment_id, identity.trial_id)
+        self.group = group  # the placement group holding its resources
+        self._ended = ended  # the exit status its node recorded, for a trial that ended while no daemon watched
         self._file: Any = None  # the mirror metrics file read so far (device, inode)
-        self._measured = RecordedUsage(0.0)
+        self._measured = ProcessUsage()
         self._sampling: Any = None
-        self._collected = False
+        self._collected = agent is None
         self._problem: str | None = None
 
     async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
@@ -156,12 +164,17 @@ class RayTrialHandle:
         return result
 
     async def wait(self) -> int | None:
-        """The trial's exit status, once its folder is copied back; NodeLost when its node left the cluster."""
+        """The trial's exit status, once its folder is copied back; TrialLost when its node left the cluster."""
+        if self.agent is None:
+            return recorded_exit(self.trial_dir)
+        node = "?" if self.locator is None else self.locator.node
         try:
-            code = await self.agent.wait.remote(self.key)
+            code = self._ended if self.locator is None else await self.agent.wait.remote(self.key)
+            await self.collect()
         except RayActorError as e:
-            raise NodeLost(f"node {self.locator.node} left the Ray cluster while the trial ran") from e
-        await self.collect()
+            if self.group:
+                await asyncio.to_thread(_remove_group, self.group)
+            raise TrialLost(f"its node {node} left the Ray cluster") from e
         return code
 
     def sample(self) -> set[int]:
@@ -171,30 +184,34 @@ class RayTrialHandle:
             self._sampling = asyncio.ensure_future(self._sample())
         return set()
 
-    def usage(self) -> RecordedUsage | None:
+    def usage(self) -> ProcessUsage:
         """What the node measured so far, and what the wrapper recorded at the trial's exit once copied back."""
         recorded = recorded_usage(self.trial_dir)
         if recorded is None:
-            return self._measured if self._measured.cpu_seconds else None
-        return RecordedUsage(
+            return self._measured
+        return ProcessUsage(
             max(recorded.cpu_seconds, self._measured.cpu_seconds),
-            recorded.ended,
             max(recorded.peak_rss_mib, self._measured.peak_rss_mib),
+            recorded.ended,
         )
 
     async def terminate(self, grace: float) -> None:
         """SIGTERM the trial's whole process tree on its node, SIGKILL what is left after `grace` seconds."""
         try:
-            await self.agent.terminate.remote(self.key, grace)
+            if self.locator is not None:
+                await self.agent.terminate.remote(self.key, grace)
         except RayActorError:
             pass  # the node is gone, and the trial with it: `wait` says so
 
     def kill(self) -> None:
         """SIGKILL the trial's whole process tree on its node now."""
-        self.agent.kill.remote(self.key)
+        if self.locator is not None:
+            self.agent.kill.remote(self.key)
 
     async def end_leftovers(self, grace: float) -> list[int]:
         """End what the trial left running on its node, copy what they wrote, and free the node's copy."""
+        if self.agent is None:
+            return []
         try:
             pids = await self.agent.end_leftovers.remote(self.key, grace)
             if pids:
@@ -206,10 +223,7 @@ class RayTrialHandle:
 
     async def collect(self) -> None:
         """Copy the trial's folder on its node into the daemon's (see `_collect`)."""
-        try:
-            await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir)
-        except RayActorError as e:
-            raise NodeLost(f"node {self.locator.node} left the Ray cluster before the trial's files were copied") from e
+        await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir)
         self._collected = True
 
     async def _pull(self) -> None:
@@ -224,7 +238,7 @@ class RayTrialHandle:
     async def _sample(self) -> None:
         try:
             usage = await self.agent.sample.remote(self.key)
-            self._measured = RecordedUsage(usage["cpu_seconds"], None, usage["peak_rss_mib"])
+            self._measured = ProcessUsage(usage["cpu_seconds"], usage["peak_rss_mib"])
         except (RayError, KeyError):
             pass
         finally:

@@ -22,11 +22,11 @@ from typing import Any
 import psutil
 
 from .. import trial_exit
-from ..engine.metrics_file import MAX_LINE, _read_chunk, _Unreadable
-from ..engine.process_usage import ProcessTreeUsage
 from ..paths import create_file, open_new, private_folders
 from .base import METRICS_FILE, NNI_LOG_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TrialSpec
 from .local import _RECORD_EXIT, _end_all, kill_tree, marked_processes, process_start_time, terminate_tree, trial_env
+from .metrics_file import MAX_LINE, _read_chunk, _Unreadable
+from .process_usage import ProcessTreeUsage
 
 FOLLOWED_FILES = (METRICS_FILE, STDOUT_FILE, STDERR_FILE, NNI_LOG_FILE)  # sent to the daemon while the trial runs
 NODE_ENV = "AUTOML_NODE"  # the Ray node id, in a trial's environment
