@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sqlite3
 import sys
 import time
@@ -214,3 +216,88 @@ def test_submit_to_an_unreachable_cluster_is_exit_2_naming_the_address(tmp_path,
     assert result.returncode == 2
     assert "launcher.address" in result.stderr and "127.0.0.1:9" in result.stderr and "ray start" in result.stderr
     assert json.loads(automl("ls", "--json", check=True).stdout) == []
+
+
+def _wait_for(probe, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def _trial(exp_id: str, trial_id: int) -> dict:
+    return next(t for t in show(exp_id)["trials"] if t["id"] == trial_id)
+
+
+def _slow(pace: float) -> dict:
+    return {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [pace]}}
+
+
+def test_kill_and_stop_end_each_trials_whole_tree_on_its_node(tmp_path, cluster, daemon):
+    config = _ray_config(tmp_path, cluster, search_space=_slow(30), max_trials=2, concurrency=2)
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    _wait_for(lambda: sum(t["status"] == "running" for t in show(exp_id)["trials"]) == 2)
+    assert marked_processes(exp_id, 1) and marked_processes(exp_id, 2)
+    automl("kill", exp_id, "1", check=True)
+    killed = _wait_for(lambda: (lambda t: t if t["status"] != "running" else None)(_trial(exp_id, 1)))
+    assert (killed["status"], killed["error"]) == ("killed", "killed by user")
+    assert not marked_processes(exp_id, 1)
+    assert show(exp_id)["status"] == "running"
+    automl("stop", exp_id, check=True)
+    view = _wait_status(exp_id, "stopped")
+    assert not [t for t in view["trials"] if t["status"] in ("running", "waiting")]
+    assert not marked_processes(exp_id, 2)
+    folder = daemon / "experiments" / exp_id / "trials" / "2"
+    assert (folder / "exit_code").exists(), "the stopped trial's folder was copied back"
+
+
+def test_a_daemon_killed_mid_experiment_re_attaches_its_trials_on_the_cluster(tmp_path, cluster, daemon):
+    gate = tmp_path / "gate"
+    body = RAY_TRIAL.replace(
+        "trial.report_final", f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\ntrial.report_final"
+    )
+    write_trial(tmp_path, body)
+    config = write_config(
+        tmp_path,
+        launcher={"name": "ray", "address": cluster.address},
+        resources={"cpus": 2},
+        search_space=_slow(0.1),
+        max_trials=4,
+        concurrency=4,
+    )
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    _wait_for(lambda: sum(t["steps"] for t in show(exp_id)["trials"]) >= 4 * STEPS)  # all four wait at the gate
+    os.kill(int((daemon / "daemon.pid").read_text()), signal.SIGKILL)
+    gate.touch()  # the trials report their final results and end while no daemon watches
+    time.sleep(1.0)
+    automl("daemon", "start", check=True)
+    view = _wait_status(exp_id, "done")
+    trials = view["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 4, trials
+    assert len({t["node"] for t in trials}) == 2
+    assert _stored_metrics(daemon, exp_id) == {t["id"]: list(range(STEPS + 1)) for t in trials}
+    for t in trials:
+        folder = daemon / "experiments" / exp_id / "trials" / str(t["id"])
+        assert f"ran on {t['node']}" in (folder / STDOUT_FILE).read_text()
+
+
+def test_a_worker_node_that_dies_mid_trial_interrupts_its_trial_which_runs_again_on_the_head(tmp_path, cluster, daemon):
+    config = _ray_config(tmp_path, cluster, resources={"cpus": 4}, search_space=_slow(0.4), max_trials=2, concurrency=2)
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    worker = cluster.worker.node_id
+    on_worker = _wait_for(
+        lambda: next((t for t in show(exp_id)["trials"] if t["node"] == worker and t["steps"] >= 1), None)
+    )
+    cluster.kill_worker()
+    try:
+        view = _wait_status(exp_id, "done", "failed", timeout=180)
+    finally:
+        cluster.add_worker()
+    lost = next(t for t in view["trials"] if t["id"] == on_worker["id"])
+    assert lost["status"] == "interrupted" and worker in lost["error"], lost
+    rerun = next(t for t in view["trials"] if t["retry_of"] == lost["id"])
+    assert rerun["status"] == "succeeded" and rerun["node"] != worker and rerun["params"] == lost["params"]
+    assert view["status"] == "done"
