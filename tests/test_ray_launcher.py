@@ -167,6 +167,8 @@ def test_an_experiment_runs_its_trials_on_both_nodes_and_stores_every_metric_onc
         assert (folder / "exit_code").read_text().strip() == "0"
     logs = automl("logs", exp_id, str(trials[0]["id"]), check=True).stdout
     assert f"ran on {trials[0]['node']}" in logs
+    table = automl("show", exp_id, check=True).stdout
+    assert "NODE" in table and all(t["node"][:12] in table for t in trials)
 
 
 NNI_TRIAL = """

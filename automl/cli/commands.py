@@ -285,17 +285,20 @@ def _cmd_show(args: argparse.Namespace) -> int:
         f": {cost['cost']:.2f} {cost['currency']}"
     )
     print()
+    on_nodes = any(t["node"] for t in view["trials"])  # a cluster's trials: which node each ran on
+    node_head = f"{'NODE':<12} " if on_nodes else ""
     print(
-        f"{'TRIAL':>5} {'STATUS':<13} {'VALUE':>10} {'STEPS':>5} {'TIME':>7} {'GPU':>4} {'GPU-S':>7} {'ENERGY':>8} "
-        f"{'CPU-S':>7} {'RSS':>7} {'COST':>7}  PARAMS / ERROR"
+        f"{'TRIAL':>5} {'STATUS':<13} {node_head}{'VALUE':>10} {'STEPS':>5} {'TIME':>7} {'GPU':>4} {'GPU-S':>7} "
+        f"{'ENERGY':>8} {'CPU-S':>7} {'RSS':>7} {'COST':>7}  PARAMS / ERROR"
     )
     for t in view["trials"]:
         value = "-" if t["value"] is None else f"{t['value']:.6g}"
         took = "-" if not (t["started"] and t["ended"]) else f"{t['ended'] - t['started']:.1f}s"
         detail = json.dumps(t["params"]) if not t["error"] else f"{json.dumps(t['params'])}  ! {t['error']}"
         gpus = ",".join(map(str, t["gpus"])) or "-"
+        node = f"{(t['node'] or '-')[:12]:<12} " if on_nodes else ""
         print(
-            f"{t['id']:>5} {t['status']:<13} {value:>10} {t['steps']:>5} {took:>7} {gpus:>4} "
+            f"{t['id']:>5} {t['status']:<13} {node}{value:>10} {t['steps']:>5} {took:>7} {gpus:>4} "
             f"{_figure(t['gpu_seconds'], '.0f')} {_figure(t['energy_j'], '.0f', 'J', 8)} "
             f"{_figure(t['cpu_seconds'], '.1f')} {_figure(t['peak_rss_mib'], '.0f', 'M')} "
             f"{_figure(t['cost'], '.3f')}  {detail}"

@@ -82,7 +82,8 @@ class RayLauncher:
         create_file(spec.trial_dir / PARAMS_FILE, _params_bytes(spec.params))
         for name in (METRICS_FILE, STDOUT_FILE, STDERR_FILE):
             create_file(spec.trial_dir / name)
-        name = f"automl-{spec.experiment_id}-{spec.trial_id}-{uuid.uuid4().hex[:8]}"
+        identity = TrialIdentity(spec.experiment_id, spec.trial_id)
+        name = _group_prefix(identity) + uuid.uuid4().hex[:8]
         bundle = {"CPU": float(spec.cpus), **({"GPU": self.gpus} if self.gpus else {}), **self.options.resources}
         group = placement_group([bundle], strategy="STRICT_PACK", name=name, lifetime="detached")
         try:
@@ -101,7 +102,6 @@ class RayLauncher:
         except RayError as e:
             remove_placement_group(group)
             raise OSError(f"Ray could not start the trial: {e}") from e
-        identity = TrialIdentity(spec.experiment_id, spec.trial_id)
         return RayTrialHandle(identity, Locator(pid, created, node), agent, spec.trial_dir, name)
 
     async def attach(self, identity: TrialIdentity, locator: Locator | None, trial_dir: Path) -> RayTrialHandle:
@@ -111,7 +111,8 @@ class RayLauncher:
         left the cluster)."""
         await connect(self.options.address)
         found = await asyncio.to_thread(_find, identity, locator)
-        if found is None:
+        if found is None:  # a start cut short may have left its resources reserved
+            await asyncio.to_thread(_remove_groups_of, identity)
             return RayTrialHandle(identity, None, None, trial_dir, None)
         agent, status, node = found
         where = Locator(status["pid"], status["created"], node) if status["code"] is None else None
@@ -152,6 +153,8 @@ class RayTrialHandle:
         self._sampling: Any = None
         self._collected = agent is None
         self._problem: str | None = None
+        # how far each followed file on the node was copied: a mirror's size until a log cap shortens it
+        self._offsets = _sizes(trial_dir)
 
     async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
         """Bring the node files' new bytes to the mirror, then read the mirror's new metric records."""
@@ -223,16 +226,16 @@ class RayTrialHandle:
 
     async def collect(self) -> None:
         """Copy the trial's folder on its node into the daemon's (see `_collect`)."""
-        await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir)
+        await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir, self._offsets)
         self._collected = True
 
     async def _pull(self) -> None:
         """Append each followed file's new bytes on the node to the mirror."""
         try:
-            reply = await self.agent.pull.remote(self.key, _sizes(self.trial_dir))
+            reply = await self.agent.pull.remote(self.key, dict(self._offsets))
         except RayActorError:
             return  # the node is gone: `wait` says so
-        _apply(reply, self.trial_dir)
+        _apply(reply, self.trial_dir, self._offsets)
         self._problem = self._problem or reply["problem"]
 
     async def _sample(self) -> None:
@@ -354,10 +357,11 @@ def _find(identity: TrialIdentity, locator: Locator | None) -> tuple[Any, dict[s
     return None
 
 
-def _collect(agent: Any, key: tuple[str, int], trial_dir: Path) -> None:
+def _collect(agent: Any, key: tuple[str, int], trial_dir: Path, offsets: dict[str, int] | None = None) -> None:
     """Copy every file of a trial's folder on its node into the daemon's, the followed ones to their end (blocking),
     and release the trial's placement group."""
-    while _apply(ray.get(agent.pull.remote(key, _sizes(trial_dir))), trial_dir):
+    offsets = _sizes(trial_dir) if offsets is None else offsets
+    while _apply(ray.get(agent.pull.remote(key, dict(offsets))), trial_dir, offsets):
         pass
     for name, size in ray.get(agent.files.remote(key)):
         if name not in FOLLOWED_FILES and name != PARAMS_FILE and _inside(name):
@@ -367,12 +371,13 @@ def _collect(agent: Any, key: tuple[str, int], trial_dir: Path) -> None:
         _remove_group(status["group"])
 
 
-def _apply(reply: dict[str, Any], trial_dir: Path) -> bool:
-    """Append the new bytes the node sent to the mirror files; whether more may be waiting."""
+def _apply(reply: dict[str, Any], trial_dir: Path, offsets: dict[str, int]) -> bool:
+    """Append the new bytes the node sent to the mirror files, advancing `offsets`; whether more may be waiting."""
     more = False
     for name, data in reply["chunks"].items():
         if data:
             _append(trial_dir / name, data)
+            offsets[name] += len(data)
             more = more or len(data) >= reply["max"]
     return more
 
@@ -415,6 +420,19 @@ def _names() -> list[str]:
         for entry in ray.util.list_named_actors(all_namespaces=True)
         if entry["namespace"] == NAMESPACE and entry["name"].startswith(AGENT_PREFIX)
     ]
+
+
+def _group_prefix(identity: TrialIdentity) -> str:
+    """How the placement groups of a trial's starts are named (a random tail tells the starts apart)."""
+    return f"automl-{identity.experiment_id}-{identity.trial_id}-"
+
+
+def _remove_groups_of(identity: TrialIdentity) -> None:
+    """Release the placement groups of a trial that no node runs."""
+    prefix = _group_prefix(identity)
+    for group in placement_group_table().values():
+        if group["name"].startswith(prefix) and group["state"] != "REMOVED":
+            _remove_group(group["name"])
 
 
 def _remove_group(name: str) -> None:
