@@ -13,10 +13,12 @@ returns. Imported only by an experiment that runs on Ray: importing Ray costs ab
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,9 +54,22 @@ from .ray_address import NAMESPACE
 from .ray_agent import FOLLOWED_FILES, NodeAgent
 
 AGENT_PREFIX = "automl-agent-"
+GROUP_PREFIX = "automl-"  # then the experiment id: the placement groups of an experiment's trials
+EXIT_WAIT = 2.0  # seconds an exiting process waits for Ray to confirm it got its idle slots back
+IDLE_KEEP = 2.0  # seconds an ended trial's reserved resources wait for the next trial before Ray gets them back
 COPY_CHUNK = 4 << 20  # bytes per call when a trial's folder is copied back at its end
 
 log = logging.getLogger("automl")
+
+
+@dataclass(eq=False)
+class _Slot:
+    """Resources Ray reserved for one trial at a time: a placement group, its node, its GPUs, the node's agent."""
+
+    group: str
+    node: str
+    gpus: list[int]
+    agent: Any
 
 
 @dataclass
@@ -74,49 +89,94 @@ class RayLauncher:
         self.options = options
         self.gpus = gpus
         self.environment = dict(os.environ if environment is None else environment)
+        self._idle: list[_Slot] = []  # reserved slots no trial uses yet
+        self._swept = False
+        self._sweeping = asyncio.Lock()
+        self._keeping: set[asyncio.Future[None]] = set()  # the timers of idle slots
 
     async def start(self, spec: TrialSpec) -> RayTrialHandle:
-        """Reserve the trial's resources, then start it through its node's agent; its handle once it runs."""
-        await connect(self.options.address)
+        """Reserve the trial's resources (a slot an ended trial of this experiment just freed, else a new one),
+        then start it through its node's agent; its handle once it runs."""
+        await self._ready(spec.experiment_id)
         new_trial_folder(spec.trial_dir)
         create_file(spec.trial_dir / PARAMS_FILE, _params_bytes(spec.params))
         for name in (METRICS_FILE, STDOUT_FILE, STDERR_FILE):
             create_file(spec.trial_dir / name)
+        slot = self._idle.pop() if self._idle else None
+        if slot is not None:
+            _idle_groups.discard(slot.group)
+        try:
+            slot = slot or await self._reserve(spec)
+            node_spec = TrialSpec(**{**spec.__dict__, "gpus": slot.gpus})
+            pid, created = await slot.agent.start.remote(node_spec, self.environment, slot.group)
+        except RayError as e:
+            if slot is not None:
+                await asyncio.to_thread(_remove_group, slot.group)
+            raise OSError(f"Ray could not start the trial: {e}") from e
         identity = TrialIdentity(spec.experiment_id, spec.trial_id)
-        name = _group_prefix(identity) + uuid.uuid4().hex[:8]
+        return RayTrialHandle(identity, Locator(pid, created, slot.node), slot.agent, spec.trial_dir, slot, self)
+
+    async def _reserve(self, spec: TrialSpec) -> _Slot:
+        """A new placement group of one bundle for a trial, once Ray has placed it: its node, GPUs and agent."""
+        name = f"{GROUP_PREFIX}{spec.experiment_id}-{uuid.uuid4().hex[:12]}"
         bundle = {"CPU": float(spec.cpus), **({"GPU": self.gpus} if self.gpus else {}), **self.options.resources}
         group = placement_group([bundle], strategy="STRICT_PACK", name=name, lifetime="detached")
         try:
             await group.ready()
             node = (await asyncio.to_thread(placement_group_table, group))["bundles_to_node_id"][0]
-            gpus = (
-                await _assigned_gpus.options(
-                    num_cpus=0, num_gpus=self.gpus, scheduling_strategy=PlacementGroupSchedulingStrategy(group, 0)
-                ).remote()
-                if self.gpus
-                else []
-            )
+            gpus = []
+            if self.gpus:
+                strategy = PlacementGroupSchedulingStrategy(group, 0)
+                assigned = _assigned_gpus.options(num_cpus=0, num_gpus=self.gpus, scheduling_strategy=strategy)
+                gpus = await assigned.remote()
             agent = await asyncio.to_thread(node_agent, node, self.options.node_dir)
-            node_spec = TrialSpec(**{**spec.__dict__, "gpus": [int(g) for g in gpus]})
-            pid, created = await agent.start.remote(node_spec, self.environment, name)
-        except RayError as e:
+        except RayError:
             remove_placement_group(group)
-            raise OSError(f"Ray could not start the trial: {e}") from e
-        return RayTrialHandle(identity, Locator(pid, created, node), agent, spec.trial_dir, name)
+            raise
+        return _Slot(name, node, gpus, agent)
+
+    async def _ready(self, experiment_id: str) -> None:
+        """Join the cluster; the first time, give back to Ray what an earlier process of this experiment left
+        reserved (it died while starting a trial, or holding idle slots)."""
+        await connect(self.options.address)
+        async with self._sweeping:  # before any start of this process reserves a group the sweep would not know
+            if not self._swept:
+                await asyncio.to_thread(_sweep_groups, experiment_id)
+                self._swept = True
+
+    def release(self, slot: _Slot) -> None:
+        """Keep an ended trial's slot for the next trial for `IDLE_KEEP` seconds, then give it back to Ray."""
+        self._idle.append(slot)
+        _idle_groups.add(slot.group)
+        self._keeping.add(asyncio.ensure_future(self._keep(slot)))
+
+    async def _keep(self, slot: _Slot) -> None:
+        """Give the slot back after `IDLE_KEEP` seconds unless a trial took it, or as soon as the loop ends."""
+        try:
+            await asyncio.sleep(IDLE_KEEP)
+        finally:
+            self._expire(slot)
+            self._keeping.discard(asyncio.current_task())
+
+    def _expire(self, slot: _Slot) -> None:
+        if slot in self._idle:
+            self._idle.remove(slot)
+            _idle_groups.discard(slot.group)
+            _remove_group(slot.group)
 
     async def attach(self, identity: TrialIdentity, locator: Locator | None, trial_dir: Path) -> RayTrialHandle:
         """After a daemon restart: the trial found on its node by its agent (the locator's node, or every node when
         the store has none). Its handle has no locator when it no longer runs: then `wait` copies its folder and
         gives the exit status its node recorded, or None when no node knows it (it never started, or its node
         left the cluster)."""
-        await connect(self.options.address)
+        await self._ready(identity.experiment_id)
         found = await asyncio.to_thread(_find, identity, locator)
-        if found is None:  # a start cut short may have left its resources reserved
-            await asyncio.to_thread(_remove_groups_of, identity)
+        if found is None:
             return RayTrialHandle(identity, None, None, trial_dir, None)
         agent, status, node = found
         where = Locator(status["pid"], status["created"], node) if status["code"] is None else None
-        return RayTrialHandle(identity, where, agent, trial_dir, status["group"], ended=status["code"])
+        slot = _Slot(status["group"], node, [], agent)
+        return RayTrialHandle(identity, where, agent, trial_dir, slot, None, ended=status["code"])
 
     def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
         """SIGKILL now, on every node, what a trial that ended while no daemon watched left running; their pids."""
@@ -141,12 +201,14 @@ class RayTrialHandle:
         locator: Locator | None,
         agent: Any,
         trial_dir: Path,
-        group: str | None,
+        slot: _Slot | None,
+        launcher: RayLauncher | None = None,
         ended: int | None = None,
     ):
         self.identity, self.locator, self.agent, self.trial_dir = identity, locator, agent, trial_dir
         self.key = (identity.experiment_id, identity.trial_id)
-        self.group = group  # the placement group holding its resources
+        self.slot = slot  # the resources Ray holds for it
+        self._launcher = launcher  # takes the slot back for its next trial (None: Ray gets it back)
         self._ended = ended  # the exit status its node recorded, for a trial that ended while no daemon watched
         self._file: Any = None  # the mirror metrics file read so far (device, inode)
         self._measured = ProcessUsage()
@@ -155,6 +217,7 @@ class RayTrialHandle:
         self._problem: str | None = None
         # how far each followed file on the node was copied: a mirror's size until a log cap shortens it
         self._offsets = _sizes(trial_dir)
+        self._pulling = asyncio.Lock()  # one copy from the node at a time: each appends at the offsets it read
 
     async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
         """Bring the node files' new bytes to the mirror, then read the mirror's new metric records."""
@@ -175,9 +238,13 @@ class RayTrialHandle:
             code = self._ended if self.locator is None else await self.agent.wait.remote(self.key)
             await self.collect()
         except RayActorError as e:
-            if self.group:
-                await asyncio.to_thread(_remove_group, self.group)
+            if self.slot is not None:
+                await asyncio.to_thread(_remove_group, self.slot.group)
             raise TrialLost(f"its node {node} left the Ray cluster") from e
+        if self.slot is not None and self._launcher is not None and self.locator is not None:
+            self._launcher.release(self.slot)
+        elif self.slot is not None:
+            await asyncio.to_thread(_remove_group, self.slot.group)
         return code
 
     def sample(self) -> set[int]:
@@ -217,25 +284,27 @@ class RayTrialHandle:
             return []
         try:
             pids = await self.agent.end_leftovers.remote(self.key, grace)
-            if pids:
+            if pids:  # they may have written to the trial's folder
                 await self.collect()
-            await self.agent.forget.remote(self.key)
+                await self.agent.forget.remote(self.key)
         except RayActorError:
             return []
         return pids
 
     async def collect(self) -> None:
         """Copy the trial's folder on its node into the daemon's (see `_collect`)."""
-        await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir, self._offsets)
+        async with self._pulling:
+            await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir, self._offsets)
         self._collected = True
 
     async def _pull(self) -> None:
         """Append each followed file's new bytes on the node to the mirror."""
         try:
-            reply = await self.agent.pull.remote(self.key, dict(self._offsets))
+            async with self._pulling:
+                reply = await self.agent.pull.remote(self.key, dict(self._offsets))
+                _apply(reply, self.trial_dir, self._offsets)
         except RayActorError:
             return  # the node is gone: `wait` says so
-        _apply(reply, self.trial_dir, self._offsets)
         self._problem = self._problem or reply["problem"]
 
     async def _sample(self) -> None:
@@ -292,6 +361,7 @@ class _Replay:
 
 
 _connected: str | None = None
+_idle_groups: set[str] = set()  # reserved slots no trial uses: given back to Ray when this process exits
 _connecting = asyncio.Lock()
 _agents: dict[str, Any] = {}
 
@@ -312,7 +382,20 @@ def connect_now(address: str) -> None:
     if _connected is not None:
         raise OSError(f"this automl process already uses the Ray cluster at {_connected}, not {address}")
     ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+    atexit.register(_release_idle_groups)  # after Ray's own exit hook, so it runs first
     _connected = address
+
+
+def _release_idle_groups() -> None:
+    """Give the idle slots back to Ray as this process exits (their placement groups outlive it otherwise)."""
+    if not ray.is_initialized():  # any other call would start a local Ray instance
+        return
+    for name in list(_idle_groups):
+        _remove_group(name)
+    deadline = time.monotonic() + EXIT_WAIT
+    while _idle_groups and time.monotonic() < deadline:  # a removal is sent asynchronously: see it done
+        _idle_groups.difference_update(name for name in list(_idle_groups) if _group_state(name) in (None, "REMOVED"))
+        time.sleep(0.02)
 
 
 def node_agent(node: str, node_dir: str | None) -> Any:
@@ -358,28 +441,39 @@ def _find(identity: TrialIdentity, locator: Locator | None) -> tuple[Any, dict[s
 
 
 def _collect(agent: Any, key: tuple[str, int], trial_dir: Path, offsets: dict[str, int] | None = None) -> None:
-    """Copy every file of a trial's folder on its node into the daemon's, the followed ones to their end (blocking),
-    and release the trial's placement group."""
+    """Copy every file of a trial's folder on its node into the daemon's (blocking): the followed ones to their
+    end, the others whole; one call to the node unless the trial left large files."""
     offsets = _sizes(trial_dir) if offsets is None else offsets
-    while _apply(ray.get(agent.pull.remote(key, dict(offsets))), trial_dir, offsets):
-        pass
-    for name, size in ray.get(agent.files.remote(key)):
-        if name not in FOLLOWED_FILES and name != PARAMS_FILE and _inside(name):
+    reply = ray.get(agent.collect.remote(key, dict(offsets)))
+    while _apply(reply, trial_dir, offsets):
+        reply = ray.get(agent.pull.remote(key, dict(offsets)))
+    for name, data in reply.get("small", {}).items():
+        if _inside(name):
+            _write(trial_dir / name, data)
+    for name, size in reply.get("large", []):
+        if _inside(name):
             _copy(agent, key, trial_dir / name, name, size)
-    status = ray.get(agent.status.remote(key))
-    if status and status["group"]:
-        _remove_group(status["group"])
 
 
 def _apply(reply: dict[str, Any], trial_dir: Path, offsets: dict[str, int]) -> bool:
     """Append the new bytes the node sent to the mirror files, advancing `offsets`; whether more may be waiting."""
     more = False
     for name, data in reply["chunks"].items():
-        if data:
+        if data and reply["from"].get(name, 0) == offsets[name]:  # never the same bytes twice
             _append(trial_dir / name, data)
             offsets[name] += len(data)
             more = more or len(data) >= reply["max"]
     return more
+
+
+def _write(target: Path, data: bytes) -> None:
+    """Write one small file of the trial's folder as its node sent it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _copy(agent: Any, key: tuple[str, int], target: Path, name: str, size: int) -> None:
@@ -422,17 +516,26 @@ def _names() -> list[str]:
     ]
 
 
-def _group_prefix(identity: TrialIdentity) -> str:
-    """How the placement groups of a trial's starts are named (a random tail tells the starts apart)."""
-    return f"automl-{identity.experiment_id}-{identity.trial_id}-"
-
-
-def _remove_groups_of(identity: TrialIdentity) -> None:
-    """Release the placement groups of a trial that no node runs."""
-    prefix = _group_prefix(identity)
+def _sweep_groups(experiment_id: str) -> None:
+    """Give back to Ray the placement groups of an experiment that no trial on any node holds."""
+    held = set()
+    for agent in _all_agents():
+        try:
+            held.update(ray.get(agent.groups.remote()))
+        except RayError:
+            continue
+    prefix = f"{GROUP_PREFIX}{experiment_id}-"
     for group in placement_group_table().values():
-        if group["name"].startswith(prefix) and group["state"] != "REMOVED":
+        if group["name"].startswith(prefix) and group["name"] not in held and group["state"] != "REMOVED":
             _remove_group(group["name"])
+
+
+def _group_state(name: str) -> str | None:
+    """A placement group's state as Ray's control store has it (None: it knows no such group)."""
+    try:
+        return placement_group_table(get_placement_group(name))["state"]
+    except (ValueError, RayError):
+        return None
 
 
 def _remove_group(name: str) -> None:

@@ -30,6 +30,7 @@ from .process_usage import ProcessTreeUsage
 
 FOLLOWED_FILES = (METRICS_FILE, STDOUT_FILE, STDERR_FILE, NNI_LOG_FILE)  # sent to the daemon while the trial runs
 NODE_ENV = "AUTOML_NODE"  # the Ray node id, in a trial's environment
+SMALL_FILE = 1 << 20  # bytes: a trial's other files up to this size come back with its last metrics, in one call
 EXIT_POLL = 0.02  # seconds between looks at a trial's exit where pidfd is missing
 
 Key = tuple[str, int]  # (experiment id, trial id)
@@ -116,7 +117,25 @@ class NodeAgent:
                 continue
             except _Unreadable as e:
                 problem = problem or (f"{name} {e}" if name == METRICS_FILE else None)
-        return {"chunks": chunks, "problem": problem, "max": MAX_LINE + 1}
+        return {"chunks": chunks, "problem": problem, "max": MAX_LINE + 1, "from": sizes}
+
+    def collect(self, key: Key, sizes: dict[str, int]) -> dict[str, Any]:
+        """All the daemon needs to complete an ended trial's folder in one call: what `pull` gives, every other
+        file up to `SMALL_FILE` bytes whole, and the names and sizes of the larger ones."""
+        reply = self.pull(key, sizes)
+        reply["small"], reply["large"] = {}, []
+        for name, size in self.files(key):
+            if name in FOLLOWED_FILES or name == PARAMS_FILE:
+                continue
+            if size <= SMALL_FILE:
+                reply["small"][name] = self.read(key, name, 0, size)
+            else:
+                reply["large"].append((name, size))
+        return reply
+
+    def groups(self) -> list[str]:
+        """The placement groups of the trials this agent keeps (running, or ended and not yet copied)."""
+        return [trial.group for trial in self.trials.values()]
 
     async def wait(self, key: Key) -> int:
         """The trial's exit status once its process has ended (a signal as -N)."""
@@ -139,10 +158,13 @@ class NodeAgent:
         kill_tree(self.trials[key].process.pid)
 
     async def end_leftovers(self, key: Key, grace: float) -> list[int]:
-        """End the processes the trial left on this node after its root exited (found by its marks); their pids."""
+        """End the processes the trial left on this node after its root exited (found by its marks); their pids.
+        Without any, the trial is done with here (`forget`): its folder was copied when it ended."""
         procs = await asyncio.to_thread(marked_processes, *key)
         if procs:
             await _end_all(procs, grace)
+        else:
+            self.forget(key)
         return [proc.pid for proc in procs]
 
     def kill_leftovers(self, key: Key) -> list[int]:
