@@ -1,13 +1,14 @@
 """Trials on a Ray cluster: Ray places each trial and keeps its resources, a per-node agent runs it.
 
-Per trial, the launcher reserves the trial's resources in a detached placement group of one bundle (CPUs, GPUs,
-custom resources), so Ray's accounting holds them for exactly the trial's life and picks its node; the GPUs are the
-ones Ray assigns to that bundle. The trial then starts through that node's agent (`ray_agent.NodeAgent`, one
-detached, named actor per node, started once), with the same wrapper and trial contract as a local trial. The
-daemon's trial folder is a mirror of the one on the node: each read of the trial's metrics first appends the node
-file's new bytes, then the local metrics reader reads the mirror, so metrics arrive exactly once and in order, and
-its logs are readable while it runs; when the trial ends, every file of its folder is copied back before `wait`
-returns. Imported only by an experiment that runs on Ray: importing Ray costs about a second.
+A trial's CPUs, GPUs and custom resources are reserved in a detached placement group of one bundle (a slot), so
+Ray's accounting holds them and picks the node; the GPUs are the ones Ray assigns to that bundle. When a trial ends
+its slot serves the experiment's next trial if one starts within `IDLE_KEEP` seconds, else goes back to Ray. The
+trial starts through its node's agent (`ray_agent.NodeAgent`, one detached, named actor per node, started once),
+with the same wrapper and trial contract as a local trial. The daemon's trial folder is a mirror of the one on the
+node: each read of the trial's metrics first appends the node file's new bytes, then the local metrics reader reads
+the mirror, so metrics arrive exactly once and in order, and its logs are readable while it runs; when the trial
+ends, every file of its folder is copied back before `wait` returns. Imported only by an experiment that runs on
+Ray: importing Ray costs about a second.
 """
 
 from __future__ import annotations
