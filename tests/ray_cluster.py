@@ -115,14 +115,16 @@ def two_node_cluster(fleets: dict[str, list[dict[str, Any]]]) -> Iterator[TwoNod
 
 
 def _add_node(cluster: Any, resource: str, fleet: Path, **args: Any) -> Any:
-    """A node with its custom resource; its processes (and trials) see its own simulated GPU fleet."""
-    os.environ[SIM_ENV] = str(fleet)
+    """A node with its custom resource; its processes (and trials) see its own simulated GPU fleet, and keep
+    their trial folders in the cluster's temp folder (removed with it)."""
+    saved = {name: os.environ.get(name) for name in (SIM_ENV, "TMPDIR")}
+    os.environ.update({SIM_ENV: str(fleet), "TMPDIR": str(fleet.parent)})
     try:
         return cluster.add_node(
             num_cpus=NODE_CPUS, num_gpus=NODE_GPUS, resources={resource: 100}, node_ip_address="127.0.0.1", **args
         )
     finally:
-        os.environ.pop(SIM_ENV)
+        _restore(saved)
 
 
 def _leave(cluster: Any) -> None:

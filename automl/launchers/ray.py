@@ -18,7 +18,6 @@ import atexit
 import json
 import logging
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -402,7 +401,6 @@ def _release_idle_groups() -> None:
 def node_agent(node: str, node_dir: str | None) -> Any:
     """The agent of a node, started there (once, detached, named after the node) unless it runs already."""
     if node not in _agents:
-        root = node_dir or str(Path(tempfile.gettempdir()) / f"automl-{os.getuid()}")
         _agents[node] = (
             ray.remote(NodeAgent)
             .options(
@@ -415,7 +413,7 @@ def node_agent(node: str, node_dir: str | None) -> Any:
                 max_concurrency=1000,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
             )
-            .remote(node, str(Path(root) / node[:12]))
+            .remote(node, node_dir)
         )
     return _agents[node]
 

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,12 @@ class _Trial:
 
 
 class NodeAgent:
-    """Runs trials on one node for the daemon (see the module docstring). `root`: the folder of this node's trial
-    folders; `node_id`: Ray's id of the node, put in each trial's environment."""
+    """Runs trials on one node for the daemon (see the module docstring). `node_dir`: where this node's trial
+    folders go (None: this node's temp folder); `node_id`: Ray's id of the node, put in each trial's environment."""
 
-    def __init__(self, node_id: str, root: str):
+    def __init__(self, node_id: str, node_dir: str | None):
         self.node_id = node_id
-        self.root = Path(root)
+        self.root = Path(node_dir or Path(tempfile.gettempdir()) / f"automl-{os.getuid()}") / node_id[:12]
         self.trials: dict[Key, _Trial] = {}
         self._probe: Any = None
 
