@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 
-.PHONY: install demo test lint bench bench-multifidelity clean
+.PHONY: install demo test lint bench bench-multifidelity bench-ray clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q -e '.[dev,examples]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e '.[dev,examples,ray]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 # In a terminal: the experiment goes to the daemon and the dashboard opens on it (q quits; the experiment
@@ -56,6 +56,11 @@ bench-multifidelity: install
 	$(BIN)/pip install -q --no-deps mf-prior-bench
 	$(BIN)/python bench/multifidelity.py
 	$(BIN)/python bench/digits_real.py
+
+# a real two-node Ray cluster in a network namespace (needs root), against the local launcher and Ray Tune
+bench-ray: install
+	$(BIN)/pip install -q -e '.[bench]' --config-settings editable_mode=compat
+	$(BIN)/python bench/ray_launch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 
 from . import __version__
-from .config.model import GpuPolicy, config_from_store, load_config, parse_duration
+from .config.model import GpuPolicy, config_from_store, load_config, parse_duration, resolve_launcher
 from .control import protocol
 from .control.client import Client, DaemonNotRunning
 from .control.server import ControlServer
@@ -34,7 +34,7 @@ from .engine.loop_lag import LoopLag
 from .errors import UserError
 from .gpu.pool import GpuPool, report
 from .gpu.probe import open_probe
-from .launchers.local import LocalLauncher
+from .launchers.choose import launcher_for
 from .logs import log_to
 from .notify import notify_end
 from .paths import last_line, open_append, replace_file, secure_home, socket_path
@@ -53,8 +53,9 @@ FILE_LIMIT = 8192  # open files: the control server's client cap and every trial
 class Daemon:
     """Hosts experiments and answers control requests until told to shut down."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, ray_address: str | None = None):
         self.home = home
+        self.ray_address = ray_address  # where experiments without a launcher of their own run their trials
         self.loops: dict[str, ExperimentLoop] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.time()
@@ -121,7 +122,7 @@ class Daemon:
         }
 
     async def _gpus(self, _: protocol.NoArgs) -> dict[str, Any]:
-        return {"gpus": self._gpu_report()}
+        return {"gpus": self._gpu_report() + await self._cluster_gpus()}
 
     async def _shutdown_request(self, _: protocol.NoArgs) -> dict[str, Any]:
         self._shutdown.set()
@@ -163,6 +164,16 @@ class Daemon:
         loop.update(args.concurrency, args.max_trials, max_duration)
         return _done(loop)
 
+    async def _cluster_gpus(self) -> list[dict[str, Any]]:
+        """The GPUs of every node of the Ray cluster this daemon uses, if it uses one."""
+        used = [loop.config.launcher.address for loop in self.loops.values() if loop.config.launcher.name == "ray"]
+        address = self.ray_address or next(iter(used), None)
+        if address is None:
+            return []
+        from .launchers.ray import cluster_gpus
+
+        return await cluster_gpus(address)
+
     def _publish_gpus(self) -> None:
         """A `gpu_sample` event after every look at the GPUs, for dashboards."""
         self.server.publish(EventKind.GPU_SAMPLE, None, {"gpus": self.pool.describe()})
@@ -182,6 +193,7 @@ class Daemon:
         if self._shutdown.is_set():
             raise UserError("the daemon is shutting down; submit again once it has restarted")
         config, warnings = await asyncio.to_thread(load_config, path, environment)
+        await asyncio.to_thread(resolve_launcher, config, path, self.ray_address)
         tuner = await asyncio.to_thread(tuner_for, config)
         if self._shutdown.is_set():
             raise UserError("the daemon is shutting down; submit again once it has restarted")
@@ -233,9 +245,10 @@ class Daemon:
         return {"experiment": experiment.id, "adopted": True}
 
     def _host(self, experiment: Experiment, config: Any, tuner: Any) -> None:
-        slots = self.pool.slots(experiment.id, config.gpu, config.resources.gpus)
+        local_gpus = 0 if config.launcher.name == "ray" else config.resources.gpus  # Ray assigns a cluster's GPUs
+        slots = self.pool.slots(experiment.id, config.gpu, local_gpus)
         loop = ExperimentLoop(
-            self.store, experiment, config, tuner, slots, launcher=LocalLauncher(experiment.environment)
+            self.store, experiment, config, tuner, slots, launcher=launcher_for(config, experiment.environment)
         )
         loop.listeners.append(lambda event, data: self.server.publish(event, experiment.id, data))
         self.loops[experiment.id] = loop
@@ -261,17 +274,18 @@ class Daemon:
         return loop
 
 
-def serve_foreground(home: Path) -> None:
-    """`automl daemon start --foreground`: run the daemon in this process (for service managers)."""
+def serve_foreground(home: Path, ray_address: str | None = None) -> None:
+    """`automl daemon start --foreground`: run the daemon in this process (for service managers); experiments
+    without a launcher of their own run on the Ray cluster at `ray_address` when given."""
     secure_home(home)
     if not sys.stderr.isatty():  # detached, or under a service manager: the log file is the one place
         for handler in [h for h in log.handlers if type(h) is logging.StreamHandler]:
             log.removeHandler(handler)
     log_to(home / LOG_FILE)
-    asyncio.run(Daemon(home).run())
+    asyncio.run(Daemon(home, ray_address).run())
 
 
-def start_detached(home: Path, timeout: float = 30.0) -> int:
+def start_detached(home: Path, timeout: float = 30.0, ray_address: str | None = None) -> int:
     """Start the daemon in the background (own session, no terminal) and wait until it answers; its pid."""
     running = daemon_pid(home)
     if running is not None:
@@ -280,7 +294,15 @@ def start_detached(home: Path, timeout: float = 30.0) -> int:
     _check_store(home)
     with open(open_append(home / LOG_FILE), "ab") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "automl", "daemon", "start", "--foreground"],
+            [
+                sys.executable,
+                "-m",
+                "automl",
+                "daemon",
+                "start",
+                "--foreground",
+                *(["--ray", ray_address] if ray_address else []),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,

@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS trials (
     gpu_memory_mib REAL,
     cost REAL,
     decision TEXT,
+    node TEXT,
     PRIMARY KEY (experiment_id, id)
 );
 CREATE TABLE IF NOT EXISTS metrics (
@@ -126,6 +127,7 @@ MIGRATIONS = (  # in order; a store at version v gets every step above v when it
     Migration(3, "experiments", (("note", "TEXT"), ("environment", "TEXT"))),
     Migration(4, "experiments", (("stop_reason", "TEXT"), ("host_pid", "INTEGER"), ("host_started", "REAL"))),
     Migration(4, "trials", (("decision", "TEXT"),)),
+    Migration(5, "trials", (("node", "TEXT"),)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -180,6 +182,7 @@ class Trial:
     gpu_memory_mib: float | None = None
     cost: float | None = None
     decision: tuple[TrialStatus, str] | None = None  # (status, reason) an ending decided for it and not yet carried out
+    node: str | None = None  # the cluster node it runs on (None: the machine of its host)
 
 
 class StoreUnavailable(DaemonError):
@@ -455,15 +458,22 @@ class Store:
             )
         return trial
 
-    def trial_started(self, trial: Trial, pid: int, pid_created: float | None, started: float | None = None) -> None:
-        """Mark a trial running under process `pid`, created at `pid_created` by the kernel's clock (started now,
-        unless told when)."""
-        trial.status, trial.pid, trial.pid_created = TrialStatus.RUNNING, pid, pid_created
+    def trial_started(
+        self,
+        trial: Trial,
+        pid: int,
+        pid_created: float | None,
+        started: float | None = None,
+        node: str | None = None,
+    ) -> None:
+        """Mark a trial running under process `pid`, created at `pid_created` by the kernel's clock, on `node` (None:
+        this machine), started now unless told when."""
+        trial.status, trial.pid, trial.pid_created, trial.node = TrialStatus.RUNNING, pid, pid_created, node
         trial.started = self.clock() if started is None else started
         with self._tx():
             self.conn.execute(
-                "UPDATE trials SET status=?, pid=?, pid_created=?, started=? WHERE experiment_id=? AND id=?",
-                (trial.status, pid, pid_created, trial.started, trial.experiment_id, trial.id),
+                "UPDATE trials SET status=?, pid=?, pid_created=?, started=?, node=? WHERE experiment_id=? AND id=?",
+                (trial.status, pid, pid_created, trial.started, node, trial.experiment_id, trial.id),
             )
 
     def forget_metrics(self, trial: Trial) -> None:
@@ -745,6 +755,7 @@ def _trial(row: sqlite3.Row) -> Trial:
         row["lines"],
         **{name: row[name] if name in row.keys() else None for name in USAGE_FIELDS},
         decision=_decision(row["decision"] if "decision" in row.keys() else None),
+        node=row["node"] if "node" in row.keys() else None,
     )
 
 

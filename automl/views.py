@@ -24,6 +24,7 @@ def trial_view(trial: Trial) -> dict[str, Any]:
         "value": trial.value,
         "steps": trial.steps,
         "gpus": trial.gpus,
+        "node": trial.node,
         "started": trial.started,
         "ended": trial.ended,
         "exit_code": trial.exit_code,

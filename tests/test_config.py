@@ -250,3 +250,16 @@ def test_nni_assessors_and_advisors_become_stoppers(project):
     config, _ = load_config(_nni_config(project, tuner=None, advisor={"name": "Hyperband", "classArgs": {"R": 9}}))
     assert (config.tuner.name, config.stopper.args) == ("Random", {"max_resource": 9, "reduction_factor": 3})
     assert config.fixed_params == {"TRIAL_BUDGET": 9}
+
+
+def test_the_launcher_is_checked_before_anything_is_written(project, home):
+    local_with_address = write_config(project, launcher={"name": "local", "address": "127.0.0.1:6379"})
+    result = automl("run", str(local_with_address))
+    assert result.returncode == 2 and "launcher" in result.stderr and "only apply to the ray launcher" in result.stderr
+    no_address = write_config(project, launcher={"name": "ray"})
+    result = automl("run", str(no_address))
+    assert result.returncode == 2 and "launcher.address" in result.stderr and "--ray" in result.stderr
+    not_an_address = write_config(project, launcher={"name": "ray", "address": "head-node"})
+    result = automl("run", str(not_an_address))
+    assert result.returncode == 2 and "is not HOST:PORT" in result.stderr
+    assert not (home / "automl.db").exists()

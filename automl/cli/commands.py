@@ -120,13 +120,14 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ..config.model import load_config
+    from ..config.model import load_config, resolve_launcher
     from ..engine.experiment import DETACHED
     from ..notify import notify_end
     from ..store import LOOP_WRITE_WAIT, Store
     from ..tuners import tuner_for
 
     config, warnings = load_config(args.config)
+    resolve_launcher(config, args.config, None)
     for warning in warnings:
         print(f"automl: warning: {warning}", file=sys.stderr)
     tuner = tuner_for(config)
@@ -186,11 +187,13 @@ async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tup
     from ..engine.experiment import ExperimentLoop
     from ..gpu.pool import GpuPool
     from ..gpu.probe import open_probe
+    from ..launchers.choose import launcher_for
     from .progress import Progress
 
-    pool = GpuPool(open_probe() if config.resources.gpus > 0 else None)
-    slots = pool.slots(experiment.id, config.gpu, config.resources.gpus)
-    loop = ExperimentLoop(store, experiment, config, tuner, slots)
+    local_gpus = 0 if config.launcher.name == "ray" else config.resources.gpus  # Ray assigns a cluster's GPUs
+    pool = GpuPool(open_probe() if local_gpus > 0 else None)
+    slots = pool.slots(experiment.id, config.gpu, local_gpus)
+    loop = ExperimentLoop(store, experiment, config, tuner, slots, launcher=launcher_for(config, None))
     progress = Progress(loop)
     loop.listeners.append(progress)
     interrupts = 0
@@ -330,9 +333,11 @@ def _no_best(status: str, trials: list[dict[str, Any]]) -> str:
 
 def _print_wide_table(trials: list[dict[str, Any]]) -> None:
     """Every trial by id with every column, params in full JSON and errors at the end of the line."""
+    on_nodes = any(t["node"] for t in trials)  # a cluster's trials: which node each ran on
+    node_head = f"{'NODE':<12} " if on_nodes else ""
     print(
-        f"{'TRIAL':>5} {'STATUS':<13} {'VALUE':>10} {'STEPS':>5} {'TIME':>7} {'GPU':>4} {'GPU-S':>7} {'ENERGY':>8} "
-        f"{'CPU-S':>7} {'RSS':>7} {'COST':>7}  PARAMS / ERROR"
+        f"{'TRIAL':>5} {'STATUS':<13} {node_head}{'VALUE':>10} {'STEPS':>5} {'TIME':>7} {'GPU':>4} {'GPU-S':>7} "
+        f"{'ENERGY':>8} {'CPU-S':>7} {'RSS':>7} {'COST':>7}  PARAMS / ERROR"
     )
     now = time.time()
     for t in trials:
@@ -340,8 +345,9 @@ def _print_wide_table(trials: list[dict[str, Any]]) -> None:
         took = "-" if not t["started"] else f"{(t['ended'] or now) - t['started']:.1f}s"
         detail = json.dumps(t["params"]) if not t["error"] else f"{json.dumps(t['params'])}  ! {t['error']}"
         gpus = ",".join(map(str, t["gpus"])) or "-"
+        node = f"{(t['node'] or '-')[:12]:<12} " if on_nodes else ""
         print(
-            f"{t['id']:>5} {t['status']:<13} {value:>10} {t['steps']:>5} {took:>7} {gpus:>4} "
+            f"{t['id']:>5} {t['status']:<13} {node}{value:>10} {t['steps']:>5} {took:>7} {gpus:>4} "
             f"{_figure(t['gpu_seconds'], '.0f')} {_figure(t['energy_j'], '.0f', 'J', 8)} "
             f"{_figure(t['cpu_seconds'], '.1f')} {_figure(t['peak_rss_mib'], '.0f', 'M')} "
             f"{_figure(t['cost'], '.3f')}  {detail}"

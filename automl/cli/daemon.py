@@ -52,6 +52,9 @@ def add_commands(sub: Any) -> None:
     actions = daemon.add_subparsers(dest="action", required=True, metavar="ACTION")
     start = actions.add_parser("start", help="start the daemon in the background")
     start.add_argument("--foreground", action="store_true", help="run in this process (for service managers)")
+    start.add_argument(
+        "--ray", metavar="HOST:PORT", help="run every experiment without a launcher of its own on this Ray cluster"
+    )
     start.set_defaults(handler=_cmd_daemon_start)
     actions.add_parser("stop", help="stop the daemon; running trials keep running").set_defaults(
         handler=_cmd_daemon_stop
@@ -200,10 +203,16 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 def _cmd_daemon_start(args: argparse.Namespace) -> int:
     from ..daemon import serve_foreground, start_detached
 
+    if args.ray:
+        from ..launchers.ray_address import address_problem
+
+        problem = address_problem(args.ray)
+        if problem:
+            raise UserError(f"--ray: {problem}")
     if args.foreground:
-        serve_foreground(home())
+        serve_foreground(home(), args.ray)
         return 0
-    pid = start_detached(home())
+    pid = start_detached(home(), ray_address=args.ray)
     print(f"daemon started (pid {pid}); socket {home() / 'daemon.sock'}")
     return 0
 

@@ -32,11 +32,15 @@ def _cmd_gpus(args: argparse.Namespace) -> int:
         return 0
     print(f"GPUs, {source}")
     print(f"{'GPU':>3} {'NAME':<22} {'LOAD':>5} {'10s':>5} {'OTHERS':>6} {'MEMORY (MiB)':>15} {'POWER':>6}  NEW TRIAL?")
+    node = None
     for gpu in gpus:
         memory = f"{gpu['memory_used_mib']:.0f}/{gpu['memory_total_mib']:.0f}"
         power = "-" if gpu["power_w"] is None else f"{gpu['power_w']:.0f}W"
         verdict = "yes" if gpu["takes_trial"] else f"no: {gpu['reason']}"
         load = f"{gpu['utilization']:>4.0f}% {gpu['utilization_window']:>4.0f}% {gpu['foreign_utilization']:>5.0f}%"
+        if gpu.get("node") != node:
+            node = gpu.get("node")
+            print(f"node {node} ({gpu['node_address']})" if node else "this machine")
         print(f"{gpu['index']:>3} {gpu['name'][:22]:<22} {load} {memory:>15} {power:>6}  {verdict}")
         for name, reason in gpu["verdicts"].items():
             if name != "default":

@@ -16,6 +16,7 @@ MIN_WIDTH = 60
 """Narrower terminals get this width all the same (lines wrap)."""
 
 HEADER = f"{'TRIAL':>5} {'STATUS':<13} {'VALUE':>10} {'TIME':>7}  "
+NODE_WIDTH = 12  # the NODE column, shown when trials ran on a cluster's nodes
 
 
 def terminal_width() -> int:
@@ -76,11 +77,13 @@ def trial_lines(
     names = param_order(trials, importance)
     labels = fmt.short_names(names)
     shown = best_first(trials, maximize)[:top] if top else best_first(trials, maximize)
-    room = width - len(HEADER)
+    on_nodes = any(trial.get("node") for trial in trials)
+    header = HEADER + (f"{'NODE':<{NODE_WIDTH}} " if on_nodes else "")
+    room = width - len(header)
     heading = "PARAMS, most important first" if importance else "PARAMS"
-    lines = [HEADER + cut(heading, room)]
+    lines = [header + cut(heading, room)]
     for trial in shown:
-        lines.append(trial_line(trial, names, labels, room, now))
+        lines.append(trial_line(trial, names, labels, room, now, on_nodes))
         if trial["error"]:
             lines.append(cut(f"{'':>6}! {trial['error']}", width))
     if len(shown) < len(trials):
@@ -88,13 +91,17 @@ def trial_lines(
     return lines
 
 
-def trial_line(trial: dict[str, Any], names: list[str], labels: Mapping[str, str], room: int, now: float) -> str:
-    """One trial: id, status, value, how long it ran (so far, while it runs) and its params."""
+def trial_line(
+    trial: dict[str, Any], names: list[str], labels: Mapping[str, str], room: int, now: float, on_nodes: bool = False
+) -> str:
+    """One trial: id, status, value, how long it ran (so far, while it runs), the node it ran on (for a cluster's
+    trials) and its params."""
     value = fmt.number(trial["value"], 10) if trial["value"] is not None else "-"
     started, ended = trial["started"], trial["ended"]
     took = "-" if started is None else fmt.duration((ended if ended is not None else now) - started)
+    node = f"{(trial.get('node') or '-')[:NODE_WIDTH]:<{NODE_WIDTH}} " if on_nodes else ""
     return (
-        f"{trial['id']:>5} {trial['status']:<13} {value:>10} {took:>7}  "
+        f"{trial['id']:>5} {trial['status']:<13} {value:>10} {took:>7}  {node}"
         + params_text(trial["flat"], names, labels, room)
     ).rstrip()
 

@@ -172,6 +172,26 @@ class NotifySpec(_Model):
         return shlex.split(value) if isinstance(value, str) else value
 
 
+class LauncherSpec(_Model):
+    """Where trials run: this machine (`local`) or a Ray cluster (`ray`, at `address`, each trial asking for the
+    custom Ray `resources` too); unset: the host's default (the daemon's `--ray` cluster, else this machine)."""
+
+    name: Literal["local", "ray"] | None = None
+    address: str | None = None
+    resources: dict[str, float] = Field(default_factory=dict)
+    node_dir: str | None = None  # the folder of trial folders on each node (default: the node's temp folder)
+
+    @model_validator(mode="after")
+    def _ray_fields(self) -> LauncherSpec:
+        ray_only = [name for name in ("address", "resources", "node_dir") if getattr(self, name)]
+        if self.name == "local" and ray_only:
+            raise ValueError(f"{', '.join(ray_only)} only apply to the ray launcher (name: ray)")
+        for resource, amount in self.resources.items():
+            if amount <= 0 or not math.isfinite(amount):
+                raise ValueError(f"resources: {resource} must be a positive number, got {amount}")
+        return self
+
+
 class ExperimentConfig(_Model):
     """One experiment, as written in its config file (paths already resolved)."""
 
@@ -196,6 +216,7 @@ class ExperimentConfig(_Model):
     gpu: GpuPolicy = Field(default_factory=GpuPolicy)
     cost: CostPolicy = Field(default_factory=CostPolicy)
     env: dict[str, str] = Field(default_factory=dict)
+    launcher: LauncherSpec = Field(default_factory=LauncherSpec)
     max_log_mib: float = Field(default=64, gt=0, le=1 << 20, allow_inf_nan=False)  # per log file; the tail is kept
     notify: NotifySpec | None = None
 
@@ -308,6 +329,27 @@ def build_config(
             raise UserError(f"{source}: field 'stopper': {e}") from None
     _check_command(config, source, os.environ if environment is None else environment)
     return config
+
+
+def resolve_launcher(config: ExperimentConfig, source: str, ray_address: str | None) -> None:
+    """Settle where the experiment's trials run: its own launcher, else the host's Ray cluster (`ray_address`), else
+    this machine; a Ray cluster must answer at its address now (UserError naming the address and what to check)."""
+    spec = config.launcher
+    if spec.name is None:
+        spec.name = "ray" if ray_address or spec.address else "local"
+    if spec.name != "ray":
+        return
+    spec.address = spec.address or ray_address
+    if not spec.address:
+        raise UserError(
+            f"{source}: field 'launcher.address': the ray launcher needs the cluster's address (HOST:PORT, as "
+            "`ray start --head` prints it), or a daemon started with `automl daemon start --ray HOST:PORT`"
+        )
+    from ..launchers.ray_address import address_problem
+
+    problem = address_problem(spec.address)
+    if problem:
+        raise UserError(f"{source}: field 'launcher.address': {problem}")
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:

@@ -24,7 +24,16 @@ from typing import Any
 from ..config.model import ExperimentConfig
 from ..errors import UserError
 from ..gpu.pool import GpuSlots, Placement
-from ..launchers.base import Launcher, Locator, ProcessUsage, TrialHandle, TrialSpec, describe_exit, stderr_tail
+from ..launchers.base import (
+    Launcher,
+    Locator,
+    ProcessUsage,
+    TrialHandle,
+    TrialLost,
+    TrialSpec,
+    describe_exit,
+    stderr_tail,
+)
 from ..launchers.local import LocalLauncher
 from ..paths import trial_dir
 from ..states import EventKind, ExperimentStatus, TrialStatus
@@ -462,7 +471,12 @@ class ExperimentLoop:
 
     async def _follow_to_end(self, running: _Running) -> None:
         """A started trial's path: follow it until it exits, then end it."""
-        await self._end(running, await self._follow(running))
+        try:
+            code = await self._follow(running)
+        except TrialLost as lost:  # the machine it ran on is gone, and the trial with it
+            await self._lost(running, lost)
+            return
+        await self._end(running, code)
 
     # taken up after a restart (resume.py), then on the same path
 
@@ -525,13 +539,14 @@ class ExperimentLoop:
     def _mark_started(self, trial: Trial, locator: Locator | None, started: float | None) -> None:
         """Record that a trial runs where `locator` says (in memory at once, in the store as soon as it takes it)."""
         assert locator is not None and started is not None, "a started trial has a locator and a start time"
-        trial.status, trial.pid, trial.pid_created, trial.started = (
+        trial.status, trial.pid, trial.pid_created, trial.started, trial.node = (
             TrialStatus.RUNNING,
             locator.pid,
             locator.created,
             started,
+            locator.node,
         )
-        self._write(self.store.trial_started, trial, locator.pid, locator.created, started)
+        self._write(self.store.trial_started, trial, locator.pid, locator.created, started, locator.node)
 
     # follow
 
@@ -646,6 +661,13 @@ class ExperimentLoop:
         if oversized_logs(folder, self._log_limit()):
             await asyncio.to_thread(cap_logs, folder, self._log_limit())
         self._conclude(running, code)
+
+    async def _lost(self, running: _Running, lost: TrialLost) -> None:
+        """The trial's machine left the cluster: store what it reported, and end it interrupted, naming why."""
+        if running.termination is not None:
+            await running.termination
+        await self._collect_all(running)
+        self._finish(running, TrialStatus.INTERRUPTED, None, str(lost))
 
     def _conclude(self, running: _Running, code: int | None) -> None:
         """The trial's status from our decision, its exit status and whether it reported a final result."""

@@ -81,7 +81,7 @@ async def _take_up(loop: ExperimentLoop, trial: Trial, key: int, intermediate: l
     """A trial the store says is running (or about to): follow it, conclude it, start it, or mark it
     interrupted."""
     identity = TrialIdentity(trial.experiment_id, trial.id)
-    stored = None if trial.pid is None else Locator(trial.pid, trial.pid_created)
+    stored = None if trial.pid is None else Locator(trial.pid, trial.pid_created, trial.node)
     handle = await loop.launcher.attach(identity, stored, loop.trial_dir(trial.id))
     if trial.status == TrialStatus.WAITING and handle.locator is not None:
         loop._mark_started(trial, handle.locator, handle.locator.created)

@@ -65,6 +65,10 @@ class ProcessUsage:
     ended: float | None = None
 
 
+class TrialLost(OSError):
+    """The machine a trial ran on is gone (a cluster node died): the trial ends `interrupted`, saying why."""
+
+
 class TrialHandle(Protocol):
     """One trial, as its launcher delivers it to the experiment loop (the loop never looks at a process itself).
 
@@ -86,8 +90,9 @@ class TrialHandle(Protocol):
 
     async def wait(self) -> int | None:
         """The trial's exit status once it has ended (a signal as -N), as recorded at its exit when it was;
-        None when nothing recorded it (it ended unwatched, or a machine restart took it). Returns only when
-        every file of the trial's folder is complete on the daemon's machine."""
+        None when nothing recorded it (it ended unwatched, or a machine restart took it); `TrialLost` when the
+        machine it ran on is gone. Returns only when every file of the trial's folder is complete on the daemon's
+        machine."""
         ...
 
     def sample(self) -> set[int]:

@@ -1,0 +1,21 @@
+"""The launcher an experiment's config asks for: this machine, or a Ray cluster (Ray is imported only then)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .local import LocalLauncher
+
+
+def launcher_for(config: Any, environment: Mapping[str, str] | None) -> Any:
+    """The launcher of an experiment whose `config.launcher` is settled (`resolve_launcher`), its trials run with
+    `environment` (None: this process's)."""
+    spec = config.launcher
+    if spec.name != "ray":
+        return LocalLauncher(environment)
+    from .ray import RayLauncher, RayOptions
+
+    return RayLauncher(
+        RayOptions(spec.address, dict(spec.resources), spec.node_dir), config.resources.gpus, environment
+    )

@@ -1,0 +1,561 @@
+"""Trials on a Ray cluster: Ray places each trial and keeps its resources, a per-node agent runs it.
+
+A trial's CPUs, GPUs and custom resources are reserved in a detached placement group of one bundle (a slot), so
+Ray's accounting holds them and picks the node; the GPUs are the ones Ray assigns to that bundle. When a trial ends
+its slot serves the experiment's next trial if one starts within `IDLE_KEEP` seconds, else goes back to Ray. The
+trial starts through its node's agent (`ray_agent.NodeAgent`, one detached, named actor per node, started once),
+with the same wrapper and trial contract as a local trial. The daemon's trial folder is a mirror of the one on the
+node: each read of the trial's metrics first appends the node file's new bytes, then the local metrics reader reads
+the mirror, so metrics arrive exactly once and in order, and its logs are readable while it runs; when the trial
+ends, every file of its folder is copied back before `wait` returns. Imported only by an experiment that runs on
+Ray: importing Ray costs about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayError
+from ray.util.placement_group import (
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
+
+from ..paths import create_file, new_trial_folder, open_append
+from .base import (
+    METRICS_FILE,
+    PARAMS_FILE,
+    STDERR_FILE,
+    STDOUT_FILE,
+    Locator,
+    ProcessUsage,
+    TrialIdentity,
+    TrialLost,
+    TrialSpec,
+)
+from .local import recorded_exit
+from .metrics_file import ReadResult, read_new
+from .process_usage import recorded_usage
+from .ray_address import NAMESPACE
+from .ray_agent import FOLLOWED_FILES, NodeAgent
+
+AGENT_PREFIX = "automl-agent-"
+GROUP_PREFIX = "automl-"  # then the experiment id: the placement groups of an experiment's trials
+EXIT_WAIT = 2.0  # seconds an exiting process waits for Ray to confirm it got its idle slots back
+IDLE_KEEP = 2.0  # seconds an ended trial's reserved resources wait for the next trial before Ray gets them back
+COPY_CHUNK = 4 << 20  # bytes per call when a trial's folder is copied back at its end
+
+log = logging.getLogger("automl")
+
+
+@dataclass(eq=False)
+class _Slot:
+    """Resources Ray reserved for one trial at a time: a placement group, its node, its GPUs, the node's agent."""
+
+    group: str
+    node: str
+    gpus: list[int]
+    agent: Any
+
+
+@dataclass
+class RayOptions:
+    """Where the cluster is and what each trial asks of Ray beyond its CPUs and GPUs."""
+
+    address: str
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per trial
+    node_dir: str | None = None  # the folder of trial folders on each node (default: its temp folder)
+
+
+class RayLauncher:
+    """Runs each trial on a node of the Ray cluster at `options.address` (see the module docstring), with the
+    environment of the shell that ran the experiment (`environment`)."""
+
+    def __init__(self, options: RayOptions, gpus: float = 0, environment: Mapping[str, str] | None = None):
+        self.options = options
+        self.gpus = gpus
+        self.environment = dict(os.environ if environment is None else environment)
+        self._idle: list[_Slot] = []  # reserved slots no trial uses yet
+        self._swept = False
+        self._sweeping = asyncio.Lock()
+        self._keeping: set[asyncio.Future[None]] = set()  # the timers of idle slots
+
+    async def start(self, spec: TrialSpec) -> RayTrialHandle:
+        """Reserve the trial's resources (a slot an ended trial of this experiment just freed, else a new one),
+        then start it through its node's agent; its handle once it runs."""
+        await self._ready(spec.experiment_id)
+        new_trial_folder(spec.trial_dir)
+        create_file(spec.trial_dir / PARAMS_FILE, _params_bytes(spec.params))
+        for name in (METRICS_FILE, STDOUT_FILE, STDERR_FILE):
+            create_file(spec.trial_dir / name)
+        slot = self._idle.pop() if self._idle else None
+        if slot is not None:
+            _idle_groups.discard(slot.group)
+        try:
+            slot = slot or await self._reserve(spec)
+            node_spec = TrialSpec(**{**spec.__dict__, "gpus": slot.gpus})
+            pid, created = await slot.agent.start.remote(node_spec, self.environment, slot.group)
+        except RayError as e:
+            if slot is not None:
+                await asyncio.to_thread(_remove_group, slot.group)
+            raise OSError(f"Ray could not start the trial: {e}") from e
+        identity = TrialIdentity(spec.experiment_id, spec.trial_id)
+        return RayTrialHandle(identity, Locator(pid, created, slot.node), slot.agent, spec.trial_dir, slot, self)
+
+    async def _reserve(self, spec: TrialSpec) -> _Slot:
+        """A new placement group of one bundle for a trial, once Ray has placed it: its node, GPUs and agent."""
+        name = f"{GROUP_PREFIX}{spec.experiment_id}-{uuid.uuid4().hex[:12]}"
+        bundle = {"CPU": float(spec.cpus), **({"GPU": self.gpus} if self.gpus else {}), **self.options.resources}
+        group = placement_group([bundle], strategy="STRICT_PACK", name=name, lifetime="detached")
+        try:
+            await group.ready()
+            node = (await asyncio.to_thread(placement_group_table, group))["bundles_to_node_id"][0]
+            gpus = []
+            if self.gpus:
+                strategy = PlacementGroupSchedulingStrategy(group, 0)
+                assigned = _assigned_gpus.options(num_cpus=0, num_gpus=self.gpus, scheduling_strategy=strategy)
+                gpus = await assigned.remote()
+            agent = await asyncio.to_thread(node_agent, node, self.options.node_dir)
+        except RayError:
+            remove_placement_group(group)
+            raise
+        return _Slot(name, node, gpus, agent)
+
+    async def _ready(self, experiment_id: str) -> None:
+        """Join the cluster; the first time, give back to Ray what an earlier process of this experiment left
+        reserved (it died while starting a trial, or holding idle slots)."""
+        await connect(self.options.address)
+        async with self._sweeping:  # before any start of this process reserves a group the sweep would not know
+            if not self._swept:
+                await asyncio.to_thread(_sweep_groups, experiment_id)
+                self._swept = True
+
+    def release(self, slot: _Slot) -> None:
+        """Keep an ended trial's slot for the next trial for `IDLE_KEEP` seconds, then give it back to Ray."""
+        self._idle.append(slot)
+        _idle_groups.add(slot.group)
+        self._keeping.add(asyncio.ensure_future(self._keep(slot)))
+
+    async def _keep(self, slot: _Slot) -> None:
+        """Give the slot back after `IDLE_KEEP` seconds unless a trial took it, or as soon as the loop ends."""
+        try:
+            await asyncio.sleep(IDLE_KEEP)
+        finally:
+            self._expire(slot)
+            self._keeping.discard(asyncio.current_task())
+
+    def _expire(self, slot: _Slot) -> None:
+        if slot in self._idle:
+            self._idle.remove(slot)
+            _idle_groups.discard(slot.group)
+            _remove_group(slot.group)
+
+    async def attach(self, identity: TrialIdentity, locator: Locator | None, trial_dir: Path) -> RayTrialHandle:
+        """After a daemon restart: the trial found on its node by its agent (the locator's node, or every node when
+        the store has none). Its handle has no locator when it no longer runs: then `wait` copies its folder and
+        gives the exit status its node recorded, or None when no node knows it (it never started, or its node
+        left the cluster)."""
+        await self._ready(identity.experiment_id)
+        found = await asyncio.to_thread(_find, identity, locator)
+        if found is None:
+            return RayTrialHandle(identity, None, None, trial_dir, None)
+        agent, status, node = found
+        where = Locator(status["pid"], status["created"], node) if status["code"] is None else None
+        slot = _Slot(status["group"], node, [], agent)
+        return RayTrialHandle(identity, where, agent, trial_dir, slot, None, ended=status["code"])
+
+    def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
+        """SIGKILL now, on every node, what a trial that ended while no daemon watched left running; their pids."""
+        connect_now(self.options.address)
+        key = (identity.experiment_id, identity.trial_id)
+        pids: list[int] = []
+        for agent in _all_agents():
+            try:
+                pids += ray.get(agent.kill_leftovers.remote(key))
+                ray.get(agent.forget.remote(key))
+            except RayError:
+                continue
+        return pids
+
+
+class RayTrialHandle:
+    """One trial on a Ray node: its files mirrored into the daemon's trial folder as they grow."""
+
+    def __init__(
+        self,
+        identity: TrialIdentity,
+        locator: Locator | None,
+        agent: Any,
+        trial_dir: Path,
+        slot: _Slot | None,
+        launcher: RayLauncher | None = None,
+        ended: int | None = None,
+    ):
+        self.identity, self.locator, self.agent, self.trial_dir = identity, locator, agent, trial_dir
+        self.key = (identity.experiment_id, identity.trial_id)
+        self.slot = slot  # the resources Ray holds for it
+        self._launcher = launcher  # takes the slot back for its next trial (None: Ray gets it back)
+        self._ended = ended  # the exit status its node recorded, for a trial that ended while no daemon watched
+        self._file: Any = None  # the mirror metrics file read so far (device, inode)
+        self._measured = ProcessUsage()
+        self._sampling: Any = None
+        self._collected = agent is None
+        self._problem: str | None = None
+        # how far each followed file on the node was copied: a mirror's size until a log cap shortens it
+        self._offsets = _sizes(trial_dir)
+        self._pulling = asyncio.Lock()  # one copy from the node at a time: each appends at the offsets it read
+
+    async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
+        """Bring the node files' new bytes to the mirror, then read the mirror's new metric records."""
+        if not self._collected:
+            await self._pull()
+        if self._problem:
+            return ReadResult([], offset, self._problem, self._file)
+        result = read_new(self.trial_dir / METRICS_FILE, offset, seq, objective, identity=self._file, final=final)
+        self._file = result.identity
+        return result
+
+    async def wait(self) -> int | None:
+        """The trial's exit status, once its folder is copied back; TrialLost when its node left the cluster."""
+        if self.agent is None:
+            return recorded_exit(self.trial_dir)
+        node = "?" if self.locator is None else self.locator.node
+        try:
+            code = self._ended if self.locator is None else await self.agent.wait.remote(self.key)
+            await self.collect()
+        except RayActorError as e:
+            if self.slot is not None:
+                await asyncio.to_thread(_remove_group, self.slot.group)
+            raise TrialLost(f"its node {node} left the Ray cluster") from e
+        if self.slot is not None and self._launcher is not None and self.locator is not None:
+            self._launcher.release(self.slot)
+        elif self.slot is not None:
+            await asyncio.to_thread(_remove_group, self.slot.group)
+        return code
+
+    def sample(self) -> set[int]:
+        """Ask the node for the trial tree's CPU time and peak memory (taken when the answer comes); no pids of
+        this machine's processes."""
+        if self._sampling is None and not self._collected:
+            self._sampling = asyncio.ensure_future(self._sample())
+        return set()
+
+    def usage(self) -> ProcessUsage:
+        """What the node measured so far, and what the wrapper recorded at the trial's exit once copied back."""
+        recorded = recorded_usage(self.trial_dir)
+        if recorded is None:
+            return self._measured
+        return ProcessUsage(
+            max(recorded.cpu_seconds, self._measured.cpu_seconds),
+            max(recorded.peak_rss_mib, self._measured.peak_rss_mib),
+            recorded.ended,
+        )
+
+    async def terminate(self, grace: float) -> None:
+        """SIGTERM the trial's whole process tree on its node, SIGKILL what is left after `grace` seconds."""
+        try:
+            if self.locator is not None:
+                await self.agent.terminate.remote(self.key, grace)
+        except RayActorError:
+            pass  # the node is gone, and the trial with it: `wait` says so
+
+    def kill(self) -> None:
+        """SIGKILL the trial's whole process tree on its node now."""
+        if self.locator is not None:
+            self.agent.kill.remote(self.key)
+
+    async def end_leftovers(self, grace: float) -> list[int]:
+        """End what the trial left running on its node, copy what they wrote, and free the node's copy."""
+        if self.agent is None:
+            return []
+        try:
+            pids = await self.agent.end_leftovers.remote(self.key, grace)
+            if pids:  # they may have written to the trial's folder
+                await self.collect()
+                await self.agent.forget.remote(self.key)
+        except RayActorError:
+            return []
+        return pids
+
+    async def collect(self) -> None:
+        """Copy the trial's folder on its node into the daemon's (see `_collect`)."""
+        async with self._pulling:
+            await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir, self._offsets)
+        self._collected = True
+
+    async def _pull(self) -> None:
+        """Append each followed file's new bytes on the node to the mirror."""
+        try:
+            async with self._pulling:
+                reply = await self.agent.pull.remote(self.key, dict(self._offsets))
+                _apply(reply, self.trial_dir, self._offsets)
+        except RayActorError:
+            return  # the node is gone: `wait` says so
+        self._problem = self._problem or reply["problem"]
+
+    async def _sample(self) -> None:
+        try:
+            usage = await self.agent.sample.remote(self.key)
+            self._measured = ProcessUsage(usage["cpu_seconds"], usage["peak_rss_mib"])
+        except (RayError, KeyError):
+            pass
+        finally:
+            self._sampling = None
+
+
+async def cluster_gpus(address: str) -> list[dict[str, Any]]:
+    """Every GPU of every live node of the cluster, as `automl gpus` shows a machine's, each with its node: sampled
+    there by the node's agent, judged under the default placement policy."""
+    from ..config.model import GpuPolicy
+    from ..gpu.pool import GpuPool, report
+
+    await connect(address)
+    nodes = [node for node in await asyncio.to_thread(ray.nodes) if node["Alive"]]
+    described = []
+    for node in sorted(nodes, key=lambda node: node["NodeID"]):
+        agent = await asyncio.to_thread(node_agent, node["NodeID"], None)
+        try:
+            snapshots = await agent.gpus.remote()
+        except RayError:
+            continue
+        pool = GpuPool(_Replay(snapshots) if snapshots else None)
+        if not pool.count:
+            continue
+        pool.sample()
+        for gpu in report(pool, {"default": pool.slots("default", GpuPolicy(), 1)}):
+            described.append({"node": node["NodeID"], "node_address": node["NodeManagerAddress"], **gpu})
+    return described
+
+
+class _Replay:
+    """A probe that gives the snapshots a node's agent took (what the GPU pool judges)."""
+
+    def __init__(self, snapshots: list[Any]):
+        self.snapshots = snapshots
+
+    def count(self) -> int:
+        return len(self.snapshots)
+
+    def sample(self) -> list[Any]:
+        return self.snapshots
+
+    def place(self, pid: int, gpus: list[int], memory_mib: float, utilization: float) -> None:
+        """Trials on a node are placed by Ray, never through this copy."""
+
+    def remove(self, pid: int) -> None:
+        """See `place`."""
+
+
+_connected: str | None = None
+_idle_groups: set[str] = set()  # reserved slots no trial uses: given back to Ray when this process exits
+_connecting = asyncio.Lock()
+_agents: dict[str, Any] = {}
+
+
+async def connect(address: str) -> None:
+    """Join the cluster at `address` as its driver, once per process (Ray allows one cluster per process)."""
+    if _connected == address:
+        return
+    async with _connecting:
+        await asyncio.to_thread(connect_now, address)
+
+
+def connect_now(address: str) -> None:
+    """`connect`, blocking."""
+    global _connected
+    if _connected == address:
+        return
+    if _connected is not None:
+        raise OSError(f"this automl process already uses the Ray cluster at {_connected}, not {address}")
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+    atexit.register(_release_idle_groups)  # after Ray's own exit hook, so it runs first
+    _connected = address
+
+
+def _release_idle_groups() -> None:
+    """Give the idle slots back to Ray as this process exits (their placement groups outlive it otherwise)."""
+    if not ray.is_initialized():  # any other call would start a local Ray instance
+        return
+    for name in list(_idle_groups):
+        _remove_group(name)
+    deadline = time.monotonic() + EXIT_WAIT
+    while _idle_groups and time.monotonic() < deadline:  # a removal is sent asynchronously: see it done
+        _idle_groups.difference_update(name for name in list(_idle_groups) if _group_state(name) in (None, "REMOVED"))
+        time.sleep(0.02)
+
+
+def node_agent(node: str, node_dir: str | None) -> Any:
+    """The agent of a node, started there (once, detached, named after the node) unless it runs already."""
+    if node not in _agents:
+        _agents[node] = (
+            ray.remote(NodeAgent)
+            .options(
+                name=AGENT_PREFIX + node,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                num_cpus=0,
+                max_restarts=0,
+                max_concurrency=1000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+            )
+            .remote(node, node_dir)
+        )
+    return _agents[node]
+
+
+@ray.remote
+def _assigned_gpus() -> list[int]:
+    """The GPUs Ray gave to the placement-group bundle this runs in."""
+    return [int(gpu) for gpu in ray.get_gpu_ids()]
+
+
+def _find(identity: TrialIdentity, locator: Locator | None) -> tuple[Any, dict[str, Any], str] | None:
+    """The agent that started a trial, what it knows of it, and its node (the locator's node first)."""
+    key = (identity.experiment_id, identity.trial_id)
+    nodes = [locator.node] if locator is not None and locator.node else [name[len(AGENT_PREFIX) :] for name in _names()]
+    for node in nodes:
+        try:
+            agent = ray.get_actor(AGENT_PREFIX + node, namespace=NAMESPACE)
+            status = ray.get(agent.status.remote(key))
+        except (ValueError, RayError):
+            continue
+        if status is not None and (locator is None or status["pid"] == locator.pid):
+            return agent, status, node
+    return None
+
+
+def _collect(agent: Any, key: tuple[str, int], trial_dir: Path, offsets: dict[str, int] | None = None) -> None:
+    """Copy every file of a trial's folder on its node into the daemon's (blocking): the followed ones to their
+    end, the others whole; one call to the node unless the trial left large files."""
+    offsets = _sizes(trial_dir) if offsets is None else offsets
+    reply = ray.get(agent.collect.remote(key, dict(offsets)))
+    while _apply(reply, trial_dir, offsets):
+        reply = ray.get(agent.pull.remote(key, dict(offsets)))
+    for name, data in reply.get("small", {}).items():
+        if _inside(name):
+            _write(trial_dir / name, data)
+    for name, size in reply.get("large", []):
+        if _inside(name):
+            _copy(agent, key, trial_dir / name, name, size)
+
+
+def _apply(reply: dict[str, Any], trial_dir: Path, offsets: dict[str, int]) -> bool:
+    """Append the new bytes the node sent to the mirror files, advancing `offsets`; whether more may be waiting."""
+    more = False
+    for name, data in reply["chunks"].items():
+        if data and reply["from"].get(name, 0) == offsets[name]:  # never the same bytes twice
+            _append(trial_dir / name, data)
+            offsets[name] += len(data)
+            more = more or len(data) >= reply["max"]
+    return more
+
+
+def _write(target: Path, data: bytes) -> None:
+    """Write one small file of the trial's folder as its node sent it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _copy(agent: Any, key: tuple[str, int], target: Path, name: str, size: int) -> None:
+    """Copy one file of the trial's folder from its node, a chunk per call."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        for offset in range(0, size, COPY_CHUNK):
+            os.pwrite(fd, ray.get(agent.read.remote(key, name, offset, COPY_CHUNK)), offset)
+    finally:
+        os.close(fd)
+
+
+def _sizes(trial_dir: Path) -> dict[str, int]:
+    """How much of each followed file the mirror holds."""
+    sizes = {}
+    for name in FOLLOWED_FILES:
+        try:
+            sizes[name] = os.lstat(trial_dir / name).st_size
+        except FileNotFoundError:
+            sizes[name] = 0
+    return sizes
+
+
+def _all_agents() -> list[Any]:
+    agents = []
+    for name in _names():
+        try:
+            agents.append(ray.get_actor(name, namespace=NAMESPACE))
+        except ValueError:
+            continue
+    return agents
+
+
+def _names() -> list[str]:
+    return [
+        entry["name"]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry["namespace"] == NAMESPACE and entry["name"].startswith(AGENT_PREFIX)
+    ]
+
+
+def _sweep_groups(experiment_id: str) -> None:
+    """Give back to Ray the placement groups of an experiment that no trial on any node holds."""
+    held = set()
+    for agent in _all_agents():
+        try:
+            held.update(ray.get(agent.groups.remote()))
+        except RayError:
+            continue
+    prefix = f"{GROUP_PREFIX}{experiment_id}-"
+    for group in placement_group_table().values():
+        if group["name"].startswith(prefix) and group["name"] not in held and group["state"] != "REMOVED":
+            _remove_group(group["name"])
+
+
+def _group_state(name: str) -> str | None:
+    """A placement group's state as Ray's control store has it (None: it knows no such group)."""
+    try:
+        return placement_group_table(get_placement_group(name))["state"]
+    except (ValueError, RayError):
+        return None
+
+
+def _remove_group(name: str) -> None:
+    try:
+        remove_placement_group(get_placement_group(name))
+    except (ValueError, RayError):
+        pass  # already gone
+
+
+def _params_bytes(params: dict[str, Any]) -> bytes:
+    return (json.dumps(params, indent=2) + "\n").encode()
+
+
+def _append(path: Path, data: bytes) -> None:
+    fd = open_append(path)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _inside(name: str) -> bool:
+    """Whether a file name the node sent stays inside the trial's folder."""
+    return not Path(name).is_absolute() and ".." not in Path(name).parts

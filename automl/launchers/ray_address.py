@@ -1,0 +1,24 @@
+"""A Ray cluster's address as a config names it, checked without importing Ray (which costs about a second)."""
+
+from __future__ import annotations
+
+import socket
+
+NAMESPACE = "automl"  # the Ray namespace of automl's agents and placement groups
+REACH_TIMEOUT = 3.0  # seconds to wait for the cluster's port to answer at submit
+
+
+def address_problem(address: str) -> str | None:
+    """Why the Ray cluster at HOST:PORT cannot be reached now, with what to check; None when its port answers."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return f"'{address}' is not HOST:PORT (the address `ray start --head` prints, e.g. 10.0.0.5:6379)"
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT):
+            return None
+    except OSError as e:
+        return (
+            f"cannot reach the Ray cluster at {address}: {e.strerror or e}; check that `ray start --head "
+            f"--port {port}` runs on {host}, that this machine can reach that port (firewall, VPN), and that "
+            "the address is the one `ray start --head` printed"
+        )

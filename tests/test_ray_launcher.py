@@ -1,0 +1,273 @@
+"""Trials on a real two-node Ray cluster (head and worker, in a network namespace of their own)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from automl.launchers.base import METRICS_FILE, STDOUT_FILE, TrialSpec
+from automl.launchers.local import marked_processes
+from tests.helpers import automl, running_daemon, show, wait_for_status, wait_until, write_config, write_trial
+from tests.ray_cluster import HEAD_RESOURCE, WORKER_RESOURCE, TwoNodes, two_node_cluster
+
+pytestmark = pytest.mark.ray
+
+FLEETS = {
+    HEAD_RESOURCE: [{"memory_mib": 24576}, {"memory_mib": 24576}],
+    WORKER_RESOURCE: [
+        {"memory_mib": 16384, "foreign": [{"memory_mib": 12000, "utilization": 90, "start_s": 0, "end_s": None}]},
+        {"memory_mib": 16384},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[TwoNodes]:
+    with two_node_cluster(FLEETS) as nodes:
+        yield nodes
+
+
+def _spec(tmp_path: Path, trial_id: int, body: str) -> TrialSpec:
+    script = tmp_path / f"trial{trial_id}.py"
+    script.write_text(body)
+    return TrialSpec(
+        experiment_id="exp1",
+        trial_id=trial_id,
+        argv=[sys.executable, str(script)],
+        working_dir=tmp_path,
+        trial_dir=tmp_path / "home" / "experiments" / "exp1" / "trials" / str(trial_id),
+        params={"x": trial_id},
+        cpus=1,
+        gpus=[],
+        env={},
+    )
+
+
+REPORTING = """
+import json, os, sys
+params = json.load(open(os.environ["AUTOML_PARAMS_FILE"]))
+with open(os.environ["AUTOML_METRICS_FILE"], "a") as f:
+    for step in range(5):
+        f.write(json.dumps({"kind": "intermediate", "step": step, "value": step * params["x"]}) + "\\n")
+        f.flush()
+    f.write(json.dumps({"kind": "final", "value": 10.0}) + "\\n")
+print("node", os.environ["AUTOML_NODE"], "cwd", os.getcwd())
+"""
+
+
+def test_a_trial_on_the_worker_node_delivers_each_metric_once_and_its_folder(cluster: TwoNodes, tmp_path: Path):
+    from automl.launchers.ray import RayLauncher, RayOptions
+
+    async def run() -> tuple[list[float | None], int | None, str, str | None]:
+        launcher = RayLauncher(RayOptions(cluster.address, resources={WORKER_RESOURCE: 1}))
+        handle = await launcher.start(_spec(tmp_path, 1, REPORTING))
+        values, offset, seq = [], 0, 0
+        code = await handle.wait()
+        while True:
+            result = await handle.read_metrics(offset, seq, "default", final=True)
+            values += [metric.value for metric in result.metrics]
+            if result.offset == offset:
+                break
+            offset, seq = result.offset, seq + len(result.metrics)
+        await handle.end_leftovers(0.0)
+        return values, code, handle.locator.node or "", result.problem
+
+    values, code, node, problem = asyncio.run(run())
+    assert (code, problem) == (0, None)
+    assert values == [0.0, 1.0, 2.0, 3.0, 4.0, 10.0]
+    folder = tmp_path / "home" / "experiments" / "exp1" / "trials" / "1"
+    assert len((folder / METRICS_FILE).read_text().splitlines()) == 6
+    assert f"node {node}" in (folder / STDOUT_FILE).read_text()
+    assert (folder / "exit_code").read_text().strip() == "0"
+    assert json.loads((folder / "params.json").read_text()) == {"x": 1}
+
+
+# The experiment as a user runs it: a real daemon, the real CLI, trials placed by Ray on both nodes.
+
+STEPS = 3
+RAY_TRIAL = f"""
+import os
+for step in range({STEPS}):
+    time.sleep(params.get('pace', 0.3))
+    trial.report(step * params['x'])
+trial.report_final(params['x'])
+print('ran on', os.environ['AUTOML_NODE'])
+"""
+
+
+@pytest.fixture
+def daemon(cluster: TwoNodes, home: Path) -> Iterator[Path]:
+    """A daemon for one test, its trials on the cluster; stopped, and whatever its trials left ended, afterwards."""
+    with running_daemon(home) as started:
+        yield started
+
+
+def _ray_config(tmp_path: Path, cluster: TwoNodes, **fields: object) -> Path:
+    write_trial(tmp_path, RAY_TRIAL)
+    launcher = {"name": "ray", "address": cluster.address, **fields.pop("launcher", {})}  # type: ignore[dict-item]
+    return write_config(tmp_path, launcher=launcher, **fields)
+
+
+def _stored_metrics(home: Path, exp_id: str) -> dict[int, list[int]]:
+    """Each trial's stored metric line numbers, straight from the store."""
+    with sqlite3.connect(home / "automl.db") as db:
+        rows = db.execute("SELECT trial_id, seq FROM metrics WHERE experiment_id=? ORDER BY trial_id, seq", (exp_id,))
+        stored: dict[int, list[int]] = {}
+        for trial_id, seq in rows:
+            stored.setdefault(trial_id, []).append(seq)
+    return stored
+
+
+def test_an_experiment_runs_its_trials_on_both_nodes_and_stores_every_metric_once(tmp_path, cluster, daemon):
+    config = _ray_config(tmp_path, cluster, resources={"cpus": 2}, concurrency=4, max_trials=4)
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    view = wait_for_status(exp_id, "done")
+    trials = view["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 4
+    assert len({t["node"] for t in trials}) == 2  # 4 trials of 2 CPUs fill both nodes' 4 CPUs
+    assert _stored_metrics(daemon, exp_id) == {t["id"]: list(range(STEPS + 1)) for t in trials}
+    for t in trials:
+        folder = daemon / "experiments" / exp_id / "trials" / str(t["id"])
+        assert f"ran on {t['node']}" in (folder / STDOUT_FILE).read_text()
+        assert len((folder / METRICS_FILE).read_text().splitlines()) == STEPS + 1
+        assert (folder / "exit_code").read_text().strip() == "0"
+    logs = automl("logs", exp_id, str(trials[0]["id"]), check=True).stdout
+    assert f"ran on {trials[0]['node']}" in logs
+    table = automl("show", exp_id, check=True).stdout
+    assert "NODE" in table and all(t["node"][:12] in table for t in trials)
+
+
+NNI_TRIAL = """
+import nni
+params = nni.get_next_parameter()
+for step in range(3):
+    nni.report_intermediate_result(step * params["x"])
+nni.report_final_result({"default": params["x"], "other": 1})
+"""
+
+
+def test_an_unmodified_nni_trial_runs_on_the_worker_node(tmp_path, cluster, daemon):
+    (tmp_path / "trial.py").write_text(NNI_TRIAL)
+    config = write_config(
+        tmp_path,
+        launcher={"name": "ray", "address": cluster.address, "resources": {WORKER_RESOURCE: 1}},
+        max_trials=2,
+        concurrency=2,
+    )
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    view = wait_for_status(exp_id, "done")
+    assert {t["node"] for t in view["trials"]} == {cluster.worker.node_id}
+    assert all(t["status"] == "succeeded" and t["steps"] == 3 for t in view["trials"]), view["trials"]
+    assert all(t["value"] == t["params"]["x"] for t in view["trials"])
+
+
+def test_automl_gpus_lists_every_nodes_gpus(tmp_path, cluster, home):
+    started = automl("daemon", "start", "--ray", cluster.address)
+    assert started.returncode == 0, started.stderr
+    try:
+        gpus = json.loads(automl("gpus", "--json", check=True).stdout)["gpus"]
+        table = automl("gpus", check=True).stdout
+    finally:
+        automl("daemon", "stop")
+    by_node: dict[str, list[dict]] = {}
+    for gpu in gpus:
+        by_node.setdefault(gpu["node"], []).append(gpu)
+    assert len(by_node) == 2 and all(len(node) == 2 for node in by_node.values())
+    busy = by_node[cluster.worker.node_id][0]
+    assert busy["processes"] and not busy["takes_trial"]  # another user's process on the worker's first GPU
+    assert f"node {cluster.worker.node_id}" in table
+
+
+def test_submit_to_an_unreachable_cluster_is_exit_2_naming_the_address(tmp_path, cluster, daemon):
+    config = _ray_config(tmp_path, cluster, launcher={"address": "127.0.0.1:9"})
+    result = automl("submit", str(config))
+    assert result.returncode == 2
+    assert "launcher.address" in result.stderr and "127.0.0.1:9" in result.stderr and "ray start" in result.stderr
+    assert json.loads(automl("ls", "--json", check=True).stdout) == []
+
+
+def _trial(exp_id: str, trial_id: int) -> dict:
+    return next(t for t in show(exp_id)["trials"] if t["id"] == trial_id)
+
+
+def _slow(pace: float) -> dict:
+    return {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [pace]}}
+
+
+def test_kill_and_stop_end_each_trials_whole_tree_on_its_node(tmp_path, cluster, daemon):
+    config = _ray_config(tmp_path, cluster, search_space=_slow(30), max_trials=2, concurrency=2)
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    wait_until(lambda: sum(t["status"] == "running" for t in show(exp_id)["trials"]) == 2, "two running trials")
+    assert marked_processes(exp_id, 1) and marked_processes(exp_id, 2)
+    automl("kill", exp_id, "1", check=True)
+    killed = wait_until(
+        lambda: (lambda t: t if t["status"] != "running" else None)(_trial(exp_id, 1)), "trial 1 to end"
+    )
+    assert (killed["status"], killed["error"]) == ("killed", "killed by user")
+    assert not marked_processes(exp_id, 1)
+    assert show(exp_id)["status"] == "running"
+    automl("stop", exp_id, check=True)
+    view = wait_for_status(exp_id, "stopped")
+    assert not [t for t in view["trials"] if t["status"] in ("running", "waiting")]
+    assert not marked_processes(exp_id, 2)
+    folder = daemon / "experiments" / exp_id / "trials" / "2"
+    assert (folder / "exit_code").exists(), "the stopped trial's folder was copied back"
+
+
+def test_a_daemon_killed_mid_experiment_re_attaches_its_trials_on_the_cluster(tmp_path, cluster, daemon):
+    gate = tmp_path / "gate"
+    body = RAY_TRIAL.replace(
+        "trial.report_final", f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\ntrial.report_final"
+    )
+    write_trial(tmp_path, body)
+    config = write_config(
+        tmp_path,
+        launcher={"name": "ray", "address": cluster.address},
+        resources={"cpus": 2},
+        search_space=_slow(0.1),
+        max_trials=4,
+        concurrency=4,
+    )
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    wait_until(lambda: sum(t["steps"] for t in show(exp_id)["trials"]) >= 4 * STEPS, "all four at the gate")
+    os.kill(int((daemon / "daemon.pid").read_text()), signal.SIGKILL)
+    gate.touch()  # the trials report their final results and end while no daemon watches
+    time.sleep(1.0)
+    automl("daemon", "start", check=True)
+    view = wait_for_status(exp_id, "done")
+    trials = view["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 4, trials
+    assert len({t["node"] for t in trials}) == 2
+    assert _stored_metrics(daemon, exp_id) == {t["id"]: list(range(STEPS + 1)) for t in trials}
+    for t in trials:
+        folder = daemon / "experiments" / exp_id / "trials" / str(t["id"])
+        assert f"ran on {t['node']}" in (folder / STDOUT_FILE).read_text()
+
+
+def test_a_worker_node_that_dies_mid_trial_interrupts_its_trial_which_runs_again_on_the_head(tmp_path, cluster, daemon):
+    config = _ray_config(tmp_path, cluster, resources={"cpus": 4}, search_space=_slow(0.4), max_trials=2, concurrency=2)
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    worker = cluster.worker.node_id
+    on_worker = wait_until(
+        lambda: next((t for t in show(exp_id)["trials"] if t["node"] == worker and t["steps"] >= 1), None),
+        "a trial reporting on the worker node",
+    )
+    cluster.kill_worker()
+    try:
+        view = wait_for_status(exp_id, "done", "failed", timeout=180)
+    finally:
+        cluster.add_worker()
+    lost = next(t for t in view["trials"] if t["id"] == on_worker["id"])
+    assert lost["status"] == "interrupted" and worker in lost["error"], lost
+    rerun = next(t for t in view["trials"] if t["retry_of"] == lost["id"])
+    assert rerun["status"] == "succeeded" and rerun["node"] != worker and rerun["params"] == lost["params"]
+    assert view["status"] == "done"
