@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .errors import UserError
+from .errors import UserError, close_match
 
 MODES = ("maximize", "minimize")
 
@@ -43,7 +43,15 @@ class Registry(Generic[Entry]):
         if key in self.unavailable:
             display, reason = self.unavailable[key]
             raise UserError(f"{self.kind} {display!r} is not available: {reason}. Available: {available}")
-        raise UserError(f"unknown {self.kind} {name!r}; available: {available}{self.hint}")
+        close = self._close_name(key)
+        guess = f"did you mean {close!r}? " if close else ""
+        raise UserError(f"unknown {self.kind} {name!r}; {guess}available: {available}{self.hint}")
+
+    def _close_name(self, key: str) -> str | None:
+        """The canonical name a lower-case `key` most probably misspells, comparing with names and aliases."""
+        spellings = {canonical.lower(): canonical for canonical in self.entries} | dict(self.aliases)
+        close = close_match(key, spellings)
+        return None if close is None else spellings[close]
 
 
 def load(reference: str) -> Any:

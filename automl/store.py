@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import DaemonError, UserError
 from .paths import check_own_file, create_file, secure_home
+from .processes import process_start_time
 from .states import ExperimentStatus, TrialStatus
 from .usage import USAGE_FIELDS
 
@@ -704,8 +705,6 @@ def _create_database_file(home: Path) -> None:
 
 def host_identity() -> tuple[int, float | None]:
     """This process's pid and start time: what tells a live host from a dead one whose pid was reused."""
-    from .launchers.local import process_start_time
-
     return os.getpid(), process_start_time(os.getpid())
 
 

@@ -8,8 +8,8 @@ from .errors import UserError
 from .export import flatten, ranked
 from .importance import importance
 from .launchers.base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
-from .launchers.local import is_alive
 from .paths import trial_dir
+from .processes import is_alive
 from .states import ExperimentStatus, TrialStatus
 from .store import Experiment, Store, Trial
 from .usage import USAGE_FIELDS, totals

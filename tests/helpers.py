@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import psutil
 import yaml
 
-from automl.launchers.local import is_alive, marked_processes
+from automl.launchers.local import marked_processes
+from automl.processes import is_alive
 from automl.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

@@ -67,3 +67,12 @@ def test_ls_lists_newest_first_and_a_finished_experiment_without_a_success_says_
     assert "best       none: no trial succeeded (2 ran)" in text
     result = automl("export", newest, "--best")
     assert result.returncode == 1 and result.stderr.strip().endswith("has no succeeded trial")
+
+
+def test_a_misspelled_tuner_or_stopper_gets_a_suggestion_and_the_names_allowed(tmp_path, home):
+    config = write_config(tmp_path, tuner={"name": "TPEE"}, stopper={"name": "Medianstp"})
+    result = automl("run", str(config))
+    assert result.returncode == 2
+    assert "unknown tuner 'TPEE'; did you mean 'TPE'? available: TPE, Random," in result.stderr
+    assert "'Medianstp'; did you mean 'Medianstop'? available: ASHA, Hyperband, Medianstop" in result.stderr
+    assert not home.exists() or not (home / "experiments").exists() or not any((home / "experiments").iterdir())

@@ -281,13 +281,7 @@ class DashboardState:
 
     def apply_read(self, read: StoreRead) -> None:
         """Take a pass of the store reader; reads for an experiment no longer open are dropped."""
-        if read.experiments is not None:
-            self.experiments = {e.id: e for e in read.experiments}
-            self.versions.experiments += 1
-            self.loaded = True
-        if read.compared is not None and read.compared != self.compared:
-            self.compared = read.compared
-            self.versions.compared += 1
+        self._take_summaries(read)
         if read.generation != self.generation:
             return
         maximize = self.summary.maximize if self.summary else True
@@ -295,17 +289,35 @@ class DashboardState:
             self.importance, self.importance_from = read.importance
             self.versions.importance += 1
         if read.trials is not None:
-            changed = False
-            for row in read.trials:
-                trial = self.trials.get(row.id)
-                if trial is None:
-                    self.trials[row.id] = row
-                    changed = True
-                else:
-                    changed = trial.take_row(row) or changed
-            if changed:
-                self.versions.trials += 1
-                self.versions.results += 1
+            self._take_trial_rows(read.trials)
+        self._take_curves(read, maximize)
+
+    def _take_summaries(self, read: StoreRead) -> None:
+        """Take the read's experiment headlines and compared set, which do not depend on the open experiment."""
+        if read.experiments is not None:
+            self.experiments = {e.id: e for e in read.experiments}
+            self.versions.experiments += 1
+            self.loaded = True
+        if read.compared is not None and read.compared != self.compared:
+            self.compared = read.compared
+            self.versions.compared += 1
+
+    def _take_trial_rows(self, rows: list[TrialState]) -> None:
+        """Merge the open experiment's trial rows into the known trials; bump the versions when any changed."""
+        changed = False
+        for row in rows:
+            trial = self.trials.get(row.id)
+            if trial is None:
+                self.trials[row.id] = row
+                changed = True
+            else:
+                changed = trial.take_row(row) or changed
+        if changed:
+            self.versions.trials += 1
+            self.versions.results += 1
+
+    def _take_curves(self, read: StoreRead, maximize: bool) -> None:
+        """Add the read's new curve points, after clearing every curve when the read starts them over."""
         if read.reset_curves:
             for trial in self.trials.values():
                 trial.steps, trial.values, trial.last, trial.best = array("q"), array("d"), None, None

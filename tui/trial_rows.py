@@ -103,18 +103,28 @@ def sort_value(trial: TrialState, column: str, now: float, maximize: bool) -> An
     if column == "time":
         return trial.duration(now)
     if column == "cost":
-        cost = trial_cost(trial)
-        if cost["money"] is None and cost["gpu_seconds"] is None:
-            return None
-        return cost["money"] or 0.0, cost["gpu_seconds"] or 0.0
+        return cost_sort_value(trial)
     if column == "gpu":
         return tuple(trial.gpus) or None
     if column.startswith("param:"):
-        value = trial.flat_params().get(column.removeprefix("param:"))
-        if value is None:
-            return None
-        return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
+        return param_sort_value(trial, column.removeprefix("param:"))
     return None
+
+
+def cost_sort_value(trial: TrialState) -> tuple[float, float] | None:
+    """A trial's cost as (money, GPU-seconds), or None when it has neither."""
+    cost = trial_cost(trial)
+    if cost["money"] is None and cost["gpu_seconds"] is None:
+        return None
+    return cost["money"] or 0.0, cost["gpu_seconds"] or 0.0
+
+
+def param_sort_value(trial: TrialState, name: str) -> tuple[int, Any, str] | None:
+    """A trial's value of parameter `name`, ranked so numbers come before other values and both compare."""
+    value = trial.flat_params().get(name)
+    if value is None:
+        return None
+    return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
 
 def filters(trials: Iterable[TrialState]) -> list[str | None]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import json
 import logging
 import re
@@ -23,7 +22,7 @@ from typing import Any, NoReturn
 from tui.cli import add_command as add_tui_command
 
 from .. import __version__
-from ..errors import DaemonError, UserError
+from ..errors import DaemonError, UserError, close_match
 from ..export import FORMATS, format_for
 from ..logs import log_to
 from ..paths import home, secure_home, write_atomically
@@ -103,8 +102,8 @@ class _Parser(argparse.ArgumentParser):
         if invalid:
             choices = re.findall(r"'([^']*)'", invalid[3])
             what = "command" if invalid[1] == "COMMAND" else f"choice for {invalid[1]}"
-            close = difflib.get_close_matches(invalid[2], choices, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            close = close_match(invalid[2], choices)
+            hint = f"; did you mean '{close}'?" if close else ""
             message = f"unknown {what} '{invalid[2]}'{hint} (choose from {', '.join(choices)})"
         super().error(message)
 

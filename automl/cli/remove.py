@@ -65,7 +65,7 @@ def _confirmed(experiments: Any, counts: dict[str, int], active: list[Any]) -> b
 
 def _stop(experiment: Any) -> None:
     """Stop a running, paused or orphaned experiment and wait until it has ended."""
-    from ..launchers.local import is_alive
+    from ..processes import is_alive
     from ..views import is_orphaned
     from .commands import stop_orphan
     from .daemon import _ensure_daemon, _request

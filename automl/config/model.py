@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -16,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import UserError
+from ..errors import UserError, close_match
 from ..tuners import canonical_tuner_name
 from . import search_space
 
@@ -549,8 +548,8 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             parent = item["loc"][:-1]
             allowed = _allowed_fields(parent)
-            close = difflib.get_close_matches(str(item["loc"][-1]), allowed, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
+            close = close_match(str(item["loc"][-1]), allowed)
+            hint = f"did you mean '{close}'? " if close else ""
             lines.append(f"  field '{field}': unknown field; {hint}allowed here: {', '.join(allowed)}")
         elif item["type"] == "missing":
             lines.append(f"  field '{field}': required")

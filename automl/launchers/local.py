@@ -15,6 +15,7 @@ import psutil
 
 from .. import trial_exit
 from ..paths import check_own_file, create_file, new_trial_folder, open_new, private_folders, replace_file
+from ..processes import is_alive, process_start_time
 from ..trial import METRICS_ENV, PARAMS_ENV
 from ..trial_exit import EXIT_FILE
 from . import metrics_file
@@ -297,25 +298,6 @@ def _name(proc: psutil.Process) -> str:
         return proc.name()
     except psutil.Error:
         return "gone"
-
-
-def process_start_time(pid: int) -> float | None:
-    """When a process started, as the kernel saw it (what `is_alive` compares with)."""
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def is_alive(pid: int, created: float | None) -> bool:
-    """Whether `pid` is still the process the kernel created at `created` (not a reused pid, not a zombie)."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return created is None or abs(proc.create_time() - created) < 0.5
-    except psutil.NoSuchProcess:
-        return False
 
 
 async def terminate_tree(pid: int, grace: float) -> None:

@@ -146,14 +146,22 @@ class ExperimentScreen(DashboardScreen):
         """Redraw the parts whose data changed."""
         if not self.is_mounted:
             return
-        state = self.dashboard.state
         now = self.dashboard.clock()
-        versions = state.versions
-        ticks = int(now) if any(t.status == TrialStatus.RUNNING for t in state.trials.values()) else 0
-        best = state.best_trial()
+        best = self.dashboard.state.best_trial()
         self._best_id = None if best is None else best.id
         chosen = self._chosen(best)
-        seen = {
+        seen = self._part_inputs(now, chosen)
+        changed = {part for part, value in seen.items() if force or self._seen.get(part) != value}
+        self._seen = seen
+        if changed:
+            self._draw_parts(changed, now, chosen, best)
+
+    def _part_inputs(self, now: float, chosen: list[tuple[TrialState, str]]) -> dict[str, tuple]:
+        """What each part is drawn from: a part is redrawn when its entry differs from the last drawing's."""
+        state = self.dashboard.state
+        versions = state.versions
+        ticks = int(now) if any(t.status == TrialStatus.RUNNING for t in state.trials.values()) else 0
+        return {
             "trials": (
                 versions.trials,
                 versions.experiments,
@@ -174,10 +182,12 @@ class ExperimentScreen(DashboardScreen):
             "bar": (versions.link, versions.experiments, versions.results, retry_countdown(state), int(now) // 5),
             "tabs": (self.panel, self.has_class("-wide")),
         }
-        changed = {part for part, value in seen.items() if force or self._seen.get(part) != value}
-        self._seen = seen
-        if not changed:
-            return
+
+    def _draw_parts(
+        self, changed: set[str], now: float, chosen: list[tuple[TrialState, str]], best: TrialState | None
+    ) -> None:
+        """Redraw the parts named in `changed`."""
+        state = self.dashboard.state
         if "trials" in changed:
             self._draw_trials(now)
         if "curves" in changed:
@@ -185,9 +195,7 @@ class ExperimentScreen(DashboardScreen):
         if "progress" in changed:
             self._draw_progress()
         if "gpus" in changed:
-            pids = {t.pid: t.id for t in state.trials.values() if t.pid is not None and t.status == TrialStatus.RUNNING}
-            names = {e.id: e.name for e in state.experiments.values()}
-            self.query_one(GpuPanel).show(state.gpus, names, pids, (state.daemon or {}).get("gpus"))
+            self._draw_gpus()
         if "cost" in changed:
             self.query_one(CostPanel).show(self.summary, state.trials, best)
         if "importance" in changed:
@@ -198,6 +206,13 @@ class ExperimentScreen(DashboardScreen):
             self.query_one(StatusBar).show(self._headline(best), state)
         if "tabs" in changed:
             self._draw_tabs()
+
+    def _draw_gpus(self) -> None:
+        """Show the GPUs with the running trials' processes and the experiments' names."""
+        state = self.dashboard.state
+        pids = {t.pid: t.id for t in state.trials.values() if t.pid is not None and t.status == TrialStatus.RUNNING}
+        names = {e.id: e.name for e in state.experiments.values()}
+        self.query_one(GpuPanel).show(state.gpus, names, pids, (state.daemon or {}).get("gpus"))
 
     def _draw_trials(self, now: float) -> None:
         state = self.dashboard.state
