@@ -39,7 +39,7 @@ from .logs import log_to
 from .notify import notify_end
 from .paths import last_line, open_append, replace_file, secure_home, socket_path
 from .states import EventKind, ExperimentStatus
-from .store import LOOP_WRITE_WAIT, Experiment, Store, StoreUnavailable
+from .store import LOOP_WRITE_WAIT, ExperimentRecord, Store, StoreUnavailable
 
 log = logging.getLogger("automl")
 
@@ -205,7 +205,7 @@ class Daemon:
         log.info("experiment %s (%s) submitted from %s", exp_id, config.name, path)
         return {"id": exp_id, "name": config.name, "warnings": warnings}
 
-    async def _resume(self, experiment: Experiment) -> None:
+    async def _resume(self, experiment: ExperimentRecord) -> None:
         from .tuners import tuner_for
 
         try:
@@ -219,14 +219,14 @@ class Daemon:
             return
         log.info("experiment %s resumed", experiment.id)
 
-    def _orphan(self, ref: str) -> Experiment | None:
+    def _orphan(self, ref: str) -> ExperimentRecord | None:
         """The experiment `ref` if it is an orphan: run by an `automl run` that is gone, hosted by no one."""
         from .views import is_orphaned
 
         experiment = self.store.find_experiment(ref)
         return experiment if experiment.id not in self.loops and is_orphaned(experiment) else None
 
-    async def _adopt(self, experiment: Experiment, environment: dict[str, str] | None) -> dict[str, Any]:
+    async def _adopt(self, experiment: ExperimentRecord, environment: dict[str, str] | None) -> dict[str, Any]:
         """Host an orphaned experiment from now on: re-attach its live trials and go on (un-paused); its trials
         run with `environment` (the resuming shell's; None: ours)."""
         if self._shutdown.is_set():
@@ -244,7 +244,7 @@ class Daemon:
         await self._resume(self.store.find_experiment(experiment.id))
         return {"experiment": experiment.id, "adopted": True}
 
-    def _host(self, experiment: Experiment, config: Any, tuner: Any) -> None:
+    def _host(self, experiment: ExperimentRecord, config: Any, tuner: Any) -> None:
         local_gpus = 0 if config.launcher.name == "ray" else config.resources.gpus  # Ray assigns a cluster's GPUs
         slots = self.pool.slots(experiment.id, config.gpu, local_gpus)
         loop = ExperimentLoop(

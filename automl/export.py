@@ -13,7 +13,7 @@ from .errors import UserError
 from .states import TrialStatus
 
 if TYPE_CHECKING:
-    from .store import Trial
+    from .store import TrialRecord
 
 # The export formats, and the one an output file's suffix asks for. This module imports
 # nothing heavy at its top, so the command line's parser can take its choices from here.
@@ -34,7 +34,7 @@ def format_for(output: str | None) -> str:
     return SUFFIXES[suffix]
 
 
-def ranked(trials: list[Trial], mode: str) -> list[Trial]:
+def ranked(trials: list[TrialRecord], mode: str) -> list[TrialRecord]:
     """Succeeded trials, best first (ties: the earlier trial first)."""
     done = [t for t in trials if t.status == TrialStatus.SUCCEEDED and t.value is not None]
     sign = -1 if mode == "maximize" else 1
@@ -55,7 +55,7 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def render_best(trial: Trial, fmt: str) -> str:
+def render_best(trial: TrialRecord, fmt: str) -> str:
     """The best trial's params alone, in `fmt`."""
     if fmt == "json":
         return json.dumps(trial.params, indent=2) + "\n"
@@ -66,7 +66,9 @@ def render_best(trial: Trial, fmt: str) -> str:
     return _csv([trial])
 
 
-def render_many(trials: list[Trial], fmt: str, with_status: bool = False, columns: list[str] | None = None) -> str:
+def render_many(
+    trials: list[TrialRecord], fmt: str, with_status: bool = False, columns: list[str] | None = None
+) -> str:
     """Several trials: a list of {trial, value, params} (plus status for --all), CSV rows or one args line each;
     CSV params in the order of `columns` (see `param_columns`) when given."""
     if fmt == "csv":
@@ -96,13 +98,13 @@ def _yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def param_columns(trials: list[Trial]) -> list[str]:
+def param_columns(trials: list[TrialRecord]) -> list[str]:
     """Flat param names in the order the experiment's trials (by id) first have them: the CSV columns of every
     selection of its trials, so that `--top` and `--all` list them alike."""
     return list(dict.fromkeys(name for t in sorted(trials, key=lambda t: t.id) for name in flatten(t.params)))
 
 
-def _csv(trials: list[Trial], with_status: bool = False, order: list[str] | None = None) -> str:
+def _csv(trials: list[TrialRecord], with_status: bool = False, order: list[str] | None = None) -> str:
     rows = [flatten(t.params) for t in trials]
     present = set().union(*rows) if rows else set()
     columns = [name for name in order or param_columns(trials) if name in present]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from .errors import UserError
 from .states import ExperimentStatus
-from .store import Experiment, Store
+from .store import ExperimentRecord, Store
 from .views import shown_status
 
 
-def removable(experiment: Experiment) -> str | None:
+def removable(experiment: ExperimentRecord) -> str | None:
     """Why the experiment cannot be deleted as it is (running, paused or orphaned: trials may still run), or
     None."""
     status = shown_status(experiment)

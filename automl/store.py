@@ -134,7 +134,7 @@ SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 @dataclass
-class Experiment:
+class ExperimentRecord:
     """An experiment row; `config` is the resolved config as a plain mapping."""
 
     id: str
@@ -154,7 +154,7 @@ class Experiment:
 
 
 @dataclass
-class Trial:
+class TrialRecord:
     """A trial row. A retry is a trial of its own whose `retry_of` names the first attempt."""
 
     experiment_id: str
@@ -365,7 +365,9 @@ class Store:
         with self._tx():
             self.conn.execute("UPDATE experiments SET stop_reason=? WHERE id=?", (reason, exp_id))
 
-    def claim_experiment(self, experiment: Experiment, host: str, environment: dict[str, str] | None = None) -> bool:
+    def claim_experiment(
+        self, experiment: ExperimentRecord, host: str, environment: dict[str, str] | None = None
+    ) -> bool:
         """Make this process the host of an experiment whose host is gone, unless another process claimed it
         since `experiment` was read; whether it did."""
         pid, started = host_identity()
@@ -398,12 +400,12 @@ class Store:
             self.conn.execute("DELETE FROM trials WHERE experiment_id=?", (exp_id,))
             self.conn.execute("DELETE FROM experiments WHERE id=?", (exp_id,))
 
-    def experiments(self) -> list[Experiment]:
+    def experiments(self) -> list[ExperimentRecord]:
         """All experiments, oldest first."""
         rows = self.conn.execute("SELECT * FROM experiments ORDER BY created").fetchall()
         return [_experiment(r) for r in rows]
 
-    def find_experiment(self, ref: str) -> Experiment:
+    def find_experiment(self, ref: str) -> ExperimentRecord:
         """An experiment by id, unique id prefix, or name (the newest of that name); UserError if none."""
         if not ref:
             raise UserError("an experiment reference must not be empty; give its id, an id prefix or its name")
@@ -434,14 +436,16 @@ class Store:
         gpus: list[int],
         retry_of: int | None = None,
         attempt: int = 0,
-    ) -> Trial:
+    ) -> TrialRecord:
         """Insert a waiting trial with the next id of its experiment; `tuner_key` is what its tuner knows it by."""
         now = self.clock()
         with self._tx():
             (last,) = self.conn.execute(
                 "SELECT COALESCE(MAX(id), 0) FROM trials WHERE experiment_id=?", (exp_id,)
             ).fetchone()
-            trial = Trial(exp_id, last + 1, params, TrialStatus.WAITING, retry_of, attempt, tuner_key, now, gpus=gpus)
+            trial = TrialRecord(
+                exp_id, last + 1, params, TrialStatus.WAITING, retry_of, attempt, tuner_key, now, gpus=gpus
+            )
             self.conn.execute(
                 "INSERT INTO trials (experiment_id, id, params, status, retry_of, attempt, tuner_key, created, gpus) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
@@ -461,7 +465,7 @@ class Store:
 
     def trial_started(
         self,
-        trial: Trial,
+        trial: TrialRecord,
         pid: int,
         pid_created: float | None,
         started: float | None = None,
@@ -477,7 +481,7 @@ class Store:
                 (trial.status, pid, pid_created, trial.started, node, trial.experiment_id, trial.id),
             )
 
-    def forget_metrics(self, trial: Trial) -> None:
+    def forget_metrics(self, trial: TrialRecord) -> None:
         """Drop a trial's stored metrics and read offset: it starts again from scratch in a fresh folder."""
         with self._tx():
             self.conn.execute(
@@ -488,7 +492,7 @@ class Store:
             )
         trial.metrics_offset = 0
 
-    def add_metrics(self, trial: Trial, metrics: Iterable[Metric], offset: int) -> None:
+    def add_metrics(self, trial: TrialRecord, metrics: Iterable[Metric], offset: int) -> None:
         """Persist newly read metric lines and how far the metrics file has been read, in one transaction."""
         with self._tx():
             self.conn.executemany(
@@ -513,7 +517,7 @@ class Store:
             )
         trial.metrics_offset = offset
 
-    def decide_ending(self, trial: Trial, status: TrialStatus, reason: str) -> None:
+    def decide_ending(self, trial: TrialRecord, status: TrialStatus, reason: str) -> None:
         """Record how a running trial is to end (killed, stopped early, timed out), before it is acted on."""
         status = TrialStatus(status)
         trial.decision = (status, reason)
@@ -525,7 +529,7 @@ class Store:
 
     def trial_ended(
         self,
-        trial: Trial,
+        trial: TrialRecord,
         status: TrialStatus,
         exit_code: int | None = None,
         error: str | None = None,
@@ -545,12 +549,12 @@ class Store:
             if usage is not None:
                 self._set_usage(trial, usage)
 
-    def trial_usage(self, trial: Trial, usage: dict[str, float]) -> None:
+    def trial_usage(self, trial: TrialRecord, usage: dict[str, float]) -> None:
         """Record what a running trial has used so far (GPU-seconds, energy, CPU-seconds, peaks, cost)."""
         with self._tx():
             self._set_usage(trial, usage)
 
-    def _set_usage(self, trial: Trial, usage: dict[str, float]) -> None:
+    def _set_usage(self, trial: TrialRecord, usage: dict[str, float]) -> None:
         names = [name for name in USAGE_FIELDS if name in usage]
         for name in names:
             setattr(trial, name, usage[name])
@@ -559,7 +563,7 @@ class Store:
             (*(usage[n] for n in names), trial.experiment_id, trial.id),
         )
 
-    def trials(self, exp_id: str) -> list[Trial]:
+    def trials(self, exp_id: str) -> list[TrialRecord]:
         """An experiment's trials in id order, each with its number of intermediate reports."""
         rows = self.conn.execute(
             "SELECT t.*, (SELECT COUNT(*) FROM metrics m WHERE m.experiment_id=t.experiment_id "
@@ -708,12 +712,12 @@ def host_identity() -> tuple[int, float | None]:
     return os.getpid(), process_start_time(os.getpid())
 
 
-def _experiment(row: sqlite3.Row) -> Experiment:
+def _experiment(row: sqlite3.Row) -> ExperimentRecord:
     def column(name: str) -> Any:  # None in a read-only handle on a database an older automl wrote
         return row[name] if name in row.keys() else None
 
     environment = column("environment")
-    return Experiment(
+    return ExperimentRecord(
         row["id"],
         row["name"],
         ExperimentStatus(row["status"]),
@@ -731,8 +735,8 @@ def _experiment(row: sqlite3.Row) -> Experiment:
     )
 
 
-def _trial(row: sqlite3.Row) -> Trial:
-    return Trial(
+def _trial(row: sqlite3.Row) -> TrialRecord:
+    return TrialRecord(
         row["experiment_id"],
         row["id"],
         json.loads(row["params"]),

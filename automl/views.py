@@ -11,11 +11,11 @@ from .launchers.base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from .paths import trial_dir
 from .processes import is_alive
 from .states import ExperimentStatus, TrialStatus
-from .store import Experiment, Store, Trial
+from .store import ExperimentRecord, Store, TrialRecord
 from .usage import USAGE_FIELDS, totals
 
 
-def trial_view(trial: Trial) -> dict[str, Any]:
+def trial_view(trial: TrialRecord) -> dict[str, Any]:
     """One trial as a plain mapping."""
     return {
         "id": trial.id,
@@ -35,7 +35,7 @@ def trial_view(trial: Trial) -> dict[str, Any]:
     }
 
 
-def is_orphaned(experiment: Experiment) -> bool:
+def is_orphaned(experiment: ExperimentRecord) -> bool:
     """Whether the experiment runs (or is paused) in the foreground of an `automl run` that is gone (killed): no
     process carries it on until `automl resume` hands it to the daemon or `automl stop` ends it."""
     return (
@@ -46,7 +46,7 @@ def is_orphaned(experiment: Experiment) -> bool:
     )
 
 
-def shown_status(experiment: Experiment) -> ExperimentStatus:
+def shown_status(experiment: ExperimentRecord) -> ExperimentStatus:
     """The stored status, or `orphaned` for an experiment whose foreground host is gone."""
     return ExperimentStatus.ORPHANED if is_orphaned(experiment) else experiment.status
 
@@ -57,7 +57,7 @@ def listing_key(status: str, created: float) -> tuple[bool, float]:
     return not (ExperimentStatus(status).is_active() or status == ExperimentStatus.ORPHANED), -created
 
 
-def experiment_summary(experiment: Experiment, trials: list[Trial]) -> dict[str, Any]:
+def experiment_summary(experiment: ExperimentRecord, trials: list[TrialRecord]) -> dict[str, Any]:
     """An experiment's headline figures: what `ls` shows."""
     best = best_trial(experiment, trials)
     return {
@@ -73,7 +73,7 @@ def experiment_summary(experiment: Experiment, trials: list[Trial]) -> dict[str,
     }
 
 
-def experiment_view(store: Store, experiment: Experiment) -> dict[str, Any]:
+def experiment_view(store: Store, experiment: ExperimentRecord) -> dict[str, Any]:
     """An experiment with all its trials: what `show --json` prints."""
     trials = store.trials(experiment.id)
     best = best_trial(experiment, trials)
@@ -90,7 +90,7 @@ def experiment_view(store: Store, experiment: Experiment) -> dict[str, Any]:
     }
 
 
-def importance_of(experiment: Experiment, trials: list[Trial]) -> dict[str, float]:
+def importance_of(experiment: ExperimentRecord, trials: list[TrialRecord]) -> dict[str, float]:
     """Each parameter's share of importance for the objective, from the succeeded trials (`automl.importance`);
     empty while there are too few of them."""
     done = [t for t in trials if t.status == TrialStatus.SUCCEEDED and t.value is not None]
@@ -102,7 +102,7 @@ def importance_of(experiment: Experiment, trials: list[Trial]) -> dict[str, floa
     )
 
 
-def trial_detail_view(store: Store, experiment: Experiment, trial_id: int) -> dict[str, Any]:
+def trial_detail_view(store: Store, experiment: ExperimentRecord, trial_id: int) -> dict[str, Any]:
     """One trial with its whole curve and where its files are: what `show EXP TRIAL --json` prints."""
     trial = next((t for t in store.trials(experiment.id) if t.id == trial_id), None)
     if trial is None:
@@ -130,7 +130,7 @@ def trial_detail_view(store: Store, experiment: Experiment, trial_id: int) -> di
     }
 
 
-def best_trial(experiment: Experiment, trials: list[Trial]) -> Trial | None:
+def best_trial(experiment: ExperimentRecord, trials: list[TrialRecord]) -> TrialRecord | None:
     """The succeeded trial with the best objective value, or None."""
     order = ranked(trials, experiment.config["objective"]["mode"])
     return order[0] if order else None

@@ -8,10 +8,10 @@ from pathlib import Path
 from automl.errors import UserError
 from automl.export import ranked, render_best
 from automl.paths import write_atomically
-from automl.store import Store, Trial
+from automl.store import Store, TrialRecord
 
 
-def write_best(home: Path, exp_id: str, folder: Path) -> tuple[Path, Trial]:
+def write_best(home: Path, exp_id: str, folder: Path) -> tuple[Path, TrialRecord]:
     """Write the best trial's params to `folder/NAME-best.yaml`; the file and the trial. UserError when there is
     no succeeded trial yet."""
     store = Store.open_for_reading(home)

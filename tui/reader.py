@@ -15,7 +15,7 @@ from typing import Any
 from automl.export import flatten
 from automl.importance import MIN_TRIALS
 from automl.states import TrialStatus
-from automl.store import Experiment, Store, Trial
+from automl.store import ExperimentRecord, Store, TrialRecord
 from automl.usage import USAGE_FIELDS, totals
 from automl.views import best_trial, importance_of
 
@@ -59,7 +59,7 @@ class StoreReader:
         if fresh:
             self._generation, self._cursor = generation, 0
             read.reset_curves = True
-        trials: list[Trial] | None = None
+        trials: list[TrialRecord] | None = None
         if everything or fresh:
             if exp_id is not None:
                 trials = store.trials(exp_id)
@@ -84,7 +84,9 @@ class StoreReader:
             self._store = Store.open_for_reading(self.home)
         return self._store
 
-    def _summaries(self, store: Store, open_id: str | None, open_trials: list[Trial] | None) -> list[ExperimentSummary]:
+    def _summaries(
+        self, store: Store, open_id: str | None, open_trials: list[TrialRecord] | None
+    ) -> list[ExperimentSummary]:
         summaries = []
         for experiment in store.experiments():
             settled = self._settled.get(experiment.id)
@@ -101,7 +103,7 @@ class StoreReader:
             summaries.append(dataclasses.replace(summary))
         return summaries
 
-    def _importance_of(self, store: Store, exp_id: str, trials: list[Trial]) -> tuple[dict[str, float], int]:
+    def _importance_of(self, store: Store, exp_id: str, trials: list[TrialRecord]) -> tuple[dict[str, float], int]:
         """The experiment's parameter importance and how many succeeded trials it is from; computed again only
         when that number changed (here, off the UI thread)."""
         succeeded = sum(1 for t in trials if t.status == TrialStatus.SUCCEEDED and t.value is not None)
@@ -143,7 +145,7 @@ def best_so_far(store: Store, exp_id: str) -> list[float]:
     return curve
 
 
-def trial_state(trial: Trial) -> TrialState:
+def trial_state(trial: TrialRecord) -> TrialState:
     """A store row as the dashboard's trial (its curve arrives separately)."""
     usage = {
         name: float(v)
@@ -166,7 +168,7 @@ def trial_state(trial: Trial) -> TrialState:
     )
 
 
-def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
+def summarize(experiment: ExperimentRecord, trials: list[TrialRecord]) -> ExperimentSummary:
     """An experiment's headline figures from its row and its trials."""
     config = experiment.config
     objective = config.get("objective") or {}
@@ -198,13 +200,13 @@ def summarize(experiment: Experiment, trials: list[Trial]) -> ExperimentSummary:
     )
 
 
-def mean_duration(trials: list[Trial]) -> float | None:
+def mean_duration(trials: list[TrialRecord]) -> float | None:
     """How long its finished trials took on average, or None before one has finished."""
     spans = [t.ended - t.started for t in trials if t.started is not None and t.ended is not None]
     return sum(spans) / len(spans) if spans else None
 
 
-def param_names(config: dict[str, Any], trials: list[Trial]) -> list[str]:
+def param_names(config: dict[str, Any], trials: list[TrialRecord]) -> list[str]:
     """Parameter names in search-space order, nested choices as dotted names, then any others trials have."""
     names: dict[str, None] = {}
     space = config.get("search_space")
@@ -227,7 +229,7 @@ def constant_params(config: dict[str, Any]) -> frozenset[str]:
     )
 
 
-def cost_totals(config: dict[str, Any], trials: list[Trial]) -> dict[str, Any]:
+def cost_totals(config: dict[str, Any], trials: list[TrialRecord]) -> dict[str, Any]:
     """The experiment's resource use summed over its trials (`automl.usage.totals`), and `money`: what it cost
     when the experiment has prices (a cost above zero, or a price in its `cost:` config), else None, and the
     dashboard shows GPU-hours instead."""

@@ -38,7 +38,7 @@ from ..launchers.local import LocalLauncher
 from ..paths import trial_dir
 from ..states import EventKind, ExperimentStatus, TrialStatus
 from ..stoppers.base import Stopper
-from ..store import Experiment, Store, StoreUnavailable, Trial
+from ..store import ExperimentRecord, Store, StoreUnavailable, TrialRecord
 from ..trial import BARE_PARAMETER_ENV
 from ..tuners.base import NoMoreTrials
 from .metering import Meter
@@ -70,7 +70,7 @@ class _Request:
 class _Running:
     """A trial between its placement and its end, as the loop follows it."""
 
-    trial: Trial
+    trial: TrialRecord
     key: int
     placement: Placement
     meter: Meter
@@ -108,7 +108,7 @@ class ExperimentLoop:
     def __init__(
         self,
         store: Store,
-        experiment: Experiment,
+        experiment: ExperimentRecord,
         config: ExperimentConfig,
         tuner: Any,
         gpus: GpuSlots,
@@ -123,7 +123,7 @@ class ExperimentLoop:
         self.launcher = launcher or LocalLauncher()
         self.poll_interval, self.grace = poll_interval, grace
         self.listeners: list[Listener] = []
-        self.best: Trial | None = None
+        self.best: TrialRecord | None = None
         self.configs_started = 0
         self.configs_ended = 0
         self.paused = experiment.status == ExperimentStatus.PAUSED
@@ -480,7 +480,7 @@ class ExperimentLoop:
 
     # taken up after a restart (resume.py), then on the same path
 
-    def _resumed(self, trial: Trial, key: int, handle: TrialHandle, intermediate: list[float | None]) -> _Running:
+    def _resumed(self, trial: TrialRecord, key: int, handle: TrialHandle, intermediate: list[float | None]) -> _Running:
         """Follow a trial taken up after a restart: its GPUs claimed again, its metrics and usage so far."""
         placement = self.gpus.claim(trial.gpus, trial.gpu_memory_mib)
         running = _Running(
@@ -536,7 +536,7 @@ class ExperimentLoop:
         running.handle = handle
         self.gpus.started(running.placement, (self.experiment.id, running.trial.id), handle.locator.pid)
 
-    def _mark_started(self, trial: Trial, locator: Locator | None, started: float | None) -> None:
+    def _mark_started(self, trial: TrialRecord, locator: Locator | None, started: float | None) -> None:
         """Record that a trial runs where `locator` says (in memory at once, in the store as soon as it takes it)."""
         assert locator is not None and started is not None, "a started trial has a locator and a start time"
         trial.status, trial.pid, trial.pid_created, trial.started, trial.node = (
@@ -727,7 +727,7 @@ class ExperimentLoop:
 
     # tell
 
-    def _tell(self, trial: Trial, key: int, recovered: bool) -> None:
+    def _tell(self, trial: TrialRecord, key: int, recovered: bool) -> None:
         """Retry a failed or re-run an interrupted trial, or else tell the tuner (and stopper) its configuration's
         outcome."""
         self._note_best(trial)
@@ -749,12 +749,12 @@ class ExperimentLoop:
         self._learning += 1
         asyncio.get_running_loop().create_task(self._guarded(self._learned(outcome)))
 
-    def _note_best(self, trial: Trial) -> None:
+    def _note_best(self, trial: TrialRecord) -> None:
         """Keep the best succeeded trial so far."""
         if trial.status == TrialStatus.SUCCEEDED and (self.best is None or self._better(trial.value, self.best.value)):
             self.best = trial
 
-    def _again(self, trial: Trial, key: int, recovered: bool) -> _Request:
+    def _again(self, trial: TrialRecord, key: int, recovered: bool) -> _Request:
         """The same configuration once more: a retry uses up one of its retries, a re-run after a reboot none."""
         attempt = trial.attempt + (trial.status == TrialStatus.FAILED)
         return _Request(trial.params, key, trial.retry_of or trial.id, attempt, recovered)
@@ -767,7 +767,7 @@ class ExperimentLoop:
             self._tuner_waiting = False
             self._wake.set()
 
-    def _count_outcome(self, trial: Trial) -> None:
+    def _count_outcome(self, trial: TrialRecord) -> None:
         """Note whether an ended trial shows the trial code working; fail the experiment after max_failures
         failures before any trial worked (a broken script or environment)."""
         if trial.status in (TrialStatus.SUCCEEDED, TrialStatus.EARLY_STOPPED):
@@ -781,7 +781,7 @@ class ExperimentLoop:
                 )
                 self.stop("experiment failed: its first trials all failed")
 
-    def _would_run_again(self, trial: Trial) -> bool:
+    def _would_run_again(self, trial: TrialRecord) -> bool:
         """Whether an ended trial's configuration runs once more: a retry after a failure, a re-run after a reboot."""
         if trial.status == TrialStatus.INTERRUPTED:
             return self.config.rerun_interrupted

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..config.model import CostPolicy
 from ..gpu.pool import GpuSlots, Placement
 from ..launchers.base import ProcessUsage, TrialHandle
-from ..store import Store, StoreUnavailable, Trial
+from ..store import Store, StoreUnavailable, TrialRecord
 from ..usage import USAGE_FIELDS, TrialUsage
 
 USAGE_EVERY = 1.0  # seconds between looks at a running trial's processes
@@ -24,14 +24,14 @@ class Meter:
     """One trial's meter: when its processes were last looked at and its usage last stored, and what an earlier
     automl process measured of it (`before`, from the store, for a trial re-attached after a restart)."""
 
-    trial: Trial
+    trial: TrialRecord
     placement: Placement
     before: dict[str, float] = field(default_factory=dict)
     looked: float = 0.0
     stored: float = 0.0
 
     @classmethod
-    def resumed(cls, trial: Trial, placement: Placement) -> Meter:
+    def resumed(cls, trial: TrialRecord, placement: Placement) -> Meter:
         """The meter of a trial taken up after a restart: it goes on from the usage stored for it."""
         return cls(trial, placement, before={name: getattr(trial, name) or 0.0 for name in USAGE_FIELDS})
 

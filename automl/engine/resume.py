@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..launchers.base import Locator, TrialIdentity
 from ..paths import set_aside
 from ..states import TrialStatus
-from ..store import Trial
+from ..store import TrialRecord
 
 if TYPE_CHECKING:
     from .experiment import ExperimentLoop, _Running
@@ -32,7 +32,7 @@ async def resume_from_store(loop: ExperimentLoop) -> None:
     if not trials:
         return
     loop._keys = itertools.count(max(t.tuner_key for t in trials) + 1)
-    last_attempts: dict[int, Trial] = {}
+    last_attempts: dict[int, TrialRecord] = {}
     for trial in trials:
         last_attempts[trial.tuner_key] = trial
         if trial.gpu_memory_mib:
@@ -54,13 +54,13 @@ async def resume_from_store(loop: ExperimentLoop) -> None:
 
 
 def _sort_out(
-    loop: ExperimentLoop, last_attempts: dict[int, Trial]
-) -> tuple[list[tuple[dict[str, Any], float | None]], list[dict[str, Any]], list[tuple[Trial, int]]]:
+    loop: ExperimentLoop, last_attempts: dict[int, TrialRecord]
+) -> tuple[list[tuple[dict[str, Any], float | None]], list[dict[str, Any]], list[tuple[TrialRecord, int]]]:
     """Count each configuration's last attempt: ended ones are history for the tuner; live ones and ones to run
     again are pending (their outcome reaches the tuner when they end); the live ones are returned to take up."""
     history: list[tuple[dict[str, Any], float | None]] = []
     pending: list[dict[str, Any]] = []
-    live: list[tuple[Trial, int]] = []
+    live: list[tuple[TrialRecord, int]] = []
     for key, trial in last_attempts.items():
         loop.configs_started += 1
         if trial.status in (TrialStatus.WAITING, TrialStatus.RUNNING):
@@ -77,7 +77,7 @@ def _sort_out(
     return history, pending, live
 
 
-async def _take_up(loop: ExperimentLoop, trial: Trial, key: int, intermediate: list[float | None]) -> None:
+async def _take_up(loop: ExperimentLoop, trial: TrialRecord, key: int, intermediate: list[float | None]) -> None:
     """A trial the store says is running (or about to): follow it, conclude it, start it, or mark it
     interrupted."""
     identity = TrialIdentity(trial.experiment_id, trial.id)
