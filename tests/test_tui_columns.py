@@ -17,6 +17,7 @@ from tui import format as fmt
 from tui import trial_rows
 from tui.app import DashboardApp
 from tui.prefs import PREFS_FILE
+from tui.screens import overview
 from tui.widgets.dialogs import ColumnsDialog
 from tui.widgets.table import LiveTable
 
@@ -169,3 +170,42 @@ def test_marked_experiments_have_their_best_so_far_curves_overlaid(store_home):
     running_best = compared[sample_store.EXPERIMENT_ID]
     assert all(b >= a for a, b in zip(running_best, running_best[1:], strict=False)), "a running best (maximize)"
     assert max(running_best) == pytest.approx(0.881111, abs=1e-6), "it reaches the best trial's value"
+
+
+def test_every_overview_column_is_reachable_at_80_columns(store_home):
+    """At 80x24 the columns that do not fit scroll in from the right, ID and NAME staying in place."""
+
+    async def run() -> None:
+        app = sample_store.dashboard(store_home)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await loaded(pilot)
+            table = app.screen.query_one("#experiments", LiveTable)
+            header = table.render_line(0).text
+            assert "CREATED" not in header and header.rstrip().endswith("›"), "more columns on the right, marked"
+            seen = set(header.split())
+            for _ in range(len(overview.COLUMNS)):
+                await pilot.press("right")
+                header = table.render_line(0).text
+                seen |= set(header.replace("‹", " ").split())
+                assert header.split()[:2] == ["ID", "NAME"], "the fixed columns stay"
+            assert overview.COLUMNS[-1].label in header and "›" not in header, "scrolled to the last column"
+            assert {c.label for c in overview.COLUMNS} <= seen
+            assert "‹" in header and sample_store.EXPERIMENT_ID in table.render_line(1).text
+            for _ in range(len(overview.COLUMNS)):
+                await pilot.press("left")
+            assert table.render_line(0).text.split()[:3] == ["ID", "NAME", "STATUS"], "back to the first columns"
+
+    asyncio.run(run())
+
+
+def test_the_overview_shows_every_column_when_they_fit(store_home):
+    async def run() -> None:
+        app = sample_store.dashboard(store_home)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await loaded(pilot)
+            table = app.screen.query_one("#experiments", LiveTable)
+            assert table.shown_columns == [c.key for c in overview.COLUMNS]
+            await pilot.press("right")
+            assert table.shown_columns == [c.key for c in overview.COLUMNS] and "‹" not in table.render_line(0).text
+
+    asyncio.run(run())

@@ -24,17 +24,18 @@ from ..widgets.table import Cell, Column, LiveTable
 from .base import EXPERIMENT_BINDINGS, DashboardScreen
 
 COLUMNS = (
-    Column("id", "ID", 8, priority=100),
-    Column("name", "NAME", 12, priority=95, grow=True),
-    Column("status", "STATUS", 10, priority=90),
-    Column("progress", "PROGRESS", 16, priority=80),
-    Column("best", "BEST", 9, align="right", priority=85),
-    Column("cost", "COST", 9, align="right", priority=70),
-    Column("gpus", "GPUS", 7, priority=65),
-    Column("running", "RUN", 3, align="right", priority=60),
-    Column("eta", "ETA", 6, align="right", priority=50),
-    Column("created", "CREATED", 11, priority=40),
+    Column("id", "ID", 8),
+    Column("name", "NAME", 12, grow=True),
+    Column("status", "STATUS", 10),
+    Column("progress", "PROGRESS", 16),
+    Column("best", "BEST", 9, align="right"),
+    Column("eta", "ETA", 6, align="right"),
+    Column("cost", "COST", 9, align="right"),
+    Column("running", "RUN", 3, align="right"),
+    Column("gpus", "GPUS", 7),
+    Column("created", "CREATED", 11),
 )
+"""The overview's columns, the most important first; ID and NAME stay while the others scroll sideways."""
 
 
 class OverviewScreen(DashboardScreen):
@@ -55,7 +56,13 @@ class OverviewScreen(DashboardScreen):
     def compose(self) -> ComposeResult:
         """Status bar, experiments, GPUs, footer."""
         yield StatusBar(id="status")
-        table = LiveTable(COLUMNS, empty="no experiments yet: submit one with `automl submit CONFIG`", id="experiments")
+        table = LiveTable(
+            COLUMNS,
+            empty="no experiments yet: submit one with `automl submit CONFIG`",
+            sideways=True,
+            fixed_columns=2,
+            id="experiments",
+        )
         table.border_title = "Experiments"
         yield table
         with VerticalScroll(id="gpus-scroll") as gpus:

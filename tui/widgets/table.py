@@ -1,5 +1,5 @@
 """A table for thousands of live rows, drawn line by line: only visible rows are formatted, each is cached until
-its row changes, and narrow terminals drop the least important columns."""
+its row changes, and narrow terminals drop the least important columns or scroll the columns sideways."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ Cell = Text | str | float
 @dataclass(frozen=True)
 class Column:
     """A column: its key, header, width in cells, alignment, how important it is (the least important are hidden
-    first when the table is narrow) and whether it takes a share of spare width."""
+    first when a table that does not scroll sideways is narrow) and whether it takes a share of spare width."""
 
     key: str
     label: str
@@ -54,6 +54,8 @@ class LiveTable(Widget, can_focus=True):
         Binding("home", "edge(-1)", "First", show=False, id="table.first"),
         Binding("end", "edge(1)", "Last", show=False, id="table.last"),
         Binding("enter", "select", "Open", show=False, id="table.open"),
+        Binding("left", "scroll_columns(-1)", "Columns left", show=False, id="table.left"),
+        Binding("right", "scroll_columns(1)", "Columns right", show=False, id="table.right"),
     ]
 
     class TableMessage(Message):
@@ -94,11 +96,19 @@ class LiveTable(Widget, can_focus=True):
         columns: Sequence[Column] = (),
         *,
         empty: str = "nothing to show",
+        sideways: bool = False,
+        fixed_columns: int = 0,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
+        """`sideways`: when the columns do not fit, show them all and scroll them sideways (the first
+        `fixed_columns` stay in place) rather than leave out the least important ones."""
         super().__init__(id=id, classes=classes)
         self._columns: list[Column] = list(columns)
+        self.sideways = sideways
+        self.fixed_columns = fixed_columns
+        self._left = 0  # how many of the scrolling columns are scrolled out of view on the left
+        self._more_right = False
         self._keys: list[Hashable] = []
         self._index: dict[Hashable, int] = {}
         self._format: Callable[[Hashable], Mapping[str, Cell]] = lambda key: {}
@@ -134,6 +144,11 @@ class LiveTable(Widget, can_focus=True):
     def columns(self) -> list[Column]:
         """The columns, in order (narrow terminals may not show all of them)."""
         return list(self._columns)
+
+    @property
+    def shown_columns(self) -> list[str]:
+        """The keys of the columns in view, in order."""
+        return [column.key for column, _ in self._layout]
 
     def set_columns(self, columns: Sequence[Column]) -> None:
         """Replace the columns (e.g. when the parameters worth showing change)."""
@@ -209,23 +224,25 @@ class LiveTable(Widget, can_focus=True):
 
     def _header(self, width: int) -> Strip:
         style = self.get_component_rich_style("live-table--header")
+        scrolled = self._left and 0 < self.fixed_columns <= len(self._layout)
+        last_fixed = self._layout[self.fixed_columns - 1][0] if scrolled else None  # `‹` after it: more on the left
         line = Text(no_wrap=True)
         for column, cell_width in self._layout:
             label = column.label
             if column.key == self.sort_column:
                 label = f"{label}{'▼' if self.sort_reverse else '▲'}"
             line.append_text(_fit(label, cell_width, column.align))
-            line.append(" ")
+            line.append("‹" if column is last_fixed else " ")
+        if self._more_right:
+            line.pad_right(width - 1 - line.cell_len)
+            line.append("›")
         return Strip(list(line.render(self.app.console, end=""))).adjust_cell_length(width).apply_style(style)
 
     def _lay_out(self, width: int) -> None:
-        """Choose the columns that fit (most important first) and share spare width among growing ones."""
-        chosen = sorted(self._columns, key=lambda c: -c.priority)
-        while chosen and sum(c.width + 1 for c in chosen) > width:
-            chosen.pop()
-        keep = {c.key for c in chosen}
-        shown = [c for c in self._columns if c.key in keep]
-        spare = width - sum(c.width + 1 for c in shown)
+        """Choose the columns that fit and share spare width among growing ones."""
+        shown = self._scrolled_columns(width) if self.sideways else self._most_important_columns(width)
+        self._more_right = self.sideways and shown[-1:] != self._columns[-1:]
+        spare = 0 if self._left or self._more_right else width - sum(c.width + 1 for c in shown)
         growing = [c for c in shown if c.grow]
         widths = {c.key: c.width for c in shown}
         for i, column in enumerate(growing):
@@ -235,6 +252,37 @@ class LiveTable(Widget, can_focus=True):
         self._layout = [(c, widths[c.key]) for c in shown]
         self._layout_width = width
         self._cache.clear()
+
+    def _most_important_columns(self, width: int) -> list[Column]:
+        """The most important columns that fit in `width`, in their order."""
+        chosen = sorted(self._columns, key=lambda c: -c.priority)
+        while chosen and sum(c.width + 1 for c in chosen) > width:
+            chosen.pop()
+        keep = {c.key for c in chosen}
+        return [c for c in self._columns if c.key in keep]
+
+    def _scrolled_columns(self, width: int) -> list[Column]:
+        """The fixed columns, then the scrolling ones from the first in view on as many as fit in `width` (one cell
+        kept for the `›` that says more are on the right); the scroll stops once the last column is in view."""
+        if sum(c.width + 1 for c in self._columns) <= width:
+            self._left = 0
+            return list(self._columns)
+        fixed, scrolling = self._columns[: self.fixed_columns], self._columns[self.fixed_columns :]
+        room = width - 1 - sum(c.width + 1 for c in fixed)
+        fits_from_end, used = 0, 0
+        for column in reversed(scrolling):
+            used += column.width + 1
+            if used > room:
+                break
+            fits_from_end += 1
+        self._left = max(0, min(self._left, len(scrolling) - max(1, fits_from_end)))
+        shown, used = [], 0
+        for column in scrolling[self._left :]:
+            used += column.width + 1
+            if used > room and shown:
+                break
+            shown.append(column)
+        return fixed + shown
 
     # moving
 
@@ -274,6 +322,18 @@ class LiveTable(Widget, can_focus=True):
         """Cursor to the first or last row."""
         self._set_cursor(0 if direction < 0 else len(self._keys) - 1)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Columns scroll only in a table that scrolls sideways."""
+        return self.sideways or action != "scroll_columns"
+
+    def action_scroll_columns(self, delta: int) -> None:
+        """Scroll the columns sideways by `delta` columns (the fixed ones stay)."""
+        left = max(0, self._left + delta)
+        if self.sideways and left != self._left and (delta < 0 or self._more_right):
+            self._left = left
+            self._layout_width = -1
+            self.refresh()
+
     def action_select(self) -> None:
         """Open the row under the cursor."""
         if self._keys:
@@ -299,12 +359,28 @@ class LiveTable(Widget, can_focus=True):
             self._set_cursor(index)
 
     def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
-        """Scroll the rows by three."""
-        self._set_cursor(self._cursor + 3)
+        """Scroll the rows by three (with shift, the columns one to the right)."""
+        if event.shift and self.sideways:
+            self.action_scroll_columns(1)
+        else:
+            self._set_cursor(self._cursor + 3)
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
-        """Scroll the rows by three."""
-        self._set_cursor(self._cursor - 3)
+        """Scroll the rows by three (with shift, the columns one to the left)."""
+        if event.shift and self.sideways:
+            self.action_scroll_columns(-1)
+        else:
+            self._set_cursor(self._cursor - 3)
+
+    def on_mouse_scroll_right(self, event: events.MouseScrollRight) -> None:
+        """Scroll the columns one to the right."""
+        event.stop()
+        self.action_scroll_columns(1)
+
+    def on_mouse_scroll_left(self, event: events.MouseScrollLeft) -> None:
+        """Scroll the columns one to the left."""
+        event.stop()
+        self.action_scroll_columns(-1)
 
     def on_resize(self, event: events.Resize) -> None:
         """Keep the cursor in view."""
