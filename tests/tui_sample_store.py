@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +46,12 @@ def fill(
     seed: int = 7,
     prices: CostPolicy = PRICES,
     extra_params: int = 0,
+    nodes: Sequence[str | None] = (),
 ) -> str:
     """Write an experiment of `trials` trials (the last `running` still running) with learning curves of up to
     `steps` reports each into `home`'s store, its trials priced at `prices`, with `extra_params` more uniform
-    parameters `p00`, `p01`, ... besides the four of SEARCH_SPACE; returns its id."""
+    parameters `p00`, `p01`, ... besides the four of SEARCH_SPACE, trial n run on node `nodes[n % len(nodes)]`
+    (None: the daemon's machine, as all are without `nodes`); returns its id."""
     rng = random.Random(seed)
     store = Store(home)
     store.conn.execute("PRAGMA synchronous=OFF")
@@ -71,7 +73,7 @@ def fill(
         is_running = n >= trials - running
         trial = store.add_trial(exp_id, params, n, [n % gpus] if gpus else [])
         began = start + n * span
-        store.trial_started(trial, 4_100_000 + n, None, started=began)
+        store.trial_started(trial, 4_100_000 + n, None, started=began, node=nodes[n % len(nodes)] if nodes else None)
         quality = 0.55 + 0.4 * rng.random()
         reported = steps if not is_running else steps // 2 + n % 5
         outcome = _outcome(n)

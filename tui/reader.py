@@ -165,6 +165,7 @@ def trial_state(trial: TrialRecord) -> TrialState:
         trial.attempt,
         trial.retry_of,
         usage,
+        trial.node,
     )
 
 

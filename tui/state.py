@@ -25,7 +25,20 @@ GPU_HISTORY = 300
 """Samples of history kept per GPU (10 minutes at the daemon's 2-second rate)."""
 
 
-ROW_FIELDS = ("status", "params", "value", "started", "ended", "gpus", "pid", "error", "attempt", "retry_of", "cost")
+ROW_FIELDS = (
+    "status",
+    "params",
+    "value",
+    "started",
+    "ended",
+    "gpus",
+    "pid",
+    "error",
+    "attempt",
+    "retry_of",
+    "cost",
+    "node",
+)
 """A trial's fields that a read of the store brings (its curve comes separately)."""
 
 
@@ -45,6 +58,7 @@ class TrialState:
     attempt: int = 0
     retry_of: int | None = None
     cost: dict[str, float] = field(default_factory=dict)
+    node: str | None = None  # the cluster node it ran on (None: the daemon's machine)
     steps: array = field(default_factory=lambda: array("q"))
     values: array = field(default_factory=lambda: array("d"))
     last: float | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
@@ -45,9 +45,9 @@ def param_columns(names: Sequence[str], constant: Iterable[str], importance: Map
     return sorted(shown, key=lambda name: (rank.get(name, len(rank)), shown.index(name)))
 
 
-def columns(params: Sequence[str]) -> list[Column]:
+def columns(params: Sequence[str], nodes: bool = False) -> list[Column]:
     """The table's columns, the parameters in the middle under short headers that tell them apart (the first two
-    kept longest on a narrow screen)."""
+    kept longest on a narrow screen); with `nodes` (some trial ran on a cluster's node), a NODE column."""
     labels = fmt.short_names(list(params), PARAM_WIDTH)
     middle = [
         Column(
@@ -62,6 +62,7 @@ def columns(params: Sequence[str]) -> list[Column]:
         Column("last", "LAST", 8, align="right", priority=75),
         Column("best", "BEST", 8, align="right", priority=80),
         Column("step", "STEP", 5, align="right", priority=55),
+        *([Column("node", "NODE", 10, priority=52)] if nodes else []),
         Column("gpu", "GPU", 4, priority=50),
         Column("time", "TIME", 6, align="right", priority=70),
         Column("cost", "COST", 7, align="right", priority=40),
@@ -90,25 +91,14 @@ def order(
 
 def sort_value(trial: TrialState, column: str, now: float, maximize: bool) -> Any:
     """What a trial sorts by in `column`: comparable with the other trials' values, or None."""
-    if column == "id":
-        return trial.id
-    if column == "status":
-        return STATUS_RANK.get(trial.status, 9)
     if column == "best":
         return trial.shown_best(maximize)
-    if column == "last":
-        return trial.shown_last()
-    if column == "step":
-        return trial.steps[-1] if trial.steps else None
     if column == "time":
         return trial.duration(now)
-    if column == "cost":
-        return cost_sort_value(trial)
-    if column == "gpu":
-        return tuple(trial.gpus) or None
     if column.startswith("param:"):
         return param_sort_value(trial, column.removeprefix("param:"))
-    return None
+    key = _SORT_KEYS.get(column)
+    return None if key is None else key(trial)
 
 
 def cost_sort_value(trial: TrialState) -> tuple[float, float] | None:
@@ -125,6 +115,23 @@ def param_sort_value(trial: TrialState, name: str) -> tuple[int, Any, str] | Non
     if value is None:
         return None
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
+
+
+def on_nodes(trials: Iterable[TrialState]) -> bool:
+    """Whether some trial ran on a cluster's node (the table then has a NODE column)."""
+    return any(trial.node for trial in trials)
+
+
+_SORT_KEYS: dict[str, Callable[[TrialState], Any]] = {
+    "id": lambda trial: trial.id,
+    "status": lambda trial: STATUS_RANK.get(trial.status, 9),
+    "last": lambda trial: trial.shown_last(),
+    "step": lambda trial: trial.steps[-1] if trial.steps else None,
+    "cost": cost_sort_value,
+    "gpu": lambda trial: tuple(trial.gpus) or None,
+    "node": lambda trial: trial.node,
+}
+"""What a trial sorts by in the columns whose value is the trial's alone."""
 
 
 def filters(trials: Iterable[TrialState]) -> list[str | None]:
@@ -166,6 +173,7 @@ def cells(
         "best": Text(fmt.number(best, 8), style=f"bold {fmt.BEST_COLOR}" if trial.id == best_id else ""),
         "step": str(trial.steps[-1]) if trial.steps else fmt.DASH,
         "gpu": ",".join(map(str, trial.gpus)) or fmt.DASH,
+        "node": trial.node or fmt.DASH,
         "time": Text(fmt.duration(trial.duration(now)), style="green" if trial.status == TrialStatus.RUNNING else ""),
         "cost": cost_text,
     }

@@ -26,7 +26,7 @@ from ..widgets.dialogs import ColumnsDialog
 from ..widgets.gpu_panel import GpuPanel
 from ..widgets.importance_panel import ImportancePanel
 from ..widgets.status_bar import StatusBar, retry_countdown
-from ..widgets.table import Cell, LiveTable
+from ..widgets.table import Cell, Column, LiveTable
 from .base import EXPERIMENT_BINDINGS, DashboardScreen
 
 PANELS = (
@@ -227,7 +227,7 @@ class ExperimentScreen(DashboardScreen):
             self._params = trial_rows.param_columns(names, constant, self._param_rank)
             self._param_basis = basis
         table = self.query_one("#trials", LiveTable)
-        table.set_columns(trial_rows.arranged(trial_rows.columns(self._params), self._chosen_columns))
+        table.set_columns(trial_rows.arranged(self._columns_before_choice(), self._chosen_columns))
         table.sort_column, table.sort_reverse = self.sort_column, self.descending
         keys = trial_rows.order(state.trials, self.sort_column, self.descending, self.status_filter, now, maximize)
         trials, params, best_id, marks = state.trials, self._params, self._best_id, self.marks
@@ -479,10 +479,15 @@ class ExperimentScreen(DashboardScreen):
 
     def action_columns(self) -> None:
         """Pick, reorder and hide the table's columns; the choice is remembered for this experiment."""
-        current = trial_rows.columns(self._params)
+        current = self._columns_before_choice()
         shown = {c.key for c in trial_rows.arranged(current, self._chosen_columns)}
         ordered = trial_rows.arranged(current, [(key, True) for key, _ in self._chosen_columns or []])
         self.app.push_screen(ColumnsDialog([(c.key, c.label, c.key in shown) for c in ordered]), self.choose_columns)
+
+    def _columns_before_choice(self) -> list[Column]:
+        """The table's columns before the user's choice: the params in their order, NODE once a trial ran on a
+        cluster's node."""
+        return trial_rows.columns(self._params, trial_rows.on_nodes(self.dashboard.state.trials.values()))
 
     def choose_columns(self, chosen: list[tuple[str, bool]] | None) -> None:
         """Show the columns `chosen` (key, shown) in that order (None: the defaults), and remember them."""

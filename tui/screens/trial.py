@@ -244,6 +244,7 @@ def params_text(trial: TrialState | None) -> Text:
     text = Text()
     facts = [
         ("status", Text(fmt.status_label(trial.status), style=fmt.status_style(trial.status))),
+        *([("node", Text(trial.node, style="bold"))] if trial.node else []),
         ("value", Text(fmt.number(trial.value, 12))),
         ("started", Text(_clock(trial.started))),
         ("ended", Text(_clock(trial.ended))),
