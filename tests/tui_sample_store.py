@@ -233,6 +233,34 @@ class FixedDaemon:
         self.closed.set()
 
 
+WORKER_NODE = "5c1f0e7a9d2b4c38a1e6f0b7d9c2a4e8f1b3d5c7e9a0b2c4d6e8f0a1"
+"""The Ray node id of the cluster's worker node in `ClusterDaemon`'s answers."""
+
+
+class ClusterDaemon(FixedDaemon):
+    """A daemon stand-in on a cluster: this machine's two GPUs as FixedDaemon samples them, and, in its `gpus`
+    answer, two more GPUs of a worker node, the first used by another user and so taking no trial."""
+
+    def request(self, op: str, **args: Any) -> Any:
+        """The `gpus` answer: this machine's GPUs, then the worker node's; anything else an empty result."""
+        if op != "gpus":
+            return {}
+        here = [{**gpu, "takes_trial": True, "reason": None} for gpu in gpu_sample(29)["data"]["gpus"]]
+        there = [
+            {
+                **gpu,
+                "name": "NVIDIA A100-SXM4-80GB",
+                "node": WORKER_NODE,
+                "node_address": "10.0.0.7",
+                "processes": [process for process in gpu["processes"] if process["owner"] is None],
+                "takes_trial": gpu["index"] == 1,
+                "reason": None if gpu["index"] == 1 else "another user's process uses 35% of it",
+            }
+            for gpu in gpu_sample(12)["data"]["gpus"]
+        ]
+        return {"gpus": here + there}
+
+
 def dashboard(home: Path, experiment: str | None = None) -> DashboardApp:
     """The app on the sample store, its clock stopped at the sample's moment. The app is imported here, so that
     filling a sample store does not need the dashboard."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import string
 from typing import Any
 
 DASH = "—"
@@ -124,6 +125,12 @@ def money(amount: float | None, currency: str | None) -> str:
     if sign is not None:
         return f"{sign}{text}"
     return f"{text} {currency}" if currency else text
+
+
+def node_name(node: str) -> str:
+    """A cluster node as the dashboard names it: a Ray node id (56 hex digits) by its first 8, like the
+    experiment ids; any other name whole."""
+    return node[:8] if len(node) > 12 and all(c in string.hexdigits for c in node) else node
 
 
 def mib(value: float | None) -> str:

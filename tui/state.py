@@ -163,9 +163,13 @@ class ExperimentSummary:
 
 @dataclass
 class GpuState:
-    """One GPU: its latest reading, a short history of load, memory and power, and who uses it."""
+    """One GPU: its latest reading, a short history of load, memory and power, and who uses it; and the cluster
+    node it is on (None: this machine)."""
 
     index: int
+    node: str | None = None
+    node_address: str | None = None
+    sampled: bool = False  # whether `gpu_sample` events bring its readings (else the daemon's `gpus` answers do)
     name: str = ""
     utilization: deque = field(default_factory=lambda: deque(maxlen=GPU_HISTORY))
     memory: deque = field(default_factory=lambda: deque(maxlen=GPU_HISTORY))
@@ -227,7 +231,8 @@ class DashboardState:
         self.open_id: str | None = None
         self.generation = 0
         self.trials: dict[int, TrialState] = {}
-        self.gpus: dict[int, GpuState] = {}
+        self.gpus: dict[int, GpuState] = {}  # this machine's, by index
+        self.node_gpus: dict[tuple[str, int], GpuState] = {}  # the cluster nodes', by node and index
         self.daemon: dict[str, Any] | None = None
         self.store_fault: dict[str, Any] | None = None  # why the daemon's store takes no writes now, if it does not
         self.connected: bool | None = None
@@ -383,15 +388,31 @@ class DashboardState:
         return None
 
     def take_gpu_listing(self, gpus: list[dict[str, Any]]) -> None:
-        """Take the daemon's `gpus` answer: whether each GPU takes trials now, and why not."""
+        """Take the daemon's `gpus` answer: whether each GPU takes trials now, and why not; for a cluster node's
+        GPU that no `gpu_sample` event brings, its reading too. A node no longer listed has left the cluster."""
+        listed = set()
         for entry in gpus:
             if not isinstance(entry, dict) or not isinstance(entry.get("index"), int):
                 continue
-            gpu = self.gpus.setdefault(entry["index"], GpuState(entry["index"]))
+            gpu = self._gpu(entry)
+            listed.add((gpu.node, gpu.index))
+            if gpu.node is not None and not gpu.sampled:
+                gpu.take_sample(entry)
             gpu.name = str(entry.get("name") or gpu.name)
             gpu.takes_trial = entry.get("takes_trial")
             gpu.reason = str(entry.get("reason") or "")
+        self.node_gpus = {key: gpu for key, gpu in self.node_gpus.items() if key in listed}
         self.versions.gpus += 1
+
+    def _gpu(self, entry: dict[str, Any]) -> GpuState:
+        """The GPU a sample or listing entry is about: this machine's by its index, a cluster node's by its node
+        and index."""
+        index, node = entry["index"], entry.get("node")
+        if not node:
+            return self.gpus.setdefault(index, GpuState(index))
+        gpu = self.node_gpus.setdefault((str(node), index), GpuState(index, node=str(node)))
+        gpu.node_address = entry.get("node_address") or gpu.node_address
+        return gpu
 
     def set_link(
         self, connected: bool, note: str, daemon: dict[str, Any] | None = None, retry_in: float | None = None
@@ -427,5 +448,7 @@ class DashboardState:
     def _take_gpu_sample(self, samples: list[Any]) -> None:
         for sample in samples:
             if isinstance(sample, dict) and isinstance(sample.get("index"), int):
-                self.gpus.setdefault(sample["index"], GpuState(sample["index"])).take_sample(sample)
+                gpu = self._gpu(sample)
+                gpu.take_sample(sample)
+                gpu.sampled = True
         self.versions.gpus += 1

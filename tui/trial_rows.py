@@ -173,7 +173,7 @@ def cells(
         "best": Text(fmt.number(best, 8), style=f"bold {fmt.BEST_COLOR}" if trial.id == best_id else ""),
         "step": str(trial.steps[-1]) if trial.steps else fmt.DASH,
         "gpu": ",".join(map(str, trial.gpus)) or fmt.DASH,
-        "node": trial.node or fmt.DASH,
+        "node": fmt.node_name(trial.node) if trial.node else fmt.DASH,
         "time": Text(fmt.duration(trial.duration(now)), style="green" if trial.status == TrialStatus.RUNNING else ""),
         "cost": cost_text,
     }

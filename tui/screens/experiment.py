@@ -210,9 +210,13 @@ class ExperimentScreen(DashboardScreen):
     def _draw_gpus(self) -> None:
         """Show the GPUs with the running trials' processes and the experiments' names."""
         state = self.dashboard.state
-        pids = {t.pid: t.id for t in state.trials.values() if t.pid is not None and t.status == TrialStatus.RUNNING}
+        pids = {
+            t.pid: t.id
+            for t in state.trials.values()
+            if t.pid is not None and t.node is None and t.status == TrialStatus.RUNNING
+        }
         names = {e.id: e.name for e in state.experiments.values()}
-        self.query_one(GpuPanel).show(state.gpus, names, pids, (state.daemon or {}).get("gpus"))
+        self.query_one(GpuPanel).show(state.gpus, names, pids, (state.daemon or {}).get("gpus"), state.node_gpus)
 
     def _draw_trials(self, now: float) -> None:
         state = self.dashboard.state

@@ -107,14 +107,14 @@ class OverviewScreen(DashboardScreen):
         table.invalidate()
         names = {e.id: e.name for e in experiments.values()}
         gpu_count = (state.daemon or {}).get("gpus")
-        self.query_one(GpuPanel).show(state.gpus, names, {}, gpu_count)
+        self.query_one(GpuPanel).show(state.gpus, names, {}, gpu_count, state.node_gpus)
         active = sum(1 for e in experiments.values() if e.status in ACTIVE)
         count = len(experiments)
         headline = Text.assemble(
             ("automl", "bold"),
             f"  {count} experiment{'' if count == 1 else 's'} · ",
             (f"{active} active", "bold green" if active else ""),
-            f" · {len(state.gpus) if state.gpus else gpu_count or 0} GPUs",
+            f" · {(len(state.gpus) if state.gpus else gpu_count or 0) + len(state.node_gpus)} GPUs",
         )
         self.query_one(StatusBar).show(headline, state)
         self._draw_compared()

@@ -1,8 +1,9 @@
-"""The GPU panel: per GPU its load, memory and power now and lately, and whose processes use it."""
+"""The GPU panel: per GPU its load, memory and power now and lately, and whose processes use it; grouped by node
+when some are a cluster node's."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.text import Text
@@ -18,7 +19,12 @@ class GpuPanel(Static):
 
     DEFAULT_CSS = "GpuPanel { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }"
 
-    _shown: tuple[Mapping[int, GpuState], Mapping[str, str], Mapping[int, int], int | None] | None = None
+    _shown: (
+        tuple[
+            Mapping[int, GpuState], Mapping[str, str], Mapping[int, int], int | None, Mapping[tuple[str, int], GpuState]
+        ]
+        | None
+    ) = None
 
     def show(
         self,
@@ -26,10 +32,11 @@ class GpuPanel(Static):
         names: Mapping[str, str],
         trial_pids: Mapping[int, int],
         gpu_count: int | None,
+        node_gpus: Mapping[tuple[str, int], GpuState] | None = None,
     ) -> None:
-        """Draw the panel; `names` maps experiment ids to names, `trial_pids` the open experiment's trial pids to
-        trial ids."""
-        self._shown = (gpus, names, trial_pids, gpu_count)
+        """Draw the panel: this machine's `gpus`, then the cluster nodes' `node_gpus`; `names` maps experiment ids
+        to names, `trial_pids` the pids of the open experiment's trials on this machine to trial ids."""
+        self._shown = (gpus, names, trial_pids, gpu_count, node_gpus or {})
         self._draw()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -38,7 +45,9 @@ class GpuPanel(Static):
 
     def _draw(self) -> None:
         if self._shown is not None:
-            self.update(gpu_text(*self._shown, width=self.content_region.width or self.app.size.width - 4))
+            gpus, names, trial_pids, gpu_count, node_gpus = self._shown
+            width = self.content_region.width or self.app.size.width - 4
+            self.update(gpu_text(gpus, names, trial_pids, gpu_count, width, node_gpus))
 
 
 def gpu_text(
@@ -47,17 +56,48 @@ def gpu_text(
     trial_pids: Mapping[int, int],
     gpu_count: int | None,
     width: int,
+    node_gpus: Mapping[tuple[str, int], GpuState] | None = None,
 ) -> Text:
-    """The panel's text for `width` cells."""
-    if not gpus:
-        if gpu_count == 0:
-            return Text("No GPUs on this machine: trials run on the CPU.", style="dim")
-        return Text("Waiting for the first GPU sample…", style="dim")
+    """The panel's text for `width` cells: this machine's GPUs, then, under a heading per node, the cluster
+    nodes' (this machine's under a heading of its own then)."""
+    if not node_gpus:
+        if not gpus:
+            if gpu_count == 0:
+                return Text("No GPUs on this machine: trials run on the CPU.", style="dim")
+            return Text("Waiting for the first GPU sample…", style="dim")
+        return _gpu_blocks([gpus[i] for i in sorted(gpus)], names, trial_pids, width)
     text = Text(no_wrap=True, overflow="ellipsis")
-    for n, index in enumerate(sorted(gpus)):
+    local = [gpus[i] for i in sorted(gpus)]
+    _heading(text, "this machine", local)
+    text.append_text(_gpu_blocks(local, names, trial_pids, width) if local else Text("no GPUs", style="dim"))
+    for node, group in _by_node(node_gpus.values()):
+        text.append("\n")
+        address, name = group[0].node_address, fmt.node_name(node)
+        _heading(text, f"node {address} · {name}" if address else f"node {name}", group)
+        text.append_text(_gpu_blocks(group, names, {}, width))  # the pids of this machine mean nothing there
+    return text
+
+
+def _by_node(gpus: Iterable[GpuState]) -> list[tuple[str, list[GpuState]]]:
+    """The cluster nodes' GPUs grouped by node, nodes and GPUs in order."""
+    nodes: dict[str, list[GpuState]] = {}
+    for gpu in sorted(gpus, key=lambda gpu: (gpu.node or "", gpu.index)):
+        nodes.setdefault(gpu.node or "", []).append(gpu)
+    return list(nodes.items())
+
+
+def _heading(text: Text, title: str, gpus: list[GpuState]) -> None:
+    text.append(f"▸ {title}", style="bold")
+    text.append(f"  {len(gpus)} GPU{'' if len(gpus) == 1 else 's'}\n", style="bright_black")
+
+
+def _gpu_blocks(gpus: list[GpuState], names: Mapping[str, str], trial_pids: Mapping[int, int], width: int) -> Text:
+    """Three lines per GPU."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for n, gpu in enumerate(gpus):
         if n:
             text.append("\n")
-        _gpu_block(text, gpus[index], names, trial_pids, width)
+        _gpu_block(text, gpu, names, trial_pids, width)
     return text
 
 
