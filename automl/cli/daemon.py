@@ -47,7 +47,11 @@ def add_commands(sub: Any) -> None:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the trial ends")
     logs.add_argument("--stderr", action="store_true", help="its stderr instead of its stdout")
     logs.set_defaults(handler=_cmd_logs)
+    _add_daemon_command(sub)
 
+
+def _add_daemon_command(sub: Any) -> None:
+    """`automl daemon start|stop|restart|status|install`."""
     daemon = sub.add_parser("daemon", help="start, stop or inspect the background daemon")
     actions = daemon.add_subparsers(dest="action", required=True, metavar="ACTION")
     start = actions.add_parser("start", help="start the daemon in the background")

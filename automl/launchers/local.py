@@ -18,7 +18,6 @@ from ..paths import check_own_file, create_file, new_trial_folder, open_new, pri
 from ..processes import is_alive, process_start_time
 from ..trial import METRICS_ENV, PARAMS_ENV
 from ..trial_exit import EXIT_FILE
-from . import metrics_file
 from .base import (
     METRICS_FILE,
     NNI_LOG_FILE,
@@ -30,7 +29,7 @@ from .base import (
     TrialIdentity,
     TrialSpec,
 )
-from .metrics_file import ReadResult
+from .metrics_file import MetricsReader, ReadResult
 from .process_usage import CPU_TIMES_FILE, ProcessTreeUsage, recorded_usage
 
 NNI_CHANNEL = "import://automl.nni_channel.TrialChannel"
@@ -185,14 +184,11 @@ class LocalTrial:
         self.identity, self.locator, self.trial_dir = identity, locator, trial_dir
         self._process = process
         self._tree = None if locator is None else ProcessTreeUsage(locator.pid)
-        self._metrics: metrics_file.Identity | None = None  # the metrics file read so far, to notice a replaced one
+        self._metrics = MetricsReader(trial_dir / METRICS_FILE)
 
     async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
         """The records appended to the trial's metrics file after `offset`, one chunk at most."""
-        path = self.trial_dir / METRICS_FILE
-        result = metrics_file.read_new(path, offset, seq, objective, identity=self._metrics, final=final)
-        self._metrics = result.identity
-        return result
+        return self._metrics.read(offset, seq, objective, final=final)
 
     async def wait(self) -> int | None:
         """The exit status its wrapper recorded (exact even when the wait lost it), else the one waited for."""

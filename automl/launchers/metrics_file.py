@@ -47,6 +47,21 @@ class ReadResult:
     more: bool = False
 
 
+class MetricsReader:
+    """Reads one trial's metrics file a chunk at a time, remembering which file it read, so that a file replaced
+    since the last read is noticed (a problem that fails the trial)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._identity: Identity | None = None
+
+    def read(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
+        """The records appended after byte `offset` (`seq` read so far), one chunk at most (see `read_new`)."""
+        result = read_new(self.path, offset, seq, objective, identity=self._identity, final=final)
+        self._identity = result.identity
+        return result
+
+
 class _Unreadable(Exception):
     """The metrics file is not one automl reads: the message says what it is."""
 

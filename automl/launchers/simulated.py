@@ -24,9 +24,8 @@ from ..engine.virtual_clock import VirtualClockLoop
 from ..gpu.pool import GpuPool
 from ..store import Store
 from ..trial_exit import EXIT_FILE
-from . import metrics_file
 from .base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, Locator, ProcessUsage, TrialIdentity, TrialSpec
-from .metrics_file import ReadResult
+from .metrics_file import MetricsReader, ReadResult
 
 Curve = Callable[[dict[str, Any], int], float]
 """A trial's value at an epoch (1-based) for its parameters."""
@@ -57,14 +56,11 @@ class SimulatedTrial:
     def __init__(self, identity: TrialIdentity, trial_dir: Path, process: SimulatedProcess | None = None) -> None:
         self.identity, self.trial_dir, self._process = identity, trial_dir, process
         self.locator = None if process is None else process.locator
-        self._metrics: metrics_file.Identity | None = None
+        self._metrics = MetricsReader(trial_dir / METRICS_FILE)
 
     async def read_metrics(self, offset: int, seq: int, objective: str, *, final: bool = False) -> ReadResult:
         """The records the trial appended to its metrics file after `offset`, one chunk at most."""
-        path = self.trial_dir / METRICS_FILE
-        result = metrics_file.read_new(path, offset, seq, objective, identity=self._metrics, final=final)
-        self._metrics = result.identity
-        return result
+        return self._metrics.read(offset, seq, objective, final=final)
 
     async def wait(self) -> int | None:
         """The exit status: 0 after the last epoch, 1 for a broken curve, -N when ended by signal N."""
