@@ -271,3 +271,28 @@ def test_a_worker_node_that_dies_mid_trial_interrupts_its_trial_which_runs_again
     rerun = next(t for t in view["trials"] if t["retry_of"] == lost["id"])
     assert rerun["status"] == "succeeded" and rerun["node"] != worker and rerun["params"] == lost["params"]
     assert view["status"] == "done"
+
+
+GPU_TRIAL = RAY_TRIAL.replace("print('ran on'", "print('devices', os.environ['CUDA_VISIBLE_DEVICES'])\nprint('ran on'")
+
+
+def test_trials_on_the_worker_avoid_its_gpu_another_user_runs_on_and_are_metered(tmp_path, cluster, daemon):
+    write_trial(tmp_path, GPU_TRIAL)
+    config = write_config(
+        tmp_path,
+        launcher={"name": "ray", "address": cluster.address, "resources": {WORKER_RESOURCE: 1}},
+        resources={"cpus": 1, "gpus": 1},
+        search_space=_slow(0.8),
+        max_trials=2,
+        concurrency=2,
+    )
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    view = wait_for_status(exp_id, "done")
+    trials = view["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 2, trials
+    for t in trials:  # GPU 0 of the worker runs another user's process (FLEETS): Ray's first choice, never taken
+        assert (t["node"], t["gpus"]) == (cluster.worker.node_id, [1]), t
+        folder = daemon / "experiments" / exp_id / "trials" / str(t["id"])
+        assert "devices 1\n" in (folder / STDOUT_FILE).read_text()
+        assert t["gpu_seconds"] > 0 and t["energy_j"] > 0, t
+    assert view["cost"]["gpu_seconds"] > 0

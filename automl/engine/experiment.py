@@ -546,7 +546,9 @@ class ExperimentLoop:
             started,
             locator.node,
         )
-        self._write(self.store.trial_started, trial, locator.pid, locator.created, started, locator.node)
+        gpus = None if locator.gpus is None else list(locator.gpus)
+        trial.gpus = trial.gpus if gpus is None else gpus
+        self._write(self.store.trial_started, trial, locator.pid, locator.created, started, locator.node, gpus)
 
     # follow
 

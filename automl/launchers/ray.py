@@ -9,6 +9,12 @@ node: each read of the trial's metrics first appends the node file's new bytes, 
 the mirror, so metrics arrive exactly once and in order, and its logs are readable while it runs; when the trial
 ends, every file of its folder is copied back before `wait` returns. Imported only by an experiment that runs on
 Ray: importing Ray costs about a second.
+
+GPUs by measured load: before a trial starts on the GPUs Ray assigned its slot, the node's agent judges them by the
+experiment's `gpu:` policy with the rules of one machine (`ray_agent.NodeAgent.refusals`). A slot on a GPU that
+fails them is kept reserved (parked) while the next one is asked for, so Ray's accounting steers that request to
+another GPU or node; when Ray has nothing more to give at once, the parked slots go back and the trial waits, still
+queued, and tries again after `BUSY_RETRY` seconds.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ray.util.placement_group import (
 )
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
+from ..config.model import GpuPolicy
 from ..paths import create_file, new_trial_folder, open_append
 from .base import (
     METRICS_FILE,
@@ -58,6 +65,8 @@ GROUP_PREFIX = "automl-"  # then the experiment id: the placement groups of an e
 EXIT_WAIT = 2.0  # seconds an exiting process waits for Ray to confirm it got its idle slots back
 IDLE_KEEP = 2.0  # seconds an ended trial's reserved resources wait for the next trial before Ray gets them back
 COPY_CHUNK = 4 << 20  # bytes per call when a trial's folder is copied back at its end
+PARK_WAIT = 1.0  # seconds a slot may take to be placed while busy GPUs are parked, before Ray counts as full
+BUSY_RETRY = 1.0  # seconds a trial waits before looking again when every GPU Ray could give it is busy
 
 log = logging.getLogger("automl")
 
@@ -85,9 +94,16 @@ class RayLauncher:
     """Runs each trial on a node of the Ray cluster at `options.address` (see the module docstring), with the
     environment of the shell that ran the experiment (`environment`)."""
 
-    def __init__(self, options: RayOptions, gpus: float = 0, environment: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        options: RayOptions,
+        gpus: float = 0,
+        environment: Mapping[str, str] | None = None,
+        policy: GpuPolicy | None = None,
+    ):
         self.options = options
         self.gpus = gpus
+        self.policy = policy or GpuPolicy()  # the rules a GPU Ray assigned must meet on its node
         self.environment = dict(os.environ if environment is None else environment)
         self._idle: list[_Slot] = []  # reserved slots no trial uses yet
         self._swept = False
@@ -106,23 +122,59 @@ class RayLauncher:
         if slot is not None:
             _idle_groups.discard(slot.group)
         try:
+            if slot is not None and await self._refusals(slot, spec.experiment_id):
+                await asyncio.to_thread(_remove_group, slot.group)  # its GPU got busy since its last trial
+                slot = None
             slot = slot or await self._reserve(spec)
             node_spec = TrialSpec(**{**spec.__dict__, "gpus": slot.gpus})
-            pid, created = await slot.agent.start.remote(node_spec, self.environment, slot.group)
+            starting = slot.agent.start.remote(node_spec, self.environment, slot.group, self.policy, self.gpus)
+            pid, created = await starting
         except RayError as e:
             if slot is not None:
                 await asyncio.to_thread(_remove_group, slot.group)
             raise OSError(f"Ray could not start the trial: {e}") from e
         identity = TrialIdentity(spec.experiment_id, spec.trial_id)
-        return RayTrialHandle(identity, Locator(pid, created, slot.node), slot.agent, spec.trial_dir, slot, self)
+        where = Locator(pid, created, slot.node, tuple(slot.gpus))
+        return RayTrialHandle(identity, where, slot.agent, spec.trial_dir, slot, self)
 
     async def _reserve(self, spec: TrialSpec) -> _Slot:
-        """A new placement group of one bundle for a trial, once Ray has placed it: its node, GPUs and agent."""
+        """A slot whose GPUs take the trial by its node's measured load: slots on busy GPUs stay parked while the
+        next is asked for, and go back to Ray once one fits or Ray has nothing more now (then look again later)."""
+        parked: list[_Slot] = []
+        try:
+            while True:
+                slot = await self._reserve_once(spec, PARK_WAIT if parked else None)
+                if slot is None:
+                    await asyncio.to_thread(_remove_groups, [slot.group for slot in parked])
+                    parked = []
+                    await asyncio.sleep(BUSY_RETRY)
+                    continue
+                refused = await self._refusals(slot, spec.experiment_id)
+                if not refused:
+                    return slot
+                log.info("trial %d: GPU(s) on node %s are busy (%s)", spec.trial_id, slot.node, refused)
+                parked.append(slot)
+        finally:
+            await asyncio.to_thread(_remove_groups, [slot.group for slot in parked])
+
+    async def _refusals(self, slot: _Slot, experiment_id: str) -> dict[int, str]:
+        """Why the slot's GPUs must not take the experiment's next trial, measured on their node now."""
+        if not slot.gpus:
+            return {}
+        return await slot.agent.refusals.remote(experiment_id, self.policy, self.gpus, slot.gpus)
+
+    async def _reserve_once(self, spec: TrialSpec, wait: float | None) -> _Slot | None:
+        """A new placement group of one bundle for a trial, once Ray has placed it: its node, GPUs and agent; None
+        when Ray could not place it within `wait` seconds (None: as long as it takes)."""
         name = f"{GROUP_PREFIX}{spec.experiment_id}-{uuid.uuid4().hex[:12]}"
         bundle = {"CPU": float(spec.cpus), **({"GPU": self.gpus} if self.gpus else {}), **self.options.resources}
         group = placement_group([bundle], strategy="STRICT_PACK", name=name, lifetime="detached")
         try:
-            await group.ready()
+            try:
+                await asyncio.wait_for(group.ready(), wait)
+            except asyncio.TimeoutError:
+                remove_placement_group(group)
+                return None
             node = (await asyncio.to_thread(placement_group_table, group))["bundles_to_node_id"][0]
             gpus = []
             if self.gpus:
@@ -257,12 +309,16 @@ class RayTrialHandle:
     def usage(self) -> ProcessUsage:
         """What the node measured so far, and what the wrapper recorded at the trial's exit once copied back."""
         recorded = recorded_usage(self.trial_dir)
+        measured = self._measured
         if recorded is None:
-            return self._measured
+            return measured
         return ProcessUsage(
-            max(recorded.cpu_seconds, self._measured.cpu_seconds),
-            max(recorded.peak_rss_mib, self._measured.peak_rss_mib),
+            max(recorded.cpu_seconds, measured.cpu_seconds),
+            max(recorded.peak_rss_mib, measured.peak_rss_mib),
             recorded.ended,
+            measured.gpu_seconds,
+            measured.energy_j,
+            measured.gpu_memory_mib,
         )
 
     async def terminate(self, grace: float) -> None:
@@ -294,7 +350,8 @@ class RayTrialHandle:
     async def collect(self) -> None:
         """Copy the trial's folder on its node into the daemon's (see `_collect`)."""
         async with self._pulling:
-            await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir, self._offsets)
+            used = await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir, self._offsets)
+        self._measured = _process_usage(used) or self._measured
         self._collected = True
 
     async def _pull(self) -> None:
@@ -309,8 +366,7 @@ class RayTrialHandle:
 
     async def _sample(self) -> None:
         try:
-            usage = await self.agent.sample.remote(self.key)
-            self._measured = ProcessUsage(usage["cpu_seconds"], usage["peak_rss_mib"])
+            self._measured = _process_usage(await self.agent.sample.remote(self.key)) or self._measured
         except (RayError, KeyError):
             pass
         finally:
@@ -439,11 +495,29 @@ def _find(identity: TrialIdentity, locator: Locator | None) -> tuple[Any, dict[s
     return None
 
 
-def _collect(agent: Any, key: tuple[str, int], trial_dir: Path, offsets: dict[str, int] | None = None) -> None:
+def _process_usage(measured: dict[str, float] | None) -> ProcessUsage | None:
+    """What a node's agent measured of a trial (None: nothing)."""
+    if not measured:
+        return None
+    return ProcessUsage(
+        measured["cpu_seconds"],
+        measured["peak_rss_mib"],
+        None,
+        measured.get("gpu_seconds", 0.0),
+        measured.get("energy_j", 0.0),
+        measured.get("gpu_memory_mib", 0.0),
+    )
+
+
+def _collect(
+    agent: Any, key: tuple[str, int], trial_dir: Path, offsets: dict[str, int] | None = None
+) -> dict[str, float] | None:
     """Copy every file of a trial's folder on its node into the daemon's (blocking): the followed ones to their
-    end, the others whole; one call to the node unless the trial left large files."""
+    end, the others whole; one call to the node unless the trial left large files. What the node measured of the
+    trial's use at its end."""
     offsets = _sizes(trial_dir) if offsets is None else offsets
     reply = ray.get(agent.collect.remote(key, dict(offsets)))
+    used = reply.get("usage")
     while _apply(reply, trial_dir, offsets):
         reply = ray.get(agent.pull.remote(key, dict(offsets)))
     for name, data in reply.get("small", {}).items():
@@ -452,6 +526,7 @@ def _collect(agent: Any, key: tuple[str, int], trial_dir: Path, offsets: dict[st
     for name, size in reply.get("large", []):
         if _inside(name):
             _copy(agent, key, trial_dir / name, name, size)
+    return used
 
 
 def _apply(reply: dict[str, Any], trial_dir: Path, offsets: dict[str, int]) -> bool:
@@ -535,6 +610,11 @@ def _group_state(name: str) -> str | None:
         return placement_group_table(get_placement_group(name))["state"]
     except (ValueError, RayError):
         return None
+
+
+def _remove_groups(names: list[str]) -> None:
+    for name in names:
+        _remove_group(name)
 
 
 def _remove_group(name: str) -> None:
