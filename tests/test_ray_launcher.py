@@ -282,11 +282,13 @@ def test_trials_on_the_worker_avoid_its_gpu_another_user_runs_on_and_are_metered
         tmp_path,
         launcher={"name": "ray", "address": cluster.address, "resources": {WORKER_RESOURCE: 1}},
         resources={"cpus": 1, "gpus": 1},
-        search_space=_slow(0.8),
+        search_space=_slow(1.0),
         max_trials=2,
         concurrency=2,
     )
     exp_id = automl("submit", str(config), check=True).stdout.strip()
+    ours = wait_until(lambda: _our_gpu_processes(exp_id), "a trial's process on a worker GPU in `automl gpus`")
+    assert {(gpu["node"], gpu["index"]) for gpu in ours} == {(cluster.worker.node_id, 1)}
     view = wait_for_status(exp_id, "done")
     trials = view["trials"]
     assert [t["status"] for t in trials] == ["succeeded"] * 2, trials
@@ -296,3 +298,9 @@ def test_trials_on_the_worker_avoid_its_gpu_another_user_runs_on_and_are_metered
         assert "devices 1\n" in (folder / STDOUT_FILE).read_text()
         assert t["gpu_seconds"] > 0 and t["energy_j"] > 0, t
     assert view["cost"]["gpu_seconds"] > 0
+
+
+def _our_gpu_processes(exp_id: str) -> list[dict]:
+    """The GPUs `automl gpus` shows a process of the experiment's trials on."""
+    gpus = json.loads(automl("gpus", "--json", check=True).stdout)["gpus"]
+    return [gpu for gpu in gpus if any((p["owner"] or {}).get("experiment") == exp_id for p in gpu["processes"])]

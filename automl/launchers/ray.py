@@ -375,45 +375,18 @@ class RayTrialHandle:
 
 async def cluster_gpus(address: str) -> list[dict[str, Any]]:
     """Every GPU of every live node of the cluster, as `automl gpus` shows a machine's, each with its node: sampled
-    there by the node's agent, judged under the default placement policy."""
-    from ..config.model import GpuPolicy
-    from ..gpu.pool import GpuPool, report
-
+    and judged there by the node's agent, under the default placement policy."""
     await connect(address)
     nodes = [node for node in await asyncio.to_thread(ray.nodes) if node["Alive"]]
     described = []
     for node in sorted(nodes, key=lambda node: node["NodeID"]):
         agent = await asyncio.to_thread(node_agent, node["NodeID"], None)
         try:
-            snapshots = await agent.gpus.remote()
+            gpus = await agent.gpus.remote()
         except RayError:
             continue
-        pool = GpuPool(_Replay(snapshots) if snapshots else None)
-        if not pool.count:
-            continue
-        pool.sample()
-        for gpu in report(pool, {"default": pool.slots("default", GpuPolicy(), 1)}):
-            described.append({"node": node["NodeID"], "node_address": node["NodeManagerAddress"], **gpu})
+        described += [{"node": node["NodeID"], "node_address": node["NodeManagerAddress"], **gpu} for gpu in gpus]
     return described
-
-
-class _Replay:
-    """A probe that gives the snapshots a node's agent took (what the GPU pool judges)."""
-
-    def __init__(self, snapshots: list[Any]):
-        self.snapshots = snapshots
-
-    def count(self) -> int:
-        return len(self.snapshots)
-
-    def sample(self) -> list[Any]:
-        return self.snapshots
-
-    def place(self, pid: int, gpus: list[int], memory_mib: float, utilization: float) -> None:
-        """Trials on a node are placed by Ray, never through this copy."""
-
-    def remove(self, pid: int) -> None:
-        """See `place`."""
 
 
 _connected: str | None = None

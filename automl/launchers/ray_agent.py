@@ -31,7 +31,7 @@ import psutil
 
 from .. import trial_exit
 from ..config.model import GpuPolicy
-from ..gpu.pool import GpuPool, GpuSlots, Placement
+from ..gpu.pool import GpuPool, GpuSlots, Placement, report
 from ..paths import create_file, open_new, private_folders
 from .base import METRICS_FILE, NNI_LOG_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TrialSpec
 from .local import _RECORD_EXIT, _end_all, kill_tree, marked_processes, process_start_time, terminate_tree, trial_env
@@ -259,10 +259,13 @@ class NodeAgent:
         if trial is not None:
             shutil.rmtree(trial.folder, ignore_errors=True)
 
-    def gpus(self) -> list[Any]:
-        """This node's GPUs now, as `GpuSnapshot`s (the simulated fleet where AUTOML_SIM_GPUS names one)."""
+    def gpus(self) -> list[dict[str, Any]]:
+        """This node's GPUs as `automl gpus` shows a machine's (NVML, or the simulated fleet where AUTOML_SIM_GPUS
+        names one): our trials' processes told apart from other users', judged under the default policy."""
         pool = self._gpu_pool()
-        return [state.snapshot for state in pool.states().values()]
+        if not pool.count:
+            return []
+        return report(pool, {"default": pool.slots("default", GpuPolicy(), 1)})
 
     def _gpu_pool(self) -> GpuPool:
         """This node's GPU pool, over a probe opened once."""
