@@ -300,6 +300,26 @@ def test_trials_on_the_worker_avoid_its_gpu_another_user_runs_on_and_are_metered
     assert view["cost"]["gpu_seconds"] > 0
 
 
+def test_a_trial_whose_gpus_on_its_node_stay_busy_waits_until_the_experiment_is_stopped(tmp_path, cluster, daemon):
+    write_trial(tmp_path, RAY_TRIAL)
+    config = write_config(  # both of the worker's GPUs per trial: its GPU 0 runs another user's process (FLEETS)
+        tmp_path,
+        launcher={"name": "ray", "address": cluster.address, "resources": {WORKER_RESOURCE: 1}},
+        resources={"cpus": 1, "gpus": 2},
+        max_trials=1,
+        concurrency=1,
+    )
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    log = daemon / "daemon.log"
+    waits = wait_until(lambda: "trial 1 waits" in log.read_text() and log.read_text(), "the trial to wait for GPUs")
+    assert "GPU 0 of node" in waits and "other users' processes run on it" in waits
+    assert [t["status"] for t in show(exp_id)["trials"]] == ["waiting"]
+    automl("stop", exp_id, check=True)
+    view = wait_for_status(exp_id, "stopped")
+    assert [(t["status"], t["started"]) for t in view["trials"]] == [("killed", None)]
+    assert not (daemon / "experiments" / exp_id / "trials" / "1").exists()
+
+
 def _our_gpu_processes(exp_id: str) -> list[dict]:
     """The GPUs `automl gpus` shows a process of the experiment's trials on."""
     gpus = json.loads(automl("gpus", "--json", check=True).stdout)["gpus"]

@@ -71,6 +71,11 @@ class ProcessUsage:
     gpu_memory_mib: float = 0.0
 
 
+class NoRoom(Exception):
+    """A launcher has no place for a trial now (every GPU it could get is busy) and wrote or started nothing of
+    it: the loop keeps the trial waiting and asks again."""
+
+
 class TrialLost(OSError):
     """The machine a trial ran on is gone (a cluster node died): the trial ends `interrupted`, saying why."""
 
@@ -138,7 +143,8 @@ class Launcher(Protocol):
       CUDA_VISIBLE_DEVICES from the spec's GPUs;
     - record the trial's exit status and usage where `attach` finds them, even when no daemon is watching;
     - have every file of the trial folder on the daemon's machine when `TrialHandle.wait` returns;
-    - raise OSError from `start` when the command cannot be started (the trial fails with its message).
+    - raise OSError from `start` when the command cannot be started (the trial fails with its message), and
+      `NoRoom`, before writing anything, when it cannot place the trial now (the loop asks again).
     """
 
     async def start(self, spec: TrialSpec) -> TrialHandle:

@@ -13,8 +13,8 @@ Ray: importing Ray costs about a second.
 GPUs by measured load: before a trial starts on the GPUs Ray assigned its slot, the node's agent judges them by the
 experiment's `gpu:` policy with the rules of one machine (`ray_agent.NodeAgent.refusals`). A slot on a GPU that
 fails them is kept reserved (parked) while the next one is asked for, so Ray's accounting steers that request to
-another GPU or node; when Ray has nothing more to give at once, the parked slots go back and the trial waits, still
-queued, and tries again after `BUSY_RETRY` seconds.
+another GPU or node; when Ray has nothing more to give at once, the parked slots go back and `start` raises
+`NoRoom`: the trial waits, still queued, and the loop asks again.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from .base import (
     STDERR_FILE,
     STDOUT_FILE,
     Locator,
+    NoRoom,
     ProcessUsage,
     TrialIdentity,
     TrialLost,
@@ -66,7 +67,6 @@ EXIT_WAIT = 2.0  # seconds an exiting process waits for Ray to confirm it got it
 IDLE_KEEP = 2.0  # seconds an ended trial's reserved resources wait for the next trial before Ray gets them back
 COPY_CHUNK = 4 << 20  # bytes per call when a trial's folder is copied back at its end
 PARK_WAIT = 1.0  # seconds a slot may take to be placed while busy GPUs are parked, before Ray counts as full
-BUSY_RETRY = 1.0  # seconds a trial waits before looking again when every GPU Ray could give it is busy
 
 log = logging.getLogger("automl")
 
@@ -112,12 +112,29 @@ class RayLauncher:
 
     async def start(self, spec: TrialSpec) -> RayTrialHandle:
         """Reserve the trial's resources (a slot an ended trial of this experiment just freed, else a new one),
-        then start it through its node's agent; its handle once it runs."""
+        then start it through its node's agent; its handle once it runs. `NoRoom` when every GPU Ray could give it
+        now is busy on its node."""
         await self._ready(spec.experiment_id)
-        new_trial_folder(spec.trial_dir)
-        create_file(spec.trial_dir / PARAMS_FILE, _params_bytes(spec.params))
-        for name in (METRICS_FILE, STDOUT_FILE, STDERR_FILE):
-            create_file(spec.trial_dir / name)
+        slot = await self._slot(spec)
+        try:
+            new_trial_folder(spec.trial_dir)
+            create_file(spec.trial_dir / PARAMS_FILE, _params_bytes(spec.params))
+            for name in (METRICS_FILE, STDOUT_FILE, STDERR_FILE):
+                create_file(spec.trial_dir / name)
+            node_spec = TrialSpec(**{**spec.__dict__, "gpus": slot.gpus})
+            starting = slot.agent.start.remote(node_spec, self.environment, slot.group, self.policy, self.gpus)
+            pid, created = await starting
+        except (RayError, OSError) as e:
+            await asyncio.to_thread(_remove_group, slot.group)
+            if isinstance(e, RayError):
+                raise OSError(f"Ray could not start the trial: {e}") from e
+            raise
+        identity = TrialIdentity(spec.experiment_id, spec.trial_id)
+        where = Locator(pid, created, slot.node, tuple(slot.gpus))
+        return RayTrialHandle(identity, where, slot.agent, spec.trial_dir, slot, self)
+
+    async def _slot(self, spec: TrialSpec) -> _Slot:
+        """The slot an ended trial just freed when its GPUs still take the trial, else a new one (`_reserve`)."""
         slot = self._idle.pop() if self._idle else None
         if slot is not None:
             _idle_groups.discard(slot.group)
@@ -125,35 +142,28 @@ class RayLauncher:
             if slot is not None and await self._refusals(slot, spec.experiment_id):
                 await asyncio.to_thread(_remove_group, slot.group)  # its GPU got busy since its last trial
                 slot = None
-            slot = slot or await self._reserve(spec)
-            node_spec = TrialSpec(**{**spec.__dict__, "gpus": slot.gpus})
-            starting = slot.agent.start.remote(node_spec, self.environment, slot.group, self.policy, self.gpus)
-            pid, created = await starting
+            return slot or await self._reserve(spec)
         except RayError as e:
             if slot is not None:
                 await asyncio.to_thread(_remove_group, slot.group)
             raise OSError(f"Ray could not start the trial: {e}") from e
-        identity = TrialIdentity(spec.experiment_id, spec.trial_id)
-        where = Locator(pid, created, slot.node, tuple(slot.gpus))
-        return RayTrialHandle(identity, where, slot.agent, spec.trial_dir, slot, self)
 
     async def _reserve(self, spec: TrialSpec) -> _Slot:
-        """A slot whose GPUs take the trial by its node's measured load: slots on busy GPUs stay parked while the
-        next is asked for, and go back to Ray once one fits or Ray has nothing more now (then look again later)."""
+        """A new slot whose GPUs take the trial by their node's measured load: a slot on a busy GPU stays parked
+        while the next is asked for, so Ray steers it elsewhere; the parked ones go back to Ray once one fits, or
+        with `NoRoom` when Ray has nothing more to give now."""
         parked: list[_Slot] = []
+        busy: list[str] = []
         try:
             while True:
                 slot = await self._reserve_once(spec, PARK_WAIT if parked else None)
                 if slot is None:
-                    await asyncio.to_thread(_remove_groups, [slot.group for slot in parked])
-                    parked = []
-                    await asyncio.sleep(BUSY_RETRY)
-                    continue
+                    raise NoRoom("every GPU Ray can give it now is busy: " + "; ".join(busy))
                 refused = await self._refusals(slot, spec.experiment_id)
                 if not refused:
                     return slot
-                log.info("trial %d: GPU(s) on node %s are busy (%s)", spec.trial_id, slot.node, refused)
                 parked.append(slot)
+                busy += [f"GPU {index} of node {slot.node[:12]}: {why}" for index, why in refused.items()]
         finally:
             await asyncio.to_thread(_remove_groups, [slot.group for slot in parked])
 
