@@ -470,15 +470,27 @@ class Store:
         pid_created: float | None,
         started: float | None = None,
         node: str | None = None,
+        gpus: list[int] | None = None,
     ) -> None:
         """Mark a trial running under process `pid`, created at `pid_created` by the kernel's clock, on `node` (None:
-        this machine), started now unless told when."""
+        this machine) and its `gpus` there (None: the ones it was placed on), started now unless told when."""
         trial.status, trial.pid, trial.pid_created, trial.node = TrialStatus.RUNNING, pid, pid_created, node
         trial.started = self.clock() if started is None else started
+        trial.gpus = trial.gpus if gpus is None else list(gpus)
         with self._tx():
             self.conn.execute(
-                "UPDATE trials SET status=?, pid=?, pid_created=?, started=?, node=? WHERE experiment_id=? AND id=?",
-                (trial.status, pid, pid_created, trial.started, node, trial.experiment_id, trial.id),
+                "UPDATE trials SET status=?, pid=?, pid_created=?, started=?, node=?, gpus=? "
+                "WHERE experiment_id=? AND id=?",
+                (
+                    trial.status,
+                    pid,
+                    pid_created,
+                    trial.started,
+                    node,
+                    json.dumps(trial.gpus),
+                    trial.experiment_id,
+                    trial.id,
+                ),
             )
 
     def forget_metrics(self, trial: TrialRecord) -> None:

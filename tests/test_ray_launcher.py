@@ -271,3 +271,56 @@ def test_a_worker_node_that_dies_mid_trial_interrupts_its_trial_which_runs_again
     rerun = next(t for t in view["trials"] if t["retry_of"] == lost["id"])
     assert rerun["status"] == "succeeded" and rerun["node"] != worker and rerun["params"] == lost["params"]
     assert view["status"] == "done"
+
+
+GPU_TRIAL = RAY_TRIAL.replace("print('ran on'", "print('devices', os.environ['CUDA_VISIBLE_DEVICES'])\nprint('ran on'")
+
+
+def test_trials_on_the_worker_avoid_its_gpu_another_user_runs_on_and_are_metered(tmp_path, cluster, daemon):
+    write_trial(tmp_path, GPU_TRIAL)
+    config = write_config(
+        tmp_path,
+        launcher={"name": "ray", "address": cluster.address, "resources": {WORKER_RESOURCE: 1}},
+        resources={"cpus": 1, "gpus": 1},
+        search_space=_slow(1.0),
+        max_trials=2,
+        concurrency=2,
+    )
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    ours = wait_until(lambda: _our_gpu_processes(exp_id), "a trial's process on a worker GPU in `automl gpus`")
+    assert {(gpu["node"], gpu["index"]) for gpu in ours} == {(cluster.worker.node_id, 1)}
+    view = wait_for_status(exp_id, "done")
+    trials = view["trials"]
+    assert [t["status"] for t in trials] == ["succeeded"] * 2, trials
+    for t in trials:  # GPU 0 of the worker runs another user's process (FLEETS): Ray's first choice, never taken
+        assert (t["node"], t["gpus"]) == (cluster.worker.node_id, [1]), t
+        folder = daemon / "experiments" / exp_id / "trials" / str(t["id"])
+        assert "devices 1\n" in (folder / STDOUT_FILE).read_text()
+        assert t["gpu_seconds"] > 0 and t["energy_j"] > 0, t
+    assert view["cost"]["gpu_seconds"] > 0
+
+
+def test_a_trial_whose_gpus_on_its_node_stay_busy_waits_until_the_experiment_is_stopped(tmp_path, cluster, daemon):
+    write_trial(tmp_path, RAY_TRIAL)
+    config = write_config(  # both of the worker's GPUs per trial: its GPU 0 runs another user's process (FLEETS)
+        tmp_path,
+        launcher={"name": "ray", "address": cluster.address, "resources": {WORKER_RESOURCE: 1}},
+        resources={"cpus": 1, "gpus": 2},
+        max_trials=1,
+        concurrency=1,
+    )
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    log = daemon / "daemon.log"
+    waits = wait_until(lambda: "trial 1 waits" in log.read_text() and log.read_text(), "the trial to wait for GPUs")
+    assert "GPU 0 of node" in waits and "other users' processes run on it" in waits
+    assert [t["status"] for t in show(exp_id)["trials"]] == ["waiting"]
+    automl("stop", exp_id, check=True)
+    view = wait_for_status(exp_id, "stopped")
+    assert [(t["status"], t["started"]) for t in view["trials"]] == [("killed", None)]
+    assert not (daemon / "experiments" / exp_id / "trials" / "1").exists()
+
+
+def _our_gpu_processes(exp_id: str) -> list[dict]:
+    """The GPUs `automl gpus` shows a process of the experiment's trials on."""
+    gpus = json.loads(automl("gpus", "--json", check=True).stdout)["gpus"]
+    return [gpu for gpu in gpus if any((p["owner"] or {}).get("experiment") == exp_id for p in gpu["processes"])]

@@ -27,6 +27,7 @@ from ..gpu.pool import GpuSlots, Placement
 from ..launchers.base import (
     Launcher,
     Locator,
+    NoRoom,
     ProcessUsage,
     TrialHandle,
     TrialLost,
@@ -52,6 +53,7 @@ Listener = Callable[[str, dict[str, Any]], None]
 MAX_DURATION_REACHED = "max_duration reached"
 DETACHED = "detached"
 CAP_LOGS_EVERY = 1.0  # seconds between looks at the size of a running trial's log files
+NO_ROOM_RETRY = 1.0  # seconds a trial the launcher found no place for waits before it asks again
 MIB = 1 << 20
 
 
@@ -515,15 +517,34 @@ class ExperimentLoop:
             self._trial_env(),
         )
         try:
-            # shielded: a process half-started when the loop detaches is found again by its environment
-            handle = await asyncio.shield(self.launcher.start(spec))
+            handle = await self._launch(running, spec)
         except OSError as e:
             self._finish(running, TrialStatus.FAILED, None, f"could not start {spec.argv[0]!r}: {e.strerror or e}")
+            return False
+        if handle is None:
+            assert running.ending is not None
+            self._finish(running, running.ending[0], None, running.ending[1])
             return False
         self._attach(running, handle)
         self._mark_started(trial, handle.locator, self.store.clock())
         self._emit(EventKind.TRIAL_STARTED, trial=trial.id, params=trial.params, gpus=running.placement.gpus)
         return True
+
+    async def _launch(self, running: _Running, spec: TrialSpec) -> TrialHandle | None:
+        """The launcher's handle of the started trial; while the launcher has no place for it (`NoRoom`), ask again
+        every `NO_ROOM_RETRY` seconds, until its ending is decided (None then: it never started)."""
+        said = False
+        while True:
+            try:
+                # shielded: a process half-started when the loop detaches is found again by its environment
+                return await asyncio.shield(self.launcher.start(spec))
+            except NoRoom as e:
+                if not said:
+                    log.info("trial %d waits: %s", running.trial.id, e)
+                    said = True
+            await asyncio.sleep(NO_ROOM_RETRY)
+            if running.ending is not None:
+                return None
 
     def _trial_env(self) -> dict[str, str]:
         """The config's environment for trials, and the name of a parameter NNI's trial API hands out bare."""
@@ -546,7 +567,9 @@ class ExperimentLoop:
             started,
             locator.node,
         )
-        self._write(self.store.trial_started, trial, locator.pid, locator.created, started, locator.node)
+        gpus = None if locator.gpus is None else list(locator.gpus)
+        trial.gpus = trial.gpus if gpus is None else gpus
+        self._write(self.store.trial_started, trial, locator.pid, locator.created, started, locator.node, gpus)
 
     # follow
 

@@ -59,11 +59,11 @@ class Meter:
         trial, placement, before = self.trial, self.placement, self.before
         ended = now if used.ended is None else used.ended
         ran = max(0.0, ended - trial.started) if trial.started else 0.0
-        usage = TrialUsage(
-            gpu_seconds=placement.share * len(placement.gpus) * ran,
-            energy_j=before.get("energy_j", 0.0) + energy_j,
+        usage = TrialUsage(  # `used`'s GPU figures: measured on the trial's node, its whole run (see ProcessUsage)
+            gpu_seconds=max(placement.share * len(placement.gpus) * ran, used.gpu_seconds),
+            energy_j=max(before.get("energy_j", 0.0) + energy_j, used.energy_j),
             cpu_seconds=max(used.cpu_seconds, before.get("cpu_seconds", 0.0)),
             peak_rss_mib=max(used.peak_rss_mib, before.get("peak_rss_mib", 0.0)),
-            gpu_memory_mib=max(gpu_memory_mib, before.get("gpu_memory_mib", 0.0)),
+            gpu_memory_mib=max(gpu_memory_mib, used.gpu_memory_mib, before.get("gpu_memory_mib", 0.0)),
         )
         return usage.priced(prices).as_dict()

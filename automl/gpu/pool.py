@@ -214,7 +214,10 @@ class GpuSlots:
         return {i: self._verdict(i, states.get(i)) for i in range(self.pool.count)}
 
     def claim(self, gpus: list[int], memory_mib: float | None) -> Placement:
-        """Count GPUs as held by a trial re-attached after a restart (its stored peak as its reservation)."""
+        """Count GPUs as held by a trial re-attached after a restart (its stored peak as its reservation); none
+        when this experiment's trials get no GPUs from this pool (a cluster's nodes place them)."""
+        if self.gpus_per_trial <= 0:
+            return Placement([], 0.0, 0.0)
         return self._place([i for i in gpus if 0 <= i < self.pool.count], memory_mib or 0.0)
 
     def started(self, placement: Placement, trial: TrialRef, pid: int) -> None:

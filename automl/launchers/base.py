@@ -47,22 +47,33 @@ class TrialIdentity:
 @dataclass(frozen=True)
 class Locator:
     """Where a started trial runs, as the store keeps it: its root process and that process's start time (so a
-    recycled pid is never taken for it), and the node it runs on (None: this machine)."""
+    recycled pid is never taken for it), the node it runs on (None: this machine), and the GPUs of that node it was
+    given (None: the ones the loop placed it on)."""
 
     pid: int
     created: float | None
     node: str | None = None
+    gpus: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
 class ProcessUsage:
     """What a trial's processes used, as measured while it ran and as recorded at its exit: CPU-seconds of its
     whole tree, the peak of its resident memory, and when it ended when that was recorded (None: still running,
-    or it ended watched and the loop's clock says when)."""
+    or it ended watched and the loop's clock says when). A launcher whose trials run on other machines also gives
+    what their GPUs there measured: GPU-seconds, energy and peak GPU memory (0 where the loop's GPU pool does)."""
 
     cpu_seconds: float = 0.0
     peak_rss_mib: float = 0.0
     ended: float | None = None
+    gpu_seconds: float = 0.0
+    energy_j: float = 0.0
+    gpu_memory_mib: float = 0.0
+
+
+class NoRoom(Exception):
+    """A launcher has no place for a trial now (every GPU it could get is busy) and wrote or started nothing of
+    it: the loop keeps the trial waiting and asks again."""
 
 
 class TrialLost(OSError):
@@ -132,7 +143,8 @@ class Launcher(Protocol):
       CUDA_VISIBLE_DEVICES from the spec's GPUs;
     - record the trial's exit status and usage where `attach` finds them, even when no daemon is watching;
     - have every file of the trial folder on the daemon's machine when `TrialHandle.wait` returns;
-    - raise OSError from `start` when the command cannot be started (the trial fails with its message).
+    - raise OSError from `start` when the command cannot be started (the trial fails with its message), and
+      `NoRoom`, before writing anything, when it cannot place the trial now (the loop asks again).
     """
 
     async def start(self, spec: TrialSpec) -> TrialHandle:

@@ -17,5 +17,5 @@ def launcher_for(config: Any, environment: Mapping[str, str] | None) -> Any:
     from .ray import RayLauncher, RayOptions
 
     return RayLauncher(
-        RayOptions(spec.address, dict(spec.resources), spec.node_dir), config.resources.gpus, environment
+        RayOptions(spec.address, dict(spec.resources), spec.node_dir), config.resources.gpus, environment, config.gpu
     )

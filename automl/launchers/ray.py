@@ -9,6 +9,12 @@ node: each read of the trial's metrics first appends the node file's new bytes, 
 the mirror, so metrics arrive exactly once and in order, and its logs are readable while it runs; when the trial
 ends, every file of its folder is copied back before `wait` returns. Imported only by an experiment that runs on
 Ray: importing Ray costs about a second.
+
+GPUs by measured load: before a trial starts on the GPUs Ray assigned its slot, the node's agent judges them by the
+experiment's `gpu:` policy with the rules of one machine (`ray_agent.NodeAgent.refusals`). A slot on a GPU that
+fails them is kept reserved (parked) while the next one is asked for, so Ray's accounting steers that request to
+another GPU or node; when Ray has nothing more to give at once, the parked slots go back and `start` raises
+`NoRoom`: the trial waits, still queued, and the loop asks again.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ray.util.placement_group import (
 )
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
+from ..config.model import GpuPolicy
 from ..paths import create_file, new_trial_folder, open_append
 from .base import (
     METRICS_FILE,
@@ -42,6 +49,7 @@ from .base import (
     STDERR_FILE,
     STDOUT_FILE,
     Locator,
+    NoRoom,
     ProcessUsage,
     TrialIdentity,
     TrialLost,
@@ -58,6 +66,7 @@ GROUP_PREFIX = "automl-"  # then the experiment id: the placement groups of an e
 EXIT_WAIT = 2.0  # seconds an exiting process waits for Ray to confirm it got its idle slots back
 IDLE_KEEP = 2.0  # seconds an ended trial's reserved resources wait for the next trial before Ray gets them back
 COPY_CHUNK = 4 << 20  # bytes per call when a trial's folder is copied back at its end
+PARK_WAIT = 1.0  # seconds a slot may take to be placed while busy GPUs are parked, before Ray counts as full
 
 log = logging.getLogger("automl")
 
@@ -85,9 +94,16 @@ class RayLauncher:
     """Runs each trial on a node of the Ray cluster at `options.address` (see the module docstring), with the
     environment of the shell that ran the experiment (`environment`)."""
 
-    def __init__(self, options: RayOptions, gpus: float = 0, environment: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        options: RayOptions,
+        gpus: float = 0,
+        environment: Mapping[str, str] | None = None,
+        policy: GpuPolicy | None = None,
+    ):
         self.options = options
         self.gpus = gpus
+        self.policy = policy or GpuPolicy()  # the rules a GPU Ray assigned must meet on its node
         self.environment = dict(os.environ if environment is None else environment)
         self._idle: list[_Slot] = []  # reserved slots no trial uses yet
         self._swept = False
@@ -96,33 +112,79 @@ class RayLauncher:
 
     async def start(self, spec: TrialSpec) -> RayTrialHandle:
         """Reserve the trial's resources (a slot an ended trial of this experiment just freed, else a new one),
-        then start it through its node's agent; its handle once it runs."""
+        then start it through its node's agent; its handle once it runs. `NoRoom` when every GPU Ray could give it
+        now is busy on its node."""
         await self._ready(spec.experiment_id)
-        new_trial_folder(spec.trial_dir)
-        create_file(spec.trial_dir / PARAMS_FILE, _params_bytes(spec.params))
-        for name in (METRICS_FILE, STDOUT_FILE, STDERR_FILE):
-            create_file(spec.trial_dir / name)
+        slot = await self._slot(spec)
+        try:
+            new_trial_folder(spec.trial_dir)
+            create_file(spec.trial_dir / PARAMS_FILE, _params_bytes(spec.params))
+            for name in (METRICS_FILE, STDOUT_FILE, STDERR_FILE):
+                create_file(spec.trial_dir / name)
+            node_spec = TrialSpec(**{**spec.__dict__, "gpus": slot.gpus})
+            starting = slot.agent.start.remote(node_spec, self.environment, slot.group, self.policy, self.gpus)
+            pid, created = await starting
+        except (RayError, OSError) as e:
+            await asyncio.to_thread(_remove_group, slot.group)
+            if isinstance(e, RayError):
+                raise OSError(f"Ray could not start the trial: {e}") from e
+            raise
+        identity = TrialIdentity(spec.experiment_id, spec.trial_id)
+        where = Locator(pid, created, slot.node, tuple(slot.gpus))
+        return RayTrialHandle(identity, where, slot.agent, spec.trial_dir, slot, self)
+
+    async def _slot(self, spec: TrialSpec) -> _Slot:
+        """The slot an ended trial just freed when its GPUs still take the trial, else a new one (`_reserve`)."""
         slot = self._idle.pop() if self._idle else None
         if slot is not None:
             _idle_groups.discard(slot.group)
         try:
-            slot = slot or await self._reserve(spec)
-            node_spec = TrialSpec(**{**spec.__dict__, "gpus": slot.gpus})
-            pid, created = await slot.agent.start.remote(node_spec, self.environment, slot.group)
+            if slot is not None and await self._refusals(slot, spec.experiment_id):
+                await asyncio.to_thread(_remove_group, slot.group)  # its GPU got busy since its last trial
+                slot = None
+            return slot or await self._reserve(spec)
         except RayError as e:
             if slot is not None:
                 await asyncio.to_thread(_remove_group, slot.group)
             raise OSError(f"Ray could not start the trial: {e}") from e
-        identity = TrialIdentity(spec.experiment_id, spec.trial_id)
-        return RayTrialHandle(identity, Locator(pid, created, slot.node), slot.agent, spec.trial_dir, slot, self)
 
     async def _reserve(self, spec: TrialSpec) -> _Slot:
-        """A new placement group of one bundle for a trial, once Ray has placed it: its node, GPUs and agent."""
+        """A new slot whose GPUs take the trial by their node's measured load: a slot on a busy GPU stays parked
+        while the next is asked for, so Ray steers it elsewhere; the parked ones go back to Ray once one fits, or
+        with `NoRoom` when Ray has nothing more to give now."""
+        parked: list[_Slot] = []
+        busy: list[str] = []
+        try:
+            while True:
+                slot = await self._reserve_once(spec, PARK_WAIT if parked else None)
+                if slot is None:
+                    raise NoRoom("every GPU Ray can give it now is busy: " + "; ".join(busy))
+                refused = await self._refusals(slot, spec.experiment_id)
+                if not refused:
+                    return slot
+                parked.append(slot)
+                busy += [f"GPU {index} of node {slot.node[:12]}: {why}" for index, why in refused.items()]
+        finally:
+            await asyncio.to_thread(_remove_groups, [slot.group for slot in parked])
+
+    async def _refusals(self, slot: _Slot, experiment_id: str) -> dict[int, str]:
+        """Why the slot's GPUs must not take the experiment's next trial, measured on their node now."""
+        if not slot.gpus:
+            return {}
+        return await slot.agent.refusals.remote(experiment_id, self.policy, self.gpus, slot.gpus)
+
+    async def _reserve_once(self, spec: TrialSpec, wait: float | None) -> _Slot | None:
+        """A new placement group of one bundle for a trial, once Ray has placed it: its node, GPUs and agent; None
+        when Ray could not place it within `wait` seconds (None: as long as it takes)."""
         name = f"{GROUP_PREFIX}{spec.experiment_id}-{uuid.uuid4().hex[:12]}"
         bundle = {"CPU": float(spec.cpus), **({"GPU": self.gpus} if self.gpus else {}), **self.options.resources}
         group = placement_group([bundle], strategy="STRICT_PACK", name=name, lifetime="detached")
         try:
-            await group.ready()
+            try:
+                await asyncio.wait_for(group.ready(), wait)
+            except asyncio.TimeoutError:
+                remove_placement_group(group)
+                return None
             node = (await asyncio.to_thread(placement_group_table, group))["bundles_to_node_id"][0]
             gpus = []
             if self.gpus:
@@ -257,12 +319,16 @@ class RayTrialHandle:
     def usage(self) -> ProcessUsage:
         """What the node measured so far, and what the wrapper recorded at the trial's exit once copied back."""
         recorded = recorded_usage(self.trial_dir)
+        measured = self._measured
         if recorded is None:
-            return self._measured
+            return measured
         return ProcessUsage(
-            max(recorded.cpu_seconds, self._measured.cpu_seconds),
-            max(recorded.peak_rss_mib, self._measured.peak_rss_mib),
+            max(recorded.cpu_seconds, measured.cpu_seconds),
+            max(recorded.peak_rss_mib, measured.peak_rss_mib),
             recorded.ended,
+            measured.gpu_seconds,
+            measured.energy_j,
+            measured.gpu_memory_mib,
         )
 
     async def terminate(self, grace: float) -> None:
@@ -294,7 +360,8 @@ class RayTrialHandle:
     async def collect(self) -> None:
         """Copy the trial's folder on its node into the daemon's (see `_collect`)."""
         async with self._pulling:
-            await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir, self._offsets)
+            used = await asyncio.to_thread(_collect, self.agent, self.key, self.trial_dir, self._offsets)
+        self._measured = _process_usage(used) or self._measured
         self._collected = True
 
     async def _pull(self) -> None:
@@ -309,8 +376,7 @@ class RayTrialHandle:
 
     async def _sample(self) -> None:
         try:
-            usage = await self.agent.sample.remote(self.key)
-            self._measured = ProcessUsage(usage["cpu_seconds"], usage["peak_rss_mib"])
+            self._measured = _process_usage(await self.agent.sample.remote(self.key)) or self._measured
         except (RayError, KeyError):
             pass
         finally:
@@ -319,45 +385,18 @@ class RayTrialHandle:
 
 async def cluster_gpus(address: str) -> list[dict[str, Any]]:
     """Every GPU of every live node of the cluster, as `automl gpus` shows a machine's, each with its node: sampled
-    there by the node's agent, judged under the default placement policy."""
-    from ..config.model import GpuPolicy
-    from ..gpu.pool import GpuPool, report
-
+    and judged there by the node's agent, under the default placement policy."""
     await connect(address)
     nodes = [node for node in await asyncio.to_thread(ray.nodes) if node["Alive"]]
     described = []
     for node in sorted(nodes, key=lambda node: node["NodeID"]):
         agent = await asyncio.to_thread(node_agent, node["NodeID"], None)
         try:
-            snapshots = await agent.gpus.remote()
+            gpus = await agent.gpus.remote()
         except RayError:
             continue
-        pool = GpuPool(_Replay(snapshots) if snapshots else None)
-        if not pool.count:
-            continue
-        pool.sample()
-        for gpu in report(pool, {"default": pool.slots("default", GpuPolicy(), 1)}):
-            described.append({"node": node["NodeID"], "node_address": node["NodeManagerAddress"], **gpu})
+        described += [{"node": node["NodeID"], "node_address": node["NodeManagerAddress"], **gpu} for gpu in gpus]
     return described
-
-
-class _Replay:
-    """A probe that gives the snapshots a node's agent took (what the GPU pool judges)."""
-
-    def __init__(self, snapshots: list[Any]):
-        self.snapshots = snapshots
-
-    def count(self) -> int:
-        return len(self.snapshots)
-
-    def sample(self) -> list[Any]:
-        return self.snapshots
-
-    def place(self, pid: int, gpus: list[int], memory_mib: float, utilization: float) -> None:
-        """Trials on a node are placed by Ray, never through this copy."""
-
-    def remove(self, pid: int) -> None:
-        """See `place`."""
 
 
 _connected: str | None = None
@@ -439,11 +478,29 @@ def _find(identity: TrialIdentity, locator: Locator | None) -> tuple[Any, dict[s
     return None
 
 
-def _collect(agent: Any, key: tuple[str, int], trial_dir: Path, offsets: dict[str, int] | None = None) -> None:
+def _process_usage(measured: dict[str, float] | None) -> ProcessUsage | None:
+    """What a node's agent measured of a trial (None: nothing)."""
+    if not measured:
+        return None
+    return ProcessUsage(
+        measured["cpu_seconds"],
+        measured["peak_rss_mib"],
+        None,
+        measured.get("gpu_seconds", 0.0),
+        measured.get("energy_j", 0.0),
+        measured.get("gpu_memory_mib", 0.0),
+    )
+
+
+def _collect(
+    agent: Any, key: tuple[str, int], trial_dir: Path, offsets: dict[str, int] | None = None
+) -> dict[str, float] | None:
     """Copy every file of a trial's folder on its node into the daemon's (blocking): the followed ones to their
-    end, the others whole; one call to the node unless the trial left large files."""
+    end, the others whole; one call to the node unless the trial left large files. What the node measured of the
+    trial's use at its end."""
     offsets = _sizes(trial_dir) if offsets is None else offsets
     reply = ray.get(agent.collect.remote(key, dict(offsets)))
+    used = reply.get("usage")
     while _apply(reply, trial_dir, offsets):
         reply = ray.get(agent.pull.remote(key, dict(offsets)))
     for name, data in reply.get("small", {}).items():
@@ -452,6 +509,7 @@ def _collect(agent: Any, key: tuple[str, int], trial_dir: Path, offsets: dict[st
     for name, size in reply.get("large", []):
         if _inside(name):
             _copy(agent, key, trial_dir / name, name, size)
+    return used
 
 
 def _apply(reply: dict[str, Any], trial_dir: Path, offsets: dict[str, int]) -> bool:
@@ -535,6 +593,11 @@ def _group_state(name: str) -> str | None:
         return placement_group_table(get_placement_group(name))["state"]
     except (ValueError, RayError):
         return None
+
+
+def _remove_groups(names: list[str]) -> None:
+    for name in names:
+        _remove_group(name)
 
 
 def _remove_group(name: str) -> None:

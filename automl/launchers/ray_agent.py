@@ -5,6 +5,12 @@ pay); it starts each trial as a subprocess with the same wrapper and trial contr
 folder on its node, and hands the daemon the new bytes of the trial's files, its exit status and its usage. It
 outlives the daemon, so a restarted daemon finds its trials again by their identity. This module does not import
 Ray: the launcher makes the class an actor (`automl/launchers/ray.py`).
+
+It is also its node's GPU monitor: a `GpuPool` over the node's probe (NVML, or the simulated fleet of
+AUTOML_SIM_GPUS), sampled every second while a trial with GPUs runs here. Before a trial starts on the GPUs Ray
+assigned it, `refusals` judges them with the same rules as on one machine (other users' processes, their load,
+free memory, the learned memory need); the pool then meters each trial's share of its GPUs' energy and its peak
+GPU memory, as the daemon's pool does for local trials.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,8 @@ from typing import Any
 import psutil
 
 from .. import trial_exit
+from ..config.model import GpuPolicy
+from ..gpu.pool import GpuPool, GpuSlots, Placement, report
 from ..paths import create_file, open_new, private_folders
 from .base import METRICS_FILE, NNI_LOG_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE, TrialSpec
 from .local import _RECORD_EXIT, _end_all, kill_tree, marked_processes, process_start_time, terminate_tree, trial_env
@@ -33,6 +42,7 @@ FOLLOWED_FILES = (METRICS_FILE, STDOUT_FILE, STDERR_FILE, NNI_LOG_FILE)  # sent 
 NODE_ENV = "AUTOML_NODE"  # the Ray node id, in a trial's environment
 SMALL_FILE = 1 << 20  # bytes: a trial's other files up to this size come back with its last metrics, in one call
 EXIT_POLL = 0.02  # seconds between looks at a trial's exit where pidfd is missing
+SAMPLE_EVERY = 1.0  # seconds between reads of the node's GPUs while trials with GPUs run
 
 Key = tuple[str, int]  # (experiment id, trial id)
 
@@ -47,6 +57,28 @@ class _Trial:
     usage: ProcessTreeUsage
     group: str
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    gpus: _GpuUse | None = None  # its GPUs on this node, when it has any
+
+
+@dataclass
+class _GpuUse:
+    """A trial's GPUs on this node: its placement in the node's pool, how many GPUs Ray gave it (a fraction: its
+    share of one), when it started and ended (monotonic), and its energy and peak GPU memory once it ended (while
+    it runs, the pool has them)."""
+
+    slots: GpuSlots
+    placement: Placement
+    amount: float
+    started: float
+    ended: float | None = None
+    energy_j: float = 0.0
+    peak_mib: float = 0.0
+
+    def usage(self) -> dict[str, float]:
+        """GPU-seconds (its share of each GPU for as long as it ran), energy and peak GPU memory so far."""
+        energy, peak = (self.energy_j, self.peak_mib) if self.ended else self.slots.measured(self.placement)
+        ran = (self.ended or time.monotonic()) - self.started
+        return {"gpu_seconds": self.amount * ran, "energy_j": energy, "gpu_memory_mib": peak}
 
 
 class NodeAgent:
@@ -57,15 +89,32 @@ class NodeAgent:
         self.node_id = node_id
         self.root = Path(node_dir or Path(tempfile.gettempdir()) / f"automl-{os.getuid()}") / node_id[:12]
         self.trials: dict[Key, _Trial] = {}
-        self._probe: Any = None
+        self._pool: GpuPool | None = None
+        self._slots: dict[str, GpuSlots] = {}  # per experiment: its placement policy on this node's GPUs
+        self._sampling: asyncio.Task[None] | None = None
 
     def ping(self) -> str:
         """This agent's node (the launcher's check that the agent runs)."""
         return self.node_id
 
-    async def start(self, spec: TrialSpec, base_env: dict[str, str], group: str) -> tuple[int, float | None]:
+    def refusals(self, experiment_id: str, policy: GpuPolicy, gpus_per_trial: float, gpus: list[int]) -> dict[int, str]:
+        """Why some of the GPUs Ray assigned a trial of the experiment must not take it, measured now (the rules of
+        one machine, under the experiment's `gpu:` policy); empty when all may."""
+        slots = self._experiment_slots(experiment_id, policy, gpus_per_trial)
+        verdicts = slots.verdicts() if slots.enabled else {}
+        return {index: reason for index in gpus if (reason := verdicts.get(index))}
+
+    async def start(
+        self,
+        spec: TrialSpec,
+        base_env: dict[str, str],
+        group: str,
+        policy: GpuPolicy | None = None,
+        gpus_per_trial: float = 0,
+    ) -> tuple[int, float | None]:
         """Start a trial in a fresh folder on this node (`spec.trial_dir` names it), with the trial contract; its
-        pid and start time. `group`: the placement group that holds its resources, kept for whoever ends it."""
+        pid and start time. `group`: the placement group that holds its resources, kept for whoever ends it; its
+        GPUs (`spec.gpus`, Ray's assignment) are metered under the experiment's `policy`."""
         key = (spec.experiment_id, spec.trial_id)
         folder = self.folder(spec.experiment_id, spec.trial_dir.name)
         if folder.exists():  # a start cut short before the daemon stored it: never reused
@@ -89,6 +138,8 @@ class NodeAgent:
             )
         usage = ProcessTreeUsage(process.pid)
         trial = _Trial(process, folder, process_start_time(process.pid), usage, group)
+        if spec.gpus and policy is not None:
+            trial.gpus = self._meter(key, process.pid, spec.gpus, policy, gpus_per_trial)
         self.trials[key] = trial
         asyncio.get_running_loop().create_task(self._watch(trial))
         return process.pid, trial.created
@@ -124,7 +175,7 @@ class NodeAgent:
         """All the daemon needs to complete an ended trial's folder in one call: what `pull` gives, every other
         file up to `SMALL_FILE` bytes whole, and the names and sizes of the larger ones."""
         reply = self.pull(key, sizes)
-        reply["small"], reply["large"] = {}, []
+        reply["small"], reply["large"], reply["usage"] = {}, [], self.usage(key)
         for name, size in self.files(key):
             if name in FOLLOWED_FILES or name == PARAMS_FILE:
                 continue
@@ -147,8 +198,14 @@ class NodeAgent:
     def sample(self, key: Key) -> dict[str, float]:
         """The trial's process tree now: CPU-seconds so far and peak resident memory."""
         trial = self.trials[key]
-        trial.usage.sample()
-        return {"cpu_seconds": trial.usage.cpu_seconds, "peak_rss_mib": trial.usage.peak_rss_mib}
+        self._look(trial)
+        return self.usage(key)
+
+    def usage(self, key: Key) -> dict[str, float]:
+        """What the trial used as measured so far: CPU-seconds, peak resident memory, and its GPUs' figures."""
+        trial = self.trials[key]
+        gpus = {} if trial.gpus is None else trial.gpus.usage()
+        return {"cpu_seconds": trial.usage.cpu_seconds, "peak_rss_mib": trial.usage.peak_rss_mib, **gpus}
 
     async def terminate(self, key: Key, grace: float) -> None:
         """SIGTERM the trial's whole process tree, SIGKILL what is left after `grace` seconds."""
@@ -202,14 +259,63 @@ class NodeAgent:
         if trial is not None:
             shutil.rmtree(trial.folder, ignore_errors=True)
 
-    def gpus(self) -> list[Any]:
-        """This node's GPUs now, as `GpuSnapshot`s (the simulated fleet where AUTOML_SIM_GPUS names one), from a
-        probe opened once: it is this node's GPU monitor."""
-        if self._probe is None:
+    def gpus(self) -> list[dict[str, Any]]:
+        """This node's GPUs as `automl gpus` shows a machine's (NVML, or the simulated fleet where AUTOML_SIM_GPUS
+        names one): our trials' processes told apart from other users', judged under the default policy."""
+        pool = self._gpu_pool()
+        if not pool.count:
+            return []
+        return report(pool, {"default": pool.slots("default", GpuPolicy(), 1)})
+
+    def _gpu_pool(self) -> GpuPool:
+        """This node's GPU pool, over a probe opened once."""
+        if self._pool is None:
             from ..gpu.probe import open_probe
 
-            self._probe = open_probe() or False
-        return self._probe.sample() if self._probe else []
+            self._pool = GpuPool(open_probe())
+        return self._pool
+
+    def _experiment_slots(self, experiment_id: str, policy: GpuPolicy, gpus_per_trial: float) -> GpuSlots:
+        """An experiment's view of this node's GPUs (kept, so its learned memory need lasts), under its policy."""
+        slots = self._slots.get(experiment_id)
+        if slots is None or slots.policy != policy or slots.gpus_per_trial != gpus_per_trial:
+            estimate = None if slots is None else slots.estimate
+            slots = self._gpu_pool().slots(experiment_id, policy, gpus_per_trial)
+            slots.estimate = estimate or slots.estimate
+            self._slots[experiment_id] = slots
+        return slots
+
+    def _meter(self, key: Key, pid: int, gpus: list[int], policy: GpuPolicy, gpus_per_trial: float) -> _GpuUse:
+        """Count the trial's GPUs as held by it in this node's pool, and sample the GPUs while trials run."""
+        slots = self._experiment_slots(key[0], policy, gpus_per_trial)
+        placement = slots.claim(gpus, slots.estimate.value)
+        slots.started(placement, key, pid)
+        pool = self._gpu_pool()
+        if pool.count and (self._sampling is None or self._sampling.done()):
+            self._sampling = asyncio.get_running_loop().create_task(pool.run(SAMPLE_EVERY, self._see))
+        return _GpuUse(slots, placement, gpus_per_trial, time.monotonic())
+
+    def _see(self) -> None:
+        """Look at the process trees of the trials with GPUs (so the next sample tells their processes apart)."""
+        for trial in self.trials.values():
+            if trial.gpus is not None and not trial.ended.is_set():
+                self._look(trial)
+
+    def _look(self, trial: _Trial) -> None:
+        pids = trial.usage.sample()
+        if trial.gpus is not None:
+            trial.gpus.slots.seen(trial.gpus.placement, pids)
+
+    def _unmeter(self, trial: _Trial) -> None:
+        """The trial's process ended: give its GPUs back to the node's pool, keeping its energy and peak memory."""
+        use = trial.gpus
+        if use is not None and use.ended is None:
+            use.energy_j, use.peak_mib = use.slots.release(use.placement)
+            use.ended = time.monotonic()
+        metered = [t for t in self.trials.values() if t.gpus is not None and t.gpus.ended is None]
+        if not metered and self._sampling is not None:
+            self._sampling.cancel()  # nothing to meter: the next trial with GPUs starts sampling again
+            self._sampling = None
 
     async def _watch(self, trial: _Trial) -> None:
         """Reap the trial's process as soon as it exits (pidfd where the kernel has it), and say so."""
@@ -228,4 +334,5 @@ class NodeAgent:
                 os.close(fd)
         while trial.process.poll() is None:
             await asyncio.sleep(EXIT_POLL)
+        self._unmeter(trial)
         trial.ended.set()
