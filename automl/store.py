@@ -102,6 +102,14 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 """
 
+_TRIALS = (
+    "SELECT t.*, (SELECT COUNT(*) FROM metrics m WHERE m.experiment_id=t.experiment_id "
+    "AND m.trial_id=t.id AND m.kind='intermediate') AS steps, "
+    "(SELECT COUNT(*) FROM metrics m WHERE m.experiment_id=t.experiment_id AND m.trial_id=t.id) AS lines "
+    "FROM trials t WHERE experiment_id=? {where} ORDER BY id"
+)
+"""Trial rows with their counts of intermediate reports and of all metric lines; `where`: more conditions."""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -577,12 +585,15 @@ class Store:
 
     def trials(self, exp_id: str) -> list[TrialRecord]:
         """An experiment's trials in id order, each with its number of intermediate reports."""
+        rows = self.conn.execute(_TRIALS.format(where=""), (exp_id,)).fetchall()
+        return [_trial(r) for r in rows]
+
+    def trials_since(self, exp_id: str, after: int, among: Iterable[int]) -> list[TrialRecord]:
+        """An experiment's trials with an id above `after` or in `among`, in id order: all a reader that already
+        has the others needs, since a finished trial's row no longer changes (`TrialStatus.is_finished`)."""
         rows = self.conn.execute(
-            "SELECT t.*, (SELECT COUNT(*) FROM metrics m WHERE m.experiment_id=t.experiment_id "
-            "AND m.trial_id=t.id AND m.kind='intermediate') AS steps, "
-            "(SELECT COUNT(*) FROM metrics m WHERE m.experiment_id=t.experiment_id AND m.trial_id=t.id) AS lines "
-            "FROM trials t WHERE experiment_id=? ORDER BY id",
-            (exp_id,),
+            _TRIALS.format(where="AND (id>? OR id IN (SELECT value FROM json_each(?)))"),
+            (exp_id, after, json.dumps(list(among))),
         ).fetchall()
         return [_trial(r) for r in rows]
 

@@ -203,6 +203,34 @@ def test_the_reader_reads_curves_once_and_then_only_what_is_new(tmp_path: Path):
     reader.close()
 
 
+def test_the_reader_reads_again_only_new_trials_and_those_not_finished(tmp_path: Path):
+    home = tmp_path / "home"
+    sample_store.fill(home, trials=8, steps=3, running=2)
+    reader = StoreReader(home)
+    state = DashboardState()
+    generation = state.open(EXP)
+    first = reader.read(generation, EXP, everything=True)
+    state.apply_read(first)
+    assert len(first.trials) == 8
+    running = [t.id for t in first.trials if t.status == "running"]
+    store = Store(home)
+    ending = next(t for t in store.trials(EXP) if t.id == running[0])
+    store.trial_ended(ending, "succeeded", 0, None, 0.987, usage={"gpu_seconds": 12.0})
+    new = store.add_trial(EXP, {"lr": 0.5, "batch_size": 32, "dropout": 0.2, "optimizer": "adam"}, 0, [])
+    store.close()
+    second = reader.read(generation, EXP, everything=True)
+    assert sorted(t.id for t in second.trials) == sorted([*running, new.id]), "finished trials are not read again"
+    state.apply_read(second)
+    assert (state.trials[ending.id].status, state.trials[ending.id].value) == ("succeeded", 0.987)
+    assert state.trials[ending.id].cost["gpu_seconds"] == 12.0
+    assert state.trials[new.id].params["optimizer"] == "adam" and len(state.trials) == 9
+    (summary,) = second.experiments
+    assert (summary.running, summary.finished) == (1, 7), "the summary counts every trial, read now or before"
+    third = reader.read(generation, EXP, everything=True)
+    assert sorted(t.id for t in third.trials) == [running[1], new.id], "the trial that ended is not read again"
+    reader.close()
+
+
 def test_summaries_count_trials_and_take_the_daemons_cost(tmp_path: Path):
     home = tmp_path / "home"
     sample_store.fill(home, trials=10, steps=5, running=2)

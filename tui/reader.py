@@ -2,7 +2,9 @@
 
 The daemon is the store's only writer; the dashboard never writes. Summaries
 of finished experiments are read once; the open experiment's learning curves
-are read incrementally, by the metrics table's rowid.
+are read incrementally, by the metrics table's rowid, and its trial rows too:
+after the first read, only new trials and those not finished at the last read
+(a finished trial's row no longer changes).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class StoreReader:
         self._generation = -1
         self._cursor = 0
         self._importance: tuple[str, int, tuple[dict[str, float], int]] | None = None
+        self._known: dict[int, TrialRecord] = {}  # the open experiment's trials as last read, in id order
 
     def read(
         self,
@@ -57,13 +60,14 @@ class StoreReader:
             return read
         fresh = generation != self._generation
         if fresh:
-            self._generation, self._cursor = generation, 0
+            self._generation, self._cursor, self._known = generation, 0, {}
             read.reset_curves = True
         trials: list[TrialRecord] | None = None
         if everything or fresh:
             if exp_id is not None:
-                trials = store.trials(exp_id)
-                read.trials = [trial_state(t) for t in trials]
+                changed = self._changed_trials(store, exp_id)
+                trials = list(self._known.values())
+                read.trials = [trial_state(t) for t in changed]
                 read.importance = self._importance_of(store, exp_id, trials)
             read.experiments = self._summaries(store, exp_id, trials)
             read.compared = {ref: best_so_far(store, ref) for ref in compared}
@@ -78,11 +82,24 @@ class StoreReader:
         if self._store is not None:
             self._store.close()
             self._store = None
+        self._known = {}
 
     def _open(self) -> Store | None:
         if self._store is None:
             self._store = Store.open_for_reading(self.home)
         return self._store
+
+    def _changed_trials(self, store: Store, exp_id: str) -> list[TrialRecord]:
+        """The open experiment's trial rows that are new or may have changed since the last read (all of them the
+        first time), taken into the known trials."""
+        if not self._known:
+            changed = store.trials(exp_id)
+        else:
+            unfinished = [t.id for t in self._known.values() if not t.status.is_finished()]
+            changed = store.trials_since(exp_id, next(reversed(self._known)), unfinished)
+        for trial in changed:
+            self._known[trial.id] = trial
+        return changed
 
     def _summaries(
         self, store: Store, open_id: str | None, open_trials: list[TrialRecord] | None

@@ -200,6 +200,7 @@ class StoreRead:
     generation: int
     experiments: list[ExperimentSummary] | None = None
     trials: list[TrialState] | None = None
+    """The open experiment's trial rows that are new or may have changed since the reader's last read of them."""
     points: dict[int, tuple[list[int], list[float]]] = field(default_factory=dict)
     reset_curves: bool = False
     importance: tuple[dict[str, float], int] | None = None
