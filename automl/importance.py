@@ -91,7 +91,7 @@ def _parzen(np: Any, bins: Any, size: int) -> Any:
     counts = np.bincount(bins, minlength=size).astype(float)
     n = len(bins)
     spread = float(np.std(bins)) if n > 1 else size / 4
-    quartiles = np.percentile(bins, [25, 75]) if n > 1 else (0.0, 0.0)
+    quartiles = _quartiles(np, bins) if n > 1 else (0.0, 0.0)
     iqr = float(quartiles[1] - quartiles[0]) / 1.34
     sigma = max(1.0, 1.059 * (min(spread, iqr) if iqr > 0 else spread) * n ** (-0.2))
     grid = np.arange(size)
@@ -99,6 +99,19 @@ def _parzen(np: Any, bins: Any, size: int) -> Any:
     kernel /= kernel.sum(axis=0, keepdims=True)
     density = kernel @ counts + 1.0 / size
     return density / density.sum()
+
+
+def _quartiles(np: Any, values: Any) -> tuple[float, float]:
+    """The 25th and 75th percentiles, interpolated linearly between the sorted values as `numpy.percentile` does
+    (which imports numpy.ma, a slow import, on its first use)."""
+    ordered = np.sort(values)
+    found = []
+    for q in (0.25, 0.75):
+        at = q * (len(ordered) - 1)
+        low = math.floor(at)
+        high = min(low + 1, len(ordered) - 1)
+        found.append(float(ordered[low]) + (float(ordered[high]) - float(ordered[low])) * (at - low))
+    return found[0], found[1]
 
 
 def _smoothed(np: Any, codes: Any, size: int) -> Any:

@@ -1,12 +1,15 @@
-"""Telling a process apart from a later one that reuses its pid: its start time as the kernel saw it."""
+"""Telling a process apart from a later one that reuses its pid: its start time as the kernel saw it.
+
+psutil is imported on first use: reading the store (`automl show`, `ls`) needs this module but rarely a process.
+"""
 
 from __future__ import annotations
-
-import psutil
 
 
 def process_start_time(pid: int) -> float | None:
     """When a process started, as the kernel saw it (what `is_alive` compares with)."""
+    import psutil
+
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -15,6 +18,8 @@ def process_start_time(pid: int) -> float | None:
 
 def is_alive(pid: int, created: float | None) -> bool:
     """Whether `pid` is still the process the kernel created at `created` (not a reused pid, not a zombie)."""
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:

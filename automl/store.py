@@ -585,8 +585,7 @@ class Store:
 
     def trials(self, exp_id: str) -> list[TrialRecord]:
         """An experiment's trials in id order, each with its number of intermediate reports."""
-        rows = self.conn.execute(_TRIALS.format(where=""), (exp_id,)).fetchall()
-        return [_trial(r) for r in rows]
+        return _trials(self.conn.execute(_TRIALS.format(where=""), (exp_id,)).fetchall())
 
     def trials_since(self, exp_id: str, after: int, among: Iterable[int]) -> list[TrialRecord]:
         """An experiment's trials with an id above `after` or in `among`, in id order: all a reader that already
@@ -595,7 +594,7 @@ class Store:
             _TRIALS.format(where="AND (id>? OR id IN (SELECT value FROM json_each(?)))"),
             (exp_id, after, json.dumps(list(among))),
         ).fetchall()
-        return [_trial(r) for r in rows]
+        return _trials(rows)
 
     def final_value(self, exp_id: str, trial_id: int) -> float | None:
         """The objective of a trial's first valid final report, if it made one."""
@@ -758,31 +757,43 @@ def _experiment(row: sqlite3.Row) -> ExperimentRecord:
     )
 
 
-def _trial(row: sqlite3.Row) -> TrialRecord:
-    return TrialRecord(
-        row["experiment_id"],
-        row["id"],
-        json.loads(row["params"]),
-        TrialStatus(row["status"]),
-        row["retry_of"],
-        row["attempt"],
-        row["tuner_key"],
-        row["created"],
-        row["started"],
-        row["ended"],
-        row["pid"],
-        row["pid_created"],
-        json.loads(row["gpus"]),
-        row["exit_code"],
-        row["error"],
-        row["value"],
-        row["metrics_offset"],
-        row["steps"],
-        row["lines"],
-        **{name: row[name] if name in row.keys() else None for name in USAGE_FIELDS},
-        decision=_decision(row["decision"] if "decision" in row.keys() else None),
-        node=row["node"] if "node" in row.keys() else None,
-    )
+def _trials(rows: list[sqlite3.Row]) -> list[TrialRecord]:
+    """Trial rows as records; the columns an older store lacks read as None (looked up once, not per row)."""
+    if not rows:
+        return []
+    columns = set(rows[0].keys())
+    usage = [name for name in USAGE_FIELDS if name in columns]
+    has_decision, has_node = "decision" in columns, "node" in columns
+    return [
+        TrialRecord(
+            row["experiment_id"],
+            row["id"],
+            json.loads(row["params"]),
+            _STATUS.get(row["status"]) or TrialStatus(row["status"]),
+            row["retry_of"],
+            row["attempt"],
+            row["tuner_key"],
+            row["created"],
+            row["started"],
+            row["ended"],
+            row["pid"],
+            row["pid_created"],
+            [] if row["gpus"] == "[]" else json.loads(row["gpus"]),
+            row["exit_code"],
+            row["error"],
+            row["value"],
+            row["metrics_offset"],
+            row["steps"],
+            row["lines"],
+            **{name: row[name] for name in usage},
+            decision=_decision(row["decision"]) if has_decision else None,
+            node=row["node"] if has_node else None,
+        )
+        for row in rows
+    ]
+
+
+_STATUS = {status.value: status for status in TrialStatus}
 
 
 def _decision(stored: str | None) -> tuple[TrialStatus, str] | None:

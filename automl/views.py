@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import UserError
-from .export import flatten, ranked
+from .export import best_of, flatten
 from .importance import importance
 from .launchers.base import METRICS_FILE, PARAMS_FILE, STDERR_FILE, STDOUT_FILE
 from .paths import trial_dir
@@ -132,5 +132,4 @@ def trial_detail_view(store: Store, experiment: ExperimentRecord, trial_id: int)
 
 def best_trial(experiment: ExperimentRecord, trials: list[TrialRecord]) -> TrialRecord | None:
     """The succeeded trial with the best objective value, or None."""
-    order = ranked(trials, experiment.config["objective"]["mode"])
-    return order[0] if order else None
+    return best_of(trials, experiment.config["objective"]["mode"])

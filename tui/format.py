@@ -71,9 +71,12 @@ def number(value: float | None, width: int = 8) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return DASH
     for digits in (5, 4, 3, 2, 1):
-        for text in (_compact(f"{value:.{digits}g}"), _compact(f"{value:.{digits - 1}e}")):
-            if len(text) <= width:
-                return text
+        text = _compact(f"{value:.{digits}g}")
+        if len(text) <= width:
+            return text
+        text = _compact(f"{value:.{digits - 1}e}")
+        if len(text) <= width:
+            return text
     return _compact(f"{value:.0e}")
 
 

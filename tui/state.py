@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from automl.export import flatten, ranked
+from automl.export import best_of, flatten
 from automl.states import EventKind, ExperimentStatus, TrialStatus
 
 ACTIVE = frozenset({ExperimentStatus.RUNNING, ExperimentStatus.PAUSED})
@@ -276,8 +276,7 @@ class DashboardState:
         """The open experiment's succeeded trial with the best final value (ties: the earlier trial), as
         `automl export --best` picks it."""
         summary = self.summary
-        order = ranked(list(self.trials.values()), summary.mode if summary else "maximize")
-        return order[0] if order else None
+        return best_of(list(self.trials.values()), summary.mode if summary else "maximize")
 
     def best_so_far(self) -> tuple[list[float], list[float], list[float]]:
         """Finished trials in the order they ended: their final values, and the running best after each."""

@@ -7,7 +7,6 @@ Exit codes: 0 success, 2 a user error (bad config, unknown experiment),
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import re
@@ -119,6 +118,8 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from ..config.model import load_config, resolve_launcher
     from ..engine.experiment import DETACHED
     from ..notify import notify_end
@@ -163,6 +164,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def stop_orphan(experiment: Any) -> int:
     """`automl stop` of an experiment whose `automl run` is gone: host it here just long enough to end its
     leftover trials (SIGTERM, then SIGKILL after the grace period) and record it stopped."""
+    import asyncio
+
     from ..config.model import config_from_store
     from ..store import Store
     from ..tuners import tuner_for
@@ -183,6 +186,8 @@ def stop_orphan(experiment: Any) -> int:
 
 
 async def _run_loop(store: Any, experiment: Any, config: Any, tuner: Any) -> tuple[str, bool, Any]:
+    import asyncio
+
     from ..engine.experiment import ExperimentLoop
     from ..gpu.pool import GpuPool
     from ..gpu.probe import open_probe
