@@ -38,3 +38,18 @@ async def _log_once_read(pilot):
         lambda: log.lines or "nothing written yet" in str(log.border_title), "the log pane's text", pause=pilot.pause
     )
     return log
+
+
+def test_a_short_log_shows_every_line_on_a_tall_terminal(store_home):
+    assert asyncio.run(_hidden_rows(dashboard(store_home, sample_store.EXPERIMENT_ID))) == 0
+
+
+async def _hidden_rows(app) -> int:
+    """Open the selected trial at 200x50, where its 18-line log fits: how many of its rows are scrolled out of view."""
+    async with app.run_test(size=(200, 50)) as pilot:
+        await loaded(pilot)
+        await pilot.press("enter")
+        log = pilot.app.screen.query_one("#log")
+        await wait_until_async(lambda: "epoch 17" in "\n".join(log.lines), "the whole log", pause=pilot.pause)
+        await pilot.pause(0.1)
+        return log.max_scroll_y

@@ -203,7 +203,7 @@ class TrialScreen(DashboardScreen):
         """Give the log only the lines it has (at least 3), and the rest to the params and the curve."""
         log = self.query_one("#log", Log)
         room = max(3, self.size.height - 2 - 10)  # keep 10 rows for the params and the curve
-        lines = log.line_count + 2
+        lines = log.line_count + 2 + log.scrollbar_size_horizontal  # its border, and its scrollbar if it has one
         log.styles.height = lines if lines < room else "1fr"
         self.query_one("#trial-top").styles.height = "1fr" if lines < room else "45%"
 
