@@ -38,18 +38,37 @@ def test_experiment_on_a_large_terminal(snap_compare, store_home):
     assert snap_compare(dashboard(store_home, sample_store.EXPERIMENT_ID), terminal_size=(160, 45), run_before=loaded)
 
 
-def test_trial_details(snap_compare, store_home):
-    async def open_trial(pilot: Any) -> None:
-        await loaded(pilot)
-        await pilot.press("enter")
-        await wait_until_async(
-            lambda: "epoch 17" in "\n".join(pilot.app.screen.query_one("#log").lines),
-            "the trial's log to its last line",
-            pause=pilot.pause,
-        )
+def test_experiment_at_200x50(snap_compare, store_home):
+    assert snap_compare(dashboard(store_home, sample_store.EXPERIMENT_ID), terminal_size=(200, 50), run_before=loaded)
 
+
+@pytest.mark.parametrize("key", ["s", "v", "question_mark"], ids=["stop", "columns", "keys_help"])
+def test_experiment_dialogs_at_200x50(snap_compare, store_home, key: str):
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID), press=[key], terminal_size=(200, 50), run_before=loaded
+    )
+
+
+async def open_trial(pilot: Any) -> None:
+    """Open the selected trial and wait for its whole log."""
+    await loaded(pilot)
+    await pilot.press("enter")
+    await wait_until_async(
+        lambda: "epoch 17" in "\n".join(pilot.app.screen.query_one("#log").lines),
+        "the trial's log to its last line",
+        pause=pilot.pause,
+    )
+
+
+def test_trial_details(snap_compare, store_home):
     assert snap_compare(
         dashboard(store_home, sample_store.EXPERIMENT_ID), terminal_size=(80, 24), run_before=open_trial
+    )
+
+
+def test_trial_details_on_a_large_terminal(snap_compare, store_home):
+    assert snap_compare(
+        dashboard(store_home, sample_store.EXPERIMENT_ID), terminal_size=(200, 50), run_before=open_trial
     )
 
 
