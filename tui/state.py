@@ -355,10 +355,10 @@ class DashboardState:
         open experiment's trials) or None."""
         kind, exp_id, when = event.get("event"), event.get("experiment"), event.get("time")
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        if kind == "gpu_sample":
+        if kind == EventKind.GPU_SAMPLE:
             self._take_gpu_sample(data.get("gpus") or [])
             return None
-        if kind == "store_fault":
+        if kind == EventKind.STORE_FAULT:
             self.store_fault = data.get("fault") if isinstance(data.get("fault"), dict) else None
             self.versions.link += 1
             return None if self.store_fault else "all"  # once it works again, what waited is in the store
