@@ -170,7 +170,7 @@ class Daemon:
         address = self.ray_address or next(iter(used), None)
         if address is None:
             return []
-        from .launchers.ray import cluster_gpus
+        from .launchers.ray_client import cluster_gpus
 
         return await cluster_gpus(address)
 

@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -42,6 +43,17 @@ class TwoNodes:
     def add_worker(self) -> None:
         """Start a fresh worker node like the first one (after a test killed it)."""
         self.worker = _add_node(self.cluster, WORKER_RESOURCE, self.fleets[WORKER_RESOURCE])
+
+    @contextmanager
+    def control_store_frozen(self) -> Iterator[None]:
+        """Freeze the head's control store (GCS) while inside: to a driver the cluster is gone, while the nodes,
+        their agents and their trials run on, as in a network partition. Thawed on the way out."""
+        gcs = self.cluster.head_node.all_processes["gcs_server"][0].process
+        os.kill(gcs.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(gcs.pid, signal.SIGCONT)
 
     def kill_worker(self) -> None:
         """Kill every process of the worker node at once, the trials it started included, as a machine that dies."""

@@ -262,4 +262,16 @@ def test_the_launcher_is_checked_before_anything_is_written(project, home):
     not_an_address = write_config(project, launcher={"name": "ray", "address": "head-node"})
     result = automl("run", str(not_an_address))
     assert result.returncode == 2 and "is not HOST:PORT" in result.stderr
+    local_with_timeout = write_config(project, launcher={"name": "local", "reconnect_timeout": "5m"})
+    result = automl("run", str(local_with_timeout))
+    assert result.returncode == 2 and "reconnect_timeout only apply to the ray launcher" in result.stderr
     assert not (home / "automl.db").exists()
+
+
+def test_the_reconnect_timeout_takes_a_duration():
+    from automl.config.model import LauncherSpec
+
+    assert LauncherSpec(name="ray", address="h:1", reconnect_timeout="10m").reconnect_timeout == 600
+    assert LauncherSpec(name="ray", address="h:1").reconnect_timeout == 600
+    with pytest.raises(ValueError, match="reconnect_timeout"):
+        LauncherSpec(name="ray", address="h:1", reconnect_timeout="0s")

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,11 +66,18 @@ print("node", os.environ["AUTOML_NODE"], "cwd", os.getcwd())
 
 
 def test_a_trial_on_the_worker_node_delivers_each_metric_once_and_its_folder(cluster: TwoNodes, tmp_path: Path):
-    from automl.launchers.ray import RayLauncher, RayOptions
+    from automl.launchers.ray_address import RayOptions
+    from automl.launchers.ray_client import RayClusterLauncher
 
     async def run() -> tuple[list[float | None], int | None, str, str | None]:
-        launcher = RayLauncher(RayOptions(cluster.address, resources={WORKER_RESOURCE: 1}))
-        handle = await launcher.start(_spec(tmp_path, 1, REPORTING))
+        launcher = RayClusterLauncher(RayOptions(cluster.address, resources={WORKER_RESOURCE: 1}))
+        try:
+            return await follow(await launcher.start(_spec(tmp_path, 1, REPORTING)))
+        finally:
+            launcher.close()
+            await launcher.bridge.close()
+
+    async def follow(handle: Any) -> tuple[list[float | None], int | None, str, str | None]:
         values, offset, seq = [], 0, 0
         code = await handle.wait()
         while True:
@@ -144,6 +152,8 @@ def test_an_experiment_runs_its_trials_on_both_nodes_and_stores_every_metric_onc
     assert f"ran on {trials[0]['node']}" in logs
     table = automl("show", exp_id, check=True).stdout
     assert "NODE" in table and all(t["node"][:12] in table for t in trials)
+    maps = Path(f"/proc/{(daemon / 'daemon.pid').read_text().strip()}/maps").read_text()
+    assert "_raylet" not in maps, "the daemon itself never loads Ray: its bridge process is the driver"
 
 
 NNI_TRIAL = """
@@ -324,3 +334,54 @@ def _our_gpu_processes(exp_id: str) -> list[dict]:
     """The GPUs `automl gpus` shows a process of the experiment's trials on."""
     gpus = json.loads(automl("gpus", "--json", check=True).stdout)["gpus"]
     return [gpu for gpu in gpus if any((p["owner"] or {}).get("experiment") == exp_id for p in gpu["processes"])]
+
+
+def test_a_trial_asking_for_resources_no_node_has_waits_where_stop_reaches_it(tmp_path, cluster, daemon):
+    config = _ray_config(tmp_path, cluster, launcher={"resources": {"tpu": 1}}, max_trials=1)
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    log = daemon / "daemon.log"
+    waits = wait_until(lambda: "trial 1 waits" in log.read_text() and log.read_text(), "the trial to wait for Ray")
+    assert "no node of the Ray cluster has CPU 1, tpu 1" in waits
+    automl("stop", exp_id, check=True)
+    view = wait_for_status(exp_id, "stopped")
+    assert [(t["status"], t["started"]) for t in view["trials"]] == [("killed", None)]
+
+
+def _reporting(exp_id: str, count: int) -> bool:
+    trials = show(exp_id)["trials"]
+    return sum(t["status"] == "running" and t["steps"] >= 1 for t in trials) == count
+
+
+def test_a_cluster_that_goes_away_is_waited_for_and_its_trials_go_on_when_it_is_back(tmp_path, cluster, daemon):
+    config = _ray_config(tmp_path, cluster, search_space=_slow(12), max_trials=2, concurrency=2)
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    wait_until(lambda: _reporting(exp_id, 2), "two trials reporting")
+    with cluster.control_store_frozen():
+        waiting = wait_until(lambda: show(exp_id)["note"] or "", "the experiment to say why it waits", timeout=60)
+        assert waiting.startswith("waiting for the Ray cluster") and cluster.address in waiting, waiting
+        assert show(exp_id)["status"] == "running"
+    view = wait_for_status(exp_id, "done", timeout=180)
+    assert f"the Ray cluster at {cluster.address} answers again" in (daemon / "daemon.log").read_text()
+    trials = view["trials"]
+    assert [(t["id"], t["status"]) for t in trials] == [(1, "succeeded"), (2, "succeeded")], trials
+    assert _stored_metrics(daemon, exp_id) == {1: list(range(STEPS + 1)), 2: list(range(STEPS + 1))}
+
+
+def test_a_cluster_away_past_the_reconnect_timeout_fails_the_experiment_and_interrupts_its_trials(
+    tmp_path, cluster, daemon
+):
+    config = _ray_config(
+        tmp_path, cluster, launcher={"reconnect_timeout": 3}, search_space=_slow(30), max_trials=2, concurrency=2
+    )
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    wait_until(lambda: _reporting(exp_id, 2), "two trials reporting")
+    with cluster.control_store_frozen():
+        view = wait_for_status(exp_id, "failed", timeout=90)
+        assert "unreachable for more than 3 s" in view["error"], view["error"]
+        assert [t["status"] for t in view["trials"]] == ["interrupted"] * 2, view["trials"]
+        assert marked_processes(exp_id, 1), "out of reach, the trial runs on at its node"
+    wait_until(
+        lambda: not marked_processes(exp_id, 1) and not marked_processes(exp_id, 2),
+        "what the trials left running to be killed once the cluster is back",
+        timeout=120,
+    )

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import UserError, close_match
+from ..launchers.ray_address import DEFAULT_RECONNECT_TIMEOUT
 from ..tuners import canonical_tuner_name
 from . import search_space
 
@@ -179,10 +180,13 @@ class LauncherSpec(_Model):
     address: str | None = None
     resources: dict[str, float] = Field(default_factory=dict)
     node_dir: str | None = None  # the folder of trial folders on each node (default: the node's temp folder)
+    reconnect_timeout: Duration = DEFAULT_RECONNECT_TIMEOUT  # how long to wait for a cluster that went away
 
     @model_validator(mode="after")
     def _ray_fields(self) -> LauncherSpec:
         ray_only = [name for name in ("address", "resources", "node_dir") if getattr(self, name)]
+        if self.name == "local" and self.reconnect_timeout != DEFAULT_RECONNECT_TIMEOUT:
+            ray_only.append("reconnect_timeout")
         if self.name == "local" and ray_only:
             raise ValueError(f"{', '.join(ray_only)} only apply to the ray launcher (name: ray)")
         for resource, amount in self.resources.items():

@@ -148,6 +148,7 @@ class ExperimentLoop:
         self._leaving = False  # detached: records not stored by then are left to the next loop to reconstruct
         self._wake = asyncio.Event()
         gpus.bind(running=lambda: len(self._running), wake=self._wake.set)
+        self.launcher.watch(self._launcher_trouble)
 
     @property
     def running(self) -> int:
@@ -292,6 +293,7 @@ class ExperimentLoop:
             await self._let_go()
         else:
             await self._end_running_trials()
+        self.launcher.close()
         self._worker.close()
 
     # writing to the store
@@ -329,6 +331,16 @@ class ExperimentLoop:
         self.experiment.note = note
         self._write(self.store.set_experiment_note, self.experiment.id, note)
         self._emit(EventKind.EXPERIMENT_NOTE, note=note)
+
+    def _launcher_trouble(self, why: str, fatal: bool) -> None:
+        """Where trials run is in trouble (a cluster went away) or out of it: say so; end the experiment as
+        failed when it cannot go on."""
+        if fatal and self._failure is None:
+            self._failure = why
+            self.stop(f"experiment failed: {why}")
+        elif not fatal:
+            self._note(why)
+        self._wake.set()
 
     # the experiment's state
 

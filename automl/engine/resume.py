@@ -94,7 +94,7 @@ async def _take_up(loop: ExperimentLoop, trial: TrialRecord, key: int, intermedi
     if trial.status == TrialStatus.WAITING and code is None:
         _start_again(loop, running)
         return
-    loop.launcher.kill_leftovers(identity)
+    await loop.launcher.kill_leftovers(identity)
     if await loop._collect(running, final=True):
         _conclude(loop, running, code)
     else:  # more than one look reads, or a store that takes no writes now: conclude once every line is in it

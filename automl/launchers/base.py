@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -158,8 +159,17 @@ class Launcher(Protocol):
         for it, and `read_metrics` and `usage` what it left."""
         ...
 
-    def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
+    async def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
         """SIGKILL now what a trial that ended while no daemon watched left running; their pids."""
+        ...
+
+    def watch(self, report: Callable[[str, bool], None]) -> None:
+        """Have `report(why, fatal)` told of trouble that is the launcher's, not a trial's: why trials wait (a
+        cluster that went away), that they go on, or (`fatal`) why the experiment cannot go on."""
+        ...
+
+    def close(self) -> None:
+        """The experiment ended: let go of what the launcher holds for it."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""The launcher an experiment's config asks for: this machine, or a Ray cluster (Ray is imported only then)."""
+"""The launcher an experiment's config asks for: this machine, or a Ray cluster (through its bridge process)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ def launcher_for(config: Any, environment: Mapping[str, str] | None) -> Any:
     spec = config.launcher
     if spec.name != "ray":
         return LocalLauncher(environment)
-    from .ray import RayLauncher, RayOptions
+    from .ray_address import RayOptions
+    from .ray_client import RayClusterLauncher
 
-    return RayLauncher(
-        RayOptions(spec.address, dict(spec.resources), spec.node_dir), config.resources.gpus, environment, config.gpu
-    )
+    options = RayOptions(spec.address, dict(spec.resources), spec.node_dir, spec.reconnect_timeout)
+    return RayClusterLauncher(options, config.resources.gpus, environment, config.gpu)

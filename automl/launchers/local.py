@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psutil
@@ -161,13 +161,19 @@ class LocalLauncher:
             locator = None
         return LocalTrial(identity, locator, trial_dir)
 
-    def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
+    async def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
         """SIGKILL, now, the processes a trial that ended while automl was down left running; their pids."""
         procs = marked_processes(identity.experiment_id, identity.trial_id)
         if procs:
             _report_leftovers(identity, procs)
             _signal_all(None, procs, signal.SIGKILL)
         return [proc.pid for proc in procs]
+
+    def watch(self, report: Callable[[str, bool], None]) -> None:
+        """This machine has no trouble of its own to report: a trial's trouble is the trial's."""
+
+    def close(self) -> None:
+        """Nothing is held for an experiment beyond its trials."""
 
 
 class LocalTrial:

@@ -7,8 +7,10 @@ trial starts through its node's agent (`ray_agent.NodeAgent`, one detached, name
 with the same wrapper and trial contract as a local trial. The daemon's trial folder is a mirror of the one on the
 node: each read of the trial's metrics first appends the node file's new bytes, then the local metrics reader reads
 the mirror, so metrics arrive exactly once and in order, and its logs are readable while it runs; when the trial
-ends, every file of its folder is copied back before `wait` returns. Imported only by an experiment that runs on
-Ray: importing Ray costs about a second.
+ends, every file of its folder is copied back before `wait` returns. This module runs in the bridge process
+(`ray_bridge`), never in the daemon: importing Ray costs about a second, and Ray ends a driver that loses its
+cluster. A trial whose resources Ray cannot place within `PLACE_WAIT` seconds waits in the loop's queue (`NoRoom`),
+where stop and kill reach it, and asks again.
 
 GPUs by measured load: before a trial starts on the GPUs Ray assigned its slot, the node's agent judges them by the
 experiment's `gpu:` policy with the rules of one machine (`ray_agent.NodeAgent.refusals`). A slot on a GPU that
@@ -27,7 +29,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,7 @@ from .base import (
 from .local import recorded_exit
 from .metrics_file import ReadResult, read_new
 from .process_usage import recorded_usage
-from .ray_address import NAMESPACE
+from .ray_address import NAMESPACE, RayOptions
 from .ray_agent import FOLLOWED_FILES, NodeAgent
 
 AGENT_PREFIX = "automl-agent-"
@@ -67,6 +69,7 @@ EXIT_WAIT = 2.0  # seconds an exiting process waits for Ray to confirm it got it
 IDLE_KEEP = 2.0  # seconds an ended trial's reserved resources wait for the next trial before Ray gets them back
 COPY_CHUNK = 4 << 20  # bytes per call when a trial's folder is copied back at its end
 PARK_WAIT = 1.0  # seconds a slot may take to be placed while busy GPUs are parked, before Ray counts as full
+PLACE_WAIT = 2.0  # seconds a new slot may take to be placed before the trial waits in the queue (`NoRoom`)
 
 log = logging.getLogger("automl")
 
@@ -79,15 +82,6 @@ class _Slot:
     node: str
     gpus: list[int]
     agent: Any
-
-
-@dataclass
-class RayOptions:
-    """Where the cluster is and what each trial asks of Ray beyond its CPUs and GPUs."""
-
-    address: str
-    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per trial
-    node_dir: str | None = None  # the folder of trial folders on each node (default: its temp folder)
 
 
 class RayLauncher:
@@ -156,9 +150,11 @@ class RayLauncher:
         busy: list[str] = []
         try:
             while True:
-                slot = await self._reserve_once(spec, PARK_WAIT if parked else None)
-                if slot is None:
+                slot = await self._reserve_once(spec, PARK_WAIT if parked else PLACE_WAIT)
+                if slot is None and busy:
                     raise NoRoom("every GPU Ray can give it now is busy: " + "; ".join(busy))
+                if slot is None:
+                    raise NoRoom(await asyncio.to_thread(_no_room, self._bundle(spec)))
                 refused = await self._refusals(slot, spec.experiment_id)
                 if not refused:
                     return slot
@@ -173,12 +169,11 @@ class RayLauncher:
             return {}
         return await slot.agent.refusals.remote(experiment_id, self.policy, self.gpus, slot.gpus)
 
-    async def _reserve_once(self, spec: TrialSpec, wait: float | None) -> _Slot | None:
+    async def _reserve_once(self, spec: TrialSpec, wait: float) -> _Slot | None:
         """A new placement group of one bundle for a trial, once Ray has placed it: its node, GPUs and agent; None
-        when Ray could not place it within `wait` seconds (None: as long as it takes)."""
+        when Ray could not place it within `wait` seconds."""
         name = f"{GROUP_PREFIX}{spec.experiment_id}-{uuid.uuid4().hex[:12]}"
-        bundle = {"CPU": float(spec.cpus), **({"GPU": self.gpus} if self.gpus else {}), **self.options.resources}
-        group = placement_group([bundle], strategy="STRICT_PACK", name=name, lifetime="detached")
+        group = placement_group([self._bundle(spec)], strategy="STRICT_PACK", name=name, lifetime="detached")
         try:
             try:
                 await asyncio.wait_for(group.ready(), wait)
@@ -196,6 +191,10 @@ class RayLauncher:
             remove_placement_group(group)
             raise
         return _Slot(name, node, gpus, agent)
+
+    def _bundle(self, spec: TrialSpec) -> dict[str, float]:
+        """What a trial asks Ray for: its CPUs, its GPUs, the config's custom resources."""
+        return {"CPU": float(spec.cpus), **({"GPU": self.gpus} if self.gpus else {}), **self.options.resources}
 
     async def _ready(self, experiment_id: str) -> None:
         """Join the cluster; the first time, give back to Ray what an earlier process of this experiment left
@@ -240,19 +239,6 @@ class RayLauncher:
         slot = _Slot(status["group"], node, [], agent)
         return RayTrialHandle(identity, where, agent, trial_dir, slot, None, ended=status["code"])
 
-    def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
-        """SIGKILL now, on every node, what a trial that ended while no daemon watched left running; their pids."""
-        connect_now(self.options.address)
-        key = (identity.experiment_id, identity.trial_id)
-        pids: list[int] = []
-        for agent in _all_agents():
-            try:
-                pids += ray.get(agent.kill_leftovers.remote(key))
-                ray.get(agent.forget.remote(key))
-            except RayError:
-                continue
-        return pids
-
 
 class RayTrialHandle:
     """One trial on a Ray node: its files mirrored into the daemon's trial folder as they grow."""
@@ -274,7 +260,6 @@ class RayTrialHandle:
         self._ended = ended  # the exit status its node recorded, for a trial that ended while no daemon watched
         self._file: Any = None  # the mirror metrics file read so far (device, inode)
         self._measured = ProcessUsage()
-        self._sampling: Any = None
         self._collected = agent is None
         self._problem: str | None = None
         # how far each followed file on the node was copied: a mirror's size until a log cap shortens it
@@ -308,13 +293,6 @@ class RayTrialHandle:
         elif self.slot is not None:
             await asyncio.to_thread(_remove_group, self.slot.group)
         return code
-
-    def sample(self) -> set[int]:
-        """Ask the node for the trial tree's CPU time and peak memory (taken when the answer comes); no pids of
-        this machine's processes."""
-        if self._sampling is None and not self._collected:
-            self._sampling = asyncio.ensure_future(self._sample())
-        return set()
 
     def usage(self) -> ProcessUsage:
         """What the node measured so far, and what the wrapper recorded at the trial's exit once copied back."""
@@ -374,13 +352,28 @@ class RayTrialHandle:
             return  # the node is gone: `wait` says so
         self._problem = self._problem or reply["problem"]
 
-    async def _sample(self) -> None:
+    async def sample_now(self) -> None:
+        """Ask the node for the trial tree's CPU time and peak memory now."""
+        if self._collected:
+            return
         try:
             self._measured = _process_usage(await self.agent.sample.remote(self.key)) or self._measured
         except (RayError, KeyError):
             pass
-        finally:
-            self._sampling = None
+
+
+def kill_leftovers(address: str, identity: TrialIdentity) -> list[int]:
+    """SIGKILL now, on every node, what a trial left running that no daemon follows any more; their pids."""
+    connect_now(address)
+    key = (identity.experiment_id, identity.trial_id)
+    pids: list[int] = []
+    for agent in _all_agents():
+        try:
+            pids += ray.get(agent.kill_leftovers.remote(key))
+            ray.get(agent.forget.remote(key))
+        except RayError:
+            continue
+    return pids
 
 
 async def cluster_gpus(address: str) -> list[dict[str, Any]]:
@@ -585,6 +578,16 @@ def _sweep_groups(experiment_id: str) -> None:
     for group in placement_group_table().values():
         if group["name"].startswith(prefix) and group["name"] not in held and group["state"] != "REMOVED":
             _remove_group(group["name"])
+
+
+def _no_room(bundle: dict[str, float]) -> str:
+    """Why Ray could not place a trial's resources at once: no node has that much free now, or none has it at all
+    (a node that would may join the cluster later, so the trial waits either way)."""
+    need = ", ".join(f"{name} {amount:g}" for name, amount in bundle.items())
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    if any(all(node.get(name, 0) >= amount for name, amount in bundle.items()) for node in nodes):
+        return f"no node of the Ray cluster has {need} free now"
+    return f"no node of the Ray cluster has {need} (until one that has joins the cluster)"
 
 
 def _group_state(name: str) -> str | None:

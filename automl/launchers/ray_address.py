@@ -1,11 +1,25 @@
-"""A Ray cluster's address as a config names it, checked without importing Ray (which costs about a second)."""
+"""A Ray cluster as a config names it (its address, checked without importing Ray, which costs about a second, and
+what trials ask of it)."""
 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass, field
 
 NAMESPACE = "automl"  # the Ray namespace of automl's agents and placement groups
 REACH_TIMEOUT = 3.0  # seconds to wait for the cluster's port to answer at submit
+DEFAULT_RECONNECT_TIMEOUT = 600.0  # seconds an experiment waits for its cluster to come back before it ends
+
+
+@dataclass
+class RayOptions:
+    """Where the cluster is, what each trial asks of Ray beyond its CPUs and GPUs, and how long an experiment waits
+    for the cluster when it goes away."""
+
+    address: str
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per trial
+    node_dir: str | None = None  # the folder of trial folders on each node (default: its temp folder)
+    reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT
 
 
 def address_problem(address: str) -> str | None:

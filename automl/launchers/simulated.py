@@ -123,9 +123,15 @@ class SimulatedLauncher:
         running = process is not None and not process.task.done()
         return SimulatedTrial(identity, trial_dir, process if running else None)
 
-    def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
+    async def kill_leftovers(self, identity: TrialIdentity) -> list[int]:
         """A simulated trial starts no processes, so it leaves none behind."""
         return []
+
+    def watch(self, report: Callable[[str, bool], None]) -> None:
+        """A simulation has no trouble of its own to report."""
+
+    def close(self) -> None:
+        """Nothing is held for an experiment beyond its trials."""
 
     async def _train(self, trial_dir: Path, params: dict[str, Any]) -> int:
         value = None
