@@ -33,7 +33,7 @@ from .engine.experiment import DETACHED, ExperimentLoop
 from .engine.loop_lag import LoopLag
 from .errors import UserError
 from .gpu.pool import GpuPool, report
-from .gpu.probe import open_probe
+from .gpu.probe import gpu_source, open_probe
 from .launchers.choose import launcher_for
 from .logs import log_to
 from .notify import notify_end
@@ -122,7 +122,11 @@ class Daemon:
         }
 
     async def _gpus(self, _: protocol.NoArgs) -> dict[str, Any]:
-        return {"gpus": self._gpu_report() + await self._cluster_gpus()}
+        local, cluster = self._gpu_report(), await self._cluster_gpus()
+        if local:  # this machine's GPUs once: as the daemon sees them, when it is also a node of the cluster
+            source = gpu_source()
+            cluster = [gpu for gpu in cluster if gpu.get("source") != source]
+        return {"gpus": local + cluster}
 
     async def _shutdown_request(self, _: protocol.NoArgs) -> dict[str, Any]:
         self._shutdown.set()

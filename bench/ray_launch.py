@@ -129,10 +129,16 @@ def _trainable(config: dict[str, Any]) -> dict[str, float]:
 async def _latencies(folder: Path, address: str, starts: int) -> tuple[float, float, float]:
     """Median start latency on this machine and on the cluster, and the cluster's first start."""
     from automl.launchers.local import LocalLauncher
-    from automl.launchers.ray import RayLauncher, RayOptions
+    from automl.launchers.ray_address import RayOptions
+    from automl.launchers.ray_client import RayClusterLauncher
 
     local = await _latency(LocalLauncher(), folder / "local", starts)
-    ray = await _latency(RayLauncher(RayOptions(address)), folder / "ray", starts + 1)
+    cluster = RayClusterLauncher(RayOptions(address))  # as the daemon starts trials: through its bridge process
+    try:
+        ray = await _latency(cluster, folder / "ray", starts + 1)
+    finally:
+        cluster.close()
+        await cluster.bridge.close()
     return statistics.median(local), ray[0], statistics.median(ray[1:])
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -197,6 +198,18 @@ def test_automl_gpus_lists_every_nodes_gpus(tmp_path, cluster, home):
     assert f"node {cluster.worker.node_id}" in table
 
 
+def test_this_machines_gpus_are_listed_once_when_it_is_also_a_node_of_the_cluster(cluster, home, monkeypatch):
+    monkeypatch.setenv("AUTOML_SIM_GPUS", str(cluster.fleets[HEAD_RESOURCE]))  # the daemon's GPUs: the head node's
+    started = automl("daemon", "start", "--ray", cluster.address)
+    assert started.returncode == 0, started.stderr
+    try:
+        gpus = json.loads(automl("gpus", "--json", check=True).stdout)["gpus"]
+    finally:
+        automl("daemon", "stop")
+    worker = cluster.worker.node_id
+    assert sorted((gpu.get("node") or "", gpu["index"]) for gpu in gpus) == [("", 0), ("", 1), (worker, 0), (worker, 1)]
+
+
 def test_submit_to_an_unreachable_cluster_is_exit_2_naming_the_address(tmp_path, cluster, daemon):
     config = _ray_config(tmp_path, cluster, launcher={"address": "127.0.0.1:9"})
     result = automl("submit", str(config))
@@ -385,3 +398,38 @@ def test_a_cluster_away_past_the_reconnect_timeout_fails_the_experiment_and_inte
         "what the trials left running to be killed once the cluster is back",
         timeout=120,
     )
+    wait_until(lambda: not _held_by(cluster, exp_id), "the trials' resources to go back to Ray")
+
+
+def _held_by(cluster: TwoNodes, exp_id: str) -> list[str]:
+    """The placement groups of an experiment that Ray still holds, asked by a driver of its own."""
+    script = (
+        "import ray, sys\nray.init(address=sys.argv[1], logging_level='ERROR')\n"
+        "from ray.util.placement_group import placement_group_table\n"
+        "print(' '.join(g['name'] for g in placement_group_table().values() if g['state'] != 'REMOVED'))"
+    )
+    listed = subprocess.run([sys.executable, "-c", script, cluster.address], capture_output=True, text=True, check=True)
+    return [name for name in listed.stdout.split() if name.startswith(f"automl-{exp_id}-")]
+
+
+def test_uploaded_code_runs_from_each_nodes_copy_of_the_working_dir(tmp_path, cluster, daemon):
+    project = tmp_path / "project"
+    project.mkdir()
+    write_trial(project, "import os\nprint('cwd', os.getcwd())\nprint(open('data.txt').read())\ntrial.report_final(1)")
+    (project / "data.txt").write_text("shipped with the code")
+    config = write_config(
+        project,
+        launcher={"name": "ray", "address": cluster.address, "code": "upload"},
+        resources={"cpus": 4},  # a node's every CPU: the two trials run on different nodes
+        max_trials=2,
+        concurrency=2,
+    )
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    view = wait_for_status(exp_id, "done")
+    assert [t["status"] for t in view["trials"]] == ["succeeded"] * 2, view["trials"]
+    assert len({t["node"] for t in view["trials"]}) == 2
+    for t in view["trials"]:
+        out = (daemon / "experiments" / exp_id / "trials" / str(t["id"]) / STDOUT_FILE).read_text()
+        cwd = Path(out.split("cwd ", 1)[1].split("\n", 1)[0])
+        assert cwd.parent.name == "code" and t["node"][:12] in cwd.parts and cwd != project, cwd
+        assert "shipped with the code" in out

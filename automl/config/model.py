@@ -181,12 +181,15 @@ class LauncherSpec(_Model):
     resources: dict[str, float] = Field(default_factory=dict)
     node_dir: str | None = None  # the folder of trial folders on each node (default: the node's temp folder)
     reconnect_timeout: Duration = DEFAULT_RECONNECT_TIMEOUT  # how long to wait for a cluster that went away
+    code: Literal["shared", "upload"] = "shared"  # working_dir on every node's filesystem, or uploaded through Ray
 
     @model_validator(mode="after")
     def _ray_fields(self) -> LauncherSpec:
         ray_only = [name for name in ("address", "resources", "node_dir") if getattr(self, name)]
         if self.name == "local" and self.reconnect_timeout != DEFAULT_RECONNECT_TIMEOUT:
             ray_only.append("reconnect_timeout")
+        if self.name == "local" and self.code != "shared":
+            ray_only.append("code")
         if self.name == "local" and ray_only:
             raise ValueError(f"{', '.join(ray_only)} only apply to the ray launcher (name: ray)")
         for resource, amount in self.resources.items():

@@ -73,6 +73,18 @@ class Probe(Protocol):
         ...
 
 
+def gpu_source() -> str:
+    """Which GPUs `open_probe` reads here, the same on every process that reads the same ones: this machine's boot
+    id with the simulated fleet's file, or with NVML's (a daemon whose machine is also a Ray node lists its GPUs
+    once)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = os.uname().nodename
+    fleet = os.environ.get(SIM_ENV)
+    return f"{boot}:{Path(fleet).resolve() if fleet else 'nvml'}"
+
+
 def open_probe() -> Probe | None:
     """The simulated fleet when AUTOML_SIM_GPUS is set, else real NVML; None without a driver or GPUs."""
     fleet = os.environ.get(SIM_ENV)

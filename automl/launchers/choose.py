@@ -17,5 +17,6 @@ def launcher_for(config: Any, environment: Mapping[str, str] | None) -> Any:
     from .ray_address import RayOptions
     from .ray_client import RayClusterLauncher
 
-    options = RayOptions(spec.address, dict(spec.resources), spec.node_dir, spec.reconnect_timeout)
+    upload = str(config.working_dir) if spec.code == "upload" else None
+    options = RayOptions(spec.address, dict(spec.resources), spec.node_dir, spec.reconnect_timeout, upload)
     return RayClusterLauncher(options, config.resources.gpus, environment, config.gpu)

@@ -61,9 +61,10 @@ from .local import recorded_exit
 from .metrics_file import ReadResult, read_new
 from .process_usage import recorded_usage
 from .ray_address import NAMESPACE, RayOptions
-from .ray_agent import FOLLOWED_FILES, NodeAgent
+from .ray_agent import FOLLOWED_FILES, NodeAgent, code_version, keep_code
 
-AGENT_PREFIX = "automl-agent-"
+AGENT_PREFIX = "automl-agent-"  # then the code's version and the node: one agent per node and automl code
+AGENT_VERSION = code_version()
 GROUP_PREFIX = "automl-"  # then the experiment id: the placement groups of an experiment's trials
 EXIT_WAIT = 2.0  # seconds an exiting process waits for Ray to confirm it got its idle slots back
 IDLE_KEEP = 2.0  # seconds an ended trial's reserved resources wait for the next trial before Ray gets them back
@@ -103,6 +104,7 @@ class RayLauncher:
         self._swept = False
         self._sweeping = asyncio.Lock()
         self._keeping: set[asyncio.Future[None]] = set()  # the timers of idle slots
+        self._code: dict[str, Path] = {}  # per node: its copy of the uploaded working dir (`code: upload`)
 
     async def start(self, spec: TrialSpec) -> RayTrialHandle:
         """Reserve the trial's resources (a slot an ended trial of this experiment just freed, else a new one),
@@ -115,7 +117,8 @@ class RayLauncher:
             create_file(spec.trial_dir / PARAMS_FILE, _params_bytes(spec.params))
             for name in (METRICS_FILE, STDOUT_FILE, STDERR_FILE):
                 create_file(spec.trial_dir / name)
-            node_spec = TrialSpec(**{**spec.__dict__, "gpus": slot.gpus})
+            cwd = await self._working_dir(spec, slot.node)
+            node_spec = TrialSpec(**{**spec.__dict__, "gpus": slot.gpus, "working_dir": cwd})
             starting = slot.agent.start.remote(node_spec, self.environment, slot.group, self.policy, self.gpus)
             pid, created = await starting
         except (RayError, OSError) as e:
@@ -126,6 +129,16 @@ class RayLauncher:
         identity = TrialIdentity(spec.experiment_id, spec.trial_id)
         where = Locator(pid, created, slot.node, tuple(slot.gpus))
         return RayTrialHandle(identity, where, slot.agent, spec.trial_dir, slot, self)
+
+    async def _working_dir(self, spec: TrialSpec, node: str) -> Path:
+        """Where the trial runs on its node: the working dir itself (on a filesystem every node shares), or, when
+        it is uploaded (`RayOptions.upload`, this process's job-wide runtime_env), the node's copy of it."""
+        if self.options.upload is None:
+            return spec.working_dir
+        if node not in self._code:
+            copy = _keep_code.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+            self._code[node] = Path(await copy.remote(node, self.options.node_dir))
+        return self._code[node]
 
     async def _slot(self, spec: TrialSpec) -> _Slot:
         """The slot an ended trial just freed when its GPUs still take the trial, else a new one (`_reserve`)."""
@@ -187,7 +200,7 @@ class RayLauncher:
                 assigned = _assigned_gpus.options(num_cpus=0, num_gpus=self.gpus, scheduling_strategy=strategy)
                 gpus = await assigned.remote()
             agent = await asyncio.to_thread(node_agent, node, self.options.node_dir)
-        except RayError:
+        except (RayError, OSError):
             remove_placement_group(group)
             raise
         return _Slot(name, node, gpus, agent)
@@ -363,16 +376,20 @@ class RayTrialHandle:
 
 
 def kill_leftovers(address: str, identity: TrialIdentity) -> list[int]:
-    """SIGKILL now, on every node, what a trial left running that no daemon follows any more; their pids."""
+    """SIGKILL now, on every node, what a trial left running that no daemon follows any more, and give its
+    resources back to Ray; their pids."""
     connect_now(address)
     key = (identity.experiment_id, identity.trial_id)
     pids: list[int] = []
     for agent in _all_agents():
         try:
             pids += ray.get(agent.kill_leftovers.remote(key))
+            status = ray.get(agent.status.remote(key))
             ray.get(agent.forget.remote(key))
         except RayError:
             continue
+        if status is not None:
+            _remove_group(status["group"])
     return pids
 
 
@@ -383,10 +400,11 @@ async def cluster_gpus(address: str) -> list[dict[str, Any]]:
     nodes = [node for node in await asyncio.to_thread(ray.nodes) if node["Alive"]]
     described = []
     for node in sorted(nodes, key=lambda node: node["NodeID"]):
-        agent = await asyncio.to_thread(node_agent, node["NodeID"], None)
         try:
+            agent = await asyncio.to_thread(node_agent, node["NodeID"], None)
             gpus = await agent.gpus.remote()
-        except RayError:
+        except (RayError, OSError) as e:  # a node that just left, or runs other automl code: not listed
+            log.warning("no GPUs listed for node %s: %s", node["NodeID"][:12], e)
             continue
         described += [{"node": node["NodeID"], "node_address": node["NodeManagerAddress"], **gpu} for gpu in gpus]
     return described
@@ -398,22 +416,24 @@ _connecting = asyncio.Lock()
 _agents: dict[str, Any] = {}
 
 
-async def connect(address: str) -> None:
-    """Join the cluster at `address` as its driver, once per process (Ray allows one cluster per process)."""
+async def connect(address: str, upload: str | None = None) -> None:
+    """Join the cluster at `address` as its driver, once per process (Ray allows one cluster per process); with
+    `upload`, a folder Ray ships to the nodes for this process's tasks (Ray uploads folders only for a whole job)."""
     if _connected == address:
         return
     async with _connecting:
-        await asyncio.to_thread(connect_now, address)
+        await asyncio.to_thread(connect_now, address, upload)
 
 
-def connect_now(address: str) -> None:
+def connect_now(address: str, upload: str | None = None) -> None:
     """`connect`, blocking."""
     global _connected
     if _connected == address:
         return
     if _connected is not None:
         raise OSError(f"this automl process already uses the Ray cluster at {_connected}, not {address}")
-    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+    shipped = {"runtime_env": {"working_dir": upload}} if upload else {}
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING, **shipped)
     atexit.register(_release_idle_groups)  # after Ray's own exit hook, so it runs first
     _connected = address
 
@@ -431,23 +451,63 @@ def _release_idle_groups() -> None:
 
 
 def node_agent(node: str, node_dir: str | None) -> Any:
-    """The agent of a node, started there (once, detached, named after the node) unless it runs already."""
+    """The agent of a node that runs this process's automl code, started there (once, detached, named after the
+    code and the node) unless it runs already; agents of older code on the node that keep no trial are ended."""
     if node not in _agents:
-        _agents[node] = (
-            ray.remote(NodeAgent)
-            .options(
-                name=AGENT_PREFIX + node,
-                namespace=NAMESPACE,
-                lifetime="detached",
-                get_if_exists=True,
-                num_cpus=0,
-                max_restarts=0,
-                max_concurrency=1000,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        agent = _start_agent(node, node_dir)
+        theirs = ray.get(agent.version.remote())
+        if theirs != AGENT_VERSION:
+            ray.kill(agent)
+            raise OSError(
+                f"node {node[:12]} of the Ray cluster has automl {theirs} installed, this daemon {AGENT_VERSION}: "
+                "install the same automl on every node"
             )
-            .remote(node, node_dir)
-        )
+        _retire_agents(node)
+        _agents[node] = agent
     return _agents[node]
+
+
+def _start_agent(node: str, node_dir: str | None) -> Any:
+    """A node's agent: the running one, or a new one."""
+    return (
+        ray.remote(NodeAgent)
+        .options(
+            name=_agent_name(node),
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_restarts=0,
+            max_concurrency=1000,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        )
+        .remote(node, node_dir)
+    )
+
+
+def _agent_name(node: str) -> str:
+    return f"{AGENT_PREFIX}{AGENT_VERSION}-{node}"
+
+
+def _node_of(agent_name: str) -> str:
+    return agent_name.rsplit("-", 1)[1]
+
+
+def _retire_agents(node: str) -> None:
+    """End the node's agents of other automl code (from before an upgrade) once they keep no trial; until then
+    they keep following the trials they started."""
+    for name in _names():
+        if _node_of(name) != node or name == _agent_name(node):
+            continue
+        try:
+            agent = ray.get_actor(name, namespace=NAMESPACE)
+            if not ray.get(agent.groups.remote()):
+                ray.kill(agent)
+        except (ValueError, RayError):
+            continue
+
+
+_keep_code = ray.remote(keep_code)
 
 
 @ray.remote
@@ -459,15 +519,17 @@ def _assigned_gpus() -> list[int]:
 def _find(identity: TrialIdentity, locator: Locator | None) -> tuple[Any, dict[str, Any], str] | None:
     """The agent that started a trial, what it knows of it, and its node (the locator's node first)."""
     key = (identity.experiment_id, identity.trial_id)
-    nodes = [locator.node] if locator is not None and locator.node else [name[len(AGENT_PREFIX) :] for name in _names()]
-    for node in nodes:
+    names = _names()  # every node's agents, of any code: a trial is followed by the agent that started it
+    if locator is not None and locator.node:
+        names = [name for name in names if _node_of(name) == locator.node]
+    for name in names:
         try:
-            agent = ray.get_actor(AGENT_PREFIX + node, namespace=NAMESPACE)
+            agent = ray.get_actor(name, namespace=NAMESPACE)
             status = ray.get(agent.status.remote(key))
         except (ValueError, RayError):
             continue
         if status is not None and (locator is None or status["pid"] == locator.pid):
-            return agent, status, node
+            return agent, status, _node_of(name)
     return None
 
 

@@ -16,6 +16,7 @@ GPU memory, as the daemon's pool does for local trials.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -81,21 +82,56 @@ class _GpuUse:
         return {"gpu_seconds": self.amount * ran, "energy_j": energy, "gpu_memory_mib": peak}
 
 
+def code_version() -> str:
+    """This automl's version and a digest of its code: an agent runs trials only for a daemon of the same code."""
+    from .. import __version__
+
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def node_root(node_id: str, node_dir: str | None) -> Path:
+    """The folder of automl's files on a node: its trial folders and the experiments' uploaded code."""
+    return Path(node_dir or Path(tempfile.gettempdir()) / f"automl-{os.getuid()}") / node_id[:12]
+
+
+def keep_code(node_id: str, node_dir: str | None) -> str:
+    """Copy the working dir Ray unpacked for this task (its cwd, named after its content's hash) to where trials of
+    this node run it, once per content; that copy's path. Ray may delete its own once no worker uses it."""
+    unpacked = Path.cwd()
+    target = node_root(node_id, node_dir) / "code" / unpacked.name
+    if not target.is_dir():
+        private_folders(target.parent)
+        staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=target.parent))
+        shutil.copytree(unpacked, staging / "tree", symlinks=True)
+        try:
+            os.rename(staging / "tree", target)
+        except OSError:
+            if not target.is_dir():  # another copy of the same content won the race otherwise
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return str(target)
+
+
 class NodeAgent:
     """Runs trials on one node for the daemon (see the module docstring). `node_dir`: where this node's trial
     folders go (None: this node's temp folder); `node_id`: Ray's id of the node, put in each trial's environment."""
 
     def __init__(self, node_id: str, node_dir: str | None):
         self.node_id = node_id
-        self.root = Path(node_dir or Path(tempfile.gettempdir()) / f"automl-{os.getuid()}") / node_id[:12]
+        self.root = node_root(node_id, node_dir)
         self.trials: dict[Key, _Trial] = {}
         self._pool: GpuPool | None = None
         self._slots: dict[str, GpuSlots] = {}  # per experiment: its placement policy on this node's GPUs
         self._sampling: asyncio.Task[None] | None = None
 
-    def ping(self) -> str:
-        """This agent's node (the launcher's check that the agent runs)."""
-        return self.node_id
+    def version(self) -> str:
+        """The automl code this agent runs (`code_version`)."""
+        return code_version()
 
     def refusals(self, experiment_id: str, policy: GpuPolicy, gpus_per_trial: float, gpus: list[int]) -> dict[int, str]:
         """Why some of the GPUs Ray assigned a trial of the experiment must not take it, measured now (the rules of
@@ -262,10 +298,13 @@ class NodeAgent:
     def gpus(self) -> list[dict[str, Any]]:
         """This node's GPUs as `automl gpus` shows a machine's (NVML, or the simulated fleet where AUTOML_SIM_GPUS
         names one): our trials' processes told apart from other users', judged under the default policy."""
+        from ..gpu.probe import gpu_source
+
         pool = self._gpu_pool()
         if not pool.count:
             return []
-        return report(pool, {"default": pool.slots("default", GpuPolicy(), 1)})
+        source = gpu_source()
+        return [{**gpu, "source": source} for gpu in report(pool, {"default": pool.slots("default", GpuPolicy(), 1)})]
 
     def _gpu_pool(self) -> GpuPool:
         """This node's GPU pool, over a probe opened once."""

@@ -1,4 +1,4 @@
-"""The daemon's Ray driver, in a child process of its own: `python -m automl.launchers.ray_bridge ADDRESS FD`.
+"""The daemon's Ray driver, in a child process: `python -m automl.launchers.ray_bridge ADDRESS FD [UPLOAD]`.
 
 Ray ends a driver process that loses its cluster for about a minute. Were the daemon the driver, a cluster that goes
 away would end the daemon and every experiment in it, local ones included; so the daemon joins a cluster only
@@ -160,13 +160,14 @@ def _portable(error: Exception) -> Exception:
     return RuntimeError(f"{type(error).__name__}: {error}")
 
 
-async def _main(address: str, fd: int) -> None:
-    """Join the cluster, say so, and answer calls until the daemon closes its end."""
+async def _main(address: str, fd: int, upload: str | None) -> None:
+    """Join the cluster (shipping `upload` to its nodes), say so, and answer calls until the daemon closes its
+    end."""
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
     from .ray import connect
 
     try:
-        await connect(address)
+        await connect(address, upload)
     except Exception as e:  # noqa: BLE001 - any failure to join is told to the daemon, which waits and tries again
         await send(writer, (HELLO, False, f"{type(e).__name__}: {e}"))
         return
@@ -180,4 +181,4 @@ async def _main(address: str, fd: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(_main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None))

@@ -48,8 +48,9 @@ class BridgeDown(ConnectionError):
 class Bridge:
     """The daemon's link to one Ray cluster: its bridge process, started on first use and again after it ends."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, upload: str | None = None):
         self.address = address
+        self.upload = upload  # the folder this bridge's Ray job ships to the nodes (None: none)
         self.up = asyncio.Event()
         self.generation = 0  # counts the bridge processes started: a handle id is valid only on its own
         self.away_since: float | None = None  # wall-clock time the bridge ended, while it is down
@@ -84,10 +85,11 @@ class Bridge:
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[call_id] = answer
         try:
-            await send(self._writer, (call_id, op, args))
+            try:
+                await send(self._writer, (call_id, op, args))
+            except (ConnectionError, RuntimeError) as e:  # the link closed under the call
+                raise BridgeDown(self.cause or str(e)) from e
             return await answer
-        except (ConnectionError, RuntimeError) as e:
-            raise BridgeDown(self.cause or str(e)) from e
         finally:
             self._calls.pop(call_id, None)
 
@@ -113,6 +115,7 @@ class Bridge:
         try:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "automl.launchers.ray_bridge", self.address, str(theirs.fileno()),
+                *([self.upload] if self.upload else []),
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
         finally:
@@ -222,15 +225,17 @@ class Bridge:
                             identity.experiment_id, pids)  # fmt: skip
 
 
-_bridges: dict[str, Bridge] = {}
+_bridges: dict[tuple[str, str | None], Bridge] = {}
 _launcher_ids = itertools.count(1)
 
 
-def bridge_for(address: str) -> Bridge:
-    """This process's bridge to the cluster at `address` (one per cluster)."""
-    if address not in _bridges:
-        _bridges[address] = Bridge(address)
-    return _bridges[address]
+def bridge_for(address: str, upload: str | None = None) -> Bridge:
+    """This process's bridge to the cluster at `address` (one per cluster, and per folder uploaded to it: Ray
+    ships a folder for a whole driver)."""
+    key = (address, upload)
+    if key not in _bridges:
+        _bridges[key] = Bridge(address, upload)
+    return _bridges[key]
 
 
 async def cluster_gpus(address: str) -> list[dict[str, Any]]:
@@ -240,6 +245,9 @@ async def cluster_gpus(address: str) -> list[dict[str, Any]]:
         await bridge.ready()
         return await bridge.call("gpus")
     except BridgeDown:
+        return []
+    except RuntimeError as e:  # Ray failed in a way not foreseen: this machine's GPUs are listed still
+        log.warning("cannot list the GPUs of the Ray cluster at %s: %s", address, e)
         return []
 
 
@@ -259,7 +267,7 @@ class RayClusterLauncher:
         self.gpus = gpus
         self.policy = policy or GpuPolicy()
         self.environment = dict(os.environ if environment is None else environment)
-        self.bridge = bridge_for(options.address)
+        self.bridge = bridge_for(options.address, options.upload)
         self.gone: str | None = None  # why this experiment gave up on its cluster
         self._back = asyncio.Event()
         self._reports: list[Report] = []
@@ -287,6 +295,8 @@ class RayClusterLauncher:
                 if found is not None:
                     return found
             hid, locator, _ = await self.bridge.call("start", self.id, spec)
+        except RuntimeError as e:  # Ray failed in a way the launcher did not foresee: the trial fails, saying how
+            raise OSError(f"Ray could not start the trial: {e}") from None
         except BridgeDown as e:
             if self.gone:
                 raise OSError(self.gone) from None
