@@ -433,3 +433,34 @@ def test_uploaded_code_runs_from_each_nodes_copy_of_the_working_dir(tmp_path, cl
         cwd = Path(out.split("cwd ", 1)[1].split("\n", 1)[0])
         assert cwd.parent.name == "code" and t["node"][:12] in cwd.parts and cwd != project, cwd
         assert "shipped with the code" in out
+
+
+OLD_AGENT = """
+import ray, sys
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from automl.launchers.ray_agent import NodeAgent
+ray.init(address=sys.argv[1], namespace="automl", logging_level="ERROR")
+agent = ray.remote(NodeAgent).options(
+    name=sys.argv[2], lifetime="detached", num_cpus=0,
+    scheduling_strategy=NodeAffinitySchedulingStrategy(sys.argv[3], soft=False),
+).remote(sys.argv[3], None)
+ray.get(agent.groups.remote())
+"""
+AGENTS = """
+import ray, sys
+ray.init(address=sys.argv[1], logging_level="ERROR")
+print(" ".join(a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "automl"))
+"""
+
+
+def test_an_agent_of_older_automl_code_keeping_no_trial_ends_once_its_node_gets_a_trial(tmp_path, cluster, daemon):
+    worker = cluster.worker.node_id
+    old = f"automl-agent-0.0.1+000000000000-{worker}"
+    subprocess.run([sys.executable, "-c", OLD_AGENT, cluster.address, old, worker], check=True, timeout=120)
+    config = _ray_config(tmp_path, cluster, launcher={"resources": {WORKER_RESOURCE: 1}}, max_trials=1)
+    exp_id = automl("submit", str(config), check=True).stdout.strip()
+    assert [t["status"] for t in wait_for_status(exp_id, "done")["trials"]] == ["succeeded"]
+    listed = subprocess.run([sys.executable, "-c", AGENTS, cluster.address], capture_output=True, text=True, check=True)
+    agents = listed.stdout.split()
+    assert old not in agents
+    assert [name for name in agents if name.endswith(worker)], agents  # the current code's agent of the worker
