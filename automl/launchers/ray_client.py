@@ -4,8 +4,8 @@ The daemon never imports Ray. `Bridge` starts `ray_bridge` as a child process pe
 driver and hosts the `RayLauncher` of each experiment (`ray.py`); `RayClusterLauncher` and `BridgedTrial` forward
 the launcher contract's calls to it. When the bridge ends (the cluster stopped answering, or Ray ended it), the
 daemon goes on: each experiment on that cluster says why it waits (`watch`), queued trials stay queued, running
-trials are followed from what their folders hold, and the bridge is started again every `RETRY_EVERY` seconds
-while the cluster's port does not answer. Once it is back, each running trial is found again on its node by its
+trials are followed from what their folders hold, and the bridge is started again, at growing intervals, until
+it joins the cluster. Once it is back, each running trial is found again on its node by its
 identity, and followed as before. An experiment whose cluster stays away longer than its `reconnect_timeout` ends
 failed, its trials `interrupted`; what they left running on the nodes is killed if the cluster comes back while
 the daemon runs.
@@ -132,8 +132,11 @@ class Bridge:
         self.generation += 1
         self.up.set()
         self._reading = asyncio.ensure_future(self._read(reader))
-        for launcher in list(self.launchers.values()):
-            await self.call("launcher", launcher.id, *launcher.settings())
+        try:
+            for launcher in list(self.launchers.values()):
+                await self.call("launcher", launcher.id, *launcher.settings())
+        except BridgeDown:
+            return False  # it ended at once: tried again
         return True
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
@@ -196,8 +199,9 @@ class Bridge:
             self._recovering = asyncio.ensure_future(self._recover())
 
     async def _recover(self) -> None:
-        """Start a bridge again every `RETRY_EVERY` seconds until one joins; then tell the launchers, and kill what
-        abandoned trials left running. Stops trying once nothing needs the cluster."""
+        """Start a bridge again, after `RETRY_EVERY` seconds and then at doubling intervals up to `RETRY_MOST`, until
+        one joins; then tell the launchers, and kill what abandoned trials left running. Stops trying once nothing
+        needs the cluster."""
         delay = RETRY_EVERY
         while self.launchers or self.abandoned:
             await asyncio.sleep(delay)
