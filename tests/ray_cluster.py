@@ -26,6 +26,7 @@ import pytest
 
 CLONE_NEWNET = 0x40000000
 HEAD_RESOURCE, WORKER_RESOURCE = "head_node", "worker_node"
+ROLE_LABEL = "automl-test/role"  # each node's label: its custom resource's name
 NODE_CPUS = 4
 NODE_GPUS = 2
 SIM_ENV = "AUTOML_SIM_GPUS"
@@ -133,7 +134,12 @@ def _add_node(cluster: Any, resource: str, fleet: Path, **args: Any) -> Any:
     os.environ.update({SIM_ENV: str(fleet), "TMPDIR": str(fleet.parent)})
     try:
         return cluster.add_node(
-            num_cpus=NODE_CPUS, num_gpus=NODE_GPUS, resources={resource: 100}, node_ip_address="127.0.0.1", **args
+            num_cpus=NODE_CPUS,
+            num_gpus=NODE_GPUS,
+            resources={resource: 100},
+            labels={ROLE_LABEL: resource},
+            node_ip_address="127.0.0.1",
+            **args,
         )
     finally:
         _restore(saved)

@@ -19,7 +19,7 @@ import pytest
 from automl.launchers.base import METRICS_FILE, STDOUT_FILE, TrialSpec
 from automl.launchers.local import marked_processes
 from tests.helpers import automl, running_daemon, show, wait_for_status, wait_until, write_config, write_trial
-from tests.ray_cluster import HEAD_RESOURCE, WORKER_RESOURCE, TwoNodes, two_node_cluster
+from tests.ray_cluster import HEAD_RESOURCE, ROLE_LABEL, WORKER_RESOURCE, TwoNodes, two_node_cluster
 
 pytestmark = pytest.mark.ray
 
@@ -166,11 +166,11 @@ nni.report_final_result({"default": params["x"], "other": 1})
 """
 
 
-def test_an_unmodified_nni_trial_runs_on_the_worker_node(tmp_path, cluster, daemon):
+def test_an_unmodified_nni_trial_runs_on_the_worker_node_its_label_selects(tmp_path, cluster, daemon):
     (tmp_path / "trial.py").write_text(NNI_TRIAL)
     config = write_config(
         tmp_path,
-        launcher={"name": "ray", "address": cluster.address, "resources": {WORKER_RESOURCE: 1}},
+        launcher={"name": "ray", "address": cluster.address, "labels": {ROLE_LABEL: WORKER_RESOURCE}},
         max_trials=2,
         concurrency=2,
     )

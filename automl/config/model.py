@@ -179,13 +179,14 @@ class LauncherSpec(_Model):
     name: Literal["local", "ray"] | None = None
     address: str | None = None
     resources: dict[str, float] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)  # Ray node labels a trial's node must match
     node_dir: str | None = None  # the folder of trial folders on each node (default: the node's temp folder)
     reconnect_timeout: Duration = DEFAULT_RECONNECT_TIMEOUT  # how long to wait for a cluster that went away
     code: Literal["shared", "upload"] = "shared"  # working_dir on every node's filesystem, or uploaded through Ray
 
     @model_validator(mode="after")
     def _ray_fields(self) -> LauncherSpec:
-        ray_only = [name for name in ("address", "resources", "node_dir") if getattr(self, name)]
+        ray_only = [name for name in ("address", "resources", "labels", "node_dir") if getattr(self, name)]
         if self.name == "local" and self.reconnect_timeout != DEFAULT_RECONNECT_TIMEOUT:
             ray_only.append("reconnect_timeout")
         if self.name == "local" and self.code != "shared":

@@ -18,5 +18,7 @@ def launcher_for(config: Any, environment: Mapping[str, str] | None) -> Any:
     from .ray_client import RayClusterLauncher
 
     upload = str(config.working_dir) if spec.code == "upload" else None
-    options = RayOptions(spec.address, dict(spec.resources), spec.node_dir, spec.reconnect_timeout, upload)
+    options = RayOptions(
+        spec.address, dict(spec.resources), dict(spec.labels), spec.node_dir, spec.reconnect_timeout, upload
+    )
     return RayClusterLauncher(options, config.resources.gpus, environment, config.gpu)

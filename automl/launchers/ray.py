@@ -167,7 +167,7 @@ class RayLauncher:
                 if slot is None and busy:
                     raise NoRoom("every GPU Ray can give it now is busy: " + "; ".join(busy))
                 if slot is None:
-                    raise NoRoom(await asyncio.to_thread(_no_room, self._bundle(spec)))
+                    raise NoRoom(await asyncio.to_thread(_no_room, self._bundle(spec), self.options.labels))
                 refused = await self._refusals(slot, spec.experiment_id)
                 if not refused:
                     return slot
@@ -186,7 +186,8 @@ class RayLauncher:
         """A new placement group of one bundle for a trial, once Ray has placed it: its node, GPUs and agent; None
         when Ray could not place it within `wait` seconds."""
         name = f"{GROUP_PREFIX}{spec.experiment_id}-{uuid.uuid4().hex[:12]}"
-        group = placement_group([self._bundle(spec)], strategy="STRICT_PACK", name=name, lifetime="detached")
+        labels = {"bundle_label_selector": [dict(self.options.labels)]} if self.options.labels else {}
+        group = placement_group([self._bundle(spec)], strategy="STRICT_PACK", name=name, lifetime="detached", **labels)
         try:
             try:
                 await asyncio.wait_for(group.ready(), wait)
@@ -642,10 +643,12 @@ def _sweep_groups(experiment_id: str) -> None:
             _remove_group(group["name"])
 
 
-def _no_room(bundle: dict[str, float]) -> str:
+def _no_room(bundle: dict[str, float], labels: dict[str, str]) -> str:
     """Why Ray could not place a trial's resources at once: no node has that much free now, or none has it at all
     (a node that would may join the cluster later, so the trial waits either way)."""
     need = ", ".join(f"{name} {amount:g}" for name, amount in bundle.items())
+    if labels:
+        return f"no node of the Ray cluster labelled {labels} has {need} free now"
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
     if any(all(node.get(name, 0) >= amount for name, amount in bundle.items()) for node in nodes):
         return f"no node of the Ray cluster has {need} free now"

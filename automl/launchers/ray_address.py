@@ -18,6 +18,7 @@ class RayOptions:
 
     address: str
     resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per trial
+    labels: dict[str, str] = field(default_factory=dict)  # Ray node labels a trial's node must match
     node_dir: str | None = None  # the folder of trial folders on each node (default: its temp folder)
     reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT
     upload: str | None = None  # the working dir Ray ships to each node, where trials run in its copy (None: shared)
