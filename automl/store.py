@@ -309,10 +309,15 @@ class Store:
 
     @classmethod
     def open_for_reading(cls, home: Path) -> Store | None:
-        """A read-only handle, or None when the data directory holds no database yet (nothing is created)."""
+        """A read-only handle, or None when the data directory holds no database yet (nothing is created), or one
+        whose first writer has not committed its tables yet."""
         if not (home / DB_NAME).exists():
             return None
-        return cls(home, readonly=True)
+        store = cls(home, readonly=True)
+        if store._schema_version() is None:
+            store.close()
+            return None
+        return store
 
     def close(self) -> None:
         self.conn.close()

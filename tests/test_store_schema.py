@@ -95,3 +95,10 @@ def test_the_cli_says_the_store_is_newer_and_exits_2(tmp_path: Path, home: Path)
     write_store(home, SCHEMA_VERSION + 1)
     result = automl("ls")
     assert result.returncode == 2 and "upgrade automl" in result.stderr, result.stderr
+
+
+def test_a_store_whose_first_writer_has_not_made_its_tables_yet_reads_as_empty(home):
+    home.mkdir(mode=0o700)
+    (home / DB_NAME).touch(mode=0o600)  # the file exists; the schema's transaction has not committed yet
+    listed = automl("ls", "--json")
+    assert (listed.returncode, json.loads(listed.stdout or "null")) == (0, []), listed.stderr
