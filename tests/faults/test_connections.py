@@ -82,7 +82,9 @@ def many_files() -> Iterator[None]:
 
 
 def test_two_thousand_idle_connections_fail_nothing(tmp_path, low_file_limit_daemon, many_files):
-    write_trial(tmp_path, STEPPING_TRIAL)
+    gate = tmp_path / "gate"  # the trials end only once the daemon answered under the idle connections
+    waiting = f"import os\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\ntrial.report_final"
+    write_trial(tmp_path, STEPPING_TRIAL.replace("trial.report_final", waiting))
     space = {"x": {"_type": "uniform", "_value": [0, 1]}, "pace": {"_type": "choice", "_value": [0.3]}}
     exp = submit(write_config(tmp_path, search_space=space, max_trials=4, concurrency=2))
     before = psutil.Process(recorded_daemon_pid(low_file_limit_daemon)).num_fds()
@@ -90,6 +92,7 @@ def test_two_thousand_idle_connections_fail_nothing(tmp_path, low_file_limit_dae
     try:
         status = automl("daemon", "status", "--json", timeout=60)
         assert status.returncode == 0 and json.loads(status.stdout)["experiments"] == [exp], status.stderr
+        gate.touch()
         view = wait_for_status(exp, "done", "failed", "stopped")
         assert view["status"] == "done"
         assert [(t["status"], t["steps"]) for t in view["trials"]] == [("succeeded", 5)] * 4
