@@ -98,6 +98,8 @@ class Bridge:
         self.launchers[launcher.id] = launcher
         if self.up.is_set():
             asyncio.ensure_future(self._introduce(launcher))
+        elif self.away_since is not None:  # a new experiment on a cluster that is away waits for it too
+            launcher.away(self.away_since, self.cause)
 
     async def _introduce(self, launcher: RayClusterLauncher) -> None:
         try:
@@ -278,7 +280,7 @@ class RayClusterLauncher:
         self._unsure: set[TrialIdentity] = set()  # trials whose start was cut short by the bridge's end
         self._deadline: asyncio.TimerHandle | None = None
         self.trials: set[BridgedTrial] = set()  # the trials followed now
-        self._closing: asyncio.Future[None] | None = None
+        self._closing: asyncio.Future[None] | None = None  # the bridge's end, once nothing else needs it
         self.bridge.register(self)
 
     def settings(self) -> tuple[Any, ...]:
@@ -336,7 +338,7 @@ class RayClusterLauncher:
             await self.bridge.ready()
             return await self.bridge.call("kill_leftovers", identity)
         except BridgeDown:
-            self.bridge.abandoned.add(identity)
+            self.abandon(identity)
             return []
 
     async def back_or_lost(self) -> None:
