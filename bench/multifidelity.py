@@ -81,7 +81,14 @@ def main() -> None:
     _configure_methods(args)
     saved = json.loads(args.traces.read_text()) if args.replot else _run_and_save(args)
     added = [run for path in args.add_traces for run in json.loads(path.read_text())["runs"]]
-    results, proposals, budgets = _collect(saved["runs"] + added)
+    results, proposals, budgets = _collect(
+        [
+            run
+            for run in saved["runs"] + added
+            if run["problem"] in (args.problems or [run["problem"]])
+            and run["method"] in (args.methods or [run["method"]])
+        ]
+    )
     _report(args, saved, results, proposals, budgets)
 
 
@@ -95,9 +102,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--problems",
         nargs="+",
-        default=list(PROBLEMS),
         type=_problem_name,
-        help=f"{DIGITS} or any mf-prior-bench Hartmann problem (mfh3_*, mfh6_*: good, moderate, bad, terrible)",
+        help=f"{DIGITS} or any mf-prior-bench Hartmann problem (mfh3_*, mfh6_*: good, moderate, bad, terrible); "
+        f"default: {' '.join(PROBLEMS)}, or with --replot every problem in the traces",
     )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (processes)")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "multifidelity.png")
@@ -116,7 +123,12 @@ def _arguments() -> argparse.Namespace:
         metavar="PATH",
         help="other runs' traces (same budget), reported with these, e.g. DEHB's, run in its own environment",
     )
-    parser.add_argument("--methods", nargs="+", default=[*METHODS, *PEERS], choices=[*METHODS, *PEERS])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=[*METHODS, *PEERS],
+        help="default: all, or with --replot every method in the traces",
+    )
     parser.add_argument(
         "--min-resource",
         type=int,
@@ -129,6 +141,12 @@ def _arguments() -> argparse.Namespace:
         type=int,
         default=_DEFAULT_ASHA["brackets"],
         help=f"ASHA's brackets in {AUTOML_DEFAULT!r}",
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=_DEFAULT_ASHA.get("min_agreement"),
+        help=f"ASHA's min_agreement in {AUTOML_DEFAULT!r} (none if not given)",
     )
     parser.add_argument(
         "--learn-from",
@@ -171,7 +189,7 @@ def _configure_methods(args: argparse.Namespace) -> None:
     """The ladder, TPE arguments and what stoppers' tuners learn from, set before the worker processes fork, so
     that they inherit them."""
     _RESOURCES.update(min_resource=args.min_resource, reduction_factor=args.reduction_factor)
-    _DEFAULT_ASHA.update(_RESOURCES, brackets=args.brackets)
+    _DEFAULT_ASHA.update(_RESOURCES, brackets=args.brackets, min_agreement=args.min_agreement)
     _TPE_ARGS.update(args.tpe_args)
     for _tuner, stopper in METHODS.values():
         if stopper is not None:
@@ -182,8 +200,8 @@ def _run_and_save(args: argparse.Namespace) -> dict[str, Any]:
     """Every (problem, method, seed) run, in parallel; their traces, also written to --traces."""
     runs = [
         (problem, method, seed)
-        for problem in args.problems
-        for method in args.methods
+        for problem in args.problems or PROBLEMS
+        for method in args.methods or [*METHODS, *PEERS]
         for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
     with ProcessPoolExecutor(args.jobs) as pool:
@@ -537,6 +555,7 @@ def _against_the_peers(
     def values(problem: str, method: str, fraction: float) -> list[float]:
         return [best_at(t, fraction * budgets[problem]) for t in results[(problem, method)]]
 
+    problems = [p for p in problems if (p, AUTOML_DEFAULT) in results]
     peers = [m for m in PEERS if all((p, m) in results for p in problems)]
     later = [(p, f) for p in problems for f in CHECKPOINTS if f >= 0.2]
     wins = {
