@@ -143,12 +143,6 @@ def _arguments() -> argparse.Namespace:
         help=f"ASHA's brackets in {AUTOML_DEFAULT!r}",
     )
     parser.add_argument(
-        "--min-agreement",
-        type=float,
-        default=_DEFAULT_ASHA.get("min_agreement"),
-        help=f"ASHA's min_agreement in {AUTOML_DEFAULT!r} (none if not given)",
-    )
-    parser.add_argument(
         "--learn-from",
         choices=("last", "best", "none"),
         default="last",
@@ -189,7 +183,7 @@ def _configure_methods(args: argparse.Namespace) -> None:
     """The ladder, TPE arguments and what stoppers' tuners learn from, set before the worker processes fork, so
     that they inherit them."""
     _RESOURCES.update(min_resource=args.min_resource, reduction_factor=args.reduction_factor)
-    _DEFAULT_ASHA.update(_RESOURCES, brackets=args.brackets, min_agreement=args.min_agreement)
+    _DEFAULT_ASHA.update(_RESOURCES, brackets=args.brackets)
     _TPE_ARGS.update(args.tpe_args)
     for _tuner, stopper in METHODS.values():
         if stopper is not None:

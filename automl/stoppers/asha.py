@@ -7,13 +7,6 @@ cut-off goes on. A None or NaN value at a rung stops the trial at once. Every
 value reported at a rung stays recorded, whatever the trial's fate, so the
 rungs depend only on which values were seen, never on their order: that is
 what makes `restore` give the same later decisions as a live stopper.
-
-With `min_agreement` set, a rung judges only while its order agrees with the
-next one's: the Spearman rank correlation between the values recorded at the
-rung and at the next rung up (max_resource for the last), over the trials
-with both, must be at least `min_agreement` once AGREEMENT_PAIRS trials have
-both. A rung whose first reports say little about later ones (noise, a
-warm-up) then lets every trial through to where the order starts to hold.
 """
 
 from __future__ import annotations
@@ -22,9 +15,6 @@ import math
 
 from automl.stoppers.base import History, Stopper, check_int, score
 from automl.tuners.base import Mode
-
-AGREEMENT_PAIRS = 10
-"""How many trials need values at both a rung and the next before their rank correlation may stop it judging."""
 
 
 class AshaStopper(Stopper):
@@ -42,11 +32,9 @@ class AshaStopper(Stopper):
         max_resource: int = 100,
         reduction_factor: int = 3,
         brackets: int = 1,
-        min_agreement: float | None = None,
     ) -> None:
         super().__init__(mode)
         low, high, eta = check_resources(min_resource, max_resource, reduction_factor)
-        _check_agreement(min_agreement)
         most = bracket_count(low, high, eta)
         count = check_int("brackets", brackets, 1)
         if count > most:
@@ -54,7 +42,7 @@ class AshaStopper(Stopper):
                 f"brackets must be at most {most} for min_resource={low}, max_resource={high} and "
                 f"reduction_factor={eta} (one per rung, and one that judges nothing), got {count}"
             )
-        self._brackets = Brackets(low, high, eta, count, min_agreement)
+        self._brackets = Brackets(low, high, eta, count)
         self.rungs = self._brackets.rungs[0]
         """The rung steps of the first bracket, the one that judges earliest."""
 
@@ -70,21 +58,11 @@ class AshaStopper(Stopper):
 
 
 class Rungs:
-    """One ladder of successive halving: the values recorded at each rung, and the keep-the-top-1/eta rule.
+    """One ladder of successive halving: the values recorded at each rung, and the keep-the-top-1/eta rule."""
 
-    With `min_agreement`, the values at `top` (max_resource) are recorded too, and a rung judges only while it
-    agrees with the next (see the module's docstring).
-    """
-
-    def __init__(
-        self, steps: tuple[int, ...], reduction_factor: int, top: int | None = None, min_agreement: float | None = None
-    ) -> None:
+    def __init__(self, steps: tuple[int, ...], reduction_factor: int) -> None:
         self._eta = reduction_factor
-        self._steps = steps
-        self._agreement = min_agreement
-        recorded = (*steps, top) if min_agreement is not None and top is not None else steps
-        self._seen: dict[int, dict[int, float]] = {step: {} for step in recorded}
-        self._next = dict(zip(recorded, recorded[1:], strict=False))
+        self._seen: dict[int, dict[int, float]] = {step: {} for step in steps}
 
     def record(self, key: int, step: int, value: float) -> bool:
         """Record trial `key`'s higher-is-better `value` if `step` is a rung it has no value at yet; whether it did."""
@@ -96,60 +74,16 @@ class Rungs:
 
     def judge(self, key: int, step: int, value: float) -> bool:
         """Record `value` like `record`; True when it was recorded at a rung and the trial must stop there."""
-        if not self.record(key, step, value) or step not in self._steps:
+        if not self.record(key, step, value):
             return False
         if value == -math.inf:
             return True
-        if self._agreement is not None and not self._agrees(step):
-            return False
         seen = self._seen[step]
         keep = len(seen) // self._eta
         if keep == 0:
             return False
         cutoff = sorted(seen.values(), reverse=True)[keep - 1]
         return value < cutoff
-
-    def _agrees(self, step: int) -> bool:
-        """Whether the rung at `step` orders the trials as the next rung does, as far as the values show."""
-        following = self._next.get(step)
-        if following is None:
-            return True
-        here, there = self._seen[step], self._seen[following]
-        keys = [key for key in there if key in here]
-        if len(keys) < AGREEMENT_PAIRS:
-            return True
-        return rank_correlation([here[key] for key in keys], [there[key] for key in keys]) >= self._agreement
-
-
-def rank_correlation(xs: list[float], ys: list[float]) -> float:
-    """Spearman's rank correlation of two equally long lists (ties get their mean rank); 0 when one is constant."""
-    rx, ry = _ranks(xs), _ranks(ys)
-    mean = (len(xs) + 1) / 2
-    covariance = sum((a - mean) * (b - mean) for a, b in zip(rx, ry, strict=True))
-    spread = math.sqrt(sum((a - mean) ** 2 for a in rx) * sum((b - mean) ** 2 for b in ry))
-    return covariance / spread if spread else 0.0
-
-
-def _ranks(values: list[float]) -> list[float]:
-    """1-based ranks of `values`, ties sharing the mean of the ranks they span."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for position in range(start, end + 1):
-            ranks[order[position]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
-
-
-def _check_agreement(value: object) -> None:
-    """A ValueError unless `value` is None or a number from -1 to 1."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if value is not None and not (number and -1 <= value <= 1):
-        raise ValueError(f"min_agreement must be a number from -1 to 1 or null, got {value!r}")
 
 
 def check_resources(min_resource: object, max_resource: object, reduction_factor: object) -> tuple[int, int, int]:
@@ -185,11 +119,11 @@ class Brackets:
     (ties to the lower bracket), so any run of consecutive keys is spread over all brackets.
     """
 
-    def __init__(self, low: int, high: int, eta: int, count: int, min_agreement: float | None = None) -> None:
+    def __init__(self, low: int, high: int, eta: int, count: int) -> None:
         s_max = bracket_count(low, high, eta) - 1
         self.rungs = tuple(rung_steps(low * eta**s, high, eta) for s in range(count))
         self.shares = tuple(_share(s_max - s, s_max, eta) for s in range(count))
-        self._ladders = [Rungs(steps, eta, high, min_agreement) for steps in self.rungs]
+        self._ladders = [Rungs(steps, eta) for steps in self.rungs]
         self._deal = _RoundRobin(self.shares)
 
     def judge(self, key: int, step: int, value: float) -> bool:
