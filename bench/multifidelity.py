@@ -62,7 +62,7 @@ METHODS: dict[str, tuple[str, dict[str, Any] | None]] = {
 }
 AUTOML_DEFAULT = "automl default"
 _DEFAULT_ASHA: dict[str, Any] = {"brackets": 1}
-METHODS[AUTOML_DEFAULT] = ("TPE", {"name": "ASHA", "args": _DEFAULT_ASHA})
+METHODS[AUTOML_DEFAULT] = ("TPE", {"name": "ASHA", "args": _DEFAULT_ASHA, "learn_from": "best"})
 """The tuner and stopper docs/config.md recommends for early stopping, on the same ladder."""
 OPTUNA = "Optuna TPE + SHA pruner"
 OPTUNA_HYPERBAND = "Optuna TPE + Hyperband pruner"
@@ -145,8 +145,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--learn-from",
         choices=("last", "best", "none"),
-        default="last",
-        help="what the tuner learns from a trial that a stopper ended",
+        help=f"what the tuner learns from a trial that a stopper ended, for every method (default: last, and best "
+        f"for {AUTOML_DEFAULT!r}, as docs/config.md recommends)",
     )
     parser.add_argument(
         "--tpe-args",
@@ -187,7 +187,7 @@ def _configure_methods(args: argparse.Namespace) -> None:
     _TPE_ARGS.update(args.tpe_args)
     for _tuner, stopper in METHODS.values():
         if stopper is not None:
-            stopper["learn_from"] = args.learn_from
+            stopper["learn_from"] = args.learn_from or stopper.get("learn_from", "last")
 
 
 def _run_and_save(args: argparse.Namespace) -> dict[str, Any]:
