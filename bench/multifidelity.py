@@ -30,6 +30,7 @@ matplotlib draws the plot (docs/multifidelity.png).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -69,6 +70,8 @@ OPTUNA_HYPERBAND = "Optuna TPE + Hyperband pruner"
 DEHB = "DEHB"
 PEERS = (OPTUNA, OPTUNA_HYPERBAND, DEHB)
 """Other libraries' methods, each driven over the same workers, ladder and epoch budget."""
+DEFAULT_METHODS = [*(m for m in METHODS if m != AUTOML_DEFAULT), OPTUNA]
+"""What a run without --methods compares: the main table of docs/benchmarks.md."""
 _TPE_ARGS: dict[str, Any] = {}
 """NNI's tpe_args for our TPE methods; empty for automl's defaults."""
 
@@ -127,7 +130,7 @@ def _arguments() -> argparse.Namespace:
         "--methods",
         nargs="+",
         choices=[*METHODS, *PEERS],
-        help="default: all, or with --replot every method in the traces",
+        help=f"default: {', '.join(DEFAULT_METHODS)}, or with --replot every method in the traces",
     )
     parser.add_argument(
         "--min-resource",
@@ -162,7 +165,13 @@ def _arguments() -> argparse.Namespace:
         choices=[*METHODS, *PEERS],
         help="also say, per checkpoint, how sure the difference between two methods' medians is",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not args.replot and DEHB in (args.methods or []) and importlib.util.find_spec("dehb") is None:
+        parser.error(
+            "DEHB needs the dehb package, which pins numpy<2: run DEHB from an environment of its own "
+            "(make bench-multifidelity makes one) and report its traces with the others' through --add-traces"
+        )
+    return args
 
 
 def _problem_name(name: str) -> str:
@@ -195,7 +204,7 @@ def _run_and_save(args: argparse.Namespace) -> dict[str, Any]:
     runs = [
         (problem, method, seed)
         for problem in args.problems or PROBLEMS
-        for method in args.methods or [*METHODS, *PEERS]
+        for method in args.methods or DEFAULT_METHODS
         for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
     with ProcessPoolExecutor(args.jobs) as pool:
