@@ -40,7 +40,7 @@ class AshaStopper(Stopper):
         if count > most:
             raise ValueError(
                 f"brackets must be at most {most} for min_resource={low}, max_resource={high} and "
-                f"reduction_factor={eta} (one per rung, and one that judges nothing), got {count}"
+                f"reduction_factor={eta} (Hyperband's number of brackets for them), got {count}"
             )
         self._brackets = Brackets(low, high, eta, count)
         self.rungs = self._brackets.rungs[0]
