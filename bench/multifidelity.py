@@ -4,9 +4,12 @@ Problems: mf-prior-bench's synthetic multi-fidelity Hartmann functions (no
 download; the fidelity is the epoch, 1..100) and the digits MLP trained for
 real, one epoch at a time (bench/digits_curve.py, 27 epochs). Each of our
 methods runs through the real experiment loop with simulated trials on a
-virtual clock (`automl.launchers.simulated`); Optuna's TPE with its successive-halving
-pruner runs as an ask/tell loop over the same number of workers, one epoch per
-tick. Every run stops once its trials have spent the epoch budget. A
+virtual clock (`automl.launchers.simulated`); the peers, Optuna's TPE with its
+successive-halving or its Hyperband pruner and DEHB, run as ask/tell loops over
+the same number of workers, one epoch per tick. `automl default` is the set-up
+docs/config.md recommends; the bench compares it with the strongest peer and
+Random when they are among the methods. Every run stops once its trials have
+spent the epoch budget. A
 configuration counts as found once it has been evaluated for all the epochs;
 the score is its regret, the value minus the problem's optimum (for the digits
 MLP, the validation error), lower is better. On the Hartmann problems, where a
@@ -23,8 +26,12 @@ reaches Random's final median, as a share of the budget.
         --methods "TPE + ASHA" "Optuna TPE + SHA pruner" --min-resource 1 \
         --traces /tmp/ladder.json --plot /tmp/ladder.png    # another ladder, kept apart from the results
 
+    python bench/multifidelity.py --seeds 10 --first-seed 10 --problems mfh3_terrible \
+        --methods "automl default" Random --traces /tmp/unseen.json --plot /tmp/unseen.png   # other seeds
+
 Needs the `bench` extra and mf-prior-bench (`make bench-multifidelity` installs both and runs it);
-matplotlib draws the plot (docs/multifidelity.png).
+matplotlib draws the plot (docs/multifidelity.png). DEHB needs the `dehb` package, which requires
+numpy < 2: run it from an environment of its own and join its traces with --add-traces.
 """
 
 from __future__ import annotations
