@@ -50,11 +50,26 @@ bench: install
 	$(BIN)/python bench/gpu_scheduling.py
 	$(BIN)/python bench/reliability.py
 
-# mf-prior-bench pins numpy<2 but runs on numpy 2: installed without its pins
+# mf-prior-bench pins numpy<2 but runs on numpy 2: installed without its pins. DEHB needs numpy<2 (it uses it):
+# it gets a venv of its own (inside .venv), and its traces join the others' through --add-traces (docs/benchmarks.md).
+DEHB_VENV := $(VENV)/dehb
+HARTMANN := mfh3_good mfh3_bad mfh6_good mfh6_bad
 bench-multifidelity: install
 	$(BIN)/pip install -q -e '.[bench]' --config-settings editable_mode=compat
 	$(BIN)/pip install -q --no-deps mf-prior-bench
+	test -x $(DEHB_VENV)/bin/python || $(PYTHON) -m venv $(DEHB_VENV)
+	$(DEHB_VENV)/bin/pip install -q dehb==0.1.2 && $(DEHB_VENV)/bin/pip install -q --no-deps mf-prior-bench
 	$(BIN)/python bench/multifidelity.py
+	$(BIN)/python bench/multifidelity.py --problems $(HARTMANN) --methods "automl default" \
+		--traces bench/results/multifidelity_default.json --plot /tmp/default.png
+	$(BIN)/python bench/multifidelity.py --problems $(HARTMANN) --methods "Optuna TPE + Hyperband pruner" \
+		--traces bench/results/multifidelity_hyperband.json --plot /tmp/hyperband.png
+	$(DEHB_VENV)/bin/python bench/multifidelity.py --problems $(HARTMANN) --methods DEHB \
+		--traces bench/results/multifidelity_dehb.json --plot /tmp/dehb.png
+	$(BIN)/python bench/multifidelity.py --replot --problems $(HARTMANN) --traces bench/results/multifidelity_default.json \
+		--add-traces bench/results/multifidelity.json bench/results/multifidelity_hyperband.json \
+		bench/results/multifidelity_dehb.json --plot docs/multifidelity_peers.png --methods Random "TPE + ASHA" \
+		"automl default" "Optuna TPE + SHA pruner" "Optuna TPE + Hyperband pruner" DEHB
 	$(BIN)/python bench/digits_real.py
 
 # a real two-node Ray cluster in a network namespace (needs root), against the local launcher and Ray Tune

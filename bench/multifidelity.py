@@ -4,9 +4,12 @@ Problems: mf-prior-bench's synthetic multi-fidelity Hartmann functions (no
 download; the fidelity is the epoch, 1..100) and the digits MLP trained for
 real, one epoch at a time (bench/digits_curve.py, 27 epochs). Each of our
 methods runs through the real experiment loop with simulated trials on a
-virtual clock (`automl.launchers.simulated`); Optuna's TPE with its successive-halving
-pruner runs as an ask/tell loop over the same number of workers, one epoch per
-tick. Every run stops once its trials have spent the epoch budget. A
+virtual clock (`automl.launchers.simulated`); the peers, Optuna's TPE with its
+successive-halving or its Hyperband pruner and DEHB, run as ask/tell loops over
+the same number of workers, one epoch per tick. `automl default` is the set-up
+docs/config.md recommends; the bench compares it with the strongest peer and
+Random when they are among the methods. Every run stops once its trials have
+spent the epoch budget. A
 configuration counts as found once it has been evaluated for all the epochs;
 the score is its regret, the value minus the problem's optimum (for the digits
 MLP, the validation error), lower is better. On the Hartmann problems, where a
@@ -23,13 +26,18 @@ reaches Random's final median, as a share of the budget.
         --methods "TPE + ASHA" "Optuna TPE + SHA pruner" --min-resource 1 \
         --traces /tmp/ladder.json --plot /tmp/ladder.png    # another ladder, kept apart from the results
 
+    python bench/multifidelity.py --seeds 10 --first-seed 10 --problems mfh3_terrible \
+        --methods "automl default" Random --traces /tmp/unseen.json --plot /tmp/unseen.png   # other seeds
+
 Needs the `bench` extra and mf-prior-bench (`make bench-multifidelity` installs both and runs it);
-matplotlib draws the plot (docs/multifidelity.png).
+matplotlib draws the plot (docs/multifidelity.png). DEHB needs the `dehb` package, which requires
+numpy < 2: run it from an environment of its own and join its traces with --add-traces.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -60,7 +68,17 @@ METHODS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "Hyperband": ("Random", {"name": "Hyperband", "args": _RESOURCES}),
     "BOHB": ("TPE", {"name": "Hyperband", "args": _RESOURCES}),
 }
+AUTOML_DEFAULT = "automl default"
+_DEFAULT_ASHA: dict[str, Any] = {"brackets": 1}
+METHODS[AUTOML_DEFAULT] = ("TPE", {"name": "ASHA", "args": _DEFAULT_ASHA, "learn_from": "best"})
+"""The tuner and stopper docs/config.md recommends for early stopping, on the same ladder."""
 OPTUNA = "Optuna TPE + SHA pruner"
+OPTUNA_HYPERBAND = "Optuna TPE + Hyperband pruner"
+DEHB = "DEHB"
+PEERS = (OPTUNA, OPTUNA_HYPERBAND, DEHB)
+"""Other libraries' methods, each driven over the same workers, ladder and epoch budget."""
+DEFAULT_METHODS = [*(m for m in METHODS if m != AUTOML_DEFAULT), OPTUNA]
+"""What a run without --methods compares: the main table of docs/benchmarks.md."""
 _TPE_ARGS: dict[str, Any] = {}
 """NNI's tpe_args for our TPE methods; empty for automl's defaults."""
 
@@ -72,7 +90,15 @@ def main() -> None:
     args = _arguments()
     _configure_methods(args)
     saved = json.loads(args.traces.read_text()) if args.replot else _run_and_save(args)
-    results, proposals, budgets = _collect(saved["runs"])
+    added = [run for path in args.add_traces for run in json.loads(path.read_text())["runs"]]
+    results, proposals, budgets = _collect(
+        [
+            run
+            for run in saved["runs"] + added
+            if run["problem"] in (args.problems or [run["problem"]])
+            and run["method"] in (args.methods or [run["method"]])
+        ]
+    )
     _report(args, saved, results, proposals, budgets)
 
 
@@ -80,9 +106,16 @@ def _arguments() -> argparse.Namespace:
     """The command line, parsed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run: first-seed .. first-seed + seeds - 1")
     parser.add_argument("--trials", type=int, default=1000, help="most trials one run may start")
     parser.add_argument("--budget", type=float, default=50, help="epochs one run may spend, in full trials' epochs")
-    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
+    parser.add_argument(
+        "--problems",
+        nargs="+",
+        type=_problem_name,
+        help=f"{DIGITS} or any mf-prior-bench Hartmann problem (mfh3_*, mfh6_*: good, moderate, bad, terrible); "
+        f"default: {' '.join(PROBLEMS)}, or with --replot every problem in the traces",
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (processes)")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "multifidelity.png")
     parser.add_argument(
@@ -92,7 +125,20 @@ def _arguments() -> argparse.Namespace:
         help="where every run's trace is written (read, with --replot)",
     )
     parser.add_argument("--replot", action="store_true", help="print the tables and draw the plot from --traces")
-    parser.add_argument("--methods", nargs="+", default=[*METHODS, OPTUNA], choices=[*METHODS, OPTUNA])
+    parser.add_argument(
+        "--add-traces",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="other runs' traces (same budget), reported with these, e.g. DEHB's, run in its own environment",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=[*METHODS, *PEERS],
+        help=f"default: {', '.join(DEFAULT_METHODS)}, or with --replot every method in the traces",
+    )
     parser.add_argument(
         "--min-resource",
         type=int,
@@ -101,10 +147,16 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--reduction-factor", type=int, default=_RESOURCES["reduction_factor"])
     parser.add_argument(
+        "--brackets",
+        type=int,
+        default=_DEFAULT_ASHA["brackets"],
+        help=f"ASHA's brackets in {AUTOML_DEFAULT!r}",
+    )
+    parser.add_argument(
         "--learn-from",
         choices=("last", "best", "none"),
-        default="last",
-        help="what the tuner learns from a trial that a stopper ended",
+        help=f"what the tuner learns from a trial that a stopper ended, for every method (default: last, and best "
+        f"for {AUTOML_DEFAULT!r}, as docs/config.md recommends)",
     )
     parser.add_argument(
         "--tpe-args",
@@ -117,26 +169,50 @@ def _arguments() -> argparse.Namespace:
         "--compare",
         nargs=2,
         metavar="METHOD",
-        choices=[*METHODS, OPTUNA],
+        choices=[*METHODS, *PEERS],
         help="also say, per checkpoint, how sure the difference between two methods' medians is",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not args.replot and DEHB in (args.methods or []) and importlib.util.find_spec("dehb") is None:
+        parser.error(
+            "DEHB needs the dehb package, which pins numpy<2: run DEHB from an environment of its own "
+            "(make bench-multifidelity makes one) and report its traces with the others' through --add-traces"
+        )
+    return args
+
+
+def _problem_name(name: str) -> str:
+    """`name` if the bench can run it: the digits MLP or one of mf-prior-bench's Hartmann problems."""
+    if name == DIGITS:
+        return name
+    try:
+        from mfpbench.get import _mapping
+    except ImportError as exc:
+        raise argparse.ArgumentTypeError(f"{name}: mf-prior-bench is not installed ({exc})") from exc
+    hartmann = sorted(key for key in _mapping if key.startswith(("mfh3", "mfh6")))
+    if name not in hartmann:
+        raise argparse.ArgumentTypeError(f"unknown problem {name!r}: use {DIGITS} or one of {', '.join(hartmann)}")
+    return name
 
 
 def _configure_methods(args: argparse.Namespace) -> None:
     """The ladder, TPE arguments and what stoppers' tuners learn from, set before the worker processes fork, so
     that they inherit them."""
     _RESOURCES.update(min_resource=args.min_resource, reduction_factor=args.reduction_factor)
+    _DEFAULT_ASHA.update(_RESOURCES, brackets=args.brackets)
     _TPE_ARGS.update(args.tpe_args)
     for _tuner, stopper in METHODS.values():
         if stopper is not None:
-            stopper["learn_from"] = args.learn_from
+            stopper["learn_from"] = args.learn_from or stopper.get("learn_from", "last")
 
 
 def _run_and_save(args: argparse.Namespace) -> dict[str, Any]:
     """Every (problem, method, seed) run, in parallel; their traces, also written to --traces."""
     runs = [
-        (problem, method, seed) for problem in args.problems for method in args.methods for seed in range(args.seeds)
+        (problem, method, seed)
+        for problem in args.problems or PROBLEMS
+        for method in args.methods or DEFAULT_METHODS
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
     with ProcessPoolExecutor(args.jobs) as pool:
         done = list(pool.map(_run, runs, [args.trials] * len(runs), [args.budget] * len(runs)))
@@ -200,6 +276,8 @@ def _report(
         print(_reaches_random(problems, results, budgets))
     if args.compare:
         print(_comparison(args.compare, problems, results, budgets))
+    if any(m == AUTOML_DEFAULT for _p, m in results):
+        print(_against_the_peers(problems, results, budgets))
     _plot(args.plot, problems, results, budgets)
 
 
@@ -258,8 +336,10 @@ def _run(run: tuple[str, str, int], trials: int, budget: float) -> tuple[int, Tr
     if proposals is not None:
         task = replace(task, curve=proposals)
     epochs = int(budget * task.epochs)
-    if method == OPTUNA:
-        trace = _run_optuna(task, trials, epochs, seed)
+    if method in (OPTUNA, OPTUNA_HYPERBAND):
+        trace = _run_optuna(task, method, trials, epochs, seed)
+    elif method == DEHB:
+        trace = _run_dehb(task, name, trials, epochs, seed)
     else:
         trace = _run_automl(task, METHODS[method], trials, epochs, seed)
     return (
@@ -328,16 +408,16 @@ def _tuner_args(tuner_name: str) -> dict[str, Any]:
     return {"tpe_args": _TPE_ARGS} if tuner_name == "TPE" and _TPE_ARGS else {}
 
 
-def _run_optuna(task: Problem, trials: int, epochs: int, seed: int) -> Trace:
+def _run_optuna(task: Problem, method: str, trials: int, epochs: int, seed: int) -> Trace:
     """WORKERS trials at a time, each advancing one epoch per tick; a pruned or finished one makes room."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.SuccessiveHalvingPruner(**_RESOURCES),
-    )
+    if method == OPTUNA:
+        pruner = optuna.pruners.SuccessiveHalvingPruner(**_RESOURCES)
+    else:
+        pruner = optuna.pruners.HyperbandPruner(max_resource=task.epochs, **_RESOURCES)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
     distributions = {name: _optuna_distribution(optuna, spec) for name, spec in task.space.items()}
     trace: Trace = []
     running: list[tuple[Any, int]] = []
@@ -360,6 +440,48 @@ def _run_optuna(task: Problem, trials: int, epochs: int, seed: int) -> Trace:
             else:
                 still.append((trial, epoch))
         running = still
+    return trace
+
+
+def _run_dehb(task: Problem, name: str, trials: int, epochs: int, seed: int) -> Trace:
+    """DEHB's ask/tell loop over WORKERS workers: a job at fidelity b trains a fresh configuration for b epochs
+    (rounded), one epoch per tick, and tells DEHB the value at the last one. Its fidelities are max_resource / eta^k
+    down to min_resource, for the same min_resource, max_resource and eta as the ladder."""
+    import mfpbench
+    from dehb import DEHB as Dehb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        optimizer = Dehb(
+            cs=mfpbench.get(name, seed=seed).space,
+            min_fidelity=_RESOURCES["min_resource"],
+            max_fidelity=task.epochs,
+            eta=_RESOURCES["reduction_factor"],
+            n_workers=1,
+            seed=seed,
+            output_path=tmp,
+            save_freq="end",
+            log_level="ERROR",
+        )
+        trace: Trace = []
+        running: list[tuple[dict[str, Any], dict[str, Any], int, int]] = []  # job, params, epochs to run, done
+        started = spent = 0
+        while spent < epochs and (running or started < trials):
+            while len(running) < WORKERS and started < trials:
+                job = optimizer.ask()
+                params = dict(job["config"])
+                running.append((job, params, round(job["fidelity"]), 0))
+                started += 1
+            still = []
+            for job, params, target, done in running:
+                value = task.curve(params, done + 1)
+                spent += 1
+                if done + 1 < target:
+                    still.append((job, params, target, done + 1))
+                    continue
+                optimizer.tell(job, {"fitness": value, "cost": target})
+                if target == task.epochs:
+                    _improve(trace, spent, value)
+            running = still
     return trace
 
 
@@ -430,6 +552,58 @@ def _reaches_random(problems: list[str], results: dict[tuple[str, str], list[Tra
             )
             lines.append(f"| {problem} | {method} | {'-' if share is None else f'{share:.1%}'} |")
     return "\n".join(lines) + "\n"
+
+
+def _against_the_peers(
+    problems: list[str], results: dict[tuple[str, str], list[Trace]], budgets: dict[str, int]
+) -> str:
+    """`automl default` against the strongest peer (the one whose median is the best of the peers in the most
+    (problem, checkpoint from 20%) cases) and Random: the medians and the two-sided Mann-Whitney U p-value at
+    each checkpoint, and how often automl default's median is ahead of the peer's from 20% on."""
+    from scipy.stats import mannwhitneyu
+
+    def values(problem: str, method: str, fraction: float) -> list[float]:
+        return [best_at(t, fraction * budgets[problem]) for t in results[(problem, method)]]
+
+    problems = [p for p in problems if (p, AUTOML_DEFAULT) in results]
+    peers = [m for m in PEERS if all((p, m) in results for p in problems)]
+    later = [(p, f) for p in problems for f in CHECKPOINTS if f >= 0.2]
+    wins = {
+        m: sum(min(peers, key=lambda peer: statistics.median(values(p, peer, f))) == m for p, f in later) for m in peers
+    }
+    strongest = max(peers, key=lambda m: wins[m]) if peers else None
+    others = [m for m in (strongest, "Random") if m is not None and all((p, m) in results for p in problems)]
+    lines = [
+        f"{AUTOML_DEFAULT} against " + " and ".join(others) + f" (the strongest peer: best of the peers in {wins}"
+        " cases from 20%): medians and two-sided Mann-Whitney p (< 0.05: a significant difference)\n",
+        "| problem | budget | " + AUTOML_DEFAULT + " | " + " | ".join(f"{m} | p" for m in others) + " |",
+        "|---|---|---|" + "---|---|" * len(others),
+    ]
+    ahead = 0
+    for problem in problems:
+        for fraction in CHECKPOINTS:
+            ours = values(problem, AUTOML_DEFAULT, fraction)
+            cells = [f"{statistics.median(ours):.3f}"]
+            for other in others:
+                theirs = values(problem, other, fraction)
+                finite = not any(math.isinf(v) for v in ours + theirs)
+                p = mannwhitneyu(ours, theirs, alternative="two-sided").pvalue if finite else math.nan
+                cells += [f"{statistics.median(theirs):.3f}", f"{p:.2f}{_significance(p, ours, theirs)}"]
+            if strongest is not None and fraction >= 0.2:
+                ahead += statistics.median(ours) < statistics.median(values(problem, strongest, fraction))
+            lines.append(f"| {problem} | {int(fraction * 100)}% | " + " | ".join(cells) + " |")
+    if strongest is not None:
+        lines.append(
+            f"\n{AUTOML_DEFAULT}'s median is ahead of {strongest}'s in {ahead} of {len(later)} cases from 20%."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _significance(p: float, ours: list[float], theirs: list[float]) -> str:
+    """' (ahead)' or ' (behind)' when p < 0.05, by which median is lower; else nothing."""
+    if not p < 0.05:
+        return ""
+    return " (ahead)" if statistics.median(ours) < statistics.median(theirs) else " (behind)"
 
 
 def _comparison(

@@ -10,6 +10,7 @@ import pytest
 
 from automl.config.model import build_config
 from automl.launchers.simulated import SimulatedLauncher, simulate
+from automl.stoppers import create_stopper
 from automl.tuners import create_tuner
 
 EPOCHS = 27
@@ -77,6 +78,21 @@ def test_two_hundred_trials_with_asha_run_on_the_virtual_clock(tmp_path):
     # 8 workers share the epochs; the clock ran at least that long, and not much longer
     assert launcher.epochs_run * 60 / 8 <= sim.seconds <= launcher.epochs_run * 60
     assert 0 < max(t.ended for t in trials) - min(t.created for t in trials) <= sim.seconds
+
+
+def test_asha_with_brackets_stops_trials_of_the_later_bracket_only_from_its_first_rung(tmp_path):
+    launcher = SimulatedLauncher(_curve, epochs=EPOCHS, epoch_seconds=60)
+    args = {"min_resource": 1, "max_resource": EPOCHS, "reduction_factor": 3, "brackets": 2}
+    sim, trials, _ = _run(tmp_path, launcher, stopper={"name": "ASHA", "args": args}, max_trials=60)
+
+    assert sim.status == "done"
+    stopper = create_stopper("ASHA", args, "maximize")
+    stopped_at: dict[int, set[int]] = {0: set(), 1: set()}
+    for trial in trials:
+        if trial.status == "early_stopped":
+            stopped_at[stopper.bracket(trial.id)].add(trial.steps)
+    assert 1 in stopped_at[0], "bracket 0 judges from step 1"
+    assert stopped_at[1] and min(stopped_at[1]) >= 3, "bracket 1 judges from step 3 only"
 
 
 def test_every_reported_value_is_in_the_store_with_its_virtual_time(tmp_path):

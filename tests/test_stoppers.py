@@ -119,6 +119,44 @@ def test_asha_ignores_a_repeated_step() -> None:
     assert decisions(stopper, at_step(1, [0.95, 0.85], first_key=2)) == [False, True]
 
 
+def test_asha_with_brackets_deals_keys_over_hyperbands_first_brackets() -> None:
+    stopper = create_stopper("ASHA", {"max_resource": 81, "brackets": 2}, "maximize")
+    assert stopper.rungs == (1, 3, 9, 27), "the first bracket's rungs, as without brackets"
+    hyperband = create_stopper("Hyperband", {"max_resource": 81}, "maximize")
+    period = 81 + 34  # Hyperband's shares of its first two brackets
+    first = [stopper.bracket(key) for key in range(period)]
+    assert [first.count(bracket) for bracket in (0, 1)] == [81, 34]
+    assert [stopper.bracket(key) for key in range(period, 2 * period)] == first
+    assert create_stopper("ASHA", {"max_resource": 81, "brackets": 5}, "maximize").rungs == hyperband.rungs[0]
+    assert [
+        create_stopper("ASHA", {"max_resource": 81, "brackets": 5}, "maximize").bracket(key) for key in range(300)
+    ] == [hyperband.bracket(key) for key in range(300)], "all the brackets: Hyperband's dealing"
+
+
+def test_asha_with_brackets_judges_a_later_bracket_only_from_its_first_rung() -> None:
+    stopper = create_stopper("ASHA", {"max_resource": 27, "brackets": 2}, "maximize")
+    in_bracket_0 = keys_in_bracket(stopper, 0, 1)[0]
+    in_bracket_1 = keys_in_bracket(stopper, 1, 1)[0]
+    assert decisions(stopper, [(in_bracket_0, 1, NAN)]) == [True]
+    assert decisions(stopper, [(in_bracket_1, step, NAN) for step in (1, 2, 3)]) == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"max_resource": 27, "brackets": 0}, "brackets must be an integer >= 1, got 0"),
+        ({"max_resource": 27, "brackets": 1.5}, "brackets must be an integer >= 1, got 1.5"),
+        (
+            {"max_resource": 27, "brackets": 5},
+            "brackets must be at most 4 for min_resource=1, max_resource=27 and reduction_factor=3",
+        ),
+    ],
+)
+def test_asha_rejects_brackets_its_ladder_does_not_have(args: dict[str, object], message: str) -> None:
+    with pytest.raises(UserError, match=f"ASHA: invalid classArgs: {message}"):
+        create_stopper("ASHA", args, "maximize")
+
+
 # Hyperband
 
 
@@ -230,6 +268,7 @@ class _Replay:
     "name, args",
     [
         ("ASHA", {"max_resource": 10}),
+        ("ASHA", {"max_resource": 10, "reduction_factor": 2, "brackets": 3}),
         ("Hyperband", {"max_resource": 10, "reduction_factor": 2}),
         ("Medianstop", {"start_step": 2}),
     ],

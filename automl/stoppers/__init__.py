@@ -40,7 +40,7 @@ _NNI_ASSESSORS = "automl.stoppers.nni_assessors"
 STOPPERS: Registry[StopperEntry] = Registry(
     "early-stopping strategy",
     {
-        "ASHA": StopperEntry("automl.stoppers.asha:AshaStopper", _RESOURCE_ARGS),
+        "ASHA": StopperEntry("automl.stoppers.asha:AshaStopper", (*_RESOURCE_ARGS, "brackets")),
         "Hyperband": StopperEntry("automl.stoppers.hyperband:HyperbandStopper", _RESOURCE_ARGS),
         "Medianstop": StopperEntry(
             f"{_NNI_ASSESSORS}:MedianstopStopper", ("start_step",), checker=f"{_NNI_ASSESSORS}:check_medianstop"

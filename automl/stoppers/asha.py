@@ -18,21 +18,43 @@ from automl.tuners.base import Mode
 
 
 class AshaStopper(Stopper):
-    """ASHA: rungs at min_resource * eta^k below max_resource; a trial goes on at a rung while in the top 1/eta."""
+    """ASHA: rungs at min_resource * eta^k below max_resource; a trial goes on at a rung while in the top 1/eta.
 
-    def __init__(self, mode: Mode, min_resource: int = 1, max_resource: int = 100, reduction_factor: int = 3) -> None:
+    With `brackets` = b > 1, trials are dealt over the first b of Hyperband's brackets (see `Brackets`), in
+    Hyperband's proportions: most are judged from min_resource, the others only from min_resource * eta^s, so
+    a good configuration whose first reports look bad still has a chance to show what it is worth.
+    """
+
+    def __init__(
+        self,
+        mode: Mode,
+        min_resource: int = 1,
+        max_resource: int = 100,
+        reduction_factor: int = 3,
+        brackets: int = 1,
+    ) -> None:
         super().__init__(mode)
         low, high, eta = check_resources(min_resource, max_resource, reduction_factor)
-        self.rungs = rung_steps(low, high, eta)
-        self._ladder = Rungs(self.rungs, eta)
+        most = bracket_count(low, high, eta)
+        count = check_int("brackets", brackets, 1)
+        if count > most:
+            raise ValueError(
+                f"brackets must be at most {most} for min_resource={low}, max_resource={high} and "
+                f"reduction_factor={eta} (Hyperband's number of brackets for them), got {count}"
+            )
+        self._brackets = Brackets(low, high, eta, count)
+        self.rungs = self._brackets.rungs[0]
+        """The rung steps of the first bracket, the one that judges earliest."""
 
     def report(self, key: int, step: int, value: float | None) -> bool:
-        return self._ladder.judge(key, step, score(value, self.mode))
+        return self._brackets.judge(key, step, score(value, self.mode))
 
     def restore(self, history: History) -> None:
-        for key, values, _status in history:
-            for step, value in enumerate(values, start=1):
-                self._ladder.record(key, step, score(value, self.mode))
+        self._brackets.restore(history, self.mode)
+
+    def bracket(self, key: int) -> int | None:
+        """None with one bracket, as for any stopper without brackets; else the bracket of trial `key`."""
+        return None if len(self._brackets.shares) == 1 else self._brackets.bracket(key)
 
 
 class Rungs:
@@ -85,3 +107,70 @@ def rung_steps(min_resource: int, max_resource: int, reduction_factor: int) -> t
         steps.append(step)
         step *= reduction_factor
     return tuple(steps)
+
+
+class Brackets:
+    """The first `count` of Hyperband's brackets for (low, high, eta), and which key goes to which.
+
+    With s_max = floor(log_eta(high / low)), bracket s is an independent ladder of rungs low * eta^(s+k)
+    below high, and gets Hyperband's share n_s = ceil((s_max + 1) / (j + 1) * eta^j) with j = s_max - s
+    (Li et al., 2018). Keys are dealt by smooth weighted round-robin over one period of sum(n_s) keys: key k
+    goes where the k-th pick (k mod period) goes, each pick being the bracket furthest behind its share
+    (ties to the lower bracket), so any run of consecutive keys is spread over all brackets.
+    """
+
+    def __init__(self, low: int, high: int, eta: int, count: int) -> None:
+        s_max = bracket_count(low, high, eta) - 1
+        self.rungs = tuple(rung_steps(low * eta**s, high, eta) for s in range(count))
+        self.shares = tuple(_share(s_max - s, s_max, eta) for s in range(count))
+        self._ladders = [Rungs(steps, eta) for steps in self.rungs]
+        self._deal = _RoundRobin(self.shares)
+
+    def judge(self, key: int, step: int, value: float) -> bool:
+        """Record the higher-is-better `value` in `key`'s bracket; True when the trial must stop there."""
+        return self._ladders[self.bracket(key)].judge(key, step, value)
+
+    def restore(self, history: History, mode: Mode) -> None:
+        """Record every value of `history` in its trial's bracket, deciding nothing."""
+        for key, values, _status in history:
+            ladder = self._ladders[self.bracket(key)]
+            for step, value in enumerate(values, start=1):
+                ladder.record(key, step, score(value, mode))
+
+    def bracket(self, key: int) -> int:
+        return self._deal.pick(key)
+
+
+def bracket_count(low: int, high: int, eta: int) -> int:
+    """Hyperband's number of brackets, s_max + 1, for a checked ladder."""
+    s_max = 0
+    while low * eta ** (s_max + 1) <= high:
+        s_max += 1
+    return s_max + 1
+
+
+class _RoundRobin:
+    """Smooth weighted round-robin over buckets; the pick sequence repeats every sum(weights) picks."""
+
+    def __init__(self, weights: tuple[int, ...]) -> None:
+        self._weights = weights
+        self._period = sum(weights)
+        self._current = [0] * len(weights)
+        self._picks: list[int] = []
+
+    def pick(self, index: int) -> int:
+        """The bucket of the `index`-th pick (any integer; taken modulo the period)."""
+        position = index % self._period
+        while len(self._picks) <= position:
+            current = self._current
+            for bucket, weight in enumerate(self._weights):
+                current[bucket] += weight
+            chosen = max(range(len(current)), key=lambda bucket: (current[bucket], -bucket))
+            current[chosen] -= self._period
+            self._picks.append(chosen)
+        return self._picks[position]
+
+
+def _share(halvings: int, s_max: int, eta: int) -> int:
+    """Hyperband's share for the bracket that halves j = `halvings` times: ceil((s_max + 1) / (j + 1) * eta^j)."""
+    return -(-(s_max + 1) * eta**halvings // (halvings + 1))
