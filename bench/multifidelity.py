@@ -69,8 +69,8 @@ METHODS: dict[str, tuple[str, dict[str, Any] | None]] = {
     "BOHB": ("TPE", {"name": "Hyperband", "args": _RESOURCES}),
 }
 AUTOML_DEFAULT = "automl default"
-_DEFAULT_ASHA: dict[str, Any] = {"brackets": 1}
-METHODS[AUTOML_DEFAULT] = ("TPE", {"name": "ASHA", "args": _DEFAULT_ASHA, "learn_from": "best"})
+_DEFAULT_ASHA: dict[str, Any] = {"brackets": 2}
+METHODS[AUTOML_DEFAULT] = ("TPE", {"name": "ASHA", "args": _DEFAULT_ASHA, "learn_from": "rung"})
 """The tuner and stopper docs/config.md recommends for early stopping, on the same ladder."""
 OPTUNA = "Optuna TPE + SHA pruner"
 OPTUNA_HYPERBAND = "Optuna TPE + Hyperband pruner"
@@ -154,8 +154,8 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--learn-from",
-        choices=("last", "best", "none"),
-        help=f"what the tuner learns from a trial that a stopper ended, for every method (default: last, and best "
+        choices=("last", "best", "rung", "none"),
+        help=f"what the tuner learns from a trial that a stopper ended, for every method (default: last, and rung "
         f"for {AUTOML_DEFAULT!r}, as docs/config.md recommends)",
     )
     parser.add_argument(

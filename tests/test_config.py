@@ -121,6 +121,10 @@ BAD_CONFIGS = [
 BAD_TUNER_ARGS = [  # refused when the tuner is created, before anything is written
     ({"stopper": {"name": "ASHA", "args": {"reduction_factor": 1}}}, "field 'stopper': ASHA: invalid classArgs"),
     ({"stopper": {"name": "asha", "learn_from": "worst"}}, "learn_from"),
+    (
+        {"tuner": {"name": "GPTuner"}, "stopper": {"name": "asha", "learn_from": "rung"}},
+        "needs a tuner that learns from the order of results alone (TPE, Random, Evolution, GridSearch, BatchTuner)",
+    ),
     ({"tuner": {"name": "TPE", "args": {"no_such_arg": 1}}}, "no_such_arg"),
     ({"tuner": {"name": "TPE", "args": {"optimize_mode": "minimize"}}}, "optimize_mode"),
 ]

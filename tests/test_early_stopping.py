@@ -56,6 +56,40 @@ def test_without_learning_from_stopped_trials_their_value_is_none(tmp_path, home
     assert stopped and all(t["value"] is None for t in stopped)
 
 
+BURST = """
+trial.report(params['x'])
+for step in range(3):
+    trial.report(100 + params['x'])
+for step in range(5):
+    time.sleep(0.15)
+    trial.report(100 + params['x'])
+trial.report_final(params['x'])
+"""
+
+
+def test_learning_from_rungs_keeps_the_value_judged_even_when_the_trial_ran_on_before_it_was_stopped(tmp_path, home):
+    write_trial(tmp_path, BURST)
+    config = write_config(
+        tmp_path,
+        tuner={"name": "GridSearch"},
+        max_trials=4,
+        concurrency=1,
+        search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.0]}},
+        stopper={
+            "name": "ASHA",
+            "learn_from": "rung",
+            "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3},
+        },
+    )
+    automl("run", str(config), check=True)
+    stopped = [t for t in show("test")["trials"] if t["status"] == "early_stopped"]
+    assert {t["params"]["x"] for t in stopped} == {0.8, 0.0}, "judged at step 1 against 1.0"
+    for t in stopped:
+        assert "at step 1" in t["error"]
+        assert t["steps"] > 1, "its next reports were written at once, before the stop reached it"
+        assert t["value"] == t["params"]["x"], "the value at the step it was judged at, not its last"
+
+
 def test_an_nni_config_with_an_assessor_runs_with_it(tmp_path, home):
     (tmp_path / "nni_trial.py").write_text(
         "import time\nimport nni\nx = nni.get_next_parameter()['x']\n"

@@ -12,7 +12,7 @@ import psutil
 from automl.config.model import GpuPolicy, build_config
 from automl.engine.experiment import ExperimentLoop
 from automl.gpu.pool import GpuPool
-from automl.store import Store
+from automl.store import Metric, Store
 from automl.tuners.base import NoMoreTrials, Tuner
 from tests.helpers import wait_until_async, write_trial
 
@@ -243,3 +243,41 @@ def test_max_trials_lowered_below_a_configuration_waiting_to_start_drops_it(tmp_
     assert asyncio.run(drive()) == "done"
     assert [t.params for t in store.trials(loop.experiment.id)] == [{"x": 0.1}]
     assert sorted(tuner.told) == [(1, 0.1), (2, None)]
+
+
+class RecordsRestore(Tuner):
+    """Keeps what `restore` gives it and proposes nothing more."""
+
+    def __init__(self):
+        self.history = []
+
+    def ask(self, key):
+        raise NoMoreTrials("nothing more")
+
+    def tell(self, key, value):
+        pass
+
+    def restore(self, history, pending=()):
+        self.history.extend(history)
+
+
+def test_a_resumed_experiment_learning_from_rungs_gives_its_tuner_the_same_ranks(tmp_path):
+    asha = {"name": "ASHA", "learn_from": "rung", "args": {"min_resource": 1, "max_resource": 9}}
+    tuner = RecordsRestore()
+    store, loop = _loop(tmp_path, tuner, stopper=asha, max_trials=3)
+    ended = [  # (x, how it ended, its intermediate values, its value)
+        (0.1, "succeeded", [0.1] * 9, 0.1),
+        (0.9, "early_stopped", [0.5, 0.5, 0.9, 0.9], 0.9),  # stopped at rung 3, reported one step more
+        (0.95, "early_stopped", [0.95, 0.95], 0.95),  # stopped at rung 1
+    ]
+    for key, (x, status, curve, value) in enumerate(ended):
+        trial = store.add_trial(loop.experiment.id, {"x": x}, key, [])
+        metrics = [Metric(step, "intermediate", step, v, {"default": v}, 0.0) for step, v in enumerate(curve, 1)]
+        store.add_metrics(trial, metrics, 0)
+        store.trial_ended(trial, status, 0, None, value)
+
+    assert asyncio.run(loop.run()) == "done"
+    told = {params["x"]: value for params, value in tuner.history}
+    assert told[0.1] > told[0.9] > told[0.95], "a full trial first, then the one stopped later, whatever the values"
+    stopped_at_3 = loop.told(store.trials(loop.experiment.id)[1], judged_at=3)
+    assert told[0.9] == stopped_at_3, "judged at its rung, 3, not at the 4 steps it reported"

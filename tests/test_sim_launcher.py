@@ -168,3 +168,44 @@ def test_a_simulation_does_not_depend_on_how_long_the_tuner_really_takes(tmp_pat
         sim.store.close()
     assert len(runs[0]) == 60
     assert runs[0] == runs[1]
+
+
+class _Recording:
+    """A tuner that keeps what it is told, by key, and passes everything on to the real one."""
+
+    def __init__(self, tuner):
+        self._tuner, self.told = tuner, {}
+
+    def __getattr__(self, name):
+        return getattr(self._tuner, name)
+
+    def tell(self, key, value):
+        self.told[key] = value
+        self._tuner.tell(key, value)
+
+
+def _dips(params, epoch):
+    """Best at the first epoch and worse later, so that a trial's value at a rung is neither its last nor its
+    best: x, then x - 1 from the second epoch, then x - 0.5 from the fourth."""
+    return params["x"] - (0 if epoch == 1 else 1 if epoch < 4 else 0.5)
+
+
+def test_learning_from_rungs_ranks_full_trials_first_then_by_the_rung_reached_then_by_value(tmp_path):
+    asha = {"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}, "learn_from": "rung"}
+    config = _config(tmp_path, max_trials=60, concurrency=4, stopper=asha)
+    tuner = _Recording(create_tuner("Random", {}, config.search_space, config.objective.mode))
+    sim = simulate(tmp_path / "home", config, tuner, SimulatedLauncher(_dips, epochs=9))
+    trials = sim.store.trials(sim.experiment_id)
+
+    assert len(tuner.told) == len(trials) == 60
+    stopped = [t for t in trials if t.status == "early_stopped"]
+    assert {t.steps for t in stopped} == {1, 3}, "stopped at both rungs"
+    for trial in stopped:
+        assert trial.value == _dips(trial.params, trial.steps), "it keeps the value it was judged on"
+    order = sorted(trials, key=lambda t: tuner.told[t.tuner_key], reverse=True)  # maximize: the best first
+    expected = sorted(
+        trials,
+        key=lambda t: (t.status == "succeeded", t.status == "succeeded" or t.steps, t.value),
+        reverse=True,
+    )
+    assert [t.id for t in order] == [t.id for t in expected]

@@ -210,6 +210,17 @@ def test_hyperband_brackets_are_independent_ladders() -> None:
     assert decisions(stopper, [(bracket_0, 1, 0.0), (bracket_0, 2, 0.0), (bracket_0, 3, 0.0)]) == [False] * 3
 
 
+def test_judged_at_is_the_last_rung_of_the_trials_bracket_reached() -> None:
+    asha = create_stopper("ASHA", {"max_resource": 81, "brackets": 2}, "maximize")
+    first, second = keys_in_bracket(asha, 0, 1)[0], keys_in_bracket(asha, 1, 1)[0]
+    assert [asha.judged_at(first, steps) for steps in (1, 2, 3, 8, 9, 80)] == [1, 1, 3, 3, 9, 27]
+    assert [asha.judged_at(second, steps) for steps in (2, 3, 8, 9, 30)] == [2, 3, 3, 9, 27]
+    hyperband = create_stopper("Hyperband", {"max_resource": 81}, "maximize")
+    late = keys_in_bracket(hyperband, 3, 1)[0]
+    assert [hyperband.judged_at(late, steps) for steps in (5, 27, 40)] == [5, 27, 27]
+    assert create_stopper("Medianstop", {}, "maximize").judged_at(0, 7) == 7, "it judges every report"
+
+
 # restore
 
 

@@ -107,7 +107,7 @@ class StopperSpec(_Model):
     class_name: str | None = None
     code_directory: Path | None = None
     args: dict[str, Any] = Field(default_factory=dict)
-    learn_from: Literal["last", "best", "none"] = "last"
+    learn_from: Literal["last", "best", "rung", "none"] = "last"
 
     @model_validator(mode="after")
     def _known_name(self) -> StopperSpec:
@@ -231,6 +231,8 @@ class ExperimentConfig(_Model):
     def _one_search_space(self) -> ExperimentConfig:
         if (self.search_space is None) == (self.search_space_file is None):
             raise ValueError("give exactly one of search_space (inline) or search_space_file")
+        if self.stopper is not None and self.stopper.learn_from == "rung":
+            _check_ranks_learnt(self.tuner)
         if isinstance(self.command, list) and not self.command:
             raise ValueError("command must not be empty")
         if isinstance(self.command, str) and not self.command.strip():
@@ -357,6 +359,19 @@ def resolve_launcher(config: ExperimentConfig, source: str, ray_address: str | N
     problem = address_problem(spec.address)
     if problem:
         raise UserError(f"{source}: field 'launcher.address': {problem}")
+
+
+def _check_ranks_learnt(tuner: TunerSpec) -> None:
+    """A ValueError unless the tuner learns from the order of results alone, as `stopper.learn_from: rung` needs."""
+    from ..tuners import order_only_tuners
+
+    if tuner.class_name is None and tuner.name in order_only_tuners():
+        return
+    raise ValueError(
+        f"stopper.learn_from: rung tells the tuner ranks, not values, so it needs a tuner that learns from the order "
+        f"of results alone ({', '.join(order_only_tuners())}); {tuner.class_name or tuner.name} learns from the "
+        "values: use learn_from: best or last with it"
+    )
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from ..stoppers.base import Stopper
 from ..store import ExperimentRecord, Store, StoreUnavailable, TrialRecord
 from ..trial import BARE_PARAMETER_ENV
 from ..tuners.base import NoMoreTrials
+from .learning import stopped_value, told_value
 from .metering import Meter
 from .resume import resume_from_store
 from .trial_logs import cap_logs, oversized_logs
@@ -82,6 +83,7 @@ class _Running:
     recovered: bool = False  # re-attached after a restart: the current tuner never handed it out
     ending: tuple[TrialStatus, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
     intermediate: list[float | None] = field(default_factory=list)  # its intermediate values, in order
+    judged_at: int | None = None  # the step at which the stopper said stop, if it did
     termination: asyncio.Task[None] | None = field(default=None, repr=False)
     logs_capped: float = 0.0  # when its log files were last looked at
     capping: asyncio.Future[int] | None = field(default=None, repr=False)
@@ -675,6 +677,7 @@ class ExperimentLoop:
             log.info("trial %d stopped early by %s at step %d", running.trial.id, self.config.stopper.name, step)
             reason = f"stopped early by {self.config.stopper.name} at step {step}"
             self._decide(running, TrialStatus.EARLY_STOPPED, reason)
+            running.judged_at = step
 
     def _decide(self, running: _Running, status: TrialStatus, reason: str) -> None:
         """Decide how a running trial ends (unless that is decided already): stored first, then acted on."""
@@ -732,18 +735,16 @@ class ExperimentLoop:
         self._write(self.store.trial_ended, trial, status, code, reason, value, usage, ended=ended)
         del self._running[trial.id]
         self._emit(EventKind.TRIAL_ENDED, trial=trial.id, status=status, value=value, error=reason)
-        self._tell(trial, running.key, recovered=running.recovered)
+        self._tell(trial, running.key, running.recovered, running.judged_at)
         self._wake.set()
 
     def _learned_from_stopped(self, running: _Running, status: TrialStatus) -> float | None:
-        """What the tuner learns from a trial the stopper ended: its last or best intermediate value, or nothing."""
+        """The value a trial the stopper ended keeps (`learning.stopped_value`); None for any other unfinished one."""
         spec = self.config.stopper
-        values = [v for v in running.intermediate if v is not None]
-        if status != TrialStatus.EARLY_STOPPED or spec is None or spec.learn_from == "none" or not values:
+        if status != TrialStatus.EARLY_STOPPED or spec is None:
             return None
-        if spec.learn_from == "last":
-            return values[-1]
-        return max(values) if self.config.objective.mode == "maximize" else min(values)
+        judged_at = running.judged_at or len(running.intermediate)
+        return stopped_value(spec, self.config.objective.mode, running.intermediate, judged_at)
 
     async def _end_running_trials(self) -> None:
         reason = self._stop_reason or "experiment ended"
@@ -762,9 +763,9 @@ class ExperimentLoop:
 
     # tell
 
-    def _tell(self, trial: TrialRecord, key: int, recovered: bool) -> None:
+    def _tell(self, trial: TrialRecord, key: int, recovered: bool, judged_at: int | None = None) -> None:
         """Retry a failed or re-run an interrupted trial, or else tell the tuner (and stopper) its configuration's
-        outcome."""
+        outcome; `judged_at`: the step the stopper stopped it at, if it did while this loop followed it."""
         self._note_best(trial)
         if self._would_run_again(trial) and self._stop_reason is None and not self._time_up:
             log.info("trial %d %s (%s); running it again", trial.id, trial.status, trial.error)
@@ -777,12 +778,25 @@ class ExperimentLoop:
             asyncio.get_running_loop().create_task(self._guarded(ended))
         if self._stop_reason is not None:
             return  # the experiment is ending: nothing more to ask the tuner
-        if recovered:
-            outcome = self._worker.call(self._worker.tuner.restore, [(trial.params, trial.value)])
-        else:
-            outcome = self._worker.call(self._worker.tuner.tell, key, trial.value)
+        outcome = self._worker.call(self._teach, trial, key, recovered, judged_at)
         self._learning += 1
         asyncio.get_running_loop().create_task(self._guarded(self._learned(outcome)))
+
+    def _teach(self, trial: TrialRecord, key: int, recovered: bool, judged_at: int | None) -> None:
+        """On the worker thread: tell the tuner what it learns from an ended trial (`learning.told_value`); through
+        `restore` when the current tuner never handed the trial out."""
+        told = self.told(trial, judged_at)
+        if recovered:
+            self._worker.tuner.restore([(trial.params, told)])
+        else:
+            self._worker.tuner.tell(key, told)
+
+    def told(self, trial: TrialRecord, judged_at: int | None = None) -> float | None:
+        """What the tuner learns from an ended trial; on the worker thread, where the stopper is asked where an
+        early-stopped trial was judged when `judged_at` is not known."""
+        if judged_at is None and self.stopper is not None and trial.status == TrialStatus.EARLY_STOPPED:
+            judged_at = self.stopper.judged_at(trial.id, trial.steps)
+        return told_value(self.config.stopper, self.config.objective.mode, trial, judged_at)
 
     def _note_best(self, trial: TrialRecord) -> None:
         """Keep the best succeeded trial so far."""

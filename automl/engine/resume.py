@@ -40,8 +40,8 @@ async def resume_from_store(loop: ExperimentLoop) -> None:
     curves = loop.store.curves(loop.experiment.id)
     if loop.stopper is not None:  # before any re-attached trial reports again
         await loop._worker.call(loop.stopper.restore, [(t.id, curves.get(t.id, []), t.status) for t in trials])
-    history, pending, live = _sort_out(loop, last_attempts)
-    await loop._worker.call(loop._worker.tuner.restore, history, pending)
+    ended, pending, live = _sort_out(loop, last_attempts)
+    await loop._worker.call(_restore_tuner, loop, ended, pending)
     for trial, key in live:  # after the tuner knows the history: a trial that ended meanwhile reports at once
         await _take_up(loop, trial, key, curves.get(trial.id, []))
     log.info(
@@ -55,10 +55,10 @@ async def resume_from_store(loop: ExperimentLoop) -> None:
 
 def _sort_out(
     loop: ExperimentLoop, last_attempts: dict[int, TrialRecord]
-) -> tuple[list[tuple[dict[str, Any], float | None]], list[dict[str, Any]], list[tuple[TrialRecord, int]]]:
+) -> tuple[list[TrialRecord], list[dict[str, Any]], list[tuple[TrialRecord, int]]]:
     """Count each configuration's last attempt: ended ones are history for the tuner; live ones and ones to run
     again are pending (their outcome reaches the tuner when they end); the live ones are returned to take up."""
-    history: list[tuple[dict[str, Any], float | None]] = []
+    ended: list[TrialRecord] = []
     pending: list[dict[str, Any]] = []
     live: list[tuple[TrialRecord, int]] = []
     for key, trial in last_attempts.items():
@@ -70,11 +70,16 @@ def _sort_out(
             pending.append(trial.params)
             loop._ready.append(loop._again(trial, key, recovered=True))
         else:
-            history.append((trial.params, trial.value))
+            ended.append(trial)
             loop.configs_ended += 1
             loop._count_outcome(trial)
             loop._note_best(trial)
-    return history, pending, live
+    return ended, pending, live
+
+
+def _restore_tuner(loop: ExperimentLoop, ended: list[TrialRecord], pending: list[dict[str, Any]]) -> None:
+    """On the worker thread: give the tuner the ended trials with what it learns from each, and the pending sets."""
+    loop._worker.tuner.restore([(trial.params, loop.told(trial)) for trial in ended], pending)
 
 
 async def _take_up(loop: ExperimentLoop, trial: TrialRecord, key: int, intermediate: list[float | None]) -> None:

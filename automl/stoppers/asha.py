@@ -56,6 +56,9 @@ class AshaStopper(Stopper):
         """None with one bracket, as for any stopper without brackets; else the bracket of trial `key`."""
         return None if len(self._brackets.shares) == 1 else self._brackets.bracket(key)
 
+    def judged_at(self, key: int, steps: int) -> int:
+        return self._brackets.judged_at(key, steps)
+
 
 class Rungs:
     """One ladder of successive halving: the values recorded at each rung, and the keep-the-top-1/eta rule."""
@@ -139,6 +142,10 @@ class Brackets:
 
     def bracket(self, key: int) -> int:
         return self._deal.pick(key)
+
+    def judged_at(self, key: int, steps: int) -> int:
+        """The last rung of `key`'s bracket at or below `steps`; `steps` if it is below the first."""
+        return max((step for step in self.rungs[self.bracket(key)] if step <= steps), default=steps)
 
 
 def bracket_count(low: int, high: int, eta: int) -> int:

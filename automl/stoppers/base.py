@@ -50,6 +50,12 @@ class Stopper(ABC):
         """The Hyperband bracket trial `key` belongs to; None for stoppers without brackets."""
         return None
 
+    def judged_at(self, key: int, steps: int) -> int:
+        """The step at which trial `key`, stopped after `steps` reports, was judged: the last step up to `steps` at
+        which this stopper judges it. A stopper that judges every report cannot tell a verdict that arrived a report
+        late, and answers `steps`."""
+        return steps
+
 
 def score(value: float | None, mode: Mode) -> float:
     """`value` as higher-is-better (negated when minimizing); None and NaN become -inf, the worst possible."""

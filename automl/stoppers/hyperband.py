@@ -32,3 +32,6 @@ class HyperbandStopper(Stopper):
 
     def bracket(self, key: int) -> int:
         return self._brackets.bracket(key)
+
+    def judged_at(self, key: int, steps: int) -> int:
+        return self._brackets.judged_at(key, steps)

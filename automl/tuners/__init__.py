@@ -23,6 +23,7 @@ __all__ = [
     "UserCodeError",
     "canonical_tuner_name",
     "create_tuner",
+    "order_only_tuners",
     "tuner_for",
 ]
 
@@ -32,6 +33,11 @@ TUNER_NAMES: tuple[str, ...] = TUNERS.names
 def canonical_tuner_name(name: str) -> str:
     """The canonical spelling of a tuner name (case-insensitive, NNI aliases accepted), or a UserError."""
     return TUNERS.canonical(name)
+
+
+def order_only_tuners() -> list[str]:
+    """The builtin tuners that learn from the order of results alone (or from none), as `learn_from: rung` needs."""
+    return [name for name, entry in TUNERS.entries.items() if entry.order_only]
 
 
 def create_tuner(

@@ -58,6 +58,8 @@ class TunerEntry:
     fill_in: bool = True
     retries: int | None = MAX_REPEATS
     place: Callable[[Any, dict[str, Any], Path], None] | None = None
+    order_only: bool = False
+    """It learns from the order of results alone (or not at all), so `learn_from: rung` can feed it ranks."""
 
 
 def _is_int(value: Any) -> bool:
@@ -145,17 +147,31 @@ _TABLE: dict[str, TunerEntry] = {
         "automl.tuners.nni_patches:TpeTuner",
         {"seed": _SEED, "tpe_args": _mapping(_TPE_ARGS)},
         prepare=_prepare_tpe,
+        order_only=True,
     ),
-    "Random": TunerEntry("nni.algorithms.hpo.random_tuner:RandomTuner", {"seed": _SEED}, takes_mode=False),
+    "Random": TunerEntry(
+        "nni.algorithms.hpo.random_tuner:RandomTuner", {"seed": _SEED}, takes_mode=False, order_only=True
+    ),
     "Anneal": TunerEntry(_HYPEROPT_TUNER, _HYPEROPT_ARGS, tuner_args=("anneal",)),
     "Evolution": TunerEntry(
-        "automl.tuners.nni_patches:EvolutionTuner", {"population_size": _integer(1)}, deferred=True
+        "automl.tuners.nni_patches:EvolutionTuner", {"population_size": _integer(1)}, deferred=True, order_only=True
     ),
     "GridSearch": TunerEntry(
-        "nni.algorithms.hpo.gridsearch_tuner:GridSearchTuner", {}, takes_mode=False, fill_in=False, retries=None
+        "nni.algorithms.hpo.gridsearch_tuner:GridSearchTuner",
+        {},
+        takes_mode=False,
+        fill_in=False,
+        retries=None,
+        order_only=True,
     ),
     "BatchTuner": TunerEntry(
-        "automl.tuners.nni_patches:BatchTuner", {}, takes_mode=False, batch=True, fill_in=False, retries=None
+        "automl.tuners.nni_patches:BatchTuner",
+        {},
+        takes_mode=False,
+        batch=True,
+        fill_in=False,
+        retries=None,
+        order_only=True,
     ),
     "GPTuner": TunerEntry(
         "automl.tuners.nni_gp:GPTuner",
