@@ -17,15 +17,24 @@ trial.report_final(params['x'])
 """
 
 
-def test_asha_stops_the_weak_trials_and_the_tuner_learns_their_last_value(tmp_path, home):
-    write_trial(tmp_path, STEPPING)
-    config = write_config(
+def _grid(tmp_path, values, stopper):
+    """A config that runs each value of x once, in order, one trial at a time, under `stopper`."""
+    return write_config(
         tmp_path,
         tuner={"name": "GridSearch"},
-        max_trials=6,
+        max_trials=len(values),
         concurrency=1,
-        search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.1, 0.05, 0.0]}},
-        stopper={"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}},
+        search_space={"x": {"_type": "choice", "_value": values}},
+        stopper=stopper,
+    )
+
+
+def test_asha_stops_the_weak_trials_and_the_tuner_learns_their_last_value(tmp_path, home):
+    write_trial(tmp_path, STEPPING)
+    config = _grid(
+        tmp_path,
+        [1.0, 0.9, 0.8, 0.1, 0.05, 0.0],
+        {"name": "ASHA", "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}},
     )
     automl("run", str(config), check=True)
     trials = {t["params"]["x"]: t for t in show("test")["trials"]}
@@ -43,13 +52,10 @@ def test_asha_stops_the_weak_trials_and_the_tuner_learns_their_last_value(tmp_pa
 
 def test_without_learning_from_stopped_trials_their_value_is_none(tmp_path, home):
     write_trial(tmp_path, STEPPING)
-    config = write_config(
+    config = _grid(
         tmp_path,
-        tuner={"name": "GridSearch"},
-        max_trials=4,
-        concurrency=1,
-        search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.0]}},
-        stopper={"name": "asha", "learn_from": "none", "args": {"max_resource": 9, "reduction_factor": 3}},
+        [1.0, 0.9, 0.8, 0.0],
+        {"name": "asha", "learn_from": "none", "args": {"max_resource": 9, "reduction_factor": 3}},
     )
     automl("run", str(config), check=True)
     stopped = [t for t in show("test")["trials"] if t["status"] == "early_stopped"]
@@ -69,17 +75,10 @@ trial.report_final(params['x'])
 
 def test_learning_from_rungs_keeps_the_value_judged_even_when_the_trial_ran_on_before_it_was_stopped(tmp_path, home):
     write_trial(tmp_path, BURST)
-    config = write_config(
+    config = _grid(
         tmp_path,
-        tuner={"name": "GridSearch"},
-        max_trials=4,
-        concurrency=1,
-        search_space={"x": {"_type": "choice", "_value": [1.0, 0.9, 0.8, 0.0]}},
-        stopper={
-            "name": "ASHA",
-            "learn_from": "rung",
-            "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3},
-        },
+        [1.0, 0.9, 0.8, 0.0],
+        {"name": "ASHA", "learn_from": "rung", "args": {"min_resource": 1, "max_resource": 9, "reduction_factor": 3}},
     )
     automl("run", str(config), check=True)
     stopped = [t for t in show("test")["trials"] if t["status"] == "early_stopped"]
