@@ -5,7 +5,7 @@ judged on (`rung`), or none. With `rung` the tuner is told each trial's place in
 value: every trial that ran to its end ranks above every stopped one, a trial stopped later above one stopped
 earlier, and trials stopped at the same step by the value they were judged on (Optuna's TPE ranks its pruned
 trials the same way). The order is made a number (`rank_value`), which tuners that learn from the order of
-results alone (`learns_from_order`) use exactly as they would the order itself.
+results alone (`automl.tuners.order_only_tuners`) use exactly as they would the order itself.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def rank_value(judged_at: int | None, value: float, mode: Mode) -> float:
     ran to its end, else the step it was stopped at; then its value.
 
     It is the trial's value squashed into (0, 1) by an order-keeping map, plus a whole number that grows the
-    earlier the trial was stopped (0 for one that ran to its end); negated when maximizing. Values of the same
-    level whose difference is below about 1e-7 of their size may tie.
+    earlier the trial was stopped (0 for one that ran to its end); negated when maximizing. Two values at the same
+    level may tie when they differ by less than about 1e-8 x (1 + value^2).
     """
     loss = value if mode == "minimize" else -value
     squashed = 0.5 + math.atan(loss) / math.pi
