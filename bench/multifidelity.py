@@ -169,8 +169,8 @@ def _arguments() -> argparse.Namespace:
         "--compare",
         nargs=2,
         metavar="METHOD",
-        choices=[*METHODS, *PEERS],
-        help="also say, per checkpoint, how sure the difference between two methods' medians is",
+        help="also say, per checkpoint, how sure the difference between two methods' medians is (any two methods "
+        "in the traces, such as the named variants in bench/results/multifidelity_tried*.json)",
     )
     args = parser.parse_args()
     if not args.replot and DEHB in (args.methods or []) and importlib.util.find_spec("dehb") is None:
@@ -275,6 +275,10 @@ def _report(
     if any(m == "Random" for _p, m in results):
         print(_reaches_random(problems, results, budgets))
     if args.compare:
+        missing = [m for m in args.compare if not any(method == m for _p, method in results)]
+        if missing:
+            known = sorted({method for _p, method in results})
+            sys.exit(f"--compare: no runs of {', '.join(missing)} in these traces; they hold {', '.join(known)}")
         print(_comparison(args.compare, problems, results, budgets))
     if any(m == AUTOML_DEFAULT for _p, m in results):
         print(_against_the_peers(problems, results, budgets))
@@ -624,6 +628,8 @@ def _comparison(
         "|---|---|---|---|---|---|",
     ]
     for problem in problems:
+        if (problem, first) not in results or (problem, second) not in results:
+            continue
         a_runs, b_runs = results[(problem, first)], results[(problem, second)]
         for fraction in CHECKPOINTS:
             at = fraction * budgets[problem]

@@ -726,7 +726,10 @@ class ExperimentLoop:
     def _finish(self, running: _Running, status: TrialStatus, code: int | None, reason: str | None) -> None:
         """Store how the trial ended and what it used, give its GPUs back, then tell."""
         trial = running.trial
-        value = running.final if status == TrialStatus.SUCCEEDED else self._learned_from_stopped(running, status)
+        judged_at = running.judged_at or len(running.intermediate)  # a stop decided before a restart: its last step
+        value = (
+            running.final if status == TrialStatus.SUCCEEDED else self._learned_from_stopped(running, status, judged_at)
+        )
         energy, peak = self.gpus.release(running.placement)
         used = ProcessUsage() if running.handle is None else running.handle.usage()  # also what it left unwatched
         usage = running.meter.total(energy, peak, used, self.store.clock(), self.config.cost)
@@ -735,15 +738,15 @@ class ExperimentLoop:
         self._write(self.store.trial_ended, trial, status, code, reason, value, usage, ended=ended)
         del self._running[trial.id]
         self._emit(EventKind.TRIAL_ENDED, trial=trial.id, status=status, value=value, error=reason)
-        self._tell(trial, running.key, running.recovered, running.judged_at)
+        self._tell(trial, running.key, running.recovered, judged_at)
         self._wake.set()
 
-    def _learned_from_stopped(self, running: _Running, status: TrialStatus) -> float | None:
-        """The value a trial the stopper ended keeps (`learning.stopped_value`); None for any other unfinished one."""
+    def _learned_from_stopped(self, running: _Running, status: TrialStatus, judged_at: int) -> float | None:
+        """The value a trial the stopper ended (at step `judged_at`) keeps (`learning.stopped_value`); None for any
+        other unfinished one."""
         spec = self.config.stopper
         if status != TrialStatus.EARLY_STOPPED or spec is None:
             return None
-        judged_at = running.judged_at or len(running.intermediate)
         return stopped_value(spec, self.config.objective.mode, running.intermediate, judged_at)
 
     async def _end_running_trials(self) -> None:
@@ -763,9 +766,9 @@ class ExperimentLoop:
 
     # tell
 
-    def _tell(self, trial: TrialRecord, key: int, recovered: bool, judged_at: int | None = None) -> None:
+    def _tell(self, trial: TrialRecord, key: int, recovered: bool, judged_at: int) -> None:
         """Retry a failed or re-run an interrupted trial, or else tell the tuner (and stopper) its configuration's
-        outcome; `judged_at`: the step the stopper stopped it at, if it did while this loop followed it."""
+        outcome; `judged_at`: the step the stopper stopped it at, if it did."""
         self._note_best(trial)
         if self._would_run_again(trial) and self._stop_reason is None and not self._time_up:
             log.info("trial %d %s (%s); running it again", trial.id, trial.status, trial.error)
@@ -782,7 +785,7 @@ class ExperimentLoop:
         self._learning += 1
         asyncio.get_running_loop().create_task(self._guarded(self._learned(outcome)))
 
-    def _teach(self, trial: TrialRecord, key: int, recovered: bool, judged_at: int | None) -> None:
+    def _teach(self, trial: TrialRecord, key: int, recovered: bool, judged_at: int) -> None:
         """On the worker thread: tell the tuner what it learns from an ended trial (`learning.told_value`); through
         `restore` when the current tuner never handed the trial out."""
         told = self.told(trial, judged_at)
