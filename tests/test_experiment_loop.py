@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 import time
@@ -13,6 +14,7 @@ from automl.config.model import GpuPolicy, build_config
 from automl.engine.experiment import ExperimentLoop
 from automl.gpu.pool import GpuPool
 from automl.store import Metric, Store
+from automl.trial_exit import EXIT_FILE
 from automl.tuners.base import NoMoreTrials, Tuner
 from tests.helpers import wait_until_async, write_trial
 
@@ -281,3 +283,23 @@ def test_a_resumed_experiment_learning_from_rungs_gives_its_tuner_the_same_ranks
     assert told[0.1] > told[0.9] > told[0.95], "a full trial first, then the one stopped later, whatever the values"
     stopped_at_3 = loop.told(store.trials(loop.experiment.id)[1], judged_at=3)
     assert told[0.9] == stopped_at_3, "judged at its rung, 3, not at the 4 steps it reported"
+
+
+def test_a_stop_decided_before_a_restart_keeps_the_value_and_rank_of_the_rung_it_was_judged_at(tmp_path):
+    asha = {"name": "ASHA", "learn_from": "rung", "args": {"min_resource": 1, "max_resource": 9}}
+    tuner = RecordsRestore()
+    store, loop = _loop(tmp_path, tuner, stopper=asha, max_trials=1)
+    trial = store.add_trial(loop.experiment.id, {"x": 0.9}, 0, [])
+    curve = [0.5, 0.5, 0.7, 0.9]  # stopped at rung 3; its process reported once more before it ended
+    store.add_metrics(
+        trial, [Metric(step, "intermediate", step, v, {"default": v}, 0.0) for step, v in enumerate(curve, 1)], 0
+    )
+    store.trial_started(trial, os.getpid(), 0.0)  # a process that is gone: not this one, created at another time
+    store.decide_ending(trial, "early_stopped", "stopped early by ASHA at step 3")
+    loop.trial_dir(trial.id).mkdir(parents=True)
+    (loop.trial_dir(trial.id) / EXIT_FILE).write_text("-15\n")  # the daemon went down before it saw the exit
+
+    assert asyncio.run(loop.run()) == "done"
+    (ended,) = store.trials(loop.experiment.id)
+    assert (ended.status, ended.value) == ("early_stopped", 0.7), "the value at rung 3, not at its last step"
+    assert tuner.history == [({"x": 0.9}, loop.told(ended))], "the rank a later restart gives it too"

@@ -83,7 +83,7 @@ class _Running:
     recovered: bool = False  # re-attached after a restart: the current tuner never handed it out
     ending: tuple[TrialStatus, str] | None = None  # (status, reason) decided by us: timeout, bad metric, stop, kill
     intermediate: list[float | None] = field(default_factory=list)  # its intermediate values, in order
-    judged_at: int | None = None  # the step at which the stopper said stop, if it did
+    judged_at: int | None = None  # the step the stopper stopped it at (asked again after a restart), if it did
     termination: asyncio.Task[None] | None = field(default=None, repr=False)
     logs_capped: float = 0.0  # when its log files were last looked at
     capping: asyncio.Future[int] | None = field(default=None, repr=False)
@@ -726,10 +726,7 @@ class ExperimentLoop:
     def _finish(self, running: _Running, status: TrialStatus, code: int | None, reason: str | None) -> None:
         """Store how the trial ended and what it used, give its GPUs back, then tell."""
         trial = running.trial
-        judged_at = running.judged_at or len(running.intermediate)  # a stop decided before a restart: its last step
-        value = (
-            running.final if status == TrialStatus.SUCCEEDED else self._learned_from_stopped(running, status, judged_at)
-        )
+        value = running.final if status == TrialStatus.SUCCEEDED else self._learned_from_stopped(running, status)
         energy, peak = self.gpus.release(running.placement)
         used = ProcessUsage() if running.handle is None else running.handle.usage()  # also what it left unwatched
         usage = running.meter.total(energy, peak, used, self.store.clock(), self.config.cost)
@@ -738,16 +735,16 @@ class ExperimentLoop:
         self._write(self.store.trial_ended, trial, status, code, reason, value, usage, ended=ended)
         del self._running[trial.id]
         self._emit(EventKind.TRIAL_ENDED, trial=trial.id, status=status, value=value, error=reason)
-        self._tell(trial, running.key, running.recovered, judged_at)
+        self._tell(trial, running.key, running.recovered, running.judged_at)
         self._wake.set()
 
-    def _learned_from_stopped(self, running: _Running, status: TrialStatus, judged_at: int) -> float | None:
-        """The value a trial the stopper ended (at step `judged_at`) keeps (`learning.stopped_value`); None for any
-        other unfinished one."""
+    def _learned_from_stopped(self, running: _Running, status: TrialStatus) -> float | None:
+        """The value a trial the stopper ended (at step `running.judged_at`) keeps (`learning.stopped_value`); None
+        for any other unfinished one."""
         spec = self.config.stopper
-        if status != TrialStatus.EARLY_STOPPED or spec is None:
+        if status != TrialStatus.EARLY_STOPPED or spec is None or running.judged_at is None:
             return None
-        return stopped_value(spec, self.config.objective.mode, running.intermediate, judged_at)
+        return stopped_value(spec, self.config.objective.mode, running.intermediate, running.judged_at)
 
     async def _end_running_trials(self) -> None:
         reason = self._stop_reason or "experiment ended"
@@ -766,7 +763,7 @@ class ExperimentLoop:
 
     # tell
 
-    def _tell(self, trial: TrialRecord, key: int, recovered: bool, judged_at: int) -> None:
+    def _tell(self, trial: TrialRecord, key: int, recovered: bool, judged_at: int | None) -> None:
         """Retry a failed or re-run an interrupted trial, or else tell the tuner (and stopper) its configuration's
         outcome; `judged_at`: the step the stopper stopped it at, if it did."""
         self._note_best(trial)
@@ -785,7 +782,7 @@ class ExperimentLoop:
         self._learning += 1
         asyncio.get_running_loop().create_task(self._guarded(self._learned(outcome)))
 
-    def _teach(self, trial: TrialRecord, key: int, recovered: bool, judged_at: int) -> None:
+    def _teach(self, trial: TrialRecord, key: int, recovered: bool, judged_at: int | None) -> None:
         """On the worker thread: tell the tuner what it learns from an ended trial (`learning.told_value`); through
         `restore` when the current tuner never handed the trial out."""
         told = self.told(trial, judged_at)

@@ -91,6 +91,8 @@ async def _take_up(loop: ExperimentLoop, trial: TrialRecord, key: int, intermedi
     if trial.status == TrialStatus.WAITING and handle.locator is not None:
         loop._mark_started(trial, handle.locator, handle.locator.created)
     running = loop._resumed(trial, key, handle, intermediate)
+    if running.ending is not None and running.ending[0] == TrialStatus.EARLY_STOPPED and loop.stopper is not None:
+        running.judged_at = await loop._worker.call(loop.stopper.judged_at, trial.id, len(intermediate))
     if handle.locator is not None:
         loop._attach(running, handle)
         loop._spawn(running, loop._follow_to_end(running))
